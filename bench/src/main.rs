@@ -1,0 +1,493 @@
+//! Benchmark of the gateway, printing figures (never asserting them).
+//!
+//! ```text
+//! cargo run --release -p switchboard-bench                      # SQLite (+ PostgreSQL if TEST_DATABASE_URL is set)
+//! cargo run --release -p switchboard-bench -- --postgres postgres://postgres@127.0.0.1:5432/test
+//! ```
+//!
+//! The gateway runs in a child process (this program started again with `--serve`), with the
+//! `echo` agent, so that the figures measure the gateway and not a model, and so that its memory
+//! can be read from `/proc`. The load comes from this process over loopback:
+//!
+//! 1. throughput: N visitors, each with its own conversation, send messages back to back to
+//!    `POST /v1/chat/messages` and wait for the full reply;
+//! 2. latency: messages at a fixed 100 per second, latency measured from the moment each one was
+//!    due (so a stall shows up instead of hiding);
+//! 3. memory: 10,000 idle `GET /v1/conversations/{id}/events` connections, RSS of the gateway
+//!    before and after.
+
+use std::{
+    net::SocketAddr,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, client::conn::http1};
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    process::{Child, Command},
+    sync::Mutex,
+};
+
+/// The same allocator as the `switchboard` binary, so that the gateway child measures what ships.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+struct Options {
+    duration: Duration,
+    visitors: usize,
+    rate_seconds: u64,
+    sse: usize,
+    sqlite: bool,
+    postgres: Option<String>,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut o = Options {
+        duration: Duration::from_secs(10),
+        visitors: 64,
+        rate_seconds: 20,
+        sse: 10_000,
+        sqlite: true,
+        postgres: std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().context("missing value");
+        match arg.as_str() {
+            "--duration" => o.duration = Duration::from_secs(value()?.parse()?),
+            "--visitors" => o.visitors = value()?.parse()?,
+            "--rate-seconds" => o.rate_seconds = value()?.parse()?,
+            "--sse" => o.sse = value()?.parse()?,
+            "--postgres" => o.postgres = Some(value()?),
+            "--no-postgres" => o.postgres = None,
+            "--no-sqlite" => o.sqlite = false,
+            other => bail!("unknown argument {other}; see the source for the options"),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> anyhow::Result<()> {
+    // Both processes need a file descriptor per connection.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--serve") {
+        let url = args.next().context("--serve needs a database URL")?;
+        return serve(url);
+    }
+    let options = options()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(options))
+}
+
+/// The gateway side: echo agent, quiet logs, a port chosen by the OS.
+fn serve(database_url: String) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let mut config = switchboard::config::Config::defaults();
+            config.database.url = database_url;
+            config.routing.default_agent = "echo".into();
+            config.log.filter = "warn".into();
+            switchboard::telemetry::init(&config.log);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("listening {}", listener.local_addr()?);
+            let gateway = switchboard::app::Gateway::build(config).await?;
+            // Stops when the parent closes our stdin (or dies).
+            let stop = async {
+                let mut buf = [0u8; 1];
+                let _ = tokio::io::stdin().read(&mut buf).await;
+            };
+            gateway.run(listener, stop).await
+        })
+}
+
+struct Gateway {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Gateway {
+    async fn start(database_url: &str) -> anyhow::Result<Gateway> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--serve")
+            .arg(database_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .context("the gateway did not start")??
+            .context("the gateway exited")?;
+        let address = line
+            .strip_prefix("listening ")
+            .context("unexpected first line")?
+            .parse()?;
+        Ok(Gateway { child, address })
+    }
+
+    /// Resident memory of the gateway process, in bytes.
+    fn rss(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("no pid")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .context("no VmRSS")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kb * 1024)
+    }
+
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Connection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    address: SocketAddr,
+}
+
+impl Connection {
+    async fn open(address: SocketAddr) -> anyhow::Result<Connection> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Connection { sender, address })
+    }
+
+    /// Sends a chat message and returns the body once the reply is complete.
+    async fn chat(&mut self, device: &str, body: String) -> anyhow::Result<Bytes> {
+        let request = Request::post(format!("http://{}/v1/chat/messages", self.address))
+            .header("host", self.address.to_string())
+            .header("content-type", "application/json")
+            .header("x-device-id", device)
+            .body(Full::new(Bytes::from(body)))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        if status != 200 {
+            bail!("status {status}: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(body)
+    }
+}
+
+fn has_reply(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"reply\":{";
+    body.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+fn conversation_id(body: &[u8]) -> anyhow::Result<String> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    Ok(value["conversation_id"]
+        .as_str()
+        .context("no conversation_id")?
+        .to_owned())
+}
+
+/// A visitor with a conversation of its own.
+struct Visitor {
+    device: String,
+    conversation: String,
+    connection: Connection,
+}
+
+impl Visitor {
+    async fn new(address: SocketAddr, n: usize) -> anyhow::Result<Visitor> {
+        let mut connection = Connection::open(address).await?;
+        let device = format!("bench-{}-{n}", uuid::Uuid::now_v7().simple());
+        let body = connection
+            .chat(&device, r#"{"content":"hello"}"#.to_owned())
+            .await?;
+        Ok(Visitor {
+            conversation: conversation_id(&body)?,
+            device,
+            connection,
+        })
+    }
+
+    async fn say(&mut self, n: u64) -> anyhow::Result<()> {
+        let body = format!(
+            r#"{{"conversation_id":"{}","content":"message {n}"}}"#,
+            self.conversation
+        );
+        let reply = self.connection.chat(&self.device, body).await?;
+        if !has_reply(&reply) {
+            bail!("no reply in {}", String::from_utf8_lossy(&reply));
+        }
+        Ok(())
+    }
+}
+
+struct Throughput {
+    messages: u64,
+    per_second: f64,
+    latencies: Vec<Duration>,
+}
+
+/// `visitors` visitors send back to back for `duration`.
+async fn throughput(
+    address: SocketAddr,
+    visitors: usize,
+    duration: Duration,
+) -> anyhow::Result<Throughput> {
+    let mut ready = Vec::with_capacity(visitors);
+    for n in 0..visitors {
+        ready.push(Visitor::new(address, n).await?);
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for mut visitor in ready {
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                visitor.say(n).await?;
+                latencies.push(sent.elapsed());
+                n += 1;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = start.elapsed();
+    Ok(Throughput {
+        messages: latencies.len() as u64,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        latencies,
+    })
+}
+
+/// Messages at a fixed rate; latency counted from when each message was due.
+async fn fixed_rate(
+    address: SocketAddr,
+    per_second: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<Duration>> {
+    const LANES: u64 = 8;
+    let total = per_second * seconds;
+    let interval = Duration::from_secs_f64(1.0 / per_second as f64);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    for lane in 0..LANES {
+        let mut visitor = Visitor::new(address, lane as usize).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = lane;
+            while i < total {
+                let due = start + interval * i as u32;
+                tokio::time::sleep_until(due).await;
+                visitor.say(i).await?;
+                latencies.push(due.elapsed());
+                i += LANES;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Opens `count` idle event streams (one per conversation) and returns the gateway's memory
+/// growth per connection.
+async fn sse_memory(gateway: &Gateway, count: usize) -> anyhow::Result<(u64, u64, usize)> {
+    // Conversations to listen to, created over a few connections.
+    let conversations = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let mut tasks = Vec::new();
+    let creators = 16;
+    for c in 0..creators {
+        let conversations = conversations.clone();
+        let address = gateway.address;
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            for n in (c..count).step_by(creators) {
+                let device = format!("sse-{n}");
+                let body = connection
+                    .chat(&device, r#"{"content":"hi"}"#.to_owned())
+                    .await?;
+                conversations
+                    .lock()
+                    .await
+                    .push((device, conversation_id(&body)?));
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let conversations = Arc::try_unwrap(conversations)
+        .map_err(|_| anyhow::anyhow!("still shared"))?
+        .into_inner();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = gateway.rss()?;
+
+    let mut streams = Vec::with_capacity(count);
+    for chunk in conversations.chunks(200) {
+        let opened = chunk.iter().map(|(device, conversation)| async move {
+            let mut stream = TcpStream::connect(gateway.address).await?;
+            let request = format!(
+                "GET /v1/conversations/{conversation}/events HTTP/1.1\r\nHost: {}\r\n\
+                 X-Device-ID: {device}\r\nLast-Event-ID: 2\r\nAccept: text/event-stream\r\n\r\n",
+                gateway.address
+            );
+            stream.write_all(request.as_bytes()).await?;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).await? == 0 {
+                    bail!("closed before the headers");
+                }
+                head.push(byte[0]);
+            }
+            if !head.starts_with(b"HTTP/1.1 200") {
+                bail!("refused: {}", String::from_utf8_lossy(&head));
+            }
+            anyhow::Ok(stream)
+        });
+        for stream in futures::future::join_all(opened).await {
+            streams.push(stream?);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = gateway.rss()?;
+    let open = streams.len();
+    drop(streams);
+    Ok((before, after, open))
+}
+
+struct Report {
+    backend: &'static str,
+    throughput: Throughput,
+    fixed: Vec<Duration>,
+}
+
+async fn measure(backend: &'static str, url: &str, options: &Options) -> anyhow::Result<Report> {
+    let gateway = Gateway::start(url).await?;
+    // Warm up: connections, statement caches, page cache.
+    throughput(gateway.address, options.visitors, Duration::from_secs(2)).await?;
+    let mut result = throughput(gateway.address, options.visitors, options.duration).await?;
+    result.latencies.sort();
+    let mut fixed = fixed_rate(gateway.address, 100, options.rate_seconds).await?;
+    fixed.sort();
+    gateway.stop().await;
+    Ok(Report {
+        backend,
+        throughput: result,
+        fixed,
+    })
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "Switchboard benchmark: {cores} cores, echo agent, {} visitors for {} s, then 100 msgs/s for {} s",
+        options.visitors,
+        options.duration.as_secs(),
+        options.rate_seconds
+    );
+    let dir = tempfile::tempdir()?;
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let mut reports = Vec::new();
+    if options.sqlite {
+        reports.push(measure("SQLite", &sqlite, &options).await?);
+    }
+
+    let mut schema = None;
+    if let Some(base) = &options.postgres {
+        use sqlx::{Connection as _, Executor as _};
+        let name = format!("bench_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(base).await?;
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .await?;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options[search_path]={name}");
+        reports.push(measure("PostgreSQL", &url, &options).await?);
+        schema = Some((conn, name));
+    } else {
+        println!("(PostgreSQL skipped: pass --postgres URL or set TEST_DATABASE_URL)");
+    }
+
+    println!();
+    println!(
+        "{:<11} {:>12} {:>10} {:>10} {:>10} | fixed 100 msgs/s: {:>9} {:>9} {:>9}",
+        "backend", "msgs/s", "p50", "p99", "messages", "p50", "p99", "max"
+    );
+    for r in &reports {
+        let t = &r.throughput;
+        println!(
+            "{:<11} {:>12.0} {:>10} {:>10} {:>10} | {:>26} {:>9} {:>9}",
+            r.backend,
+            t.per_second,
+            ms(percentile(&t.latencies, 50.0)),
+            ms(percentile(&t.latencies, 99.0)),
+            t.messages,
+            ms(percentile(&r.fixed, 50.0)),
+            ms(percentile(&r.fixed, 99.0)),
+            ms(r.fixed.last().copied().unwrap_or_default()),
+        );
+    }
+
+    if options.sse > 0 {
+        let gateway = Gateway::start(&sqlite).await?;
+        let (before, after, open) = sse_memory(&gateway, options.sse).await?;
+        gateway.stop().await;
+        let per = after.saturating_sub(before) as f64 / open.max(1) as f64;
+        println!();
+        println!(
+            "idle SSE connections: {open} open; gateway RSS {:.1} MiB -> {:.1} MiB = {:.1} KB per connection",
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            per / 1024.0
+        );
+    }
+    if let Some((mut conn, name)) = schema {
+        use sqlx::Executor as _;
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE")))
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Who a website visitor is.
+//!
+//! Anonymous visitors identify with a random device id that the widget keeps in local storage
+//! (`X-Device-ID`). Sites with their own login sign a short-lived HS256 JWT for the visitor
+//! (`Authorization: Bearer …`) with a secret shared with the gateway; its `sub` claim is the visitor.
+//! Either way the identity maps to one contact, and a visitor only ever sees that contact's
+//! conversations.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde::Deserialize;
+use switchboard_channel::ContactRef;
+
+/// The longest device id accepted.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+
+/// A verified website visitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// An anonymous visitor known by the id their browser generated.
+    Device(String),
+    /// A visitor logged in on the embedding site, vouched for by a signed token.
+    User {
+        /// The token's `sub` claim.
+        subject: String,
+        /// The token's `name` claim, if any.
+        name: Option<String>,
+    },
+}
+
+impl Identity {
+    /// The contact this visitor is, on the web channel. Devices and users live in separate
+    /// namespaces so that a device id can never impersonate a signed-in user.
+    pub fn contact(&self) -> ContactRef {
+        match self {
+            Identity::Device(id) => ContactRef {
+                external_id: format!("device:{id}"),
+                display_name: None,
+            },
+            Identity::User { subject, name } => ContactRef {
+                external_id: format!("user:{subject}"),
+                display_name: name.clone(),
+            },
+        }
+    }
+}
+
+/// Why a request carries no usable identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Neither a device id nor a bearer token was sent.
+    #[error("identify yourself with an X-Device-ID header or an Authorization: Bearer token")]
+    Missing,
+    /// The device id is empty, too long, or has characters outside `A-Z a-z 0-9 . _ : -`.
+    #[error("X-Device-ID must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'")]
+    InvalidDeviceId,
+    /// The Authorization header is not `Bearer <token>`.
+    #[error("the Authorization header must be 'Bearer <token>'")]
+    MalformedAuthorization,
+    /// A bearer token was sent, but this gateway has no JWT secret configured.
+    #[error("bearer tokens are not accepted by this gateway")]
+    TokensDisabled,
+    /// The token's signature, algorithm or claims are not valid.
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+}
+
+/// Checks visitor identities; built once from the configuration and shared.
+pub struct IdentityVerifier {
+    jwt: Option<(DecodingKey, Validation)>,
+}
+
+impl std::fmt::Debug for IdentityVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityVerifier")
+            .field("tokens_enabled", &self.jwt.is_some())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl IdentityVerifier {
+    /// A verifier that accepts device ids, and HS256 tokens signed with `jwt_secret` when one is given.
+    /// Tokens must carry `sub` and `exp`; `leeway_secs` tolerates clock skew.
+    pub fn new(jwt_secret: Option<&str>, leeway_secs: u64) -> Self {
+        let jwt = jwt_secret.filter(|s| !s.is_empty()).map(|secret| {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.set_required_spec_claims(&["exp", "sub"]);
+            validation.leeway = leeway_secs;
+            validation.validate_aud = false;
+            (DecodingKey::from_secret(secret.as_bytes()), validation)
+        });
+        Self { jwt }
+    }
+
+    /// Identifies a visitor from the `Authorization` header value and the `X-Device-ID` header value
+    /// (or their query-string equivalents, for `EventSource` clients that cannot set headers).
+    /// A bearer token wins over a device id.
+    pub fn identify(
+        &self,
+        authorization: Option<&str>,
+        device_id: Option<&str>,
+    ) -> Result<Identity, IdentityError> {
+        if let Some(header) = authorization {
+            let token = header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or(IdentityError::MalformedAuthorization)?;
+            return self.verify_token(token);
+        }
+        match device_id {
+            Some(id) => validate_device_id(id).map(|id| Identity::Device(id.to_owned())),
+            None => Err(IdentityError::Missing),
+        }
+    }
+
+    /// Verifies a bearer token alone.
+    pub fn verify_token(&self, token: &str) -> Result<Identity, IdentityError> {
+        let (key, validation) = self.jwt.as_ref().ok_or(IdentityError::TokensDisabled)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
+            IdentityError::InvalidToken(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::InvalidSignature => "the signature does not match",
+                ErrorKind::InvalidAlgorithm => "only HS256 tokens are accepted",
+                ErrorKind::MissingRequiredClaim(_) => "the token must carry 'sub' and 'exp'",
+                ErrorKind::ImmatureSignature => "the token is not valid yet",
+                _ => "the token is malformed",
+            })
+        })?;
+        let subject = data.claims.sub.trim();
+        if subject.is_empty() || subject.len() > 256 {
+            return Err(IdentityError::InvalidToken(
+                "'sub' must be 1 to 256 characters",
+            ));
+        }
+        Ok(Identity::User {
+            subject: subject.to_owned(),
+            name: data.claims.name.filter(|n| !n.trim().is_empty()),
+        })
+    }
+}
+
+fn validate_device_id(id: &str) -> Result<&str, IdentityError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_DEVICE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if valid {
+        Ok(id)
+    } else {
+        Err(IdentityError::InvalidDeviceId)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    fn token(secret: &str, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn in_an_hour() -> i64 {
+        chrono::Utc::now().timestamp() + 3600
+    }
+
+    #[test]
+    fn device_ids_are_checked() {
+        let verifier = IdentityVerifier::new(None, 0);
+        assert_eq!(
+            verifier.identify(None, Some("dev-123_abc:9")),
+            Ok(Identity::Device("dev-123_abc:9".into()))
+        );
+        assert_eq!(
+            verifier.identify(None, Some("")),
+            Err(IdentityError::InvalidDeviceId)
+        );
+        assert_eq!(
+            verifier.identify(None, Some("a b")),
+            Err(IdentityError::InvalidDeviceId)
+        );
+        assert_eq!(
+            verifier.identify(None, Some(&"x".repeat(129))),
+            Err(IdentityError::InvalidDeviceId)
+        );
+        assert_eq!(verifier.identify(None, None), Err(IdentityError::Missing));
+    }
+
+    #[test]
+    fn tokens_need_a_configured_secret() {
+        let verifier = IdentityVerifier::new(None, 0);
+        let t = token("s3cret", json!({"sub": "u1", "exp": in_an_hour()}));
+        assert_eq!(
+            verifier.identify(Some(&format!("Bearer {t}")), Some("dev1")),
+            Err(IdentityError::TokensDisabled)
+        );
+    }
+
+    #[test]
+    fn valid_tokens_identify_users_and_win_over_devices() {
+        let verifier = IdentityVerifier::new(Some("s3cret"), 0);
+        let t = token(
+            "s3cret",
+            json!({"sub": "u1", "name": "Ada", "exp": in_an_hour()}),
+        );
+        let identity = verifier
+            .identify(Some(&format!("Bearer {t}")), Some("dev1"))
+            .unwrap();
+        assert_eq!(
+            identity,
+            Identity::User {
+                subject: "u1".into(),
+                name: Some("Ada".into())
+            }
+        );
+        assert_eq!(identity.contact().external_id, "user:u1");
+    }
+
+    #[test]
+    fn bad_tokens_are_refused() {
+        let verifier = IdentityVerifier::new(Some("s3cret"), 0);
+        let forged = token("other", json!({"sub": "u1", "exp": in_an_hour()}));
+        let expired = token(
+            "s3cret",
+            json!({"sub": "u1", "exp": chrono::Utc::now().timestamp() - 60}),
+        );
+        let no_exp = token("s3cret", json!({"sub": "u1"}));
+        for t in [forged, expired, no_exp, "not.a.token".to_owned()] {
+            assert!(matches!(
+                verifier.identify(Some(&format!("Bearer {t}")), None),
+                Err(IdentityError::InvalidToken(_))
+            ));
+        }
+        assert_eq!(
+            verifier.identify(Some("Basic abc"), None),
+            Err(IdentityError::MalformedAuthorization)
+        );
+    }
+}

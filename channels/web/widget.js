@@ -1,0 +1,363 @@
+/*
+ * Switchboard chat widget. Plain JavaScript: no build step, no dependencies.
+ *
+ * Embed it with one line:
+ *   <script src="https://your-gateway.example/widget.js" async></script>
+ *
+ * Optional attributes on that script tag:
+ *   data-title="Support"      header text (default "Chat with us")
+ *   data-open="true"          start opened
+ *   data-token="<jwt>"        a visitor signed in on your site (HS256, see web.jwt_secret);
+ *                             without it the widget uses an anonymous device id
+ *   data-gateway="https://…"  the gateway, when widget.js is served from elsewhere
+ *
+ * Replies stream in through POST /v1/chat/stream; everything else that happens in the conversation
+ * (expert messages, handoff notices, other tabs) arrives on its event stream.
+ */
+(function () {
+  "use strict";
+  if (window.SwitchboardWidget) return;
+
+  var script = document.currentScript || {};
+  var data = script.dataset || {};
+  var base = (data.gateway || (script.src ? new URL(script.src, location.href).origin : location.origin)).replace(/\/+$/, "");
+  var token = data.token || null;
+  var prefix = "switchboard:" + base + ":";
+
+  function remember(key, value) {
+    try {
+      if (value == null) localStorage.removeItem(prefix + key);
+      else localStorage.setItem(prefix + key, value);
+    } catch (e) { /* storage disabled: the conversation lasts as long as the page */ }
+  }
+  function recall(key) {
+    try { return localStorage.getItem(prefix + key); } catch (e) { return null; }
+  }
+  function randomId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+  }
+
+  var deviceId = recall("device");
+  if (!deviceId) { deviceId = "web-" + randomId(); remember("device", deviceId); }
+  var conversationId = recall("conversation");
+
+  function headers(json) {
+    var h = {};
+    if (json) h["Content-Type"] = "application/json";
+    if (token) h["Authorization"] = "Bearer " + token; else h["X-Device-ID"] = deviceId;
+    return h;
+  }
+  function identityQuery() {
+    return token ? "access_token=" + encodeURIComponent(token) : "device_id=" + encodeURIComponent(deviceId);
+  }
+
+  // ---- Look ----------------------------------------------------------------------------------
+  var css = [
+    "#sbw-root{position:fixed;right:20px;bottom:20px;z-index:2147483000;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2433}",
+    "#sbw-root *{box-sizing:border-box}",
+    "#sbw-launcher{display:flex;align-items:center;justify-content:center;width:58px;height:58px;border-radius:50%;border:0;background:#2f5bea;color:#fff;cursor:pointer;box-shadow:0 6px 20px rgba(20,40,120,.3);margin-left:auto}",
+    "#sbw-panel{display:none;flex-direction:column;width:370px;max-width:calc(100vw - 40px);height:540px;max-height:calc(100vh - 110px);margin-bottom:12px;background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(20,30,60,.25);overflow:hidden}",
+    "#sbw-root.sbw-open #sbw-panel{display:flex}",
+    "#sbw-header{display:flex;align-items:center;gap:8px;padding:12px 14px;background:#2f5bea;color:#fff}",
+    "#sbw-title{flex:1;font-weight:600}",
+    "#sbw-header button{border:0;background:rgba(255,255,255,.18);color:#fff;border-radius:8px;padding:5px 9px;cursor:pointer;font:inherit;font-size:13px}",
+    "#sbw-header button:disabled{opacity:.5;cursor:default}",
+    "#sbw-status{padding:6px 14px;font-size:12.5px;color:#5b6478;background:#f3f5fa;border-bottom:1px solid #e6e9f2;display:none}",
+    "#sbw-status.sbw-show{display:block}",
+    "#sbw-messages{flex:1;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:8px;background:#fafbfe}",
+    ".sbw-msg{max-width:82%;padding:8px 12px;border-radius:14px;white-space:pre-wrap;word-wrap:break-word}",
+    ".sbw-user{align-self:flex-end;background:#2f5bea;color:#fff;border-bottom-right-radius:4px}",
+    ".sbw-ai,.sbw-expert{align-self:flex-start;background:#eceff6;border-bottom-left-radius:4px}",
+    ".sbw-expert{background:#e3f4e8}",
+    ".sbw-expert::before{content:'Expert';display:block;font-size:11px;font-weight:600;color:#2e7d4f}",
+    ".sbw-system{align-self:center;max-width:92%;background:none;color:#5b6478;font-size:13px;text-align:center;font-style:italic}",
+    ".sbw-error{align-self:center;color:#b42318;font-size:13px}",
+    ".sbw-typing{align-self:flex-start;color:#5b6478;font-size:13px;display:none}",
+    ".sbw-typing.sbw-show{display:block}",
+    "#sbw-form{display:flex;gap:8px;padding:10px;border-top:1px solid #e6e9f2}",
+    "#sbw-input{flex:1;resize:none;border:1px solid #cfd5e3;border-radius:10px;padding:8px 10px;font:inherit;max-height:120px}",
+    "#sbw-send{border:0;border-radius:10px;background:#2f5bea;color:#fff;padding:0 14px;font:inherit;cursor:pointer}",
+    "#sbw-send:disabled{opacity:.5;cursor:default}"
+  ].join("\n");
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    for (var key in attrs) node.setAttribute(key, attrs[key]);
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  var style = el("style", {}, css);
+  var root = el("div", { id: "sbw-root" });
+  var panel = el("div", { id: "sbw-panel", role: "dialog", "aria-label": data.title || "Chat with us" });
+  var header = el("div", { id: "sbw-header" });
+  var titleEl = el("span", { id: "sbw-title" }, data.title || "Chat with us");
+  var humanBtn = el("button", { id: "sbw-human", type: "button", title: "Ask for a person" }, "Talk to a human");
+  var closeBtn = el("button", { id: "sbw-close", type: "button", "aria-label": "Close chat" }, "\u2715");
+  var status = el("div", { id: "sbw-status", role: "status" });
+  var list = el("div", { id: "sbw-messages", "aria-live": "polite" });
+  var typing = el("div", { class: "sbw-typing" }, "typing\u2026");
+  var form = el("form", { id: "sbw-form" });
+  var input = el("textarea", { id: "sbw-input", rows: "1", placeholder: "Write a message\u2026", "aria-label": "Message" });
+  var sendBtn = el("button", { id: "sbw-send", type: "submit" }, "Send");
+  var launcher = el("button", { id: "sbw-launcher", type: "button", "aria-label": "Open chat" });
+  var hint = el("div", { class: "sbw-msg sbw-system", id: "sbw-hint" }, "Ask us anything — we usually answer right away.");
+  (function icon() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "28");
+    svg.setAttribute("height", "28");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z");
+    svg.appendChild(path);
+    launcher.appendChild(svg);
+  })();
+
+  header.append(titleEl, humanBtn, closeBtn);
+  list.append(hint, typing);
+  form.append(input, sendBtn);
+  panel.append(header, status, list, form);
+  root.append(panel, launcher);
+
+  // ---- Conversation state --------------------------------------------------------------------
+  var rendered = {};        // message id -> bubble
+  var pendingUser = [];     // own bubbles waiting for their stored id: {el, content}
+  var ownReplyTo = null;    // id of the own message whose reply streams in through POST /v1/chat/stream
+  var ownReply = null;      // the bubble that reply streams into
+  var sending = false;
+  var foreign = {};         // reply_to -> bubble, for replies streamed to another tab
+  var events = null;
+  var loaded = false;
+
+  function scroll() { list.scrollTop = list.scrollHeight; }
+  function bubble(role, text) {
+    if (hint.parentNode) hint.remove();
+    var node = el("div", { class: "sbw-msg sbw-" + role }, text);
+    list.insertBefore(node, typing);
+    scroll();
+    return node;
+  }
+  function showTyping(on) { typing.classList.toggle("sbw-show", !!on); if (on) scroll(); }
+  function setStatus(text) { status.textContent = text || ""; status.classList.toggle("sbw-show", !!text); }
+  function setMode(mode) {
+    if (mode === "expert") {
+      setStatus("An expert will answer you here.");
+      humanBtn.disabled = true;
+    } else if (mode === "closed") {
+      setStatus("This conversation is closed.");
+      humanBtn.disabled = true;
+    } else {
+      setStatus("");
+      humanBtn.disabled = !conversationId;
+    }
+  }
+  function adopt(node, message) {
+    node.dataset.id = message.id;
+    node.textContent = message.content;
+    rendered[message.id] = node;
+  }
+
+  function render(message) {
+    if (message.metadata && message.metadata.mode) setMode(message.metadata.mode);
+    var existing = rendered[message.id];
+    if (existing) { existing.textContent = message.content; return; }
+    if (message.role === "user") {
+      for (var i = 0; i < pendingUser.length; i++) {
+        if (pendingUser[i].content === message.content) {
+          adopt(pendingUser[i].el, message);
+          if (pendingUser[i].own) ownReplyTo = message.id;
+          pendingUser.splice(i, 1);
+          return;
+        }
+      }
+    }
+    if (message.role === "ai" && message.reply_to) {
+      if (message.reply_to === ownReplyTo) {
+        ownReply = ownReply || bubble("ai", "");
+        adopt(ownReply, message);
+        return;
+      }
+      if (foreign[message.reply_to]) {
+        adopt(foreign[message.reply_to], message);
+        delete foreign[message.reply_to];
+        showTyping(false);
+        return;
+      }
+    }
+    rendered[message.id] = bubble(message.role, message.content);
+    rendered[message.id].dataset.id = message.id;
+    if (message.role !== "user") showTyping(false);
+  }
+
+  function connectEvents() {
+    if (events || !conversationId || !window.EventSource) return;
+    var url = base + "/v1/conversations/" + encodeURIComponent(conversationId) + "/events?" + identityQuery();
+    events = new EventSource(url);
+    events.addEventListener("message", function (e) { render(JSON.parse(e.data)); });
+    events.addEventListener("update", function (e) { render(JSON.parse(e.data)); });
+    events.addEventListener("typing", function () { if (!sending) showTyping(true); });
+    events.addEventListener("delta", function (e) {
+      var delta = JSON.parse(e.data);
+      if (sending || delta.reply_to === ownReplyTo) return;
+      var node = foreign[delta.reply_to] || (foreign[delta.reply_to] = bubble("ai", ""));
+      showTyping(false);
+      node.textContent += delta.content;
+      scroll();
+    });
+    events.onerror = function () {
+      // The browser reconnects by itself (sending Last-Event-ID) unless the stream was refused.
+      if (events && events.readyState === EventSource.CLOSED) events = null;
+    };
+  }
+
+  function loadHistory() {
+    if (loaded) return;
+    loaded = true;
+    if (!conversationId) { setMode("ai"); return; }
+    fetch(base + "/v1/conversations/" + encodeURIComponent(conversationId) + "/messages?limit=50", { headers: headers(false) })
+      .then(function (response) {
+        if (response.status === 404) { conversationId = null; remember("conversation", null); setMode("ai"); return null; }
+        return response.ok ? response.json() : null;
+      })
+      .then(function (page) {
+        if (!page) return;
+        page.messages.forEach(render);
+        var last = page.messages[page.messages.length - 1];
+        if (!last || !last.metadata || !last.metadata.mode) setMode(modeOf(page.messages));
+        connectEvents();
+      })
+      .catch(function () { loaded = false; });
+  }
+  function modeOf(messages) {
+    for (var i = messages.length - 1; i >= 0; i--) {
+      if (messages[i].metadata && messages[i].metadata.mode) return messages[i].metadata.mode;
+    }
+    return "ai";
+  }
+
+  function showError(text) { bubble("error", text); }
+
+  function readStream(response, onData) {
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder();
+    var buffer = "";
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) return;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        var blocks = buffer.split(/\r?\n\r?\n/);
+        buffer = blocks.pop();
+        blocks.forEach(function (block) {
+          var payload = block.split(/\r?\n/).filter(function (line) { return line.indexOf("data:") === 0; })
+            .map(function (line) { return line.slice(5).replace(/^ /, ""); }).join("\n");
+          if (payload) onData(JSON.parse(payload));
+        });
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  function send(text) {
+    sending = true;
+    sendBtn.disabled = true;
+    ownReplyTo = null;
+    ownReply = null;
+    var mine = { el: bubble("user", text), content: text, own: true };
+    pendingUser.push(mine);
+    showTyping(true);
+    var body = JSON.stringify({ conversation_id: conversationId, content: text });
+    var request = { method: "POST", headers: headers(true), body: body };
+    request.headers["Idempotency-Key"] = randomId();
+    return fetch(base + "/v1/chat/stream", request)
+      .then(function (response) {
+        if (!response.ok) {
+          return response.json().then(function (err) {
+            throw new Error((err && err.error && err.error.message) || "The message could not be sent.");
+          });
+        }
+        return readStream(response, function (chunk) {
+          if (!chunk.is_final) {
+            showTyping(false);
+            ownReply = ownReply || bubble("ai", "");
+            ownReply.textContent += chunk.content;
+            scroll();
+            return;
+          }
+          conversationId = chunk.conversation_id;
+          remember("conversation", conversationId);
+          if (!rendered[chunk.message_id]) {
+            mine.el.dataset.id = chunk.message_id;
+            rendered[chunk.message_id] = mine.el;
+            var at = pendingUser.indexOf(mine);
+            if (at >= 0) pendingUser.splice(at, 1);
+          }
+          ownReplyTo = chunk.message_id;
+          if (chunk.reply) {
+            ownReply = ownReply || bubble("ai", "");
+            adopt(ownReply, chunk.reply);
+          } else if (ownReply && !ownReply.dataset.id) {
+            ownReply.remove();
+          }
+          setMode(chunk.mode);
+          connectEvents();
+        });
+      })
+      .catch(function (e) {
+        var at = pendingUser.indexOf(mine);
+        if (at >= 0) pendingUser.splice(at, 1);
+        mine.el.remove();
+        showError(e.message || "The message could not be sent.");
+      })
+      .then(function () {
+        sending = false;
+        sendBtn.disabled = false;
+        showTyping(false);
+        input.focus();
+      });
+  }
+
+  // ---- Wiring --------------------------------------------------------------------------------
+  function open() { root.classList.add("sbw-open"); launcher.setAttribute("aria-label", "Close chat"); loadHistory(); input.focus(); }
+  function close() { root.classList.remove("sbw-open"); launcher.setAttribute("aria-label", "Open chat"); }
+  launcher.addEventListener("click", function () { root.classList.contains("sbw-open") ? close() : open(); });
+  closeBtn.addEventListener("click", close);
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value.trim();
+    if (!text || sending) return;
+    input.value = "";
+    send(text);
+  });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit ? form.requestSubmit() : sendBtn.click(); }
+  });
+  humanBtn.addEventListener("click", function () {
+    if (!conversationId) return;
+    humanBtn.disabled = true;
+    fetch(base + "/v1/conversations/" + encodeURIComponent(conversationId) + "/handoff", { method: "POST", headers: headers(false) })
+      .then(function (response) { return response.json(); })
+      .then(function (result) {
+        if (result.error) { showError(result.error.message); humanBtn.disabled = false; return; }
+        if (result.message) render(result.message);
+        setMode(result.conversation.mode);
+      })
+      .catch(function () { humanBtn.disabled = false; });
+  });
+
+  function mount() {
+    document.head.appendChild(style);
+    document.body.appendChild(root);
+    humanBtn.disabled = !conversationId;
+    if (data.open === "true") open();
+  }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+
+  window.SwitchboardWidget = { open: open, close: close, send: function (text) { open(); return send(text); } };
+})();

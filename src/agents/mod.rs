@@ -1,0 +1,135 @@
+//! AI agents: what answers a conversation in AI mode.
+//!
+//! An agent receives the recent conversation and streams its reply as text deltas; it may also ask
+//! to hand the conversation to a human ([`AgentEvent::Handoff`]). Agents do not store anything,
+//! enforce timeouts or talk to channels: the pipeline does all of that around them, so an agent is
+//! only its reasoning (or its API client).
+
+mod echo;
+mod openai;
+mod scripted;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures::stream::BoxStream;
+use switchboard_channel::Channel;
+
+pub use echo::EchoAgent;
+pub use openai::OpenAiAgent;
+pub use scripted::ScriptedAgent;
+
+use crate::{
+    config::{AgentConfig, Config},
+    store::messages::ContextLine,
+};
+
+/// What an agent is asked to answer.
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The channel the user writes on (agents may adapt their style).
+    pub channel: Channel,
+    /// The most recent messages, oldest first; the last one is the message to answer.
+    pub history: Vec<ContextLine>,
+}
+
+impl AgentRequest {
+    /// The message to answer.
+    pub fn message(&self) -> &str {
+        self.history.last().map_or("", |line| line.content.as_str())
+    }
+}
+
+/// A piece of an agent's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// More reply text, to append to what came before.
+    Delta(String),
+    /// The agent wants a human expert to take over the conversation.
+    Handoff {
+        /// Why, for the expert and the log.
+        reason: String,
+    },
+}
+
+/// Why an agent could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentError {
+    /// The model API answered with an error status.
+    #[error("the model API answered {status}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The API's error message.
+        message: String,
+    },
+    /// The model API could not be reached or the connection broke.
+    #[error("the model API could not be reached: {0}")]
+    Transport(String),
+    /// The model API answered something that is not a chat completion stream.
+    #[error("unexpected answer from the model API: {0}")]
+    Protocol(String),
+}
+
+/// The reply stream of an agent.
+pub type AgentStream = BoxStream<'static, Result<AgentEvent, AgentError>>;
+
+/// Something that answers conversations.
+pub trait Agent: Send + Sync + 'static {
+    /// Starts answering. The stream ends when the reply is complete.
+    fn respond(&self, request: AgentRequest) -> AgentStream;
+
+    /// Whether the agent reads the conversation's history. Agents that only look at the message
+    /// they answer say no, and are spared the query.
+    fn needs_history(&self) -> bool {
+        true
+    }
+}
+
+/// An agent with the settings the pipeline applies around it.
+#[derive(Clone)]
+pub struct RegisteredAgent {
+    /// The agent.
+    pub agent: Arc<dyn Agent>,
+    /// How long a conversation stays locked to it after its last answer.
+    pub lock_ttl: Duration,
+}
+
+/// The configured agents, by name.
+#[derive(Clone, Default)]
+pub struct AgentRegistry {
+    agents: HashMap<String, RegisteredAgent>,
+}
+
+impl AgentRegistry {
+    /// Builds every agent of the configuration. `http` is shared by agents that call APIs.
+    pub fn from_config(config: &Config, http: &reqwest::Client) -> Self {
+        let mut registry = AgentRegistry::default();
+        for (name, agent_config) in &config.agents {
+            let agent: Arc<dyn Agent> = match agent_config {
+                AgentConfig::Scripted(c) => Arc::new(ScriptedAgent::new(c)),
+                AgentConfig::Echo(c) => Arc::new(EchoAgent::new(c)),
+                AgentConfig::Openai(c) => Arc::new(OpenAiAgent::new(
+                    c,
+                    http.clone(),
+                    std::env::var("OPENAI_API_KEY").ok(),
+                )),
+            };
+            let lock_ttl = agent_config.lock_ttl().unwrap_or(config.routing.lock_ttl);
+            registry.insert(name.clone(), agent, lock_ttl);
+        }
+        registry
+    }
+
+    /// Adds or replaces an agent.
+    pub fn insert(&mut self, name: String, agent: Arc<dyn Agent>, lock_ttl: Duration) {
+        self.agents
+            .insert(name, RegisteredAgent { agent, lock_ttl });
+    }
+
+    /// The agent with this name.
+    pub fn get(&self, name: &str) -> Option<&RegisteredAgent> {
+        self.agents.get(name)
+    }
+}

@@ -1,0 +1,152 @@
+//! The scripted agent: the offline default. It answers from rules in the configuration (greeting,
+//! keyword answers, fallback) and hands the conversation to a human when the user asks for one,
+//! streaming its answer word by word like a model would.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use super::{Agent, AgentEvent, AgentRequest, AgentStream};
+use crate::{
+    config::ScriptedConfig,
+    text::{Keywords, Normalised},
+};
+
+/// Answers from configured rules.
+pub struct ScriptedAgent {
+    word_delay: Duration,
+    greeting_words: Keywords,
+    greeting: String,
+    answers: Vec<(Keywords, String)>,
+    handoff_phrases: Keywords,
+    handoff_reply: String,
+    fallback: String,
+}
+
+impl ScriptedAgent {
+    /// A scripted agent following `config`.
+    pub fn new(config: &ScriptedConfig) -> Self {
+        Self {
+            word_delay: config.word_delay,
+            greeting_words: Keywords::new(&config.greeting_words),
+            greeting: config.greeting.clone(),
+            answers: config
+                .answers
+                .iter()
+                .map(|a| (Keywords::new(&a.keywords), a.reply.clone()))
+                .collect(),
+            handoff_phrases: Keywords::new(&config.handoff_phrases),
+            handoff_reply: config.handoff_reply.clone(),
+            fallback: config.fallback.clone(),
+        }
+    }
+
+    /// Picks the answer: a request for a human first, then keyword answers, then a greeting,
+    /// then the fallback.
+    fn decide(&self, message: &str) -> (&str, bool) {
+        let text = Normalised::new(message);
+        if self.handoff_phrases.matches(&text) {
+            return (&self.handoff_reply, true);
+        }
+        if let Some((_, reply)) = self.answers.iter().find(|(keys, _)| keys.matches(&text)) {
+            return (reply, false);
+        }
+        if self.greeting_words.matches(&text) {
+            return (&self.greeting, false);
+        }
+        (&self.fallback, false)
+    }
+}
+
+impl Agent for ScriptedAgent {
+    fn needs_history(&self) -> bool {
+        false
+    }
+
+    fn respond(&self, request: AgentRequest) -> AgentStream {
+        let (reply, handoff) = self.decide(request.message());
+        let words: Vec<String> = reply.split_inclusive(' ').map(str::to_owned).collect();
+        let delay = self.word_delay;
+        async_stream::stream! {
+            for (i, word) in words.into_iter().enumerate() {
+                if i > 0 && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                yield Ok(AgentEvent::Delta(word));
+            }
+            if handoff {
+                yield Ok(AgentEvent::Handoff { reason: "the user asked for a human".into() });
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::messages::{ContextLine, Role};
+    use switchboard_channel::Channel;
+
+    async fn ask(agent: &ScriptedAgent, message: &str) -> (String, bool) {
+        let request = AgentRequest {
+            conversation_id: "c".into(),
+            channel: Channel::Web,
+            history: vec![ContextLine {
+                role: Role::User,
+                content: message.into(),
+            }],
+        };
+        let events: Vec<_> = agent.respond(request).collect().await;
+        let mut text = String::new();
+        let mut handoff = false;
+        for event in events {
+            match event.unwrap() {
+                AgentEvent::Delta(d) => text.push_str(&d),
+                AgentEvent::Handoff { .. } => handoff = true,
+            }
+        }
+        (text, handoff)
+    }
+
+    fn agent() -> ScriptedAgent {
+        ScriptedAgent::new(&ScriptedConfig {
+            word_delay: Duration::ZERO,
+            ..ScriptedConfig::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn answers_by_rule_priority() {
+        let agent = agent();
+        let defaults = ScriptedConfig::default();
+        assert_eq!(
+            ask(&agent, "Hello!").await,
+            (defaults.greeting.clone(), false)
+        );
+        assert_eq!(
+            ask(&agent, "hi, what are your opening hours?").await.0,
+            defaults.answers[0].reply
+        );
+        assert_eq!(ask(&agent, "quantum?").await.0, defaults.fallback);
+        assert_eq!(
+            ask(&agent, "Can I TALK TO A HUMAN please").await,
+            (defaults.handoff_reply.clone(), true)
+        );
+    }
+
+    #[tokio::test]
+    async fn replies_stream_word_by_word() {
+        let agent = agent();
+        let request = AgentRequest {
+            conversation_id: "c".into(),
+            channel: Channel::Web,
+            history: vec![ContextLine {
+                role: Role::User,
+                content: "hello".into(),
+            }],
+        };
+        let deltas = agent.respond(request).count().await;
+        assert!(deltas > 5, "expected many deltas, got {deltas}");
+    }
+}

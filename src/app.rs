@@ -1,0 +1,195 @@
+//! The gateway assembled: storage, agents, pipeline, jobs and the HTTP server, with a clean
+//! start-up and shutdown.
+//!
+//! Tests and the binary build it the same way: [`Gateway::build`], then [`Gateway::run`] with a
+//! listener (port 0 in tests) and a shutdown signal.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    agents::AgentRegistry,
+    config::Config,
+    http::{self, AppState},
+    jobs::{self, JobContext},
+    live::Hub,
+    pipeline::Pipeline,
+    store::Store,
+    time::Clock,
+};
+use switchboard_web::identity::IdentityVerifier;
+
+/// A gateway ready to serve.
+pub struct Gateway {
+    config: Arc<Config>,
+    store: Store,
+    pipeline: Pipeline,
+    hub: Hub,
+    clock: Clock,
+}
+
+impl Gateway {
+    /// Connects to the database, migrates it, and builds agents and pipeline.
+    pub async fn build(config: Config) -> anyhow::Result<Gateway> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// Like [`Gateway::build`], with a clock tests can move.
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Gateway> {
+        let store = Store::connect(&config.database).await.with_context(|| {
+            format!("cannot open the database {}", redact(&config.database.url))
+        })?;
+        store
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let agents = AgentRegistry::from_config(&config, &http);
+        let hub = Hub::default();
+        let pipeline = Pipeline::new(store.clone(), clock.clone(), hub.clone(), agents, &config);
+        Ok(Gateway {
+            config: Arc::new(config),
+            store,
+            pipeline,
+            hub,
+            clock,
+        })
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, lets running replies
+    /// finish (up to `server.shutdown_grace`) and closes the database. Messages still unanswered
+    /// are resumed by the next start.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = listener
+            .local_addr()
+            .context("the listener has no address")?;
+        let resumed = self
+            .pipeline
+            .sweep(Duration::ZERO)
+            .await
+            .context("cannot look for unanswered messages")?;
+        if resumed > 0 {
+            info!(
+                resumed,
+                "resuming messages left unanswered by the previous run"
+            );
+        }
+
+        let stop = CancellationToken::new();
+        let jobs = tokio::spawn({
+            let ctx = JobContext {
+                store: self.store.clone(),
+                pipeline: self.pipeline.clone(),
+                clock: self.clock.clone(),
+                sweep_grace: self.config.pipeline.sweep_grace,
+            };
+            let config = self.config.clone();
+            let stop = stop.clone();
+            async move {
+                if let Err(e) = jobs::run(ctx, &config, stop).await {
+                    tracing::error!(error = %e, "background jobs stopped");
+                }
+            }
+        });
+
+        let state = AppState {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            pipeline: self.pipeline.clone(),
+            hub: self.hub.clone(),
+            identity: Arc::new(IdentityVerifier::new(
+                self.config.web.jwt_secret.as_deref(),
+                self.config.web.jwt_leeway.as_secs(),
+            )),
+            clock: self.clock.clone(),
+            public_url: self.config.server.public_url(address).into(),
+        };
+        let app = http::router(state);
+        info!(%address, database = %redact(&self.config.database.url), "switchboard listening on http://{address}");
+
+        let server_stop = stop.clone();
+        let hub = self.hub.clone();
+        let mut server = tokio::spawn(http::server::serve(listener, app, async move {
+            server_stop.cancelled().await;
+            // Ends every event stream, so that open streams do not hold the shutdown.
+            hub.close();
+        }));
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                stop.cancel();
+                result.context("the HTTP server stopped unexpectedly")?;
+            }
+        }
+        info!("shutting down");
+        stop.cancel();
+        let grace = self.config.server.shutdown_grace;
+        if !self.pipeline.drain(grace).await {
+            warn!(
+                pending = self.pipeline.pending(),
+                "replies still running after the grace period; they resume at the next start"
+            );
+        }
+        if tokio::time::timeout(grace, &mut server).await.is_err() {
+            warn!("connections still open after the grace period; closing them");
+            server.abort();
+        }
+        let _ = jobs.await;
+        self.store.close().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            super::redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(super::redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            super::redact("sqlite://switchboard.db"),
+            "sqlite://switchboard.db"
+        );
+    }
+}

@@ -1,0 +1,740 @@
+//! One typed configuration for the whole gateway.
+//!
+//! Values come from built-in defaults, then an optional `switchboard.toml` (path from `--config` or
+//! `SWITCHBOARD_CONFIG`), then a short list of environment variables ([`ENV_OVERRIDES`]) so that the
+//! common deployment knobs need no file at all. `switchboard.example.toml` documents every key; a test
+//! keeps it complete.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The gateway's configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Where conversations are stored.
+    pub database: DatabaseConfig,
+    /// The website chat channel and its API.
+    pub web: WebConfig,
+    /// How inbound messages are handled.
+    pub pipeline: PipelineConfig,
+    /// Which agent answers a conversation.
+    pub routing: RoutingConfig,
+    /// The AI agents, by name. `assistant` (scripted) and `echo` exist unless redefined.
+    pub agents: BTreeMap<String, AgentConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// The address visitors reach the gateway at, used in the embed snippet. Defaults to
+    /// `http://<listen>`.
+    pub public_url: Option<String>,
+    /// How long a shutdown waits for running replies before giving up on them (they are resumed by
+    /// the next start).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            shutdown_grace: Duration::from_secs(10),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// Where conversations are stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://<file>` (created on first run) or `postgres://user@host/db`.
+    pub url: String,
+    /// PostgreSQL pool size. Commits wait for the WAL to reach disk; with more connections more
+    /// of them share each flush (group commit).
+    pub max_connections: u32,
+    /// SQLite reader connections (writes go through one writer connection). More readers than
+    /// CPU cores only adds thread switching.
+    pub sqlite_readers: u32,
+    /// SQLite durability: `normal` survives a crash of the process (not of the machine) and is fast;
+    /// `full` also survives power loss, at a cost in throughput.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://switchboard.db".into(),
+            max_connections: 16,
+            sqlite_readers: 2,
+            sqlite_synchronous: SqliteSynchronous::Normal,
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting, as far as it is sensible in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Durable against process crashes.
+    Normal,
+    /// Durable against power loss too.
+    Full,
+}
+
+/// The website chat channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Secret for HS256 visitor tokens (`Authorization: Bearer`). Unset: only `X-Device-ID`.
+    pub jwt_secret: Option<String>,
+    /// Clock skew tolerated when checking token expiry.
+    #[serde(with = "humantime_serde")]
+    pub jwt_leeway: Duration,
+    /// Most characters in one message.
+    pub max_content_chars: usize,
+    /// Most attachments in one message.
+    pub max_attachments: usize,
+    /// Origins allowed to call the API from a browser (CORS). `["*"]` allows any site to embed the
+    /// widget; identities travel in headers, never cookies.
+    pub allowed_origins: Vec<String>,
+    /// How long `POST /v1/chat/messages` waits for the reply before answering without it (the reply
+    /// still arrives on the conversation's event stream).
+    #[serde(with = "humantime_serde")]
+    pub reply_timeout: Duration,
+    /// Interval of comment heartbeats on event streams.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_leeway: Duration::from_secs(60),
+            max_content_chars: 4096,
+            max_attachments: 10,
+            allowed_origins: vec!["*".into()],
+            reply_timeout: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+/// How inbound messages are handled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// How many earlier messages an agent sees.
+    pub context_messages: u32,
+    /// How many replies are produced at the same time, over all conversations.
+    pub max_concurrency: usize,
+    /// Longest time an agent may take for one reply.
+    #[serde(with = "humantime_serde")]
+    pub agent_timeout: Duration,
+    /// What the user is told when the agent fails or times out.
+    pub fallback_message: String,
+    /// Cron schedule (with seconds) of the sweeper that resumes messages left unanswered.
+    pub sweep_schedule: String,
+    /// How old an unanswered message must be before the sweeper takes it over.
+    #[serde(with = "humantime_serde")]
+    pub sweep_grace: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            context_messages: 20,
+            max_concurrency: 256,
+            agent_timeout: Duration::from_secs(60),
+            fallback_message: "Sorry, I can't answer right now. Please try again in a moment."
+                .into(),
+            sweep_schedule: "*/30 * * * * *".into(),
+            sweep_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Which agent answers a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The agent for messages no rule matches.
+    pub default_agent: String,
+    /// How long a conversation stays with the agent that answered it, after its last answer,
+    /// unless the agent sets its own.
+    #[serde(with = "humantime_serde")]
+    pub lock_ttl: Duration,
+    /// Cron schedule (with seconds) of the job that clears expired locks.
+    pub lock_sweep_schedule: String,
+    /// Rules tried in order on the first message of an unlocked conversation.
+    pub rules: Vec<RoutingRule>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            default_agent: "assistant".into(),
+            lock_ttl: Duration::from_secs(24 * 3600),
+            lock_sweep_schedule: "0 * * * * *".into(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Sends matching messages to an agent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingRule {
+    /// The agent to use.
+    pub agent: String,
+    /// Matches when the message contains one of these words (case-insensitive, whole words).
+    pub keywords: Vec<String>,
+    /// Matches when this regular expression finds a match in the message.
+    pub pattern: Option<String>,
+}
+
+/// One agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AgentConfig {
+    /// Offline rules: greeting, keyword answers, handoff phrases, fallback.
+    Scripted(ScriptedConfig),
+    /// Repeats the user's message (tests and benchmarks).
+    Echo(EchoConfig),
+    /// Any OpenAI-compatible chat completions endpoint, streamed.
+    Openai(OpenAiConfig),
+}
+
+impl AgentConfig {
+    /// The agent's own lock TTL, overriding `routing.lock_ttl`.
+    pub fn lock_ttl(&self) -> Option<Duration> {
+        match self {
+            AgentConfig::Scripted(c) => c.lock_ttl,
+            AgentConfig::Echo(c) => c.lock_ttl,
+            AgentConfig::Openai(c) => c.lock_ttl,
+        }
+    }
+}
+
+/// The offline scripted agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptedConfig {
+    /// Lock TTL for conversations this agent answers.
+    #[serde(with = "humantime_serde")]
+    pub lock_ttl: Option<Duration>,
+    /// Pause between streamed words, so replies visibly stream in.
+    #[serde(with = "humantime_serde")]
+    pub word_delay: Duration,
+    /// Words that make a message a greeting.
+    pub greeting_words: Vec<String>,
+    /// The answer to a greeting.
+    pub greeting: String,
+    /// Answers to messages containing keywords, tried in order.
+    pub answers: Vec<ScriptedAnswer>,
+    /// Phrases with which a user asks for a person; they hand the conversation to an expert.
+    pub handoff_phrases: Vec<String>,
+    /// What the agent says when handing over.
+    pub handoff_reply: String,
+    /// The answer when nothing else matches.
+    pub fallback: String,
+}
+
+impl Default for ScriptedConfig {
+    fn default() -> Self {
+        Self {
+            lock_ttl: None,
+            word_delay: Duration::from_millis(30),
+            greeting_words: [
+                "hi",
+                "hello",
+                "hey",
+                "hallo",
+                "good morning",
+                "good evening",
+            ]
+            .map(String::from)
+            .to_vec(),
+            greeting: "Hello! I'm the Switchboard assistant. Ask me about opening hours, pricing \
+                       or delivery, or say \"talk to a human\" to reach a person."
+                .into(),
+            answers: vec![
+                ScriptedAnswer {
+                    keywords: ["hours", "open", "opening"].map(String::from).to_vec(),
+                    reply: "We're open Monday to Friday, 9:00 to 18:00.".into(),
+                },
+                ScriptedAnswer {
+                    keywords: ["price", "prices", "pricing", "cost", "plan"]
+                        .map(String::from)
+                        .to_vec(),
+                    reply: "Plans start at 10 EUR a month; every plan includes all channels."
+                        .into(),
+                },
+                ScriptedAnswer {
+                    keywords: ["delivery", "shipping", "ship"].map(String::from).to_vec(),
+                    reply: "Orders ship within two working days.".into(),
+                },
+            ],
+            handoff_phrases: [
+                "talk to a human",
+                "speak to a human",
+                "talk to a person",
+                "real person",
+                "human agent",
+            ]
+            .map(String::from)
+            .to_vec(),
+            handoff_reply: "Of course. I'm handing you over to one of our experts; they will \
+                            answer here."
+                .into(),
+            fallback: "I'm not sure I understood. I can help with opening hours, pricing and \
+                       delivery, or you can say \"talk to a human\"."
+                .into(),
+        }
+    }
+}
+
+/// A keyword answer of the scripted agent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptedAnswer {
+    /// Whole words (case-insensitive) that trigger the answer.
+    pub keywords: Vec<String>,
+    /// The answer.
+    pub reply: String,
+}
+
+/// The echo agent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EchoConfig {
+    /// Lock TTL for conversations this agent answers.
+    #[serde(with = "humantime_serde")]
+    pub lock_ttl: Option<Duration>,
+    /// Put before the echoed text.
+    pub prefix: String,
+}
+
+/// An agent backed by an OpenAI-compatible chat completions API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// Lock TTL for conversations this agent answers.
+    #[serde(with = "humantime_serde")]
+    pub lock_ttl: Option<Duration>,
+    /// Base URL up to and including the version, e.g. `https://api.openai.com/v1`;
+    /// `/chat/completions` is appended.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// API key. Unset: the `OPENAI_API_KEY` environment variable, if any.
+    pub api_key: Option<String>,
+    /// System prompt put before the conversation.
+    pub system_prompt: String,
+    /// Sampling temperature, if the model should not use its default.
+    pub temperature: Option<f32>,
+    /// Most tokens in one reply.
+    pub max_tokens: Option<u32>,
+    /// Longest time for the whole reply, including connecting.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            lock_ttl: None,
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            api_key: None,
+            system_prompt: "You are a helpful customer service assistant. Answer briefly.".into(),
+            temperature: None,
+            max_tokens: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Filter in `tracing` syntax, e.g. `info` or `info,switchboard=debug`.
+    pub filter: String,
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Environment variables that override the file, and the key each one sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("SWITCHBOARD_LISTEN", "server.listen"),
+    ("SWITCHBOARD_PUBLIC_URL", "server.public_url"),
+    ("DATABASE_URL", "database.url"),
+    ("SWITCHBOARD_JWT_SECRET", "web.jwt_secret"),
+    ("SWITCHBOARD_DEFAULT_AGENT", "routing.default_agent"),
+    ("SWITCHBOARD_LOG", "log.filter"),
+    ("SWITCHBOARD_LOG_FORMAT", "log.format"),
+];
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or an environment variable does not fit the schema.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Which file or variable.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The values contradict each other.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (when given), then the environment.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut doc = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        origin: path.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+                set_key(&mut doc, key, toml::Value::String(value));
+            }
+        }
+        let origin = path.map_or("environment".to_owned(), |p| p.display().to_string());
+        let mut config: Config =
+            toml::Value::Table(doc)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin,
+                    message: e.to_string(),
+                })?;
+        config.add_builtin_agents();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration with no file and no environment: what `cargo run` starts with.
+    pub fn defaults() -> Config {
+        let mut config = Config::default();
+        config.add_builtin_agents();
+        config
+    }
+
+    fn add_builtin_agents(&mut self) {
+        self.agents
+            .entry("assistant".into())
+            .or_insert_with(|| AgentConfig::Scripted(ScriptedConfig::default()));
+        self.agents
+            .entry("echo".into())
+            .or_insert_with(|| AgentConfig::Echo(EchoConfig::default()));
+    }
+
+    /// Checks what the types cannot: references between sections, patterns, schedules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if !self.agents.contains_key(&self.routing.default_agent) {
+            return invalid(format!(
+                "routing.default_agent {:?} is not defined in [agents]",
+                self.routing.default_agent
+            ));
+        }
+        for (i, rule) in self.routing.rules.iter().enumerate() {
+            if !self.agents.contains_key(&rule.agent) {
+                return invalid(format!(
+                    "routing.rules[{i}].agent {:?} is not defined in [agents]",
+                    rule.agent
+                ));
+            }
+            if rule.keywords.is_empty() && rule.pattern.is_none() {
+                return invalid(format!("routing.rules[{i}] needs keywords or a pattern"));
+            }
+            if let Some(pattern) = &rule.pattern
+                && let Err(e) = regex::Regex::new(pattern)
+            {
+                return invalid(format!("routing.rules[{i}].pattern: {e}"));
+            }
+        }
+        for (name, schedule) in [
+            ("pipeline.sweep_schedule", &self.pipeline.sweep_schedule),
+            (
+                "routing.lock_sweep_schedule",
+                &self.routing.lock_sweep_schedule,
+            ),
+        ] {
+            if let Err(e) = schedule.parse::<cron::Schedule>() {
+                return invalid(format!("{name} {schedule:?}: {e}"));
+            }
+        }
+        if self.pipeline.context_messages == 0 {
+            return invalid("pipeline.context_messages must be at least 1".into());
+        }
+        if self.pipeline.max_concurrency == 0 {
+            return invalid("pipeline.max_concurrency must be at least 1".into());
+        }
+        if self.web.max_content_chars == 0 {
+            return invalid("web.max_content_chars must be at least 1".into());
+        }
+        if self.database.max_connections == 0 || self.database.sqlite_readers == 0 {
+            return invalid(
+                "database.max_connections and database.sqlite_readers must be at least 1".into(),
+            );
+        }
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return invalid(format!(
+                "database.url must start with sqlite: or postgres://, got {:?}",
+                self.database.url
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sets a dotted key in a TOML document, creating tables on the way.
+fn set_key(doc: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut table = doc;
+    for part in parts {
+        let entry = table
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else {
+            return;
+        };
+        table = inner;
+    }
+    table.insert(last.to_owned(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| vars.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database.url, "sqlite://switchboard.db");
+        assert!(matches!(
+            config.agents["assistant"],
+            AgentConfig::Scripted(_)
+        ));
+        assert!(matches!(config.agents["echo"], AgentConfig::Echo(_)));
+        assert_eq!(config.web.heartbeat, Duration::from_secs(15));
+        assert_eq!(config.routing.lock_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(config.web.max_content_chars, 4096);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[database]\nurl = \"sqlite://a.db\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("DATABASE_URL", "postgres://db/x"),
+                ("SWITCHBOARD_DEFAULT_AGENT", "echo"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.database.url, "postgres://db/x");
+        assert_eq!(config.routing.default_agent, "echo");
+    }
+
+    #[test]
+    fn typos_and_dangling_references_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[server]\nlisten_on = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+
+        std::fs::write(
+            &path,
+            "[[routing.rules]]\nagent = \"nobody\"\nkeywords = [\"x\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("nobody"), "{err}");
+
+        let err = Config::load(None, env(&[("SWITCHBOARD_LISTEN", "not an address")])).unwrap_err();
+        assert!(err.to_string().contains("address"), "{err}");
+    }
+
+    #[test]
+    fn agents_are_configured_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agents.toml");
+        std::fs::write(
+            &path,
+            "[agents.gpt]\nkind = \"openai\"\nmodel = \"m\"\ntimeout = \"5s\"\nlock_ttl = \"1h\"\n\
+             [agents.bad]\nkind = \"echo\"\nprefix = \"> \"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        let AgentConfig::Openai(gpt) = &config.agents["gpt"] else {
+            panic!("expected openai")
+        };
+        assert_eq!(gpt.timeout, Duration::from_secs(5));
+        assert_eq!(
+            config.agents["gpt"].lock_ttl(),
+            Some(Duration::from_secs(3600))
+        );
+
+        std::fs::write(&path, "[agents.x]\nkind = \"echo\"\nmodel = \"m\"\n").unwrap();
+        assert!(Config::load(Some(&path), env(&[])).is_err());
+    }
+
+    /// Every key of the configuration must be documented in the shipped example, and the example
+    /// must load.
+    #[test]
+    fn the_example_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("switchboard.example.toml");
+        let example_text = std::fs::read_to_string(&path).unwrap();
+        Config::load(Some(&path), env(&[])).unwrap();
+
+        let mut config = Config::defaults();
+        config.routing.rules.push(RoutingRule {
+            agent: "echo".into(),
+            keywords: vec!["x".into()],
+            pattern: Some("x".into()),
+        });
+        config.agents.insert(
+            "openai".into(),
+            AgentConfig::Openai(OpenAiConfig {
+                api_key: Some("k".into()),
+                temperature: Some(0.2),
+                max_tokens: Some(10),
+                ..OpenAiConfig::default()
+            }),
+        );
+        if let Some(AgentConfig::Scripted(s)) = config.agents.get_mut("assistant") {
+            s.lock_ttl = Some(Duration::from_secs(1));
+        }
+        if let Some(AgentConfig::Echo(e)) = config.agents.get_mut("echo") {
+            e.lock_ttl = Some(Duration::from_secs(1));
+        }
+        config.server.public_url = Some("x".into());
+        config.web.jwt_secret = Some("x".into());
+        let value = toml::Value::try_from(&config).unwrap();
+        let mut missing = Vec::new();
+        collect_keys(&value, &mut |key| {
+            let documented = example_text
+                .lines()
+                .map(|l| l.trim_start_matches(['#', ' ']))
+                .any(|l| l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}=")));
+            if !documented {
+                missing.push(key.to_owned());
+            }
+        });
+        assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+    }
+
+    fn collect_keys(value: &toml::Value, f: &mut impl FnMut(&str)) {
+        let toml::Value::Table(table) = value else {
+            return;
+        };
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(_) => collect_keys(value, f),
+                toml::Value::Array(items)
+                    if !items.is_empty() && items.iter().all(toml::Value::is_table) =>
+                {
+                    for item in items {
+                        collect_keys(item, f);
+                    }
+                }
+                _ => f(key),
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! A visitor's conversations: list, read, delete, hand to a human.
+//!
+//! Every route looks conversations up together with their owner, so another visitor's
+//! conversation answers 404 exactly like a missing one.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use switchboard_channel::Channel;
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ApiPath, ApiQuery, Visitor},
+};
+use crate::store::{
+    contacts,
+    conversations::{self, Conversation},
+    messages::{self, Message},
+};
+
+/// The largest page size.
+const MAX_LIMIT: i64 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PageParams {
+    #[serde(default = "first_page")]
+    page: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn first_page() -> i64 {
+    1
+}
+
+fn default_limit() -> i64 {
+    20
+}
+
+fn check_limit(limit: i64) -> Result<i64, ApiError> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct ConversationPage {
+    conversations: Vec<Conversation>,
+    page: i64,
+    limit: i64,
+    total: i64,
+}
+
+/// `GET /v1/conversations?page=&limit=`: the visitor's conversations, most recently active first.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<ConversationPage>, ApiError> {
+    let limit = check_limit(params.limit)?;
+    if params.page < 1 {
+        return Err(ApiError::invalid("invalid_query", "page starts at 1"));
+    }
+    let mut reader = state.store.reader();
+    let contact = contacts::find_id(&mut reader, Channel::Web, &visitor.external_id()).await?;
+    let (conversations, total) = match contact {
+        Some(contact) => {
+            let offset = (params.page - 1).saturating_mul(limit);
+            conversations::page_for_contact(&mut reader, &contact, offset, limit).await?
+        }
+        None => (Vec::new(), 0),
+    };
+    Ok(Json(ConversationPage {
+        conversations,
+        page: params.page,
+        limit,
+        total,
+    }))
+}
+
+/// Finds one of the visitor's live conversations.
+pub(super) async fn owned(
+    state: &AppState,
+    visitor: &Visitor,
+    id: &str,
+) -> Result<Conversation, ApiError> {
+    conversations::get_for_owner(
+        &mut state.store.reader(),
+        id,
+        Channel::Web,
+        &visitor.external_id(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("conversation"))
+}
+
+/// `GET /v1/conversations/{id}`
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(owned(&state, &visitor, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MessageParams {
+    #[serde(default = "default_message_limit")]
+    limit: i64,
+    /// Only messages with a smaller seq (for paging backwards).
+    before: Option<i64>,
+}
+
+fn default_message_limit() -> i64 {
+    50
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct MessagePage {
+    messages: Vec<Message>,
+    /// Whether older messages exist; page with `before` = the first message's seq.
+    has_more: bool,
+}
+
+/// `GET /v1/conversations/{id}/messages?limit=&before=`: oldest first within the page.
+pub(super) async fn messages(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<MessageParams>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let limit = check_limit(params.limit)?;
+    let conversation = owned(&state, &visitor, &id).await?;
+    let messages = messages::page(
+        &mut state.store.reader(),
+        &conversation.id,
+        params.before,
+        limit,
+    )
+    .await?;
+    let has_more = messages.first().is_some_and(|m| m.seq > 1);
+    Ok(Json(MessagePage { messages, has_more }))
+}
+
+/// `DELETE /v1/conversations/{id}`: soft delete; afterwards the conversation is gone for the
+/// visitor (404 everywhere) but kept in the database.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let conversation = owned(&state, &visitor, &id).await?;
+    let mut tx = state.store.begin().await?;
+    let deleted = conversations::soft_delete(
+        &mut tx,
+        &conversation.id,
+        &conversation.contact_id,
+        state.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("conversation"))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HandoffRequest {
+    /// Why the visitor wants a person.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct HandoffResponse {
+    conversation: Conversation,
+    /// The notice shown to the visitor; `null` when an expert already had the conversation.
+    message: Option<Message>,
+}
+
+/// `POST /v1/conversations/{id}/handoff`: ask for a person. The AI stops answering.
+pub(super) async fn handoff(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let conversation = owned(&state, &visitor, &id).await?;
+    // The body is optional.
+    let request: HandoffRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        HandoffRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::invalid("invalid_request", e.to_string())
+            }
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            ),
+        })?
+    };
+    let reason = request
+        .reason
+        .map(|r| r.chars().take(500).collect::<String>())
+        .unwrap_or_else(|| "the visitor asked for a person".into());
+    let handoff = state.pipeline.handoff(&conversation.id, &reason).await?;
+    Ok(Json(HandoffResponse {
+        conversation: handoff.conversation,
+        message: handoff.notice,
+    })
+    .into_response())
+}

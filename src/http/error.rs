@@ -1,0 +1,187 @@
+//! The one error type of the HTTP API.
+//!
+//! Every failure answers `{"error":{"code":"…","message":"…"}}` with the right status. Codes are
+//! stable, lowercase identifiers clients can branch on; messages are for people. Internal failures
+//! are logged once, with detail, and answered with a generic message.
+
+use axum::{
+    Json,
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use switchboard_web::{identity::IdentityError, request::RequestError};
+
+use crate::{
+    pipeline::{HandoffError, IngestError},
+    store::StoreError,
+};
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 404 for anything the caller may not see or that does not exist; the two are
+    /// indistinguishable on purpose.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 422 for a well-formed request with unacceptable values.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 500; the cause goes to the log, not to the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on our side; please try again",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::ConversationNotFound => ApiError::not_found("conversation"),
+            IngestError::ConversationClosed => ApiError::new(
+                StatusCode::CONFLICT,
+                "conversation_closed",
+                "this conversation is closed; start a new one",
+            ),
+            IngestError::Store(e) => ApiError::internal(&e),
+            IngestError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<HandoffError> for ApiError {
+    fn from(e: HandoffError) -> Self {
+        match e {
+            HandoffError::NotFound => ApiError::not_found("conversation"),
+            HandoffError::Closed => ApiError::new(
+                StatusCode::CONFLICT,
+                "conversation_closed",
+                "this conversation is closed",
+            ),
+            HandoffError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        let code = match e {
+            IdentityError::Missing => "unauthenticated",
+            IdentityError::InvalidDeviceId => "invalid_device_id",
+            IdentityError::MalformedAuthorization
+            | IdentityError::TokensDisabled
+            | IdentityError::InvalidToken(_) => "invalid_token",
+        };
+        let status = match e {
+            IdentityError::InvalidDeviceId => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        let code = match e {
+            RequestError::EmptyContent => "empty_content",
+            RequestError::ContentTooLong { .. } => "content_too_long",
+            RequestError::TooManyAttachments { .. } => "too_many_attachments",
+            RequestError::InvalidAttachment { .. } => "invalid_attachment",
+            RequestError::InvalidConversationId => "invalid_conversation_id",
+            RequestError::InvalidIdempotencyKey => "invalid_idempotency_key",
+        };
+        let status = match e {
+            RequestError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            JsonRejection::JsonSyntaxError(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {}", e.body_text()),
+            ),
+            JsonRejection::JsonDataError(e) => ApiError::invalid("invalid_request", e.body_text()),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is too large",
+                )
+            }
+            other => ApiError::new(other.status(), "invalid_request", other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::invalid("invalid_query", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            rejection.body_text(),
+        )
+    }
+}

@@ -1,0 +1,393 @@
+//! `GET /v1/conversations/{id}/events`: everything that happens in a conversation, as server-sent
+//! events.
+//!
+//! | event     | data                                       | id                 |
+//! |-----------|--------------------------------------------|--------------------|
+//! | `message` | a stored message                           | `<seq>`            |
+//! | `typing`  | `{reply_to, reply_to_seq}`                 | `<seq>`            |
+//! | `delta`   | `{reply_to, reply_to_seq, index, content}` | `<seq>.<index>`    |
+//! | `update`  | a changed message (edit, delivery status)  | unchanged position |
+//!
+//! A client that reconnects with `Last-Event-ID` first gets the stored messages after that id, then
+//! the deltas it missed of a reply still being written, then live events; duplicates between the
+//! replay and the live feed are dropped. Comment heartbeats keep proxies from closing idle streams.
+//! `EventSource` cannot send headers, so the identity may also come as `?device_id=` or
+//! `?access_token=`.
+//!
+//! A gateway holds one of these streams per watching visitor, so the idle stream is kept small:
+//! the replay happens before the response starts, and the live part keeps only a [`Cursor`].
+
+use std::{convert::Infallible, future::Future, pin::Pin};
+
+use axum::{
+    extract::State,
+    http::HeaderMap,
+    response::{Response, sse::Event},
+};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{
+    AppState,
+    chat::sse_response,
+    conversations::owned,
+    error::ApiError,
+    extract::{ApiPath, ApiQuery, Visitor},
+};
+use crate::{
+    live::{Delta, LiveEvent, Position, Streaming, Subscription},
+    store::{
+        Store, StoreError,
+        messages::{self, Direction, Message},
+    },
+};
+
+/// Messages read per query while catching up.
+const REPLAY_BATCH: i64 = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventParams {
+    device_id: Option<String>,
+    access_token: Option<String>,
+    /// For clients that reconnect by hand instead of with the `Last-Event-ID` header.
+    last_event_id: Option<String>,
+}
+
+/// `GET /v1/conversations/{id}/events`
+pub(super) async fn stream(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<EventParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let visitor = Visitor::from_headers(
+        &state,
+        &headers,
+        params.access_token.as_deref(),
+        params.device_id.as_deref(),
+    )?;
+    let conversation = owned(&state, &visitor, &id).await?;
+    let from = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(params.last_event_id.as_deref())
+        .map(Position::parse)
+        .unwrap_or_default();
+    // Subscribe first, so nothing published during the replay is missed.
+    let mut subscription = state.hub.subscribe(&conversation.id);
+    let mut cursor = Cursor::new(from);
+    let mut replay = cursor.catch_up(&state.store, &conversation.id).await?;
+    if let Some(streaming) = subscription.streaming.take() {
+        replay.extend(cursor.resume_reply(streaming));
+    }
+    let live = live(state.store.clone(), conversation.id, cursor, subscription);
+    let events = futures::stream::iter(replay.into_iter().map(Ok)).chain(live);
+    Ok(sse_response(events, &state))
+}
+
+/// Where a client is in a conversation's event stream, and what it has already seen.
+#[derive(Debug, Clone)]
+pub(super) struct Cursor {
+    /// The client's position, the id given to events that do not move it (updates).
+    position: Position,
+    /// The newest message sent; messages are sent in seq order, each once.
+    newest: i64,
+    /// The reply whose deltas were replayed, and how many: live deltas up to there are repeats.
+    replayed_deltas: Option<(i64, u32)>,
+    /// Ids of messages answered by messages sent to this client: a reply in progress for one of
+    /// them is already complete.
+    answered: Vec<String>,
+}
+
+/// What to do with a live event.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Send it with this id.
+    Send(Position),
+    /// Already sent.
+    Skip,
+    /// Earlier messages are stored but not yet published: read them (and this one) from the
+    /// database first.
+    Gap,
+}
+
+impl Cursor {
+    /// A client at `from`.
+    pub(super) fn new(from: Position) -> Self {
+        Self {
+            position: from,
+            newest: from.seq,
+            replayed_deltas: None,
+            answered: Vec::new(),
+        }
+    }
+
+    /// Records that `message` was sent.
+    fn sent(&mut self, message: &Message) -> Position {
+        self.newest = self.newest.max(message.seq);
+        self.position = Position {
+            seq: message.seq,
+            delta: 0,
+        };
+        if message.direction == Direction::Outbound
+            && let Some(reply_to) = &message.reply_to
+        {
+            self.answered.push(reply_to.clone());
+        }
+        self.position
+    }
+
+    /// The stored messages after the newest one sent, as events.
+    async fn catch_up(
+        &mut self,
+        store: &Store,
+        conversation_id: &str,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        loop {
+            let batch = stored_after(store, conversation_id, self.newest, REPLAY_BATCH).await?;
+            let full = batch.len() as i64 == REPLAY_BATCH;
+            for message in batch {
+                let position = self.sent(&message);
+                events.push(sse(&LiveEvent::Message(message), position));
+            }
+            if !full {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// The deltas of the reply being written that the client has not seen, unless the replay
+    /// already included the finished reply.
+    fn resume_reply(&mut self, streaming: Streaming) -> Vec<Event> {
+        let Some(progress) = streaming.progress else {
+            return Vec::new();
+        };
+        if self.answered.contains(&progress.reply_to) {
+            return Vec::new();
+        }
+        let seen = if progress.reply_to_seq == self.position.seq {
+            self.position.delta
+        } else {
+            0
+        };
+        let count = u32::try_from(streaming.deltas.len()).unwrap_or(u32::MAX);
+        self.replayed_deltas = Some((progress.reply_to_seq, count));
+        let mut events = Vec::new();
+        for (index, content) in (1..).zip(streaming.deltas) {
+            if index <= seen {
+                continue;
+            }
+            self.position = Position {
+                seq: progress.reply_to_seq,
+                delta: index,
+            };
+            let delta = LiveEvent::Delta(Delta {
+                reply_to: progress.reply_to.clone(),
+                reply_to_seq: progress.reply_to_seq,
+                index,
+                content,
+            });
+            events.push(sse(&delta, self.position));
+        }
+        events
+    }
+
+    /// Decides about a live event and moves the position accordingly.
+    pub(super) fn judge(&mut self, event: &LiveEvent) -> Verdict {
+        match event {
+            LiveEvent::Message(m) if m.seq <= self.newest => return Verdict::Skip,
+            // Seqs have no gaps, and a conversation's messages commit in seq order: a gap means a
+            // concurrent writer has not published an earlier message yet. It is stored.
+            LiveEvent::Message(m) if m.seq > self.newest + 1 => return Verdict::Gap,
+            LiveEvent::Message(m) => {
+                return Verdict::Send(self.sent(m));
+            }
+            LiveEvent::Delta(d)
+                if self
+                    .replayed_deltas
+                    .is_some_and(|(seq, index)| seq == d.reply_to_seq && d.index <= index) =>
+            {
+                return Verdict::Skip;
+            }
+            LiveEvent::Delta(_) | LiveEvent::Typing(_) | LiveEvent::Update(_) => {}
+        }
+        if let Some(position) = event.position() {
+            self.position = position;
+        }
+        Verdict::Send(self.position)
+    }
+}
+
+fn sse(event: &LiveEvent, position: Position) -> Event {
+    Event::default()
+        .event(event.name())
+        .id(position.to_string())
+        .data(serde_json::to_string(event).unwrap_or_default())
+}
+
+/// Stored messages after `seq`. Boxed, so that an idle stream does not reserve room for a query
+/// it is not running.
+fn stored_after<'a>(
+    store: &'a Store,
+    conversation_id: &'a str,
+    seq: i64,
+    limit: i64,
+) -> Pin<Box<dyn Future<Output = Result<Vec<Message>, StoreError>> + Send + 'a>> {
+    Box::pin(async move { messages::after(&mut store.reader(), conversation_id, seq, limit).await })
+}
+
+/// Catches up from the database, boxed for the same reason as [`stored_after`].
+fn catch_up<'a>(
+    cursor: &'a mut Cursor,
+    store: &'a Store,
+    conversation_id: &'a str,
+) -> Pin<Box<dyn Future<Output = Result<Vec<Event>, StoreError>> + Send + 'a>> {
+    Box::pin(cursor.catch_up(store, conversation_id))
+}
+
+/// Follows the live feed from where the replay left the cursor.
+fn live(
+    store: Store,
+    conversation_id: String,
+    mut cursor: Cursor,
+    mut subscription: Subscription,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    async_stream::stream! {
+        loop {
+            match subscription.receiver.recv().await {
+                Ok(event) => match cursor.judge(&event) {
+                    Verdict::Send(position) => {
+                        yield Ok(sse(&event, position));
+                        continue;
+                    }
+                    Verdict::Skip => continue,
+                    Verdict::Gap => {}
+                },
+                // Too slow: catch up on stored messages; missed deltas are superseded by them.
+                Err(RecvError::Lagged(_)) => {}
+                // The hub is gone: the gateway is shutting down.
+                Err(RecvError::Closed) => return,
+            }
+            match catch_up(&mut cursor, &store, &conversation_id).await {
+                Ok(events) => {
+                    for event in events {
+                        yield Ok(event);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, conversation = %conversation_id, "event catch-up failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{live::ReplyProgress, store::messages::Role, time::Timestamp};
+    use sqlx::types::Json;
+    use switchboard_channel::{Channel, DeliveryStatus};
+
+    fn message(seq: i64, reply_to: Option<&str>) -> Message {
+        Message {
+            id: format!("m{seq}"),
+            conversation_id: "c".into(),
+            seq,
+            channel: Channel::Web,
+            direction: if reply_to.is_some() {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
+            role: if reply_to.is_some() {
+                Role::Ai
+            } else {
+                Role::User
+            },
+            author: None,
+            kind: "text".into(),
+            content: "x".into(),
+            attachments: Json(Vec::new()),
+            provider_message_id: None,
+            reply_to: reply_to.map(str::to_owned),
+            status: DeliveryStatus::Sent,
+            status_at: Timestamp(0),
+            error: None,
+            created_at: Timestamp(0),
+            metadata: Json(Default::default()),
+        }
+    }
+
+    fn at(seq: i64, delta: u32) -> Position {
+        Position { seq, delta }
+    }
+
+    #[test]
+    fn messages_go_out_once_in_order_and_gaps_are_detected() {
+        let mut cursor = Cursor::new(at(2, 0));
+        assert_eq!(
+            cursor.judge(&LiveEvent::Message(message(2, None))),
+            Verdict::Skip
+        );
+        assert_eq!(
+            cursor.judge(&LiveEvent::Message(message(3, None))),
+            Verdict::Send(at(3, 0))
+        );
+        assert_eq!(
+            cursor.judge(&LiveEvent::Message(message(5, None))),
+            Verdict::Gap
+        );
+        assert_eq!(
+            cursor.judge(&LiveEvent::Message(message(4, Some("m3")))),
+            Verdict::Send(at(4, 0))
+        );
+        // An update keeps the client where it is.
+        assert_eq!(
+            cursor.judge(&LiveEvent::Update(message(3, None))),
+            Verdict::Send(at(4, 0))
+        );
+    }
+
+    #[test]
+    fn replayed_deltas_are_not_repeated() {
+        let mut cursor = Cursor::new(at(3, 1));
+        let streaming = Streaming {
+            progress: Some(ReplyProgress {
+                reply_to: "m3".into(),
+                reply_to_seq: 3,
+            }),
+            deltas: vec!["He".into(), "ll".into(), "o".into()],
+        };
+        let replayed = cursor.resume_reply(streaming);
+        assert_eq!(replayed.len(), 2, "deltas 2 and 3; the client had 1");
+        let delta = |index| {
+            LiveEvent::Delta(Delta {
+                reply_to: "m3".into(),
+                reply_to_seq: 3,
+                index,
+                content: "x".into(),
+            })
+        };
+        assert_eq!(cursor.judge(&delta(3)), Verdict::Skip);
+        assert_eq!(cursor.judge(&delta(4)), Verdict::Send(at(3, 4)));
+    }
+
+    #[test]
+    fn a_finished_reply_is_not_resumed() {
+        let mut cursor = Cursor::new(at(3, 0));
+        cursor.sent(&message(4, Some("m3")));
+        let streaming = Streaming {
+            progress: Some(ReplyProgress {
+                reply_to: "m3".into(),
+                reply_to_seq: 3,
+            }),
+            deltas: vec!["Hello".into()],
+        };
+        assert!(cursor.resume_reply(streaming).is_empty());
+    }
+}

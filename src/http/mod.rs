@@ -1,0 +1,110 @@
+//! The HTTP side of the gateway: one axum router for the chat API, event streams, the widget page
+//! and operations endpoints (later also provider webhooks and the dashboard).
+//!
+//! Handlers stay thin: they extract and validate, call the pipeline or the store, and shape the
+//! answer. Every error is an [`ApiError`].
+
+mod chat;
+mod conversations;
+pub mod error;
+mod events;
+pub mod extract;
+mod ops;
+mod pages;
+pub mod server;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    routing::{get, post},
+};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    trace::TraceLayer,
+};
+
+pub use error::ApiError;
+
+use crate::{config::Config, live::Hub, pipeline::Pipeline, store::Store, time::Clock};
+use switchboard_web::identity::IdentityVerifier;
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the gateway runs with.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// The conversation pipeline.
+    pub pipeline: Pipeline,
+    /// Live events.
+    pub hub: Hub,
+    /// Checks website visitor identities.
+    pub identity: Arc<IdentityVerifier>,
+    /// The gateway's own clock.
+    pub clock: Clock,
+    /// Where visitors reach the gateway, without a trailing slash.
+    pub public_url: Arc<str>,
+}
+
+/// The gateway's routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/messages", post(chat::post_message))
+        .route("/v1/chat/stream", post(chat::stream_message))
+        .route("/v1/conversations", get(conversations::list))
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get_one).delete(conversations::delete),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            get(conversations::messages),
+        )
+        .route(
+            "/v1/conversations/{id}/handoff",
+            post(conversations::handoff),
+        )
+        .route("/v1/conversations/{id}/events", get(events::stream))
+        .layer(cors(&state.config));
+    Router::new()
+        .merge(api)
+        .route("/", get(pages::index))
+        .route("/widget.js", get(pages::widget))
+        .route("/healthz", get(ops::health))
+        .route("/version", get(ops::version))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins = &config.web.allowed_origins;
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}

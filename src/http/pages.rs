@@ -1,0 +1,43 @@
+//! The page at `/` and the embeddable widget at `/widget.js`.
+
+use askama::Template;
+use axum::{
+    extract::State,
+    http::header,
+    response::{Html, IntoResponse},
+};
+
+use super::{AppState, error::ApiError};
+
+/// The demo page: the widget, live, and how to embed it elsewhere.
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    /// Where the gateway is reachable.
+    public_url: &'a str,
+    /// The gateway version.
+    version: &'a str,
+}
+
+/// `GET /`
+pub(super) async fn index(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let page = IndexPage {
+        public_url: &state.public_url,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    page.render().map(Html).map_err(|e| ApiError::internal(&e))
+}
+
+/// `GET /widget.js`
+pub(super) async fn widget() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        switchboard_web::WIDGET_JS,
+    )
+}

@@ -1,0 +1,20 @@
+//! Switchboard: a multi-channel messaging bot gateway.
+//!
+//! WhatsApp, Telegram, e-mail and website chat reach one conversation pipeline: channel adapters
+//! (the `switchboard-*` crates under `channels/`) normalize inbound messages, the [`pipeline`]
+//! stores them durably and answers them in order per conversation with an [`agents`] agent or
+//! hands them to a human, and replies go back through the channel they came from.
+//!
+//! [`app::Gateway`] assembles everything; `main.rs` only parses the command line.
+
+pub mod agents;
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod live;
+pub mod pipeline;
+pub mod store;
+pub mod telemetry;
+pub mod text;
+pub mod time;

@@ -1,0 +1,341 @@
+//! The live event hub: fans out what happens in a conversation to everyone watching it (the
+//! visitor's other tabs, the widget's event stream, later experts and supervisors).
+//!
+//! The hub is an accelerator, not a record. Durable events are stored messages, and their event id
+//! is the message's `seq`, so a client that reconnects with `Last-Event-ID` gets what it missed from
+//! the database. The only thing kept here is the reply being streamed right now, so a client that
+//! reconnects halfway through a reply also gets the deltas it missed.
+//!
+//! Event ids: a message is `<seq>`; the `n`-th delta of the reply to message `seq` is `<seq>.<n>`;
+//! the typing notice of that reply is `<seq>` again. An update of an earlier message (an edit, a
+//! delivery status) carries the listener's current position, so it never moves `Last-Event-ID`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::store::messages::Message;
+
+/// Events buffered per conversation for slow listeners. A listener that falls further behind
+/// catches up on messages from the database; deltas it missed are superseded by the final message.
+/// Every watched conversation has such a buffer, so it is kept small.
+const BUFFER: usize = 16;
+
+/// Something that happened in a conversation.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum LiveEvent {
+    /// A new stored message: from the user, an agent, an expert or the system.
+    Message(Message),
+    /// A stored message changed (edited by the user, or a new delivery status).
+    Update(Message),
+    /// An agent started working on a reply.
+    Typing(ReplyProgress),
+    /// A piece of a reply being streamed.
+    Delta(Delta),
+}
+
+/// Which reply a typing notice or delta belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyProgress {
+    /// The id of the message being answered.
+    pub reply_to: String,
+    /// Its seq.
+    pub reply_to_seq: i64,
+}
+
+/// A piece of a reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delta {
+    /// The id of the message being answered.
+    pub reply_to: String,
+    /// Its seq.
+    pub reply_to_seq: i64,
+    /// Position of this piece in the reply, from 1.
+    pub index: u32,
+    /// The text to append.
+    pub content: String,
+}
+
+impl LiveEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveEvent::Message(_) => "message",
+            LiveEvent::Update(_) => "update",
+            LiveEvent::Typing(_) => "typing",
+            LiveEvent::Delta(_) => "delta",
+        }
+    }
+
+    /// Where the event puts a listener in the stream; `None` for updates, which change an earlier
+    /// message and leave the position where it was.
+    pub fn position(&self) -> Option<Position> {
+        match self {
+            LiveEvent::Message(m) => Some(Position {
+                seq: m.seq,
+                delta: 0,
+            }),
+            LiveEvent::Update(_) => None,
+            LiveEvent::Typing(p) => Some(Position {
+                seq: p.reply_to_seq,
+                delta: 0,
+            }),
+            LiveEvent::Delta(d) => Some(Position {
+                seq: d.reply_to_seq,
+                delta: d.index,
+            }),
+        }
+    }
+}
+
+/// A position in a conversation's event stream, parsed from an event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    /// The last message seen.
+    pub seq: i64,
+    /// The last delta seen of the reply to message `seq` (0: none).
+    pub delta: u32,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.delta == 0 {
+            write!(f, "{}", self.seq)
+        } else {
+            write!(f, "{}.{}", self.seq, self.delta)
+        }
+    }
+}
+
+impl Position {
+    /// Parses `<seq>` or `<seq>.<n>`; anything else means "from the start".
+    pub fn parse(id: &str) -> Position {
+        let (seq, delta) = id.trim().split_once('.').unwrap_or((id.trim(), "0"));
+        match (seq.parse::<i64>(), delta.parse::<u32>()) {
+            (Ok(seq), Ok(delta)) if seq >= 0 => Position { seq, delta },
+            _ => Position::default(),
+        }
+    }
+}
+
+/// The reply being streamed in a conversation, for listeners that join or rejoin midway.
+#[derive(Debug, Clone, Default)]
+pub struct Streaming {
+    /// Which message is being answered.
+    pub progress: Option<ReplyProgress>,
+    /// The deltas so far, in order.
+    pub deltas: Vec<String>,
+}
+
+#[derive(Default)]
+struct Topic {
+    sender: Option<broadcast::Sender<Arc<LiveEvent>>>,
+    streaming: Option<Streaming>,
+}
+
+impl Topic {
+    fn send(&self, event: LiveEvent) {
+        if let Some(sender) = &self.sender {
+            // An error only means nobody listens right now.
+            let _ = sender.send(Arc::new(event));
+        }
+    }
+
+    /// Whether nobody listens (not counting `leaving` listeners on their way out) and no reply is
+    /// being streamed.
+    fn is_idle(&self, leaving: usize) -> bool {
+        self.streaming.is_none()
+            && self
+                .sender
+                .as_ref()
+                .is_none_or(|s| s.receiver_count() <= leaving)
+    }
+}
+
+/// The hub. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Hub {
+    topics: Arc<Mutex<HashMap<String, Topic>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+/// A listener of one conversation. Dropping it stops listening.
+pub struct Subscription {
+    /// Live events from the moment of subscribing.
+    pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
+    /// The reply that was being streamed at that moment, if any.
+    pub streaming: Option<Streaming>,
+    hub: Hub,
+    conversation_id: String,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // The receiver is dropped after this runs, so it still counts as a listener here.
+        self.hub.forget_if_idle(&self.conversation_id, 1);
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that matters.
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts listening to a conversation.
+    pub fn subscribe(&self, conversation_id: &str) -> Subscription {
+        let mut topics = self.lock();
+        let topic = topics.entry(conversation_id.to_owned()).or_default();
+        let receiver = match &topic.sender {
+            Some(sender) => sender.subscribe(),
+            None => {
+                let (sender, receiver) = broadcast::channel(BUFFER);
+                topic.sender = Some(sender);
+                receiver
+            }
+        };
+        Subscription {
+            receiver,
+            streaming: topic.streaming.clone(),
+            hub: self.clone(),
+            conversation_id: conversation_id.to_owned(),
+        }
+    }
+
+    /// Publishes a stored message. A message that answers the reply being streamed ends it.
+    pub fn message(&self, message: &Message) {
+        let mut topics = self.lock();
+        let Some(topic) = topics.get_mut(&message.conversation_id) else {
+            return;
+        };
+        let answers_stream = matches!(
+            (&topic.streaming, &message.reply_to),
+            (Some(Streaming { progress: Some(p), .. }), Some(reply_to)) if &p.reply_to == reply_to
+        );
+        if answers_stream {
+            topic.streaming = None;
+        }
+        topic.send(LiveEvent::Message(message.clone()));
+        if topic.is_idle(0) {
+            topics.remove(&message.conversation_id);
+        }
+    }
+
+    /// Publishes a change to a stored message.
+    pub fn update(&self, message: &Message) {
+        let topics = self.lock();
+        if let Some(topic) = topics.get(&message.conversation_id) {
+            topic.send(LiveEvent::Update(message.clone()));
+        }
+    }
+
+    /// An agent starts answering a message.
+    pub fn start_reply(&self, conversation_id: &str, progress: ReplyProgress) {
+        let mut topics = self.lock();
+        let topic = topics.entry(conversation_id.to_owned()).or_default();
+        topic.streaming = Some(Streaming {
+            progress: Some(progress.clone()),
+            deltas: Vec::new(),
+        });
+        topic.send(LiveEvent::Typing(progress));
+    }
+
+    /// A piece of the reply being streamed. Returns the delta's position in the reply.
+    pub fn delta(&self, conversation_id: &str, content: &str) -> u32 {
+        let mut topics = self.lock();
+        let Some(topic) = topics.get_mut(conversation_id) else {
+            return 0;
+        };
+        let Some(streaming) = &mut topic.streaming else {
+            return 0;
+        };
+        let Some(progress) = streaming.progress.clone() else {
+            return 0;
+        };
+        streaming.deltas.push(content.to_owned());
+        let index = u32::try_from(streaming.deltas.len()).unwrap_or(u32::MAX);
+        topic.send(LiveEvent::Delta(Delta {
+            reply_to: progress.reply_to,
+            reply_to_seq: progress.reply_to_seq,
+            index,
+            content: content.to_owned(),
+        }));
+        index
+    }
+
+    /// The reply ended without a message being published for it (the conversation was handed to a
+    /// person meanwhile, or storing failed).
+    pub fn end_reply(&self, conversation_id: &str) {
+        let mut topics = self.lock();
+        if let Some(topic) = topics.get_mut(conversation_id) {
+            topic.streaming = None;
+            if topic.is_idle(0) {
+                topics.remove(conversation_id);
+            }
+        }
+    }
+
+    /// Ends every listener's stream (at shutdown).
+    pub fn close(&self) {
+        self.lock().clear();
+    }
+
+    /// How many conversations have listeners or a reply in progress.
+    pub fn active_topics(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn forget_if_idle(&self, conversation_id: &str, leaving: usize) {
+        let mut topics = self.lock();
+        if topics
+            .get(conversation_id)
+            .is_some_and(|t| t.is_idle(leaving))
+        {
+            topics.remove(conversation_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_leniently() {
+        assert_eq!(Position::parse("12"), Position { seq: 12, delta: 0 });
+        assert_eq!(Position::parse("12.3"), Position { seq: 12, delta: 3 });
+        assert_eq!(Position::parse("nonsense"), Position::default());
+        assert_eq!(Position::parse("-4"), Position::default());
+        assert!(Position::parse("12.3") > Position::parse("12"));
+    }
+
+    #[test]
+    fn streaming_state_is_kept_for_late_listeners_and_cleared() {
+        let hub = Hub::default();
+        hub.start_reply(
+            "c1",
+            ReplyProgress {
+                reply_to: "m1".into(),
+                reply_to_seq: 1,
+            },
+        );
+        assert_eq!(hub.delta("c1", "Hel"), 1);
+        let sub = hub.subscribe("c1");
+        assert_eq!(sub.streaming.as_ref().unwrap().deltas, vec!["Hel"]);
+        assert_eq!(hub.delta("c1", "lo"), 2);
+        hub.end_reply("c1");
+        assert_eq!(hub.active_topics(), 1, "a listener keeps the topic");
+        drop(sub);
+        assert_eq!(hub.active_topics(), 0, "nothing is kept for nobody");
+    }
+}

@@ -1,0 +1,111 @@
+//! Handoff: the conversation goes from the AI to the experts.
+//!
+//! From then on the AI stays silent: turns of a conversation in expert mode store nothing, and a
+//! reply an agent was producing when the handoff happened is dropped (see `turn`). The end user is
+//! told with a system message, which is also how the change shows on event streams
+//! (`metadata.mode`).
+
+use serde_json::{Map, json};
+
+use super::Inner;
+use crate::{
+    store::{
+        StoreError, Tx,
+        conversations::{self, Conversation, Mode},
+        messages::{self, Direction, Message, NewMessage, Role},
+    },
+    time::Timestamp,
+};
+
+/// What the end user is told when an expert is asked to take over.
+pub const HANDOFF_NOTICE: &str = "You've asked for a person. An expert will join this conversation shortly; the assistant will stay quiet until then.";
+
+/// Why a handoff could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    /// The conversation does not exist (or is deleted).
+    #[error("conversation not found")]
+    NotFound,
+    /// The conversation is closed.
+    #[error("the conversation is closed")]
+    Closed,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result of a handoff request.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// The conversation as it is now (in expert mode).
+    pub conversation: Conversation,
+    /// The notice stored for the end user; `None` when experts already had the conversation.
+    pub notice: Option<Message>,
+}
+
+/// Switches a conversation in AI mode to expert mode and stores the notice, inside `tx`.
+/// Returns `None` (changing nothing) when the conversation is not in AI mode.
+pub async fn to_expert(
+    tx: &mut Tx,
+    conversation_id: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Option<Message>, StoreError> {
+    let Some(conversation) = conversations::take_seq_for_handoff(tx, conversation_id, now).await?
+    else {
+        return Ok(None);
+    };
+    let mut metadata = Map::new();
+    metadata.insert("mode".into(), json!(Mode::Expert));
+    metadata.insert("reason".into(), json!(reason));
+    messages::insert(
+        tx,
+        NewMessage {
+            conversation_id: conversation.id,
+            seq: conversation.last_seq,
+            channel: conversation.channel,
+            direction: Direction::Outbound,
+            role: Role::System,
+            author: None,
+            kind: "text",
+            content: HANDOFF_NOTICE.into(),
+            attachments: Vec::new(),
+            provider_message_id: None,
+            reply_to: None,
+            status: super::turn::initial_status(conversation.channel),
+            awaits_answer: false,
+            metadata,
+        },
+        now,
+    )
+    .await
+}
+
+impl Inner {
+    /// Hands a conversation to the experts. Asking again is harmless.
+    pub(super) async fn handoff(
+        &self,
+        conversation_id: &str,
+        reason: &str,
+    ) -> Result<Handoff, HandoffError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let notice = to_expert(&mut tx, conversation_id, reason, now).await?;
+        let conversation = conversations::get(&mut tx, conversation_id)
+            .await?
+            .ok_or(HandoffError::NotFound)?;
+        if conversation.mode == Mode::Closed {
+            return Err(HandoffError::Closed);
+        }
+        tx.commit_then(|| {
+            if let Some(notice) = &notice {
+                self.hub.message(notice);
+            }
+        })
+        .await?;
+        Ok(Handoff {
+            conversation,
+            notice,
+        })
+    }
+}

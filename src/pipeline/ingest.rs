@@ -1,0 +1,401 @@
+//! Ingest: normalized inbound events into the database, in one transaction.
+//!
+//! One webhook delivery (or one web chat request) is ingested atomically: contacts, conversations
+//! and messages are written together or not at all, and only after the commit does the caller
+//! acknowledge the provider. Messages already stored under the same provider id are recognised and
+//! skipped, so provider retries never create duplicates.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use switchboard_channel::{
+    Attachment, Channel, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
+    InboundMessage, StatusUpdate,
+};
+
+use crate::{
+    live::Hub,
+    store::{
+        Store, StoreError, Tx, contacts,
+        conversations::{self, Conversation, Mode, NewConversation},
+        messages::{self, Direction, InboundAppend, Message, NewMessage, Role},
+    },
+    text,
+    time::Timestamp,
+};
+
+/// What ingesting one event did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A new message was stored.
+    Stored {
+        /// The stored message.
+        message: Message,
+        /// Who answers its conversation.
+        mode: Mode,
+        /// Whether it waits for a turn of the pipeline (everything but reactions).
+        awaits_answer: bool,
+    },
+    /// The provider had already delivered this message; nothing changed.
+    Duplicate {
+        /// The message stored the first time.
+        message: Message,
+    },
+    /// An edit was applied to a stored message.
+    Edited {
+        /// The message as it is now.
+        message: Message,
+    },
+    /// A delivery status moved a sent message forward.
+    StatusUpdated {
+        /// The message as it is now.
+        message: Message,
+    },
+    /// The event changed nothing.
+    Ignored {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Why a batch was not ingested. Nothing of the batch was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The message names a conversation that does not exist (or is not the sender's).
+    #[error("conversation not found")]
+    ConversationNotFound,
+    /// The message names a conversation that no longer takes messages.
+    #[error("the conversation is closed")]
+    ConversationClosed,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ingest task panicked or was cancelled by a shutdown.
+    #[error("ingest failed: {0}")]
+    Internal(String),
+}
+
+/// How often a batch is retried when a concurrent transaction stored the same provider message
+/// (PostgreSQL; SQLite serialises writers).
+const ATTEMPTS: usize = 3;
+
+/// Ingests a batch in one transaction, publishes what changed to the live hub, and returns one
+/// outcome per event.
+pub async fn ingest(
+    store: &Store,
+    hub: &Hub,
+    channel: Channel,
+    events: &[InboundEvent],
+    now: Timestamp,
+) -> Result<Vec<Outcome>, IngestError> {
+    let mut attempt = 1;
+    loop {
+        let result = match events {
+            [InboundEvent::Message(message)] if appends_to_named_conversation(message) => {
+                append(store, hub, channel, message, now)
+                    .await
+                    .map(|o| vec![o])
+            }
+            _ => try_ingest(store, hub, channel, events, now).await,
+        };
+        match result {
+            Err(IngestError::Store(e)) if e.is_unique_violation() && attempt < ATTEMPTS => {
+                // A concurrent delivery of the same message won; the next attempt sees it.
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether a message can take the one-round-trip path: it names its conversation (web chat) and
+/// needs no lookup of a replied-to message.
+fn appends_to_named_conversation(message: &InboundMessage) -> bool {
+    matches!(message.conversation, ConversationRef::Existing(_)) && message.reply_to.is_none()
+}
+
+/// The hot path of web chat: one message for a conversation the visitor named, stored in one
+/// round trip (after a duplicate check when the client sent an idempotency key).
+async fn append(
+    store: &Store,
+    hub: &Hub,
+    channel: Channel,
+    inbound: &InboundMessage,
+    now: Timestamp,
+) -> Result<Outcome, IngestError> {
+    let ConversationRef::Existing(conversation_id) = &inbound.conversation else {
+        unreachable!("checked by appends_to_named_conversation")
+    };
+    if let Some(provider_id) = &inbound.provider_message_id
+        && let Some(message) =
+            messages::find_by_provider_id(&mut store.reader(), channel, provider_id).await?
+    {
+        return Ok(Outcome::Duplicate { message });
+    }
+    let (attachments, metadata) = message_data(inbound);
+    let appended = messages::append_inbound(
+        store,
+        InboundAppend {
+            conversation_id: conversation_id.clone(),
+            channel,
+            external_id: inbound.from.external_id.clone(),
+            kind: inbound.content.kind(),
+            content: inbound.content.to_text(),
+            attachments,
+            provider_message_id: inbound.provider_message_id.clone(),
+            awaits_answer: inbound.content.expects_answer(),
+            metadata,
+        },
+        now,
+        |rows| rows.iter().for_each(|row| hub.message(&row.message)),
+    )
+    .await?;
+    if let Some(appended) = appended {
+        return Ok(Outcome::Stored {
+            message: appended.message,
+            mode: appended.conversation_mode,
+            awaits_answer: inbound.content.expects_answer(),
+        });
+    }
+    let existing = conversations::get_for_owner(
+        &mut store.reader(),
+        conversation_id,
+        channel,
+        &inbound.from.external_id,
+    )
+    .await?;
+    match existing {
+        Some(c) if c.mode == Mode::Closed => Err(IngestError::ConversationClosed),
+        _ => Err(IngestError::ConversationNotFound),
+    }
+}
+
+/// The attachments and metadata stored with an inbound message.
+fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, Map<String, Value>) {
+    let mut metadata = inbound.metadata.clone();
+    if let Some(sent_at) = inbound.sent_at {
+        metadata.insert("sent_at".into(), json!(Timestamp::from(sent_at)));
+    }
+    let (attachments, extra) = content_parts(&inbound.content);
+    if let Some(extra) = extra {
+        metadata.insert(inbound.content.kind().into(), extra);
+    }
+    (attachments, metadata)
+}
+
+async fn try_ingest(
+    store: &Store,
+    hub: &Hub,
+    channel: Channel,
+    events: &[InboundEvent],
+    now: Timestamp,
+) -> Result<Vec<Outcome>, IngestError> {
+    let mut tx = store.begin().await?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let outcome = match event {
+            InboundEvent::Message(message) => store_message(&mut tx, channel, message, now).await?,
+            InboundEvent::Edit(edit) => apply_edit(&mut tx, channel, edit, now).await?,
+            InboundEvent::Status(update) => apply_status(&mut tx, channel, update, now).await?,
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit_then(|| publish(hub, &outcomes)).await?;
+    Ok(outcomes)
+}
+
+fn publish(hub: &Hub, outcomes: &[Outcome]) {
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Stored { message, .. } => hub.message(message),
+            Outcome::Edited { message } | Outcome::StatusUpdated { message } => hub.update(message),
+            Outcome::Duplicate { .. } | Outcome::Ignored { .. } => {}
+        }
+    }
+}
+
+async fn store_message(
+    tx: &mut Tx,
+    channel: Channel,
+    inbound: &InboundMessage,
+    now: Timestamp,
+) -> Result<Outcome, IngestError> {
+    if let Some(provider_id) = &inbound.provider_message_id
+        && let Some(message) = messages::find_by_provider_id(tx, channel, provider_id).await?
+    {
+        return Ok(Outcome::Duplicate { message });
+    }
+    let text = inbound.content.to_text();
+    let conversation = match &inbound.conversation {
+        ConversationRef::Existing(id) => {
+            let conversation =
+                conversations::take_seq_for_owner(tx, id, channel, &inbound.from.external_id, now)
+                    .await?
+                    .ok_or(IngestError::ConversationNotFound)?;
+            if conversation.mode == Mode::Closed {
+                return Err(IngestError::ConversationClosed);
+            }
+            conversation
+        }
+        ConversationRef::New => {
+            let contact_id = contacts::upsert(tx, channel, &inbound.from, now).await?;
+            new_conversation(tx, channel, inbound, &contact_id, &text, now).await?
+        }
+        ConversationRef::Current => {
+            let contact_id = contacts::upsert(tx, channel, &inbound.from, now).await?;
+            let current =
+                conversations::current_for_contact(tx, channel, &inbound.account, &contact_id)
+                    .await?;
+            let taken = match current {
+                Some(c) => conversations::take_seq(tx, &c.id, now).await?,
+                None => None,
+            };
+            match taken {
+                Some(conversation) => conversation,
+                None => new_conversation(tx, channel, inbound, &contact_id, &text, now).await?,
+            }
+        }
+    };
+    let (attachments, mut metadata) = message_data(inbound);
+    let reply_to = match &inbound.reply_to {
+        Some(provider_id) => {
+            metadata.insert("reply_to_provider_id".into(), json!(provider_id));
+            messages::find_by_provider_id(tx, channel, provider_id)
+                .await?
+                .map(|m| m.id)
+        }
+        None => None,
+    };
+    let message = messages::insert(
+        tx,
+        NewMessage {
+            conversation_id: conversation.id.clone(),
+            seq: conversation.last_seq,
+            channel,
+            direction: Direction::Inbound,
+            role: Role::User,
+            author: None,
+            kind: inbound.content.kind(),
+            content: text,
+            attachments,
+            provider_message_id: inbound.provider_message_id.clone(),
+            reply_to,
+            status: DeliveryStatus::Received,
+            awaits_answer: inbound.content.expects_answer(),
+            metadata,
+        },
+        now,
+    )
+    .await?;
+    match message {
+        Some(message) => Ok(Outcome::Stored {
+            message,
+            mode: conversation.mode,
+            awaits_answer: inbound.content.expects_answer(),
+        }),
+        // A concurrent transaction stored the same provider message after our check: undo this
+        // attempt entirely (it may have created a conversation) and let the retry find it.
+        None => Err(IngestError::Store(StoreError::DuplicateRace)),
+    }
+}
+
+async fn new_conversation(
+    tx: &mut Tx,
+    channel: Channel,
+    inbound: &InboundMessage,
+    contact_id: &str,
+    text: &str,
+    now: Timestamp,
+) -> Result<Conversation, StoreError> {
+    conversations::create(
+        tx,
+        NewConversation {
+            channel,
+            account: &inbound.account,
+            contact_id,
+            title: text::title(text),
+        },
+        now,
+    )
+    .await
+}
+
+/// Splits content into the attachments column and the kind-specific data kept in metadata.
+fn content_parts(content: &switchboard_channel::Content) -> (Vec<Attachment>, Option<Value>) {
+    use switchboard_channel::Content::*;
+    match content {
+        Text { .. } | Unsupported { .. } => (Vec::new(), None),
+        Media { attachments, .. } => (attachments.clone(), None),
+        Location(l) => (Vec::new(), serde_json::to_value(l).ok()),
+        Contacts { contacts } => (Vec::new(), serde_json::to_value(contacts).ok()),
+        Interactive(i) => (Vec::new(), serde_json::to_value(i).ok()),
+        Reaction(r) => (Vec::new(), serde_json::to_value(r).ok()),
+    }
+}
+
+async fn apply_edit(
+    tx: &mut Tx,
+    channel: Channel,
+    edit: &InboundEdit,
+    now: Timestamp,
+) -> Result<Outcome, IngestError> {
+    let Some(message) =
+        messages::find_by_provider_id(tx, channel, &edit.provider_message_id).await?
+    else {
+        return Ok(Outcome::Ignored {
+            reason: "edit of an unknown message",
+        });
+    };
+    if message.direction != Direction::Inbound {
+        return Ok(Outcome::Ignored {
+            reason: "edit of a message the user did not write",
+        });
+    }
+    let text = edit.content.to_text();
+    if text == message.content {
+        return Ok(Outcome::Ignored {
+            reason: "edit without change",
+        });
+    }
+    let mut metadata: Map<String, Value> = message.metadata.0.clone();
+    let mut edits = metadata
+        .remove("edits")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    edits.push(json!({
+        "previous": message.content,
+        "edited_at": edit.edited_at.map(Timestamp::from).unwrap_or(now),
+    }));
+    metadata.insert("edits".into(), Value::Array(edits));
+    let updated = messages::set_content(tx, &message.id, text, metadata).await?;
+    Ok(Outcome::Edited { message: updated })
+}
+
+async fn apply_status(
+    tx: &mut Tx,
+    channel: Channel,
+    update: &StatusUpdate,
+    now: Timestamp,
+) -> Result<Outcome, IngestError> {
+    let error = update.error.as_ref().map(|e| match &e.detail {
+        Some(detail) => format!("{} {}: {detail}", e.code, e.title),
+        None => format!("{} {}", e.code, e.title),
+    });
+    let at = update.at.map(Timestamp::from).unwrap_or(now);
+    let updated = messages::advance_status(
+        tx,
+        channel,
+        &update.provider_message_id,
+        update.status,
+        at,
+        error,
+    )
+    .await?;
+    Ok(match updated {
+        Some(message) => Outcome::StatusUpdated { message },
+        None => Outcome::Ignored {
+            reason: "status of an unknown message, or older than the stored status",
+        },
+    })
+}

@@ -1,0 +1,196 @@
+//! The conversation pipeline: every channel's inbound messages go through here.
+//!
+//! ```text
+//! adapter ─▶ ingest (one transaction) ─▶ caller acknowledges ─▶ lane of the conversation ─▶ turn
+//!                                                                  (one message at a time)    │
+//!                                      live hub (SSE) ◀── deltas, stored reply ◀──────────────┘
+//! ```
+//!
+//! - [`ingest`]: normalized events into the database, deduplicated by provider id.
+//! - [`lanes`]: per-conversation serial queues with bounded overall concurrency.
+//! - [`router`]: which agent answers (session lock, rules, default).
+//! - [`turn`]: answering one message: agent, timeout, fallback, storing the reply.
+//! - [`handoff`]: AI → expert mode.
+//! - [`sweeper`]: resumes messages the database says are unanswered (after a crash).
+//!
+//! No polling job queue sits between an inbound message and its reply: the lane starts the turn as
+//! soon as the message is committed. Background jobs are for what may wait (see `jobs`).
+
+pub mod handoff;
+pub mod ingest;
+pub mod lanes;
+pub mod router;
+pub mod sweeper;
+pub mod turn;
+
+use std::{sync::Arc, time::Duration};
+
+use switchboard_channel::{Channel, InboundEvent, InboundMessage};
+
+pub use handoff::{Handoff, HandoffError};
+pub use ingest::{IngestError, Outcome};
+pub use turn::{ReplyWatch, TurnOutcome};
+
+use crate::{
+    agents::AgentRegistry,
+    config::Config,
+    live::Hub,
+    store::{Store, StoreError},
+    time::Clock,
+};
+use lanes::{Lanes, Pushed};
+use router::Router;
+use turn::Job;
+
+/// The pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    clock: Clock,
+    hub: Hub,
+    agents: AgentRegistry,
+    router: Router,
+    default_agent: String,
+    config: crate::config::PipelineConfig,
+    lanes: Lanes<Job>,
+}
+
+impl Pipeline {
+    /// A pipeline over a migrated store.
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        hub: Hub,
+        agents: AgentRegistry,
+        config: &Config,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                hub,
+                agents,
+                router: Router::new(&config.routing),
+                default_agent: config.routing.default_agent.clone(),
+                config: config.pipeline.clone(),
+                lanes: Lanes::new(config.pipeline.max_concurrency),
+            }),
+        }
+    }
+
+    /// Ingests a batch of events from one delivery, in one transaction, then queues every new
+    /// message for an answer. When this returns `Ok`, the batch is durable: acknowledge it.
+    pub async fn ingest(
+        &self,
+        channel: Channel,
+        events: Vec<InboundEvent>,
+    ) -> Result<Vec<Outcome>, IngestError> {
+        let inner = self.inner.clone();
+        // Runs to completion even if the caller (an HTTP request) is cancelled, so that a committed
+        // message is always dispatched.
+        spawn_detached(async move { inner.ingest(channel, events, None).await.map(|(o, _)| o) })
+            .await
+    }
+
+    /// Ingests one message and follows its answer as it is produced. The watch is `None` when no
+    /// answer will come from this turn (a duplicate, or a message that needs none).
+    pub async fn ingest_and_watch(
+        &self,
+        channel: Channel,
+        message: InboundMessage,
+    ) -> Result<(Outcome, Option<ReplyWatch>), IngestError> {
+        let inner = self.inner.clone();
+        let (watcher, watch) = turn::watch();
+        let (mut outcomes, watched) = spawn_detached(async move {
+            inner
+                .ingest(channel, vec![InboundEvent::Message(message)], Some(watcher))
+                .await
+        })
+        .await?;
+        let outcome = outcomes.pop().unwrap_or(Outcome::Ignored {
+            reason: "nothing to ingest",
+        });
+        Ok((outcome, watched.then_some(watch)))
+    }
+
+    /// Hands a conversation to the experts: the AI stops answering it.
+    pub async fn handoff(
+        &self,
+        conversation_id: &str,
+        reason: &str,
+    ) -> Result<Handoff, HandoffError> {
+        self.inner.handoff(conversation_id, reason).await
+    }
+
+    /// Resumes messages left unanswered for longer than `grace`. Returns how many.
+    pub async fn sweep(&self, grace: Duration) -> Result<usize, StoreError> {
+        self.inner.sweep(grace).await
+    }
+
+    /// Waits for running and queued turns to finish, up to `timeout`. Returns whether they did.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.inner.lanes.wait_idle(timeout).await
+    }
+
+    /// How many messages are queued or being answered.
+    pub fn pending(&self) -> usize {
+        self.inner.lanes.len()
+    }
+}
+
+impl Inner {
+    /// Ingests (which publishes), and queues turns. With a watcher, the (single) new message's turn
+    /// reports to it; the flag says whether the watcher was attached.
+    async fn ingest(
+        self: &Arc<Self>,
+        channel: Channel,
+        events: Vec<InboundEvent>,
+        mut watcher: Option<turn::ReplyWatcher>,
+    ) -> Result<(Vec<Outcome>, bool), IngestError> {
+        let now = self.clock.now();
+        let outcomes = ingest::ingest(&self.store, &self.hub, channel, &events, now).await?;
+        let mut watched = false;
+        for outcome in &outcomes {
+            if let Outcome::Stored {
+                message,
+                awaits_answer: true,
+                ..
+            } = outcome
+            {
+                watched |= watcher.is_some();
+                self.submit(Job {
+                    message: message.clone(),
+                    watcher: watcher.take(),
+                });
+            }
+        }
+        Ok((outcomes, watched))
+    }
+
+    /// Queues a turn in its conversation's lane, starting the lane's runner if it was idle.
+    fn submit(self: &Arc<Self>, job: Job) {
+        let lane = job.message.conversation_id.clone();
+        if self.lanes.push(job) == Pushed::StartRunner {
+            let inner = self.clone();
+            tokio::spawn(async move {
+                let runner = inner.clone();
+                inner.lanes.run(lane, |job| runner.turn(job)).await;
+            });
+        }
+    }
+}
+
+/// Runs a future on its own task and waits for it; the task completes even if the waiter is
+/// dropped.
+async fn spawn_detached<T: Send + 'static>(
+    future: impl Future<Output = Result<T, IngestError>> + Send + 'static,
+) -> Result<T, IngestError> {
+    match tokio::spawn(future).await {
+        Ok(result) => result,
+        Err(e) => Err(IngestError::Internal(e.to_string())),
+    }
+}

@@ -1,0 +1,122 @@
+//! Routing: which agent answers a conversation.
+//!
+//! A conversation locked to an agent (the session lock, valid until `locked_at + TTL`) stays with
+//! that agent. Otherwise the configured rules are tried in order on the message (keywords, then
+//! regular expressions, per rule) and the first match wins; no match means the default agent. The
+//! chosen agent is then locked in. Answers renew the lock once more than half of it has passed, so
+//! a conversation keeps its agent for as long as it stays active, and renewing costs an index
+//! update only now and then.
+
+use regex::Regex;
+
+use crate::{
+    config::RoutingConfig,
+    text::{Keywords, Normalised},
+};
+
+struct Rule {
+    agent: String,
+    keywords: Keywords,
+    pattern: Option<Regex>,
+}
+
+/// The routing rules of the configuration.
+pub struct Router {
+    rules: Vec<Rule>,
+    default_agent: String,
+}
+
+/// Why an agent was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// The conversation's lock is still valid.
+    Locked,
+    /// A routing rule matched.
+    Rule(usize),
+    /// Nothing matched.
+    Default,
+}
+
+impl Router {
+    /// The router for a (validated) configuration.
+    pub fn new(config: &RoutingConfig) -> Self {
+        let rules = config
+            .rules
+            .iter()
+            .map(|rule| Rule {
+                agent: rule.agent.clone(),
+                keywords: Keywords::new(&rule.keywords),
+                // Validated when the configuration was loaded.
+                pattern: rule.pattern.as_deref().and_then(|p| Regex::new(p).ok()),
+            })
+            .collect();
+        Self {
+            rules,
+            default_agent: config.default_agent.clone(),
+        }
+    }
+
+    /// The agent for a message of a conversation whose valid lock (if any) is `locked`.
+    pub fn route<'a>(&'a self, locked: Option<&'a str>, message: &str) -> (&'a str, Choice) {
+        if let Some(agent) = locked {
+            return (agent, Choice::Locked);
+        }
+        let normalised = Normalised::new(message);
+        for (i, rule) in self.rules.iter().enumerate() {
+            let matched = rule.keywords.matches(&normalised)
+                || rule.pattern.as_ref().is_some_and(|p| p.is_match(message));
+            if matched {
+                return (&rule.agent, Choice::Rule(i));
+            }
+        }
+        (&self.default_agent, Choice::Default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RoutingRule;
+
+    fn router() -> Router {
+        Router::new(&RoutingConfig {
+            default_agent: "assistant".into(),
+            rules: vec![
+                RoutingRule {
+                    agent: "billing".into(),
+                    keywords: vec!["invoice".into(), "refund".into()],
+                    pattern: None,
+                },
+                RoutingRule {
+                    agent: "orders".into(),
+                    keywords: vec![],
+                    pattern: Some(r"(?i)order\s+#?\d+".into()),
+                },
+            ],
+            ..RoutingConfig::default()
+        })
+    }
+
+    #[test]
+    fn rules_then_default() {
+        let r = router();
+        assert_eq!(
+            r.route(None, "I want a REFUND"),
+            ("billing", Choice::Rule(0))
+        );
+        assert_eq!(
+            r.route(None, "where is Order #123?"),
+            ("orders", Choice::Rule(1))
+        );
+        assert_eq!(r.route(None, "hello"), ("assistant", Choice::Default));
+    }
+
+    #[test]
+    fn a_valid_lock_wins_over_rules() {
+        let r = router();
+        assert_eq!(
+            r.route(Some("orders"), "refund please"),
+            ("orders", Choice::Locked)
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! A turn: answering one inbound message, inside its conversation's lane.
+//!
+//! The turn reads the conversation, leaves it alone when an expert owns it, picks the agent
+//! (session lock or routing rules), gives the agent the recent history, streams the agent's deltas
+//! to the live hub and to whoever waits for the reply, and finally stores the reply, renews the
+//! lock and marks the message handled — in one transaction, and only if the conversation is still in
+//! AI mode and the message still unhandled. An agent that fails or runs out of time yields the
+//! configured polite fallback, never silence.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use serde_json::{Map, json};
+use switchboard_channel::{Channel, DeliveryStatus};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, info_span, warn};
+
+use super::{Inner, lanes::LaneJob};
+use crate::{
+    agents::{AgentEvent, AgentRequest, RegisteredAgent},
+    live::ReplyProgress,
+    store::{
+        StoreError, conversations,
+        conversations::{Conversation, Mode, WithNextTurn},
+        messages::{self, ContextLine, Direction, Message, NewMessage, ReplyAppend, Role},
+    },
+};
+
+/// A message waiting for its turn in its conversation's lane.
+pub struct Job {
+    /// The stored inbound message.
+    pub message: Message,
+    /// Whoever waits for the reply (the HTTP request that sent the message), if anybody.
+    pub watcher: Option<ReplyWatcher>,
+}
+
+impl LaneJob for Job {
+    type Key = String;
+    type Id = String;
+
+    fn lane(&self) -> String {
+        self.message.conversation_id.clone()
+    }
+
+    fn id(&self) -> String {
+        self.message.id.clone()
+    }
+}
+
+/// The sending half of a [`ReplyWatch`].
+pub struct ReplyWatcher {
+    deltas: mpsc::UnboundedSender<String>,
+    done: oneshot::Sender<TurnOutcome>,
+}
+
+/// Follows the answer to one message as it is produced.
+pub struct ReplyWatch {
+    /// The reply's text, piece by piece. Ends when the turn ends.
+    pub deltas: mpsc::UnboundedReceiver<String>,
+    /// How the turn ended. Dropped without a value when the turn failed (the message stays
+    /// unanswered in the database and the sweeper retries it).
+    pub done: oneshot::Receiver<TurnOutcome>,
+}
+
+/// A connected watcher and watch.
+pub fn watch() -> (ReplyWatcher, ReplyWatch) {
+    let (deltas_tx, deltas_rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    (
+        ReplyWatcher {
+            deltas: deltas_tx,
+            done: done_tx,
+        },
+        ReplyWatch {
+            deltas: deltas_rx,
+            done: done_rx,
+        },
+    )
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone)]
+pub struct TurnOutcome {
+    /// The agent's stored reply; `None` when nobody answered automatically.
+    pub reply: Option<Message>,
+    /// System messages the turn added (a handoff notice).
+    pub notices: Vec<Message>,
+    /// Who answers the conversation now.
+    pub mode: Mode,
+}
+
+/// What the agent produced.
+struct Produced {
+    text: String,
+    handoff: Option<String>,
+    error: Option<String>,
+}
+
+impl Inner {
+    /// Runs the turn of a job's message. The database decides the order within a conversation:
+    /// the message answered is always the oldest one still on the work list. That is usually the
+    /// job's own; when concurrent writers committed an earlier message whose job has not reached
+    /// the lane yet, that message goes first (its job, arriving later, finds it answered).
+    pub(super) async fn turn(self: &Arc<Self>, job: Job) {
+        loop {
+            let next = conversations::get_with_next_turn(
+                &mut self.store.reader(),
+                &job.message.conversation_id,
+            )
+            .await;
+            let next = match next {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(error = %e, conversation = %job.message.conversation_id,
+                        "cannot read the conversation; the sweeper will retry");
+                    return;
+                }
+            };
+            let (conversation, next_turn) = match next {
+                // Deleted: the message is finished without an answer.
+                None => {
+                    self.run(job, None).await;
+                    return;
+                }
+                // An expert owns it, or it is closed: nothing to answer, in any order.
+                Some(found) if found.conversation.mode != Mode::Ai => {
+                    self.run(job, Some(found.conversation)).await;
+                    return;
+                }
+                Some(WithNextTurn {
+                    conversation,
+                    next_turn,
+                }) => (conversation, next_turn),
+            };
+            let Some(next) = next_turn else {
+                // Nothing left to answer: this message was answered out of its job's turn.
+                let reply = messages::answer_to(
+                    &mut self.store.reader(),
+                    &job.message.conversation_id,
+                    &job.message.id,
+                )
+                .await
+                .unwrap_or_default();
+                if let Some(watcher) = job.watcher {
+                    let _ = watcher.done.send(TurnOutcome {
+                        reply,
+                        notices: Vec::new(),
+                        mode: conversation.mode,
+                    });
+                }
+                return;
+            };
+            if next == job.message.id {
+                self.run(job, Some(conversation)).await;
+                return;
+            }
+            // An earlier message goes first, with its watcher when its job is already queued.
+            let lane = job.message.conversation_id.clone();
+            let earlier = match self.lanes.take_queued(&lane, &next) {
+                Some(earlier) => earlier,
+                None => match messages::get(&mut self.store.reader(), &next).await {
+                    Ok(Some(message)) => Job {
+                        message,
+                        watcher: None,
+                    },
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read a pending message");
+                        return;
+                    }
+                },
+            };
+            if !self.run(earlier, Some(conversation)).await {
+                // Leave both to the sweeper rather than trying again and again.
+                return;
+            }
+        }
+    }
+
+    /// Runs one message's turn. Errors are logged (and `false` returned); the message then stays
+    /// on the work list for the sweeper.
+    async fn run(self: &Arc<Self>, job: Job, conversation: Option<Conversation>) -> bool {
+        let span = info_span!(
+            "turn",
+            conversation = %job.message.conversation_id,
+            message = %job.message.id,
+            channel = %job.message.channel,
+        );
+        let Job { message, watcher } = job;
+        let (deltas, done) = match watcher {
+            Some(w) => (Some(w.deltas), Some(w.done)),
+            None => (None, None),
+        };
+        match self
+            .try_turn(&message, conversation, deltas.as_ref())
+            .instrument(span.clone())
+            .await
+        {
+            Ok(outcome) => {
+                if let Some(done) = done {
+                    let _ = done.send(outcome);
+                }
+                true
+            }
+            Err(e) => {
+                self.hub.end_reply(&message.conversation_id);
+                span.in_scope(
+                    || tracing::error!(error = %e, "turn failed; the sweeper will retry"),
+                );
+                false
+            }
+        }
+    }
+
+    async fn try_turn(
+        self: &Arc<Self>,
+        message: &Message,
+        conversation: Option<Conversation>,
+        deltas: Option<&mpsc::UnboundedSender<String>>,
+    ) -> Result<TurnOutcome, StoreError> {
+        let Some(conversation) = conversation.filter(|c| c.mode == Mode::Ai) else {
+            // Deleted, or owned by an expert (who is notified elsewhere): nothing to answer.
+            let mode = self.finish_unanswered(message).await?;
+            return Ok(TurnOutcome {
+                reply: None,
+                notices: Vec::new(),
+                mode,
+            });
+        };
+        let now = self.clock.now();
+        let (name, registered) = self.agent_for(&conversation, message, now);
+        let history = if registered.agent.needs_history() {
+            messages::context(
+                &mut self.store.reader(),
+                message,
+                i64::from(self.config.context_messages),
+            )
+            .await?
+        } else {
+            vec![ContextLine {
+                role: message.role,
+                content: message.content.clone(),
+            }]
+        };
+        let request = AgentRequest {
+            conversation_id: conversation.id.clone(),
+            channel: conversation.channel,
+            history,
+        };
+        self.hub.start_reply(
+            &conversation.id,
+            ReplyProgress {
+                reply_to: message.id.clone(),
+                reply_to_seq: message.seq,
+            },
+        );
+        let produced = self
+            .produce(&registered, request, &conversation.id, deltas)
+            .await;
+        if let Some(error) = &produced.error {
+            warn!(agent = %name, %error, "the agent failed; answering with the fallback message");
+        }
+        let stored = self
+            .store_reply(message, &name, registered.lock_ttl, produced)
+            .await?;
+        if stored.is_none() {
+            self.hub.end_reply(&conversation.id);
+        }
+        match stored {
+            Some(outcome) => Ok(outcome),
+            None => {
+                // The conversation was handed to an expert (or deleted, or the message answered by
+                // someone else) while the agent was working: its reply is dropped.
+                let current =
+                    conversations::get(&mut self.store.reader(), &message.conversation_id).await?;
+                Ok(TurnOutcome {
+                    reply: None,
+                    notices: Vec::new(),
+                    mode: current.map_or(Mode::Closed, |c| c.mode),
+                })
+            }
+        }
+    }
+
+    fn agent_for(
+        &self,
+        conversation: &Conversation,
+        message: &Message,
+        now: crate::time::Timestamp,
+    ) -> (String, RegisteredAgent) {
+        // A lock naming an agent that is no longer configured is treated as expired.
+        let locked = conversation
+            .locked_agent(now)
+            .filter(|name| self.agents.get(name).is_some());
+        let (name, _) = self.router.route(locked, &message.content);
+        let registered = self
+            .agents
+            .get(name)
+            .or_else(|| self.agents.get(&self.default_agent))
+            .cloned()
+            .unwrap_or_else(|| unreachable!("the default agent is validated at start"));
+        (name.to_owned(), registered)
+    }
+
+    /// Runs the agent within the timeout, forwarding deltas as they come.
+    async fn produce(
+        &self,
+        registered: &RegisteredAgent,
+        request: AgentRequest,
+        conversation_id: &str,
+        deltas: Option<&mpsc::UnboundedSender<String>>,
+    ) -> Produced {
+        let mut produced = Produced {
+            text: String::new(),
+            handoff: None,
+            error: None,
+        };
+        let mut stream = registered.agent.respond(request);
+        let deadline = tokio::time::sleep(self.config.agent_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => {
+                    produced.error = Some(format!(
+                        "no complete reply within {}",
+                        humantime_duration(self.config.agent_timeout)
+                    ));
+                    break;
+                }
+                event = stream.next() => match event {
+                    Some(Ok(AgentEvent::Delta(delta))) => {
+                        if delta.is_empty() {
+                            continue;
+                        }
+                        self.hub.delta(conversation_id, &delta);
+                        if let Some(deltas) = deltas {
+                            let _ = deltas.send(delta.clone());
+                        }
+                        produced.text.push_str(&delta);
+                    }
+                    Some(Ok(AgentEvent::Handoff { reason })) => produced.handoff = Some(reason),
+                    Some(Err(e)) => {
+                        produced.error = Some(e.to_string());
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if produced.error.is_none() && produced.text.trim().is_empty() && produced.handoff.is_none()
+        {
+            produced.error = Some("the agent returned an empty reply".into());
+        }
+        produced
+    }
+
+    /// Stores the reply (and a handoff) and marks the message handled, in one transaction.
+    /// Returns `None` when nothing was stored: the message had already been answered by another
+    /// turn, or the conversation left AI mode (or was deleted) while the agent was working.
+    async fn store_reply(
+        &self,
+        message: &Message,
+        agent: &str,
+        lock_ttl: Duration,
+        produced: Produced,
+    ) -> Result<Option<TurnOutcome>, StoreError> {
+        let now = self.clock.now();
+        let mut metadata = Map::new();
+        let text = match produced.error {
+            Some(error) => {
+                metadata.insert("agent_error".into(), json!(error));
+                self.config.fallback_message.clone()
+            }
+            None => produced.text,
+        };
+        if produced.handoff.is_none() && !text.trim().is_empty() {
+            // The common case, in one round trip.
+            let hub = &self.hub;
+            let reply = messages::append_reply(
+                &self.store,
+                ReplyAppend {
+                    inbound_id: message.id.clone(),
+                    inbound_seq: message.seq,
+                    conversation_id: message.conversation_id.clone(),
+                    agent: agent.to_owned(),
+                    lock_ttl,
+                    content: text,
+                    status: initial_status(message.channel),
+                    metadata,
+                },
+                now,
+                |rows| rows.iter().for_each(|m| hub.message(m)),
+            )
+            .await?;
+            return Ok(reply.map(|reply| TurnOutcome {
+                reply: Some(reply),
+                notices: Vec::new(),
+                mode: Mode::Ai,
+            }));
+        }
+        let mut tx = self.store.begin().await?;
+        if !messages::mark_handled(&mut tx, message).await? {
+            return Ok(None);
+        }
+        let mut outcome = TurnOutcome {
+            reply: None,
+            notices: Vec::new(),
+            mode: Mode::Ai,
+        };
+        let mut still_ai = true;
+        if !text.trim().is_empty() {
+            match conversations::take_seq_for_agent(
+                &mut tx,
+                &message.conversation_id,
+                agent,
+                lock_ttl,
+                now,
+            )
+            .await?
+            {
+                Some(conversation) => {
+                    outcome.reply = messages::insert(
+                        &mut tx,
+                        NewMessage {
+                            conversation_id: conversation.id.clone(),
+                            seq: conversation.last_seq,
+                            channel: conversation.channel,
+                            direction: Direction::Outbound,
+                            role: Role::Ai,
+                            author: Some(agent.to_owned()),
+                            kind: "text",
+                            content: text,
+                            attachments: Vec::new(),
+                            provider_message_id: None,
+                            reply_to: Some(message.id.clone()),
+                            status: initial_status(conversation.channel),
+                            awaits_answer: false,
+                            metadata,
+                        },
+                        now,
+                    )
+                    .await?;
+                }
+                None => still_ai = false,
+            }
+        }
+        if still_ai && let Some(reason) = produced.handoff {
+            let notice =
+                super::handoff::to_expert(&mut tx, &message.conversation_id, &reason, now).await?;
+            if let Some(notice) = notice {
+                outcome.notices.push(notice);
+                outcome.mode = Mode::Expert;
+            }
+        }
+        let stored = outcome.reply.is_some() || !outcome.notices.is_empty();
+        let hub = &self.hub;
+        tx.commit_then(|| {
+            for m in outcome.reply.iter().chain(&outcome.notices) {
+                hub.message(m);
+            }
+            if outcome.reply.is_none() {
+                hub.end_reply(&message.conversation_id);
+            }
+        })
+        .await?;
+        Ok(stored.then_some(outcome))
+    }
+
+    /// Marks a message handled without an answer; returns the conversation's mode.
+    async fn finish_unanswered(&self, message: &Message) -> Result<Mode, StoreError> {
+        let mut tx = self.store.begin().await?;
+        messages::mark_handled(&mut tx, message).await?;
+        let mode = conversations::get(&mut tx, &message.conversation_id)
+            .await?
+            .map_or(Mode::Closed, |c| c.mode);
+        tx.commit().await?;
+        Ok(mode)
+    }
+}
+
+/// The delivery status a reply starts with. A web reply is delivered by being stored and
+/// published; on other channels it waits for the provider to accept it.
+pub(super) fn initial_status(channel: Channel) -> DeliveryStatus {
+    match channel {
+        Channel::Web => DeliveryStatus::Sent,
+        _ => DeliveryStatus::Pending,
+    }
+}
+
+fn humantime_duration(d: Duration) -> String {
+    humantime_serde::re::humantime::format_duration(d).to_string()
+}

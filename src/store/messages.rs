@@ -1,0 +1,583 @@
+//! Messages: everything said in a conversation, in order, by anybody.
+
+use std::fmt;
+
+use serde::Serialize;
+use sqlx::types::Json;
+use switchboard_channel::{Attachment, Channel, DeliveryStatus};
+use uuid::Uuid;
+
+use super::{Db, OneTrip, Store, StoreError, Tx, query};
+use crate::{store::conversations::Mode, time::Timestamp};
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the end user to the gateway.
+    Inbound,
+    /// From the gateway (AI, expert, system) to the end user.
+    Outbound,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The end user.
+    User,
+    /// An AI agent.
+    Ai,
+    /// A human expert.
+    Expert,
+    /// The gateway itself (mode changes, notices).
+    System,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The stored name.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),* }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                match s.as_str() {
+                    $($name => Ok($ty::$variant),)*
+                    other => Err(format!(concat!("unknown ", stringify!($ty), " {:?}"), other)),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(Direction { Inbound => "inbound", Outbound => "outbound" });
+text_enum!(Role { User => "user", Ai => "ai", Expert => "expert", System => "system" });
+
+/// A stored message. Serializes to the JSON shown in APIs and event streams.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Message {
+    /// Its id (UUIDv7).
+    pub id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// Position in the conversation, from 1.
+    pub seq: i64,
+    /// The channel it travelled on.
+    #[sqlx(try_from = "String")]
+    pub channel: Channel,
+    /// Inbound or outbound.
+    #[sqlx(try_from = "String")]
+    pub direction: Direction,
+    /// Who wrote it.
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    /// The agent or expert that wrote an outbound message.
+    pub author: Option<String>,
+    /// What kind of content (`text`, `media`, …).
+    pub kind: String,
+    /// The text (for media, the caption; for other kinds, a readable summary).
+    pub content: String,
+    /// Attached files.
+    pub attachments: Json<Vec<Attachment>>,
+    /// The provider's id.
+    #[serde(skip)]
+    pub provider_message_id: Option<String>,
+    /// The message this one answers or replies to.
+    pub reply_to: Option<String>,
+    /// Delivery status.
+    #[sqlx(try_from = "String")]
+    pub status: DeliveryStatus,
+    /// When the status last changed.
+    pub status_at: Timestamp,
+    /// Why delivery failed, when it did.
+    pub error: Option<String>,
+    /// When it was stored.
+    pub created_at: Timestamp,
+    /// Kind-specific data (location, reaction, edits, agent errors…).
+    pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The columns of [`Message`], for statements built with `concat!`.
+macro_rules! columns {
+    () => {
+        " id, conversation_id, seq, channel, direction, role, author, kind, content, attachments, \
+         provider_message_id, reply_to, status, status_at, error, created_at, metadata "
+    };
+}
+
+macro_rules! with_columns {
+    ($before:literal, $after:literal) => {
+        concat!($before, columns!(), $after)
+    };
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Its seq, taken with [`super::conversations::take_seq`] in the same transaction.
+    pub seq: i64,
+    /// The channel.
+    pub channel: Channel,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Who wrote it.
+    pub role: Role,
+    /// Agent name or expert id.
+    pub author: Option<String>,
+    /// Content kind.
+    pub kind: &'static str,
+    /// Text.
+    pub content: String,
+    /// Files.
+    pub attachments: Vec<Attachment>,
+    /// The provider's id, for deduplication.
+    pub provider_message_id: Option<String>,
+    /// The message it answers.
+    pub reply_to: Option<String>,
+    /// Initial delivery status.
+    pub status: DeliveryStatus,
+    /// Whether the message needs a turn of the pipeline (an inbound message to answer).
+    pub awaits_answer: bool,
+    /// Extra data.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Stores a message (and puts it on the pipeline's work list when it awaits an answer). Returns
+/// `None` when a message with the same provider id is already stored on the channel (a provider
+/// retry).
+pub async fn insert(
+    tx: &mut Tx,
+    new: NewMessage,
+    now: Timestamp,
+) -> Result<Option<Message>, StoreError> {
+    let awaits_answer = new.awaits_answer;
+    let message: Option<Message> = tx
+        .fetch_optional(query(with_columns!(
+            "INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
+             content, attachments, provider_message_id, reply_to, status, status_at, created_at, \
+             metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) \
+             ON CONFLICT (channel, provider_message_id) WHERE provider_message_id IS NOT NULL \
+             DO NOTHING RETURNING",
+            ""
+        ))
+        .bind(Uuid::now_v7().to_string())
+        .bind(new.conversation_id)
+        .bind(new.seq)
+        .bind(new.channel.as_str())
+        .bind(new.direction.as_str())
+        .bind(new.role.as_str())
+        .bind(new.author)
+        .bind(new.kind)
+        .bind(new.content)
+        .bind(serde_json::to_value(&new.attachments).unwrap_or_default())
+        .bind(new.provider_message_id)
+        .bind(new.reply_to)
+        .bind(new.status.as_str())
+        .bind(now)
+        .bind(serde_json::Value::Object(new.metadata)))
+        .await?;
+    if let Some(message) = &message
+        && awaits_answer
+    {
+        tx.execute(
+            query(
+                "INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&message.id)
+            .bind(&message.conversation_id)
+            .bind(message.seq)
+            .bind(now),
+        )
+        .await?;
+    }
+    Ok(message)
+}
+
+/// The message a provider id refers to on a channel.
+pub async fn find_by_provider_id(
+    db: &mut impl Db,
+    channel: Channel,
+    provider_message_id: &str,
+) -> Result<Option<Message>, StoreError> {
+    db.fetch_optional(
+        query(with_columns!(
+            "SELECT",
+            "FROM messages WHERE channel = $1 AND provider_message_id = $2"
+        ))
+        .bind(channel.as_str())
+        .bind(provider_message_id),
+    )
+    .await
+}
+
+/// A message by id.
+pub async fn get(db: &mut impl Db, id: &str) -> Result<Option<Message>, StoreError> {
+    db.fetch_optional(query(with_columns!("SELECT", "FROM messages WHERE id = $1")).bind(id))
+        .await
+}
+
+/// The first answer stored for a message.
+pub async fn answer_to(
+    db: &mut impl Db,
+    conversation_id: &str,
+    message_id: &str,
+) -> Result<Option<Message>, StoreError> {
+    db.fetch_optional(
+        query(with_columns!(
+            "SELECT",
+            "FROM messages WHERE conversation_id = $1 AND reply_to = $2 AND direction = 'outbound' \
+             ORDER BY seq LIMIT 1"
+        ))
+        .bind(conversation_id)
+        .bind(message_id),
+    )
+    .await
+}
+
+/// Up to `limit` messages before seq `before` (or the newest ones), oldest first.
+pub async fn page(
+    db: &mut impl Db,
+    conversation_id: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Message>, StoreError> {
+    let mut rows: Vec<Message> = db
+        .fetch_all(
+            query(with_columns!(
+                "SELECT",
+                "FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            ))
+            .bind(conversation_id)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit),
+        )
+        .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// The messages after seq `after`, oldest first, at most `limit`.
+pub async fn after(
+    db: &mut impl Db,
+    conversation_id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Message>, StoreError> {
+    db.fetch_all(
+        query(with_columns!(
+            "SELECT",
+            "FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(conversation_id)
+        .bind(after)
+        .bind(limit),
+    )
+    .await
+}
+
+/// A line of conversation history as an agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContextLine {
+    /// Who said it.
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    /// What they said.
+    pub content: String,
+}
+
+/// What an agent answering `message` sees: the last `limit` lines of the conversation, oldest
+/// first, ending with `message` itself. Everything said before it counts, including answers
+/// stored after it arrived (the reply to the previous message, when the user wrote again before
+/// it came); user messages that arrived after it do not, as they get their own turn.
+pub async fn context(
+    db: &mut impl Db,
+    message: &Message,
+    limit: i64,
+) -> Result<Vec<ContextLine>, StoreError> {
+    let mut rows: Vec<ContextLine> = db
+        .fetch_all(
+            query(
+                "SELECT role, content FROM messages WHERE conversation_id = $1 AND id <> $2 \
+                 AND (seq < $3 OR direction = 'outbound') ORDER BY seq DESC LIMIT $4",
+            )
+            .bind(&message.conversation_id)
+            .bind(&message.id)
+            .bind(message.seq)
+            .bind((limit - 1).max(0)),
+        )
+        .await?;
+    rows.reverse();
+    rows.push(ContextLine {
+        role: message.role,
+        content: message.content.clone(),
+    });
+    Ok(rows)
+}
+
+/// Takes a message off the pipeline's work list. Returns false when it was not on it (another
+/// turn got there first), which makes answering a message at most once atomic.
+pub async fn mark_handled(tx: &mut Tx, message: &Message) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            query("DELETE FROM pending_turns WHERE conversation_id = $1 AND seq = $2")
+                .bind(&message.conversation_id)
+                .bind(message.seq),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Messages on the pipeline's work list since before `before`, oldest first.
+pub async fn pending(
+    db: &mut impl Db,
+    before: Timestamp,
+    limit: i64,
+) -> Result<Vec<Message>, StoreError> {
+    db.fetch_all(
+        query(with_columns!(
+            "SELECT",
+            "FROM messages WHERE id IN (SELECT message_id FROM pending_turns WHERE created_at < $1 \
+             ORDER BY created_at LIMIT $2) ORDER BY created_at"
+        ))
+        .bind(before)
+        .bind(limit),
+    )
+    .await
+}
+
+/// How many messages are on the pipeline's work list.
+pub async fn pending_count(db: &mut impl Db) -> Result<i64, StoreError> {
+    let (n,): (i64,) = db
+        .fetch_one(query("SELECT COUNT(*) FROM pending_turns"))
+        .await?;
+    Ok(n)
+}
+
+/// Replaces the content of a message (an edit), with the edit history in `metadata`.
+pub async fn set_content(
+    tx: &mut Tx,
+    id: &str,
+    content: String,
+    metadata: serde_json::Map<String, serde_json::Value>,
+) -> Result<Message, StoreError> {
+    tx.fetch_one(
+        query(with_columns!(
+            "UPDATE messages SET content = $2, metadata = $3 WHERE id = $1 RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(content)
+        .bind(serde_json::Value::Object(metadata)),
+    )
+    .await
+}
+
+/// Moves an outbound message to a new delivery status, unless it is already at that stage or
+/// beyond ([`DeliveryStatus::rank`]): a late "delivered" never overwrites "read". Returns the
+/// message as it is now, or `None` when nothing changed.
+pub async fn advance_status(
+    tx: &mut Tx,
+    channel: Channel,
+    provider_message_id: &str,
+    status: DeliveryStatus,
+    at: Timestamp,
+    error: Option<String>,
+) -> Result<Option<Message>, StoreError> {
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE messages SET status = $3, status_at = $4, error = COALESCE($5, error) \
+             WHERE channel = $1 AND provider_message_id = $2 AND direction = 'outbound' \
+             AND (CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'failed' THEN 3 \
+                  WHEN 'read' THEN 4 ELSE 0 END) < $6 \
+             RETURNING",
+            ""
+        ))
+        .bind(channel.as_str())
+        .bind(provider_message_id)
+        .bind(status.as_str())
+        .bind(at)
+        .bind(error)
+        .bind(i64::from(status.rank())),
+    )
+    .await
+}
+
+/// A message stored by [`append_inbound`], with the mode its conversation is in.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Appended {
+    /// The stored message.
+    #[sqlx(flatten)]
+    pub message: Message,
+    /// Who answers the conversation.
+    #[sqlx(try_from = "String")]
+    pub conversation_mode: Mode,
+}
+
+/// An end user's message for a conversation they named.
+#[derive(Debug, Clone)]
+pub struct InboundAppend {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The author's channel identity; the conversation must be theirs.
+    pub external_id: String,
+    /// Content kind.
+    pub kind: &'static str,
+    /// Text.
+    pub content: String,
+    /// Files.
+    pub attachments: Vec<Attachment>,
+    /// The provider's id, for deduplication.
+    pub provider_message_id: Option<String>,
+    /// Whether it needs a turn of the pipeline (not for reactions).
+    pub awaits_answer: bool,
+    /// Extra data.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Appends an end user's message to a live, open conversation of theirs, in one round trip.
+/// `None` when there is no such conversation (missing, someone else's, deleted or closed).
+pub async fn append_inbound(
+    store: &Store,
+    new: InboundAppend,
+    now: Timestamp,
+    after: impl FnOnce(&[Appended]),
+) -> Result<Option<Appended>, StoreError> {
+    let write = OneTrip::new(
+        concat!(
+            "BEGIN IMMEDIATE; \
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4 \
+             WHERE id = $1 AND deleted_at IS NULL AND mode <> 'closed' \
+             AND contact_id = (SELECT id FROM contacts WHERE channel = $2 AND external_id = $3); \
+             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
+             attachments, provider_message_id, status, status_at, created_at, metadata) \
+             SELECT $5, id, last_seq, channel, 'inbound', 'user', $6, $7, $8, $9, 'received', $4, $4, $11 \
+             FROM conversations WHERE id = $1 AND changes() = 1 RETURNING",
+            columns!(),
+            ", (SELECT mode FROM conversations WHERE id = $1) AS conversation_mode; \
+             INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
+             SELECT $5, $1, (SELECT seq FROM messages WHERE id = $5), $4 \
+             WHERE $10 = 1 AND changes() = 1; COMMIT;"
+        ),
+        concat!(
+            "WITH conversation AS ( \
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4 \
+             WHERE id = $1 AND deleted_at IS NULL AND mode <> 'closed' \
+             AND contact_id = (SELECT id FROM contacts WHERE channel = $2 AND external_id = $3) \
+             RETURNING id, last_seq, channel, mode), \
+             message AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, \
+             kind, content, attachments, provider_message_id, status, status_at, created_at, metadata) \
+             SELECT $5, id, last_seq, channel, 'inbound', 'user', $6, $7, $8, $9, 'received', $4, $4, $11 \
+             FROM conversation RETURNING",
+            columns!(),
+            "), pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
+             SELECT id, conversation_id, seq, created_at FROM message WHERE $10 = 1) \
+             SELECT message.*, conversation.mode AS conversation_mode FROM message, conversation"
+        ),
+    )
+    .bind(new.conversation_id)
+    .bind(new.channel.as_str())
+    .bind(new.external_id)
+    .bind(now)
+    .bind(Uuid::now_v7().to_string())
+    .bind(new.kind)
+    .bind(new.content)
+    .bind(serde_json::to_value(&new.attachments).unwrap_or_default())
+    .bind(new.provider_message_id)
+    .bind(i64::from(new.awaits_answer))
+    .bind(serde_json::Value::Object(new.metadata));
+    Ok(store.write_once(write, after).await?.pop())
+}
+
+/// An agent's answer to a message.
+#[derive(Debug, Clone)]
+pub struct ReplyAppend {
+    /// The message answered.
+    pub inbound_id: String,
+    /// Its seq.
+    pub inbound_seq: i64,
+    /// Its conversation.
+    pub conversation_id: String,
+    /// The agent.
+    pub agent: String,
+    /// How long the conversation stays locked to the agent.
+    pub lock_ttl: std::time::Duration,
+    /// The answer.
+    pub content: String,
+    /// Its initial delivery status.
+    pub status: DeliveryStatus,
+    /// Extra data (agent errors).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// In one round trip: takes the message off the work list, and — if it was still on it and the AI
+/// still answers the conversation — stores the agent's answer and locks the conversation to the
+/// agent. A lock held by the same agent is renewed only once more than half of it has passed:
+/// an active conversation keeps its agent, and most answers leave the (indexed) lock columns as
+/// they are. Returns the answer, or `None` when nothing was stored.
+pub async fn append_reply(
+    store: &Store,
+    reply: ReplyAppend,
+    now: Timestamp,
+    after: impl FnOnce(&[Message]),
+) -> Result<Option<Message>, StoreError> {
+    let write = OneTrip::new(
+        concat!(
+            "BEGIN IMMEDIATE; \
+             DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10; \
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, active_agent = $4, \
+             locked_at = CASE WHEN active_agent = $4 AND locked_at + lock_ttl_secs * 500000 > $1 \
+             THEN locked_at ELSE $1 END, lock_ttl_secs = $5 \
+             WHERE id = $3 AND mode = 'ai' AND deleted_at IS NULL AND changes() = 1; \
+             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
+             content, attachments, reply_to, status, status_at, created_at, metadata) \
+             SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
+             FROM conversations WHERE id = $3 AND changes() = 1 RETURNING",
+            columns!(),
+            "; COMMIT;"
+        ),
+        concat!(
+            "WITH handled AS ( \
+             DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10 RETURNING seq), \
+             conversation AS ( \
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, active_agent = $4, \
+             locked_at = CASE WHEN active_agent = $4 AND locked_at + lock_ttl_secs * 500000 > $1 \
+             THEN locked_at ELSE $1 END, lock_ttl_secs = $5 \
+             WHERE id = $3 AND mode = 'ai' AND deleted_at IS NULL AND EXISTS (SELECT 1 FROM handled) \
+             RETURNING id, last_seq, channel) \
+             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
+             content, attachments, reply_to, status, status_at, created_at, metadata) \
+             SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
+             FROM conversation RETURNING",
+            columns!()
+        ),
+    )
+    .bind(now)
+    .bind(reply.inbound_id)
+    .bind(reply.conversation_id)
+    .bind(reply.agent)
+    .bind(i64::try_from(reply.lock_ttl.as_secs()).unwrap_or(i64::MAX))
+    .bind(Uuid::now_v7().to_string())
+    .bind(reply.content)
+    .bind(reply.status.as_str())
+    .bind(serde_json::Value::Object(reply.metadata))
+    .bind(reply.inbound_seq);
+    Ok(store.write_once(write, after).await?.pop())
+}

@@ -1,0 +1,584 @@
+//! Storage: one API over SQLite and PostgreSQL.
+//!
+//! The gateway writes its SQL once, with `$1`-style placeholders that both backends understand, and
+//! runs it through [`Store`] (reads, single statements) or [`Tx`] (a write transaction). Times are
+//! integers ([`Timestamp`](crate::time::Timestamp)) and documents are JSON, so the same statement
+//! works on both.
+//!
+//! SQLite allows one writer at a time. Rather than letting several pooled connections fight over
+//! the write lock (and sleep in SQLite's busy handler), every write goes through one dedicated
+//! connection behind an async mutex, and reads use a separate pool of read-only connections; in WAL
+//! mode readers never wait for the writer. Skipping the pool on the write path also avoids the pool's
+//! acquire/release cost, which on SQLite is larger than the statements themselves.
+//!
+//! PostgreSQL uses one ordinary pool for both, and concurrent transactions.
+//!
+//! The queries themselves live next to what they are about: [`contacts`], [`conversations`],
+//! [`messages`].
+
+pub mod contacts;
+pub mod conversations;
+pub mod messages;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use sqlx::{
+    Connection, Database, Executor, FromRow, Pool, Postgres, Sqlite, SqliteConnection,
+    postgres::{PgPoolOptions, PgRow},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow},
+};
+use sqlx_core::transaction::TransactionManager;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::{
+    config::{DatabaseConfig, SqliteSynchronous},
+    time::Timestamp,
+};
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A concurrent transaction stored the same unique value first; retrying sees its result.
+    #[error("a concurrent transaction stored the same value")]
+    DuplicateRace,
+    /// A stored document did not have the expected shape.
+    #[error("corrupt stored value in {what}: {message}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// What was wrong with it.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the error is a violated UNIQUE constraint (a concurrent duplicate insert).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::DuplicateRace => true,
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// A value bound to a `$n` placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// An integer (or a null integer).
+    Int(Option<i64>),
+    /// Text (or null text).
+    Text(Option<String>),
+    /// A JSON document (or null): TEXT on SQLite, JSONB on PostgreSQL.
+    Json(Option<serde_json::Value>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<Timestamp> for Value {
+    fn from(v: Timestamp) -> Self {
+        Value::Int(Some(v.micros()))
+    }
+}
+impl From<Option<Timestamp>> for Value {
+    fn from(v: Option<Timestamp>) -> Self {
+        Value::Int(v.map(Timestamp::micros))
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(Some(v.to_owned()))
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(Some(v))
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(Some(v.clone()))
+    }
+}
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Self {
+        Value::Text(v.map(str::to_owned))
+    }
+}
+impl From<serde_json::Value> for Value {
+    fn from(v: serde_json::Value) -> Self {
+        Value::Json(Some(v))
+    }
+}
+
+/// One SQL statement and its arguments, runnable on either backend.
+#[derive(Debug, Clone)]
+#[must_use = "a query does nothing until it is run on a Store or a Tx"]
+pub struct Query {
+    sql: &'static str,
+    args: Vec<Value>,
+}
+
+/// Starts a query. Placeholders are `$1`, `$2`, … in the order of the [`Query::bind`] calls.
+pub fn query(sql: &'static str) -> Query {
+    Query {
+        sql,
+        args: Vec::new(),
+    }
+}
+
+impl Query {
+    /// Binds the next placeholder.
+    pub fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+}
+
+/// A write done in a single round trip: on SQLite a script of statements with its own
+/// `BEGIN IMMEDIATE … COMMIT`, which the writer's worker runs in one go; on PostgreSQL a single
+/// statement (data-modifying CTEs), atomic by itself. Both texts take the same arguments. Only
+/// rows of the script's last statement may be returned.
+///
+/// Each round trip to SQLite crosses to sqlx's worker thread and back; for the few writes on the
+/// path from a message to its reply, doing them in one trip instead of four or five is what
+/// makes the gateway fast (see the performance section of the README).
+#[derive(Debug, Clone)]
+pub struct OneTrip {
+    /// The SQLite script.
+    pub sqlite: &'static str,
+    /// The PostgreSQL statement.
+    pub postgres: &'static str,
+    /// Arguments of both.
+    pub args: Vec<Value>,
+}
+
+impl OneTrip {
+    /// A write with its two texts.
+    pub fn new(sqlite: &'static str, postgres: &'static str) -> Self {
+        Self {
+            sqlite,
+            postgres,
+            args: Vec::new(),
+        }
+    }
+
+    /// Binds the next placeholder of both texts.
+    pub fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+}
+
+/// A row type that both backends can decode (derive `sqlx::FromRow`).
+pub trait Record:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+impl<T> Record for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Value::Int(v) => q.bind(*v),
+                Value::Text(v) => q.bind(v.as_deref()),
+                Value::Json(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
+            };
+        }
+        q
+    }};
+}
+
+/// Runs a query on a concrete executor; one body for every (backend, executor) pair.
+macro_rules! run {
+    (execute, $db:ty, $ex:expr, $q:expr) => {
+        bind_all!(sqlx::query::<$db>($q.sql), &$q.args)
+            .execute($ex)
+            .await
+            .map(|r| r.rows_affected())
+    };
+    ($method:ident, $db:ty, $ex:expr, $q:expr) => {
+        bind_all!(sqlx::query_as::<$db, T>($q.sql), &$q.args)
+            .$method($ex)
+            .await
+    };
+}
+
+/// Runs queries: a write transaction ([`Tx`]) or the read side of the store ([`Reader`]). Helpers
+/// that only read take `&mut impl Db`, so they work inside and outside a transaction.
+pub trait Db: Send {
+    /// Runs a statement and returns the number of rows it changed.
+    fn execute(&mut self, q: Query) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Runs a query and decodes every row.
+    fn fetch_all<T: Record>(
+        &mut self,
+        q: Query,
+    ) -> impl Future<Output = Result<Vec<T>, StoreError>> + Send;
+    /// Runs a query and decodes the first row, if there is one.
+    fn fetch_optional<T: Record>(
+        &mut self,
+        q: Query,
+    ) -> impl Future<Output = Result<Option<T>, StoreError>> + Send;
+    /// Runs a query that must return a row.
+    fn fetch_one<T: Record>(
+        &mut self,
+        q: Query,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send;
+}
+
+enum Target<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+/// The database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    Sqlite {
+        writer: Arc<Mutex<SqliteConnection>>,
+        readers: Pool<Sqlite>,
+    },
+    Postgres {
+        pool: Pool<Postgres>,
+    },
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Connects to the configured database (creating an SQLite file if needed). Does not migrate.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
+        let inner = if config.url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(&config.url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(match config.sqlite_synchronous {
+                    SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+                    SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+                })
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("temp_store", "memory");
+            let writer = SqliteConnection::connect_with(&options).await?;
+            let readers = SqlitePoolOptions::new()
+                .max_connections(config.sqlite_readers)
+                .min_connections(1)
+                .connect_with(options.read_only(true))
+                .await?;
+            Inner::Sqlite {
+                writer: Arc::new(Mutex::new(writer)),
+                readers,
+            }
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(&config.url)
+                .await?;
+            Inner::Postgres { pool }
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Brings the schema up to date.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &*self.inner {
+            Inner::Sqlite { writer, .. } => {
+                let mut conn = writer.lock().await;
+                SQLITE_MIGRATIONS.run(&mut *conn).await?;
+            }
+            Inner::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        match &*self.inner {
+            Inner::Sqlite { .. } => Backend::Sqlite,
+            Inner::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// Starts a write transaction. On SQLite this waits for the single writer; dropping the
+    /// transaction without [`Tx::commit`] rolls it back.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let inner = match &*self.inner {
+            Inner::Sqlite { writer, .. } => {
+                let mut conn = writer.clone().lock_owned().await;
+                <Sqlite as Database>::TransactionManager::begin(
+                    &mut conn,
+                    Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+                )
+                .await?;
+                TxInner::Sqlite(Some(conn))
+            }
+            Inner::Postgres { pool } => TxInner::Postgres(pool.begin().await?),
+        };
+        Ok(Tx { inner })
+    }
+
+    /// A handle for reads outside a transaction.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { store: self }
+    }
+
+    /// Runs a write in one round trip to the database, for the hot path (see [`OneTrip`]), and
+    /// returns its rows. `after` runs once the write is durable and, on SQLite, before the next
+    /// writer commits, like [`Tx::commit_then`].
+    pub async fn write_once<T: Record>(
+        &self,
+        write: OneTrip,
+        after: impl FnOnce(&[T]),
+    ) -> Result<Vec<T>, StoreError> {
+        let q = Query {
+            sql: match &*self.inner {
+                Inner::Sqlite { .. } => write.sqlite,
+                Inner::Postgres { .. } => write.postgres,
+            },
+            args: write.args,
+        };
+        let rows = match &*self.inner {
+            Inner::Sqlite { writer, .. } => {
+                let mut conn = writer.lock().await;
+                match run!(fetch_all, Sqlite, &mut *conn, q) {
+                    Ok(rows) => {
+                        after(&rows);
+                        rows
+                    }
+                    Err(e) => {
+                        // The script stopped partway; undo whatever it began. (When it failed
+                        // before its BEGIN, there is nothing to roll back and this fails harmlessly.)
+                        let _ = conn.execute("ROLLBACK").await;
+                        return Err(e.into());
+                    }
+                }
+            }
+            Inner::Postgres { pool } => {
+                let rows = run!(fetch_all, Postgres, pool, q)?;
+                after(&rows);
+                rows
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Runs one statement in its own transaction and returns the rows changed.
+    pub async fn execute(&self, q: Query) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = tx.execute(q).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: (i64,) = self
+            .reader()
+            .fetch_one(query("SELECT CAST(1 AS BIGINT)"))
+            .await?;
+        Ok(())
+    }
+
+    /// Closes every connection, letting SQLite checkpoint its WAL.
+    pub async fn close(&self) {
+        match &*self.inner {
+            Inner::Sqlite { writer, readers } => {
+                readers.close().await;
+                let mut conn = writer.lock().await;
+                if let Err(e) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
+                    tracing::warn!(error = %e, "could not checkpoint the SQLite WAL");
+                }
+            }
+            Inner::Postgres { pool } => pool.close().await,
+        }
+    }
+}
+
+/// Reads outside a transaction: the read-only pool on SQLite, the pool on PostgreSQL. Its
+/// [`Db::execute`] runs the statement in a transaction of its own.
+pub struct Reader<'a> {
+    store: &'a Store,
+}
+
+impl Db for Reader<'_> {
+    async fn execute(&mut self, q: Query) -> Result<u64, StoreError> {
+        self.store.execute(q).await
+    }
+
+    async fn fetch_all<T: Record>(&mut self, q: Query) -> Result<Vec<T>, StoreError> {
+        Ok(match &*self.store.inner {
+            Inner::Sqlite { readers, .. } => run!(fetch_all, Sqlite, readers, q)?,
+            Inner::Postgres { pool } => run!(fetch_all, Postgres, pool, q)?,
+        })
+    }
+
+    async fn fetch_optional<T: Record>(&mut self, q: Query) -> Result<Option<T>, StoreError> {
+        Ok(match &*self.store.inner {
+            Inner::Sqlite { readers, .. } => run!(fetch_optional, Sqlite, readers, q)?,
+            Inner::Postgres { pool } => run!(fetch_optional, Postgres, pool, q)?,
+        })
+    }
+
+    async fn fetch_one<T: Record>(&mut self, q: Query) -> Result<T, StoreError> {
+        Ok(match &*self.store.inner {
+            Inner::Sqlite { readers, .. } => run!(fetch_one, Sqlite, readers, q)?,
+            Inner::Postgres { pool } => run!(fetch_one, Postgres, pool, q)?,
+        })
+    }
+}
+
+/// A write transaction. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    inner: TxInner,
+}
+
+enum TxInner {
+    /// `None` once committed.
+    Sqlite(Option<OwnedMutexGuard<SqliteConnection>>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    fn target(&mut self) -> Target<'_> {
+        match &mut self.inner {
+            TxInner::Sqlite(Some(conn)) => Target::Sqlite(conn),
+            TxInner::Sqlite(None) => unreachable!("a committed transaction is consumed"),
+            TxInner::Postgres(tx) => Target::Postgres(tx),
+        }
+    }
+
+    /// Makes the transaction's writes durable.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.commit_then(|| ()).await
+    }
+
+    /// Commits, then runs `after` before another writer can commit. On SQLite, whose writes are
+    /// serialised, things published by `after` (live events) therefore appear in commit order.
+    /// PostgreSQL commits concurrently; there `after` simply runs after the commit.
+    pub async fn commit_then<R>(mut self, after: impl FnOnce() -> R) -> Result<R, StoreError> {
+        match &mut self.inner {
+            TxInner::Sqlite(conn) => {
+                if let Some(mut conn) = conn.take() {
+                    let result = <Sqlite as Database>::TransactionManager::commit(&mut conn).await;
+                    if result.is_err() {
+                        // A failed COMMIT leaves the transaction open; undo it before the next
+                        // writer gets the connection.
+                        <Sqlite as Database>::TransactionManager::start_rollback(&mut conn);
+                    }
+                    result?;
+                    // `conn` (the writer lock) is released only after `after` ran.
+                    return Ok(after());
+                }
+                unreachable!("a committed transaction is consumed")
+            }
+            TxInner::Postgres(_) => {
+                let TxInner::Postgres(tx) =
+                    std::mem::replace(&mut self.inner, TxInner::Sqlite(None))
+                else {
+                    unreachable!()
+                };
+                tx.commit().await?;
+                Ok(after())
+            }
+        }
+    }
+}
+
+impl Db for Tx {
+    async fn execute(&mut self, q: Query) -> Result<u64, StoreError> {
+        Ok(match self.target() {
+            Target::Sqlite(c) => run!(execute, Sqlite, c, q)?,
+            Target::Postgres(c) => run!(execute, Postgres, c, q)?,
+        })
+    }
+
+    async fn fetch_all<T: Record>(&mut self, q: Query) -> Result<Vec<T>, StoreError> {
+        Ok(match self.target() {
+            Target::Sqlite(c) => run!(fetch_all, Sqlite, c, q)?,
+            Target::Postgres(c) => run!(fetch_all, Postgres, c, q)?,
+        })
+    }
+
+    async fn fetch_optional<T: Record>(&mut self, q: Query) -> Result<Option<T>, StoreError> {
+        Ok(match self.target() {
+            Target::Sqlite(c) => run!(fetch_optional, Sqlite, c, q)?,
+            Target::Postgres(c) => run!(fetch_optional, Postgres, c, q)?,
+        })
+    }
+
+    async fn fetch_one<T: Record>(&mut self, q: Query) -> Result<T, StoreError> {
+        Ok(match self.target() {
+            Target::Sqlite(c) => run!(fetch_one, Sqlite, c, q)?,
+            Target::Postgres(c) => run!(fetch_one, Postgres, c, q)?,
+        })
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let TxInner::Sqlite(Some(conn)) = &mut self.inner {
+            // Queues a ROLLBACK that runs before anything else on the connection.
+            <Sqlite as Database>::TransactionManager::start_rollback(conn);
+        }
+    }
+}
+
+/// Decodes a JSON document stored in a column.
+pub fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    value: serde_json::Value,
+) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    })
+}

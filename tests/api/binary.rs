@@ -1,0 +1,266 @@
+//! The real `switchboard` binary: a message acknowledged to the client survives `kill -9` in the
+//! middle of its reply (and is answered after the restart), SIGTERM stops it cleanly, and
+//! `switchboard migrate` prepares a database.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::json;
+
+use crate::{
+    both_backends,
+    helpers::{
+        Backend, SseReader, TestDb,
+        fake::{FakeModel, ModelBehaviour},
+        json_response,
+    },
+};
+
+both_backends!(an_acknowledged_message_survives_a_crash_mid_reply);
+
+/// The gateway binary, running.
+struct Gateway {
+    child: Child,
+    address: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Gateway {
+    fn start(config: &Path) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env_remove("SWITCHBOARD_LISTEN")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the gateway binary");
+        let (tx, lines) = mpsc::channel();
+        for output in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut seen = Vec::new();
+        let address = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the gateway did not start; it said: {seen:#?}"));
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let address = rest.split_whitespace().next().expect("an address");
+                break address.parse().expect("a socket address");
+            }
+            seen.push(line);
+        };
+        Gateway {
+            child,
+            address,
+            lines,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// `kill -9`: no shutdown, no flushing, nothing.
+    fn kill(mut self) {
+        self.child.kill().expect("kill the gateway");
+        let _ = self.child.wait();
+    }
+
+    /// Everything the gateway logged so far.
+    fn log(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn an_acknowledged_message_survives_a_crash_mid_reply(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let model = FakeModel::start(ModelBehaviour::Hang).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\
+             [database]\nurl = {url}\n\
+             [pipeline]\nagent_timeout = \"2m\"\n\
+             [routing]\ndefault_agent = \"gpt\"\n\
+             [agents.gpt]\nkind = \"openai\"\nbase_url = {base}\ntimeout = \"2m\"\n",
+            url = toml::Value::String(db.url.clone()),
+            base = toml::Value::String(model.base_url()),
+        ),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+
+    let first = Gateway::start(&config);
+    let (status, body) = json_response(
+        client
+            .post(first.url("/v1/chat/messages?wait=false"))
+            .header("X-Device-ID", "dev-1")
+            .json(&json!({"content": "please survive"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "acknowledged: {body}");
+    let conversation = body["conversation_id"].as_str().unwrap().to_owned();
+    // The agent is working on the reply (and will never finish) when the process dies.
+    model.wait_for_requests(1, Duration::from_secs(10)).await;
+    first.kill();
+
+    model.set(ModelBehaviour::Stream(
+        vec!["Recovered".into(), " after a crash".into()],
+        Duration::ZERO,
+    ));
+    let second = Gateway::start(&config);
+    let response = client
+        .get(second.url(&format!("/v1/conversations/{conversation}/events")))
+        .header("X-Device-ID", "dev-1")
+        .header("Last-Event-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    let mut events = SseReader::new(response);
+    let (reply, _) = events
+        .until(Duration::from_secs(20), |e| {
+            e.name() == "message" && e.json()["role"] == "ai"
+        })
+        .await;
+    assert_eq!(
+        reply.json()["content"],
+        "Recovered after a crash",
+        "log: {:#?}",
+        second.log()
+    );
+    assert_eq!(reply.json()["reply_to"], body["message"]["id"]);
+
+    let (_, page) = json_response(
+        client
+            .get(second.url(&format!("/v1/conversations/{conversation}/messages")))
+            .header("X-Device-ID", "dev-1")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let roles: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "ai"], "answered exactly once");
+    assert_eq!(model.requests().len(), 2);
+    drop(second);
+    drop(db);
+}
+
+/// SIGTERM stops the gateway cleanly: it exits on its own, with success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_gateway_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    let db = dir.path().join("gw.db");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = {}\n",
+            toml::Value::String(format!("sqlite://{}", db.display()))
+        ),
+    )
+    .unwrap();
+    let mut gateway = Gateway::start(&config);
+    let health = reqwest::get(gateway.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(gateway.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(exit) = gateway.child.try_wait().unwrap() {
+                return exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running: {:#?}",
+                gateway.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+}
+
+/// `switchboard migrate` creates the schema and exits; `serve` then starts on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_prepares_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("migrate")
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    let tables: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let tables: Vec<&str> = tables.iter().map(|(t,)| t.as_str()).collect();
+    for table in ["contacts", "conversations", "messages", "pending_turns"] {
+        assert!(tables.contains(&table), "{table} missing from {tables:?}");
+    }
+
+    // A configuration error is reported plainly, with a failing exit status.
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
+}

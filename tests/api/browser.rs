@@ -1,0 +1,229 @@
+//! The widget in a real browser: headless Chromium driven over WebDriver (chromedriver).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the test
+//! is skipped with a note, unless `SWITCHBOARD_REQUIRE_BROWSER=1` (as in CI) makes that a failure.
+
+use std::{
+    io::Write,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use switchboard::config::AgentConfig;
+
+use crate::helpers::{Backend, TestApp};
+
+/// chromedriver and the browser session it drives.
+struct Browser {
+    driver: Child,
+    client: Option<Client>,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+impl Browser {
+    async fn start() -> Option<Browser> {
+        let driver = find(
+            "CHROMEDRIVER",
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+        );
+        let chrome = find(
+            "CHROME_BIN",
+            &[
+                "/usr/bin/chromium",
+                "/usr/bin/chromium-browser",
+                "/usr/bin/google-chrome",
+            ],
+        );
+        let (Some(driver), Some(chrome)) = (driver, chrome) else {
+            if std::env::var_os("SWITCHBOARD_REQUIRE_BROWSER").is_some() {
+                panic!(
+                    "SWITCHBOARD_REQUIRE_BROWSER is set but chromium/chromedriver are not installed"
+                );
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nnote: the browser test is SKIPPED: install chromium and chromium-driver to run it\n"
+            );
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let mut browser = Browser {
+            driver: child,
+            client: None,
+        };
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chrome,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=1200,900",
+                ]
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let connector =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(capabilities.clone())
+                    .connect(&url)
+                    .await;
+            match connector {
+                Ok(client) => {
+                    browser.client = Some(client);
+                    return Some(browser);
+                }
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    panic!("cannot start a browser session: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("a session")
+    }
+}
+
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for element in client.find_all(Locator::Css(css)).await.unwrap_or_default() {
+        out.push(element.text().await.unwrap_or_default());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_chats_with_the_assistant_in_a_real_browser() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        if let Some(AgentConfig::Scripted(s)) = c.agents.get_mut("assistant") {
+            s.word_delay = Duration::from_millis(60);
+        }
+    })
+    .await;
+    let greeting = match &app.config.agents["assistant"] {
+        AgentConfig::Scripted(s) => s.greeting.clone(),
+        _ => unreachable!(),
+    };
+    let client = browser.client();
+    client.goto(&app.url("/")).await.unwrap();
+    let page = client.source().await.unwrap();
+    assert!(
+        page.contains(&format!("{}/widget.js", app.url(""))),
+        "the page shows the embed snippet"
+    );
+
+    let input = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#sbw-input"))
+        .await
+        .expect("the widget opens on the page");
+    input.send_keys("hello").await.unwrap();
+    client
+        .find(Locator::Css("#sbw-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Watch the reply grow word by word until it is complete.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let replies = texts(client, ".sbw-msg.sbw-ai").await;
+        if let Some(text) = replies.first() {
+            if seen.last() != Some(text) {
+                seen.push(text.clone());
+            }
+            if *text == greeting {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no complete reply; saw {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        seen.iter()
+            .any(|t| !t.is_empty() && t.len() < greeting.len() && greeting.starts_with(t.as_str())),
+        "the reply streamed in: only saw {seen:?}"
+    );
+    assert_eq!(texts(client, ".sbw-msg.sbw-user").await, ["hello"]);
+
+    // After a reload the conversation is still there, from the server.
+    client.refresh().await.unwrap();
+    let mut restored = Vec::new();
+    for _ in 0..200 {
+        restored = texts(client, ".sbw-msg.sbw-ai").await;
+        if !restored.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(restored, std::slice::from_ref(&greeting));
+
+    // Asking for a person: the notice appears and the assistant stays quiet.
+    client
+        .find(Locator::Css("#sbw-human"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = texts(client, "#sbw-status").await.join("");
+        if status.contains("expert") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no expert notice");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        texts(client, ".sbw-msg.sbw-system")
+            .await
+            .iter()
+            .any(|t| t.contains("expert"))
+    );
+    if let Some(client) = browser.client.clone() {
+        let _ = client.close().await;
+    }
+}

@@ -1,0 +1,283 @@
+//! Spawning the real gateway for a test: its own database, a port chosen by the OS, a clock the
+//! test can move, and a client with helpers for the chat API.
+
+mod db;
+pub mod fake;
+pub mod sse;
+
+use std::{net::SocketAddr, time::Duration};
+
+pub use db::{Backend, TestDb};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+pub use sse::SseReader;
+use switchboard::{
+    app::Gateway,
+    config::{AgentConfig, Config},
+    pipeline::Pipeline,
+    store::{Db, Store},
+    time::Clock,
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// A running gateway.
+pub struct TestApp {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Its database, for checks that go around the API.
+    pub store: Store,
+    /// Its pipeline, for feeding events the way a channel adapter does.
+    pub pipeline: Pipeline,
+    /// Its clock.
+    pub clock: Clock,
+    /// The configuration it runs with.
+    pub config: Config,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    db: Option<TestDb>,
+}
+
+/// The configuration tests start from: the built-in agents, with the scripted one streaming
+/// without pauses.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::defaults();
+    config.database.url = database_url.to_owned();
+    if let Some(AgentConfig::Scripted(scripted)) = config.agents.get_mut("assistant") {
+        scripted.word_delay = Duration::ZERO;
+    }
+    config.server.shutdown_grace = Duration::from_secs(2);
+    config
+}
+
+impl TestApp {
+    /// Starts a gateway with the test configuration.
+    pub async fn spawn(backend: &Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts a gateway after `configure` adjusted the test configuration.
+    pub async fn spawn_with(backend: &Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let mut config = test_config(&db.url);
+        configure(&mut config);
+        let mut app = Self::start(config, Clock::system()).await;
+        app.db = Some(db);
+        app
+    }
+
+    /// Starts a gateway on an existing configuration (and database).
+    pub async fn start(config: Config, clock: Clock) -> TestApp {
+        if std::env::var_os("TEST_LOG").is_some() {
+            switchboard::telemetry::init(&config.log);
+        }
+        config.validate().expect("a valid test configuration");
+        let gateway = Gateway::build_with_clock(config.clone(), clock.clone())
+            .await
+            .expect("the gateway starts");
+        let store = gateway.store().clone();
+        let pipeline = gateway.pipeline().clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(gateway.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            store,
+            pipeline,
+            clock,
+            config,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            db: None,
+        }
+    }
+
+    /// Stops the gateway gracefully and returns its database so another gateway can use it.
+    pub async fn stop(mut self) -> Option<TestDb> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the gateway stops in time")
+                .expect("the gateway task")
+                .expect("the gateway stops cleanly");
+        }
+        self.db.take()
+    }
+
+    /// A URL on the gateway.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// A request as the visitor with this device id.
+    pub fn request(&self, method: Method, path: &str, device: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("X-Device-ID", device)
+    }
+
+    /// `POST /v1/chat/messages` as a device; returns status and JSON body.
+    pub async fn send(&self, device: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .request(Method::POST, "/v1/chat/messages", device)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        json_response(response).await
+    }
+
+    /// `POST /v1/chat/messages?wait=false` as a device: the message is stored and acknowledged,
+    /// and answered later.
+    pub async fn send_later(&self, device: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .request(Method::POST, "/v1/chat/messages?wait=false", device)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        json_response(response).await
+    }
+
+    /// `POST /v1/conversations/{id}/handoff` as a device, without a body.
+    pub async fn handoff(&self, device: &str, conversation: &str) -> (u16, Value) {
+        let response = self
+            .request(
+                Method::POST,
+                &format!("/v1/conversations/{conversation}/handoff"),
+                device,
+            )
+            .send()
+            .await
+            .expect("request");
+        json_response(response).await
+    }
+
+    /// `GET` as a device; returns status and JSON body.
+    pub async fn get(&self, device: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .request(Method::GET, path, device)
+            .send()
+            .await
+            .expect("request");
+        json_response(response).await
+    }
+
+    /// Opens a conversation's event stream as a device, optionally resuming after an event id.
+    pub async fn events(
+        &self,
+        device: &str,
+        conversation: &str,
+        last_event_id: Option<&str>,
+    ) -> SseReader {
+        let mut request = self.request(
+            Method::GET,
+            &format!("/v1/conversations/{conversation}/events"),
+            device,
+        );
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        SseReader::new(request.send().await.expect("events request"))
+    }
+
+    /// Opens `POST /v1/chat/stream` as a device.
+    pub async fn stream(&self, device: &str, body: Value) -> Response {
+        self.request(Method::POST, "/v1/chat/stream", device)
+            .json(&body)
+            .send()
+            .await
+            .expect("stream request")
+    }
+
+    /// Counts rows of a table (messages, conversations, contacts).
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql: &'static str = match table {
+            "messages" => "SELECT COUNT(*) FROM messages",
+            "conversations" => "SELECT COUNT(*) FROM conversations",
+            "contacts" => "SELECT COUNT(*) FROM contacts",
+            other => panic!("no count for {other}"),
+        };
+        let (n,): (i64,) = self
+            .store
+            .reader()
+            .fetch_one(switchboard::store::query(sql))
+            .await
+            .expect("count");
+        n
+    }
+
+    /// Waits until the pipeline's work list is empty: every message answered (or left to an
+    /// expert).
+    pub async fn all_answered(&self) {
+        self.eventually(
+            Duration::from_secs(20),
+            "every message to be answered",
+            || async {
+                let n = switchboard::store::messages::pending_count(&mut self.store.reader())
+                    .await
+                    .expect("count pending turns");
+                (n == 0).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Polls `check` until it returns `Some`, or panics after `timeout`.
+    pub async fn eventually<T, F, Fut>(&self, timeout: Duration, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        eventually(timeout, what, &mut check).await
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, check: &mut F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Status and JSON body of a response (`Null` for an empty body).
+pub async fn json_response(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    (status, body)
+}

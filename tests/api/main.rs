@@ -1,0 +1,18 @@
+//! End-to-end tests: the real gateway on port 0, with its own SQLite file or PostgreSQL schema,
+//! fake providers on 127.0.0.1, driven over HTTP like a client would.
+//!
+//! Tests marked with `both_backends!` run on SQLite and, when `TEST_DATABASE_URL` is set, on
+//! PostgreSQL.
+
+mod helpers;
+
+mod agents;
+mod binary;
+mod browser;
+mod chat;
+mod conversations;
+mod errors;
+mod events;
+mod ingest;
+mod ordering;
+mod routing;
