@@ -13,10 +13,17 @@ use tracing::{info, warn};
 
 use crate::{
     agents::AgentRegistry,
+    channels::Channels,
     config::Config,
     http::{self, AppState},
-    jobs::{self, JobContext},
+    jobs::{
+        self, JobContext,
+        deliver::Deliveries,
+        fetch_media::MediaDownloads,
+        queue::{RetryPolicy, Wakers},
+    },
     live::Hub,
+    media::MediaStore,
     pipeline::Pipeline,
     store::Store,
     time::Clock,
@@ -30,6 +37,9 @@ pub struct Gateway {
     pipeline: Pipeline,
     hub: Hub,
     clock: Clock,
+    channels: Channels,
+    wakers: Wakers,
+    files: MediaStore,
 }
 
 impl Gateway {
@@ -40,6 +50,19 @@ impl Gateway {
 
     /// Like [`Gateway::build`], with a clock tests can move.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Gateway> {
+        let http = http_client()?;
+        let channels = Channels::from_config(&config, &http);
+        Self::build_with(config, clock, http, channels).await
+    }
+
+    /// Like [`Gateway::build_with_clock`], with the channels' connectors given (tests put
+    /// instrumented ones in).
+    pub async fn build_with(
+        config: Config,
+        clock: Clock,
+        http: reqwest::Client,
+        channels: Channels,
+    ) -> anyhow::Result<Gateway> {
         let store = Store::connect(&config.database).await.with_context(|| {
             format!("cannot open the database {}", redact(&config.database.url))
         })?;
@@ -47,20 +70,28 @@ impl Gateway {
             .migrate()
             .await
             .context("cannot migrate the database")?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .context("cannot build the HTTP client")?;
         let agents = AgentRegistry::from_config(&config, &http);
         let hub = Hub::default();
-        let pipeline = Pipeline::new(store.clone(), clock.clone(), hub.clone(), agents, &config);
+        let wakers = Wakers::default();
+        let pipeline = Pipeline::new(
+            store.clone(),
+            clock.clone(),
+            hub.clone(),
+            agents,
+            channels.clone(),
+            wakers.clone(),
+            &config,
+        );
+        let files = MediaStore::new(&config.media.dir);
         Ok(Gateway {
             config: Arc::new(config),
             store,
             pipeline,
             hub,
             clock,
+            channels,
+            wakers,
+            files,
         })
     }
 
@@ -98,12 +129,31 @@ impl Gateway {
         }
 
         let stop = CancellationToken::new();
+        let policy = RetryPolicy::new(&self.config.jobs);
         let jobs = tokio::spawn({
             let ctx = JobContext {
                 store: self.store.clone(),
                 pipeline: self.pipeline.clone(),
                 clock: self.clock.clone(),
                 sweep_grace: self.config.pipeline.sweep_grace,
+                deliveries: Arc::new(Deliveries {
+                    store: self.store.clone(),
+                    clock: self.clock.clone(),
+                    hub: self.hub.clone(),
+                    channels: self.channels.clone(),
+                    policy,
+                    wake: self.wakers.deliver.clone(),
+                }),
+                downloads: Arc::new(MediaDownloads {
+                    store: self.store.clone(),
+                    clock: self.clock.clone(),
+                    hub: self.hub.clone(),
+                    channels: self.channels.clone(),
+                    files: self.files.clone(),
+                    max_bytes: self.config.media.max_bytes,
+                    policy,
+                    wake: self.wakers.fetch_media.clone(),
+                }),
             };
             let config = self.config.clone();
             let stop = stop.clone();
@@ -125,6 +175,7 @@ impl Gateway {
             )),
             clock: self.clock.clone(),
             public_url: self.config.server.public_url(address).into(),
+            files: self.files.clone(),
         };
         let app = http::router(state);
         info!(%address, database = %redact(&self.config.database.url), "switchboard listening on http://{address}");
@@ -162,6 +213,15 @@ impl Gateway {
         info!("stopped");
         Ok(())
     }
+}
+
+/// The HTTP client of the gateway's outbound calls (agents, providers).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTP client")
 }
 
 /// A database URL without its password, for logs.

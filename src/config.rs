@@ -25,6 +25,12 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// The AI agents, by name. `assistant` (scripted) and `echo` exist unless redefined.
     pub agents: BTreeMap<String, AgentConfig>,
+    /// The WhatsApp channel (Cloud API). Off until `app_secret` is set.
+    pub whatsapp: WhatsappConfig,
+    /// Background jobs: deliveries and media downloads, their retries.
+    pub jobs: JobsConfig,
+    /// Where downloaded media is kept.
+    pub media: MediaConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -44,6 +50,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Bearer token of the operator: it grants access to stored media (`/v1/media/{id}`). Unset:
+    /// those routes answer 401.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +62,7 @@ impl Default for ServerConfig {
             public_url: None,
             shutdown_grace: Duration::from_secs(10),
             max_body_bytes: 256 * 1024,
+            admin_token: None,
         }
     }
 }
@@ -379,6 +389,143 @@ impl Default for OpenAiConfig {
     }
 }
 
+/// The WhatsApp Business Cloud API channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhatsappConfig {
+    /// The Meta app's secret: webhooks are signed with it (`X-Hub-Signature-256`). Setting it turns
+    /// the channel on.
+    pub app_secret: Option<String>,
+    /// The token Meta echoes when the webhook is set up (`hub.verify_token`).
+    pub verify_token: Option<String>,
+    /// Access token of the numbers that do not have their own.
+    pub access_token: Option<String>,
+    /// Graph API base URL.
+    pub api_base: String,
+    /// Graph API version.
+    pub api_version: String,
+    /// Mark a user's message read, with a typing indicator, while the agent answers it.
+    pub mark_read: bool,
+    /// Longest time for one Graph API request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Template sent instead of free text outside the 24-hour customer-service window. Unset: such
+    /// messages fail with the reason.
+    pub fallback_template: Option<switchboard_whatsapp::Template>,
+    /// Business numbers with settings of their own.
+    pub numbers: Vec<WhatsappNumber>,
+}
+
+impl Default for WhatsappConfig {
+    fn default() -> Self {
+        Self {
+            app_secret: None,
+            verify_token: None,
+            access_token: None,
+            api_base: "https://graph.facebook.com".into(),
+            api_version: "v23.0".into(),
+            mark_read: true,
+            timeout: Duration::from_secs(20),
+            fallback_template: None,
+            numbers: Vec::new(),
+        }
+    }
+}
+
+impl WhatsappConfig {
+    /// Whether the channel is on.
+    pub fn enabled(&self) -> bool {
+        self.app_secret.is_some()
+    }
+
+    /// The channel crate's settings.
+    pub fn settings(&self) -> switchboard_whatsapp::Settings {
+        switchboard_whatsapp::Settings {
+            api_base: self.api_base.clone(),
+            api_version: self.api_version.clone(),
+            access_token: self.access_token.clone(),
+            numbers: self
+                .numbers
+                .iter()
+                .map(|n| switchboard_whatsapp::NumberSettings {
+                    phone_number_id: n.phone_number_id.clone(),
+                    access_token: n.access_token.clone(),
+                    fallback_template: n.fallback_template.clone(),
+                })
+                .collect(),
+            fallback_template: self.fallback_template.clone(),
+            mark_read: self.mark_read,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// A WhatsApp business number with settings of its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhatsappNumber {
+    /// The number's id in the Graph API (`metadata.phone_number_id` of its webhooks).
+    pub phone_number_id: String,
+    /// Its access token, if not `whatsapp.access_token`.
+    pub access_token: Option<String>,
+    /// Its fallback template, if not `whatsapp.fallback_template`.
+    pub fallback_template: Option<switchboard_whatsapp::Template>,
+}
+
+/// Background jobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs of one queue running at the same time.
+    pub concurrency: usize,
+    /// How long a worker holds a job before another may take it over (after a crash).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often idle workers look for work that other instances queued.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Wait before the first retry; each further retry waits twice as long.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest wait between two retries.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Attempts before a job gives up (the message is then marked failed).
+    pub max_attempts: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            lease: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(5),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(600),
+            max_attempts: 20,
+        }
+    }
+}
+
+/// Downloaded media.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The directory (created on first use).
+    pub dir: std::path::PathBuf,
+    /// Largest file downloaded, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            dir: "media".into(),
+            max_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -417,6 +564,13 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("SWITCHBOARD_DEFAULT_AGENT", "routing.default_agent"),
     ("SWITCHBOARD_LOG", "log.filter"),
     ("SWITCHBOARD_LOG_FORMAT", "log.format"),
+    ("SWITCHBOARD_ADMIN_TOKEN", "server.admin_token"),
+    ("SWITCHBOARD_MEDIA_DIR", "media.dir"),
+    ("WHATSAPP_APP_SECRET", "whatsapp.app_secret"),
+    ("WHATSAPP_VERIFY_TOKEN", "whatsapp.verify_token"),
+    ("WHATSAPP_ACCESS_TOKEN", "whatsapp.access_token"),
+    ("WHATSAPP_API_BASE", "whatsapp.api_base"),
+    ("WHATSAPP_API_VERSION", "whatsapp.api_version"),
 ];
 
 /// A configuration that cannot be used.
@@ -546,6 +700,16 @@ impl Config {
             return invalid(
                 "database.max_connections and database.sqlite_readers must be at least 1".into(),
             );
+        }
+        if self.whatsapp.app_secret.is_some() != self.whatsapp.verify_token.is_some() {
+            return invalid(
+                "whatsapp.app_secret and whatsapp.verify_token are needed together (the webhook \
+                 is verified with the token and signed with the secret)"
+                    .into(),
+            );
+        }
+        if self.jobs.concurrency == 0 || self.jobs.max_attempts == 0 {
+            return invalid("jobs.concurrency and jobs.max_attempts must be at least 1".into());
         }
         if !(self.database.url.starts_with("sqlite:")
             || self.database.url.starts_with("postgres://")
@@ -704,7 +868,22 @@ mod tests {
             e.lock_ttl = Some(Duration::from_secs(1));
         }
         config.server.public_url = Some("x".into());
+        config.server.admin_token = Some("x".into());
         config.web.jwt_secret = Some("x".into());
+        let template = switchboard_whatsapp::Template {
+            name: "t".into(),
+            language: "en".into(),
+            components: serde_json::json!([]),
+        };
+        config.whatsapp.app_secret = Some("x".into());
+        config.whatsapp.verify_token = Some("x".into());
+        config.whatsapp.access_token = Some("x".into());
+        config.whatsapp.fallback_template = Some(template.clone());
+        config.whatsapp.numbers.push(WhatsappNumber {
+            phone_number_id: "1".into(),
+            access_token: Some("x".into()),
+            fallback_template: Some(template),
+        });
         let value = toml::Value::try_from(&config).unwrap();
         let mut missing = Vec::new();
         collect_keys(&value, &mut |key| {

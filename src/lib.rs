@@ -9,11 +9,14 @@
 
 pub mod agents;
 pub mod app;
+pub mod channels;
 pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod live;
+pub mod media;
 pub mod pipeline;
+pub mod replay;
 pub mod store;
 pub mod telemetry;
 pub mod text;

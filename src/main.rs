@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchboard::{app::Gateway, config::Config, store::Store, telemetry};
+use switchboard::{app::Gateway, config::Config, replay, store::Store, telemetry};
 use tokio::net::TcpListener;
 
 /// jemalloc keeps a long-running server's memory compact: with thousands of idle event streams it
@@ -30,6 +30,19 @@ enum Command {
     Serve,
     /// Bring the database schema up to date, then exit.
     Migrate,
+    /// Post a recorded provider payload (a file under webhooks/<channel>/) to a running gateway,
+    /// signed like the provider would (needs the channel's secret, e.g. WHATSAPP_APP_SECRET).
+    Replay {
+        /// The payload, e.g. webhooks/whatsapp/text.json.
+        file: PathBuf,
+        /// The gateway's base URL. Default: its configured listen address.
+        #[arg(long)]
+        url: Option<String>,
+        /// Give the messages new ids, so that the same file can be replayed again and again
+        /// (without it, a second replay is recognised as a provider retry).
+        #[arg(long)]
+        new_ids: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +62,17 @@ fn main() -> anyhow::Result<()> {
                 store.close().await;
                 tracing::info!("the database schema is up to date");
                 Ok(())
+            }
+            Command::Replay { file, url, new_ids } => {
+                replay::run(
+                    &config,
+                    replay::Replay {
+                        file: &file,
+                        url,
+                        new_ids,
+                    },
+                )
+                .await
             }
         }
     })

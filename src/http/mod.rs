@@ -1,5 +1,5 @@
-//! The HTTP side of the gateway: one axum router for the chat API, event streams, the widget page
-//! and operations endpoints (later also provider webhooks and the dashboard).
+//! The HTTP side of the gateway: one axum router for the chat API, event streams, the widget page,
+//! provider webhooks, stored media and operations endpoints (later also the dashboard).
 //!
 //! Handlers stay thin: they extract and validate, call the pipeline or the store, and shape the
 //! answer. Every error is an [`ApiError`].
@@ -9,9 +9,11 @@ mod conversations;
 pub mod error;
 mod events;
 pub mod extract;
+mod media;
 mod ops;
 mod pages;
 pub mod server;
+mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -28,7 +30,9 @@ use tower_http::{
 
 pub use error::ApiError;
 
-use crate::{config::Config, live::Hub, pipeline::Pipeline, store::Store, time::Clock};
+use crate::{
+    config::Config, live::Hub, media::MediaStore, pipeline::Pipeline, store::Store, time::Clock,
+};
 use switchboard_web::identity::IdentityVerifier;
 
 /// What handlers share. Cheap to clone.
@@ -48,6 +52,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Where visitors reach the gateway, without a trailing slash.
     pub public_url: Arc<str>,
+    /// The media directory.
+    pub files: MediaStore,
 }
 
 /// The gateway's routes.
@@ -72,6 +78,11 @@ pub fn router(state: AppState) -> Router {
         .layer(cors(&state.config));
     Router::new()
         .merge(api)
+        .route("/v1/media/{id}", get(media::get))
+        .route(
+            "/webhooks/whatsapp",
+            get(webhooks::whatsapp::verify).post(webhooks::whatsapp::receive),
+        )
         .route("/", get(pages::index))
         .route("/widget.js", get(pages::widget))
         .route("/healthz", get(ops::health))

@@ -7,12 +7,22 @@
 //!   conversations show who answers them now. Routing already ignores an expired lock; the job
 //!   keeps the stored state truthful.
 //! - `sweep` (`pipeline.sweep_schedule`): resumes messages that stayed unanswered longer than
-//!   `pipeline.sweep_grace` (a turn failed on a database error, say). The sweep at start-up, which
-//!   resumes what a crash left behind, runs before the gateway serves.
+//!   `pipeline.sweep_grace` (a turn failed on a database error, say), and forgets delivery statuses
+//!   that never found their message. The sweep at start-up, which resumes what a crash left behind,
+//!   runs before the gateway serves.
+//!
+//! And two durable queues ([`queue`]), whose jobs are written with the data they are about:
+//!
+//! - `deliver` ([`deliver`]): sends outbound messages through their channel, with retries;
+//! - `fetch_media` ([`fetch_media`]): downloads the files users send before their links expire.
 
-use std::{str::FromStr, time::Duration};
+pub mod deliver;
+pub mod fetch_media;
+pub mod queue;
 
-use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder};
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_cron::{CronScheduler, Tick};
 use cron::Schedule;
 use tokio_util::sync::CancellationToken;
@@ -21,9 +31,15 @@ use tracing::info;
 use crate::{
     config::Config,
     pipeline::Pipeline,
-    store::{Store, conversations},
+    store::{Store, conversations, jobs as job_store, messages},
     time::Clock,
 };
+use deliver::Deliveries;
+use fetch_media::MediaDownloads;
+use queue::QueueSource;
+
+/// How long a delivery status waits for the message it refers to before it is forgotten.
+const EARLY_STATUS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What the jobs work with.
 #[derive(Clone)]
@@ -36,6 +52,10 @@ pub struct JobContext {
     pub clock: Clock,
     /// How old an unanswered message must be before a sweep resumes it.
     pub sweep_grace: Duration,
+    /// The delivery queue's handler.
+    pub deliveries: Arc<Deliveries>,
+    /// The media queue's handler.
+    pub downloads: Arc<MediaDownloads>,
 }
 
 /// Clears expired agent locks.
@@ -58,6 +78,9 @@ async fn sweep_tick(_tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynErro
     if resumed > 0 {
         info!(resumed, "resumed unanswered messages");
     }
+    let mut tx = ctx.store.begin().await?;
+    messages::forget_early_statuses(&mut tx, ctx.clock.now().minus(EARLY_STATUS_RETENTION)).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -70,6 +93,20 @@ pub async fn run(
     let lock_schedule = Schedule::from_str(&config.routing.lock_sweep_schedule)?;
     let sweep_schedule = Schedule::from_str(&config.pipeline.sweep_schedule)?;
     let lock_ctx = ctx.clone();
+    let source = |name: &'static str, wake: &queue::Wake| QueueSource {
+        name,
+        store: ctx.store.clone(),
+        clock: ctx.clock.clone(),
+        wake: wake.clone(),
+        settings: config.jobs.clone(),
+        stop: shutdown.clone(),
+    };
+    let deliver_source = source(job_store::DELIVER, &ctx.deliveries.wake);
+    let media_source = source(job_store::FETCH_MEDIA, &ctx.downloads.wake);
+    let concurrency = config.jobs.concurrency;
+    let (deliveries, downloads) = (ctx.deliveries.clone(), ctx.downloads.clone());
+    // Built once here so that an error shows at start-up, not in a worker.
+    drop(deliver_source.clone().backend()?);
     Monitor::new()
         .register(move |_| {
             WorkerBuilder::new("expire-locks")
@@ -83,10 +120,32 @@ pub async fn run(
                 .data(ctx.clone())
                 .build(sweep_tick)
         })
+        .register(move |_| {
+            WorkerBuilder::new(job_store::DELIVER)
+                .backend(queue_backend(&deliver_source))
+                .concurrency(concurrency)
+                .data(deliveries.clone())
+                .build(deliver::handle)
+        })
+        .register(move |_| {
+            WorkerBuilder::new(job_store::FETCH_MEDIA)
+                .backend(queue_backend(&media_source))
+                .concurrency(concurrency)
+                .data(downloads.clone())
+                .build(fetch_media::handle)
+        })
         .run_with_signal(async move {
             shutdown.cancelled().await;
             Ok(())
         })
         .await?;
     Ok(())
+}
+
+/// The backend of a queue (its construction cannot fail once checked at start-up).
+fn queue_backend(source: &QueueSource) -> queue::QueueBackend {
+    match source.clone().backend() {
+        Ok(backend) => backend,
+        Err(e) => unreachable!("checked at start-up: {e}"),
+    }
 }

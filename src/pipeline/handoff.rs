@@ -103,6 +103,9 @@ impl Inner {
             }
         })
         .await?;
+        if notice.is_some() {
+            self.deliver_soon(conversation.channel);
+        }
         Ok(Handoff {
             conversation,
             notice,

@@ -14,10 +14,12 @@ use switchboard_channel::{
 };
 
 use crate::{
+    jobs::fetch_media::FetchMedia,
     live::Hub,
     store::{
         Store, StoreError, Tx, contacts,
         conversations::{self, Conversation, Mode, NewConversation},
+        jobs,
         messages::{self, Direction, InboundAppend, Message, NewMessage, Role},
     },
     text,
@@ -79,15 +81,26 @@ pub enum IngestError {
 /// (PostgreSQL; SQLite serialises writers).
 const ATTEMPTS: usize = 3;
 
+/// What ingest needs to know about the channel a batch came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    /// The channel.
+    pub channel: Channel,
+    /// Whether its media must be downloaded (provider links expire): attachments then get a
+    /// `fetch_media` job in the same transaction.
+    pub fetches_media: bool,
+}
+
 /// Ingests a batch in one transaction, publishes what changed to the live hub, and returns one
 /// outcome per event.
 pub async fn ingest(
     store: &Store,
     hub: &Hub,
-    channel: Channel,
+    source: Source,
     events: &[InboundEvent],
     now: Timestamp,
 ) -> Result<Vec<Outcome>, IngestError> {
+    let channel = source.channel;
     let mut attempt = 1;
     loop {
         let result = match events {
@@ -96,7 +109,7 @@ pub async fn ingest(
                     .await
                     .map(|o| vec![o])
             }
-            _ => try_ingest(store, hub, channel, events, now).await,
+            _ => try_ingest(store, hub, source, events, now).await,
         };
         match result {
             Err(IngestError::Store(e)) if e.is_unique_violation() && attempt < ATTEMPTS => {
@@ -187,15 +200,16 @@ fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, Map<String, Value
 async fn try_ingest(
     store: &Store,
     hub: &Hub,
-    channel: Channel,
+    source: Source,
     events: &[InboundEvent],
     now: Timestamp,
 ) -> Result<Vec<Outcome>, IngestError> {
+    let channel = source.channel;
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
         let outcome = match event {
-            InboundEvent::Message(message) => store_message(&mut tx, channel, message, now).await?,
+            InboundEvent::Message(message) => store_message(&mut tx, source, message, now).await?,
             InboundEvent::Edit(edit) => apply_edit(&mut tx, channel, edit, now).await?,
             InboundEvent::Status(update) => apply_status(&mut tx, channel, update, now).await?,
         };
@@ -217,10 +231,11 @@ fn publish(hub: &Hub, outcomes: &[Outcome]) {
 
 async fn store_message(
     tx: &mut Tx,
-    channel: Channel,
+    source: Source,
     inbound: &InboundMessage,
     now: Timestamp,
 ) -> Result<Outcome, IngestError> {
+    let channel = source.channel;
     if let Some(provider_id) = &inbound.provider_message_id
         && let Some(message) = messages::find_by_provider_id(tx, channel, provider_id).await?
     {
@@ -261,7 +276,7 @@ async fn store_message(
     let reply_to = match &inbound.reply_to {
         Some(provider_id) => {
             metadata.insert("reply_to_provider_id".into(), json!(provider_id));
-            messages::find_by_provider_id(tx, channel, provider_id)
+            messages::find_quoted(tx, channel, provider_id)
                 .await?
                 .map(|m| m.id)
         }
@@ -288,6 +303,13 @@ async fn store_message(
         now,
     )
     .await?;
+    if let Some(message) = &message
+        && source.fetches_media
+    {
+        for index in 0..message.attachments.0.len() {
+            jobs::enqueue(tx, FetchMedia::job(message, index, &inbound.account), now).await?;
+        }
+    }
     match message {
         Some(message) => Ok(Outcome::Stored {
             message,
@@ -331,6 +353,7 @@ fn content_parts(content: &switchboard_channel::Content) -> (Vec<Attachment>, Op
         Contacts { contacts } => (Vec::new(), serde_json::to_value(contacts).ok()),
         Interactive(i) => (Vec::new(), serde_json::to_value(i).ok()),
         Reaction(r) => (Vec::new(), serde_json::to_value(r).ok()),
+        System { event, .. } => (Vec::new(), Some(json!({ "event": event }))),
     }
 }
 
@@ -378,10 +401,7 @@ async fn apply_status(
     update: &StatusUpdate,
     now: Timestamp,
 ) -> Result<Outcome, IngestError> {
-    let error = update.error.as_ref().map(|e| match &e.detail {
-        Some(detail) => format!("{} {}: {detail}", e.code, e.title),
-        None => format!("{} {}", e.code, e.title),
-    });
+    let error = error_text(update);
     let at = update.at.map(Timestamp::from).unwrap_or(now);
     let updated = messages::advance_status(
         tx,
@@ -392,10 +412,28 @@ async fn apply_status(
         error,
     )
     .await?;
-    Ok(match updated {
-        Some(message) => Outcome::StatusUpdated { message },
-        None => Outcome::Ignored {
-            reason: "status of an unknown message, or older than the stored status",
-        },
+    if let Some(message) = updated {
+        return Ok(Outcome::StatusUpdated { message });
+    }
+    if messages::find_quoted(tx, channel, &update.provider_message_id)
+        .await?
+        .is_some()
+    {
+        return Ok(Outcome::Ignored {
+            reason: "status older than the stored one",
+        });
+    }
+    // Perhaps the status overtook the API response with the message's id: keep it for when the id
+    // is recorded.
+    messages::keep_early_status(tx, channel, update, error_text(update), at, now).await?;
+    Ok(Outcome::Ignored {
+        reason: "status of a message not (yet) known",
+    })
+}
+
+fn error_text(update: &StatusUpdate) -> Option<String> {
+    update.error.as_ref().map(|e| match &e.detail {
+        Some(detail) => format!("{} {}: {detail}", e.code, e.title),
+        None => format!("{} {}", e.code, e.title),
     })
 }

@@ -33,9 +33,11 @@ pub use turn::{ReplyWatch, TurnOutcome};
 
 use crate::{
     agents::AgentRegistry,
+    channels::Channels,
     config::Config,
+    jobs::queue::Wakers,
     live::Hub,
-    store::{Store, StoreError},
+    store::{Store, StoreError, messages::needs_delivery},
     time::Clock,
 };
 use lanes::{Lanes, Pushed};
@@ -53,6 +55,8 @@ pub(crate) struct Inner {
     clock: Clock,
     hub: Hub,
     agents: AgentRegistry,
+    channels: Channels,
+    wakers: Wakers,
     router: Router,
     default_agent: String,
     config: crate::config::PipelineConfig,
@@ -60,12 +64,15 @@ pub(crate) struct Inner {
 }
 
 impl Pipeline {
-    /// A pipeline over a migrated store.
+    /// A pipeline over a migrated store. `channels` reach end users on their channels; `wakers`
+    /// start background jobs as soon as the pipeline stores work for them.
     pub fn new(
         store: Store,
         clock: Clock,
         hub: Hub,
         agents: AgentRegistry,
+        channels: Channels,
+        wakers: Wakers,
         config: &Config,
     ) -> Self {
         Self {
@@ -74,6 +81,8 @@ impl Pipeline {
                 clock,
                 hub,
                 agents,
+                channels,
+                wakers,
                 router: Router::new(&config.routing),
                 default_agent: config.routing.default_agent.clone(),
                 config: config.pipeline.clone(),
@@ -152,8 +161,19 @@ impl Inner {
         mut watcher: Option<turn::ReplyWatcher>,
     ) -> Result<(Vec<Outcome>, bool), IngestError> {
         let now = self.clock.now();
-        let outcomes = ingest::ingest(&self.store, &self.hub, channel, &events, now).await?;
+        let source = ingest::Source {
+            channel,
+            fetches_media: self.channels.fetcher(channel).is_some(),
+        };
+        let outcomes = ingest::ingest(&self.store, &self.hub, source, &events, now).await?;
         let mut watched = false;
+        if source.fetches_media
+            && outcomes.iter().any(|o| {
+                matches!(o, Outcome::Stored { message, .. } if !message.attachments.0.is_empty())
+            })
+        {
+            self.wakers.fetch_media.wake();
+        }
         for outcome in &outcomes {
             if let Outcome::Stored {
                 message,
@@ -169,6 +189,14 @@ impl Inner {
             }
         }
         Ok((outcomes, watched))
+    }
+
+    /// Lets the delivery queue know that outbound messages were stored on a channel that needs them
+    /// delivered.
+    fn deliver_soon(&self, channel: Channel) {
+        if needs_delivery(channel) {
+            self.wakers.deliver.wake();
+        }
     }
 
     /// Queues a turn in its conversation's lane, starting the lane's runner if it was idle.

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Map, json};
-use switchboard_channel::{Channel, DeliveryStatus};
+use switchboard_channel::{Channel, DeliveryStatus, TypingTarget};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
@@ -20,7 +20,7 @@ use crate::{
     agents::{AgentEvent, AgentRequest, RegisteredAgent},
     live::ReplyProgress,
     store::{
-        StoreError, conversations,
+        StoreError, contacts, conversations,
         conversations::{Conversation, Mode, WithNextTurn},
         messages::{self, ContextLine, Direction, Message, NewMessage, ReplyAppend, Role},
     },
@@ -247,6 +247,7 @@ impl Inner {
             channel: conversation.channel,
             history,
         };
+        self.show_typing(&conversation, message);
         self.hub.start_reply(
             &conversation.id,
             ReplyProgress {
@@ -392,6 +393,9 @@ impl Inner {
                 |rows| rows.iter().for_each(|m| hub.message(m)),
             )
             .await?;
+            if let Some(reply) = &reply {
+                self.deliver_soon(reply.channel);
+            }
             return Ok(reply.map(|reply| TurnOutcome {
                 reply: Some(reply),
                 notices: Vec::new(),
@@ -463,7 +467,43 @@ impl Inner {
             }
         })
         .await?;
+        if stored {
+            self.deliver_soon(message.channel);
+        }
         Ok(stored.then_some(outcome))
+    }
+
+    /// Shows the user, on channels that can, that their message is being answered (WhatsApp also
+    /// marks it read). Runs beside the turn: it must never delay or fail the answer.
+    fn show_typing(self: &Arc<Self>, conversation: &Conversation, message: &Message) {
+        let Some(sender) = self.channels.sender(conversation.channel).cloned() else {
+            return;
+        };
+        let inner = self.clone();
+        let account = conversation.account.clone();
+        let contact_id = conversation.contact_id.clone();
+        let message_provider_id = message.provider_message_id.clone();
+        tokio::spawn(
+            async move {
+                let to = match contacts::external_id(&mut inner.store.reader(), &contact_id).await {
+                    Ok(Some(to)) => to,
+                    Ok(None) => return,
+                    Err(e) => {
+                        warn!(error = %e, "cannot look up the contact for a typing indicator");
+                        return;
+                    }
+                };
+                let target = TypingTarget {
+                    account,
+                    to,
+                    message_provider_id,
+                };
+                if let Err(e) = sender.typing(&target).await {
+                    warn!(error = %e, "the typing indicator was not shown");
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// Marks a message handled without an answer; returns the conversation's mode.

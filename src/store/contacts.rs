@@ -74,3 +74,11 @@ pub async fn find_id(
         .await?;
     Ok(row.map(|(id,)| id))
 }
+
+/// The channel identity of a contact.
+pub async fn external_id(db: &mut impl Db, id: &str) -> Result<Option<String>, StoreError> {
+    let row: Option<(String,)> = db
+        .fetch_optional(query("SELECT external_id FROM contacts WHERE id = $1").bind(id))
+        .await?;
+    Ok(row.map(|(external_id,)| external_id))
+}

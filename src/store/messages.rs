@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
 use uuid::Uuid;
 
-use super::{Db, OneTrip, Store, StoreError, Tx, query};
+use super::{Db, OneTrip, Store, StoreError, Tx, jobs, query};
 use crate::{store::conversations::Mode, time::Timestamp};
 
 /// Which way a message travels.
@@ -156,9 +156,15 @@ pub struct NewMessage {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Stores a message (and puts it on the pipeline's work list when it awaits an answer). Returns
-/// `None` when a message with the same provider id is already stored on the channel (a provider
-/// retry).
+/// Whether outbound messages of a channel are delivered by a job. Web replies are delivered by
+/// being stored and published; every other channel needs its provider's API.
+pub fn needs_delivery(channel: Channel) -> bool {
+    channel != Channel::Web
+}
+
+/// Stores a message (and puts it on the pipeline's work list when it awaits an answer, or on the
+/// delivery queue when it is outbound on a channel that needs delivery). Returns `None` when a
+/// message with the same provider id is already stored on the channel (a provider retry).
 pub async fn insert(
     tx: &mut Tx,
     new: NewMessage,
@@ -203,6 +209,18 @@ pub async fn insert(
             .bind(&message.conversation_id)
             .bind(message.seq)
             .bind(now),
+        )
+        .await?;
+    }
+    if let Some(message) = &message
+        && message.direction == Direction::Outbound
+        && needs_delivery(message.channel)
+    {
+        jobs::enqueue(
+            tx,
+            jobs::NewJob::new(jobs::DELIVER, &message.id)
+                .in_lane(&message.conversation_id, message.seq),
+            now,
         )
         .await?;
     }
@@ -388,9 +406,18 @@ pub async fn set_content(
     .await
 }
 
-/// Moves an outbound message to a new delivery status, unless it is already at that stage or
-/// beyond ([`DeliveryStatus::rank`]): a late "delivered" never overwrites "read". Returns the
-/// message as it is now, or `None` when nothing changed.
+/// The rank of the stored status, in SQL, as [`DeliveryStatus::rank`] defines it.
+macro_rules! status_rank {
+    () => {
+        "(CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'failed' THEN 3 \
+         WHEN 'read' THEN 4 ELSE 0 END)"
+    };
+}
+
+/// Moves the outbound message that a provider id (of any of its parts) belongs to, to a new
+/// delivery status, unless it is already at that stage or beyond ([`DeliveryStatus::rank`]): a late
+/// "delivered" never overwrites "read". Returns the message as it is now, or `None` when nothing
+/// changed (or no sent message has that id).
 pub async fn advance_status(
     tx: &mut Tx,
     channel: Channel,
@@ -400,13 +427,13 @@ pub async fn advance_status(
     error: Option<String>,
 ) -> Result<Option<Message>, StoreError> {
     tx.fetch_optional(
-        query(with_columns!(
+        query(concat!(
             "UPDATE messages SET status = $3, status_at = $4, error = COALESCE($5, error) \
-             WHERE channel = $1 AND provider_message_id = $2 AND direction = 'outbound' \
-             AND (CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'failed' THEN 3 \
-                  WHEN 'read' THEN 4 ELSE 0 END) < $6 \
-             RETURNING",
-            ""
+             WHERE id = (SELECT message_id FROM message_parts WHERE channel = $1 \
+             AND provider_message_id = $2) AND direction = 'outbound' AND ",
+            status_rank!(),
+            " < $6 RETURNING",
+            columns!()
         ))
         .bind(channel.as_str())
         .bind(provider_message_id)
@@ -414,6 +441,267 @@ pub async fn advance_status(
         .bind(at)
         .bind(error)
         .bind(i64::from(status.rank())),
+    )
+    .await
+}
+
+/// Like [`advance_status`], for a message by id.
+pub async fn advance_status_of(
+    tx: &mut Tx,
+    id: &str,
+    status: DeliveryStatus,
+    at: Timestamp,
+    error: Option<String>,
+) -> Result<Option<Message>, StoreError> {
+    tx.fetch_optional(
+        query(concat!(
+            "UPDATE messages SET status = $2, status_at = $3, error = COALESCE($4, error) \
+             WHERE id = $1 AND ",
+            status_rank!(),
+            " < $5 RETURNING",
+            columns!()
+        ))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(at)
+        .bind(error)
+        .bind(i64::from(status.rank())),
+    )
+    .await
+}
+
+/// Keeps a status for a provider id no sent message has (yet): the provider's webhook may overtake
+/// the API response that tells us the id. [`apply_early_statuses`] applies it once the id is
+/// recorded.
+pub async fn keep_early_status(
+    tx: &mut Tx,
+    channel: Channel,
+    update: &switchboard_channel::StatusUpdate,
+    error: Option<String>,
+    at: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.execute(
+        query(
+            "INSERT INTO early_statuses (channel, provider_message_id, status, status_at, error, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (channel, provider_message_id, status) DO NOTHING",
+        )
+        .bind(channel.as_str())
+        .bind(&update.provider_message_id)
+        .bind(update.status.as_str())
+        .bind(at)
+        .bind(error)
+        .bind(now),
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct EarlyStatus {
+    #[sqlx(try_from = "String")]
+    status: DeliveryStatus,
+    status_at: Timestamp,
+    error: Option<String>,
+}
+
+/// Applies the statuses that arrived for a message's parts before the parts were recorded, and
+/// forgets them. Returns the message if its status changed.
+pub async fn apply_early_statuses(
+    tx: &mut Tx,
+    channel: Channel,
+    message_id: &str,
+) -> Result<Option<Message>, StoreError> {
+    let early: Vec<EarlyStatus> = tx
+        .fetch_all(
+            query(
+                "DELETE FROM early_statuses WHERE channel = $1 AND provider_message_id IN \
+                 (SELECT provider_message_id FROM message_parts WHERE message_id = $2) \
+                 RETURNING status, status_at, error",
+            )
+            .bind(channel.as_str())
+            .bind(message_id),
+        )
+        .await?;
+    let Some(best) = early.into_iter().max_by_key(|e| e.status.rank()) else {
+        return Ok(None);
+    };
+    advance_status_of(tx, message_id, best.status, best.status_at, best.error).await
+}
+
+/// Forgets early statuses older than `before` whose message never turned up.
+pub async fn forget_early_statuses(tx: &mut Tx, before: Timestamp) -> Result<u64, StoreError> {
+    tx.execute(query("DELETE FROM early_statuses WHERE created_at < $1").bind(before))
+        .await
+}
+
+/// Records that part `part` (from 0) of an outbound message was accepted by the provider under
+/// `provider_message_id`. The first part's id is also the message's own provider id.
+pub async fn record_part(
+    tx: &mut Tx,
+    channel: Channel,
+    message_id: &str,
+    part: i64,
+    provider_message_id: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        query(
+            "INSERT INTO message_parts (channel, provider_message_id, message_id, part) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (channel, provider_message_id) DO NOTHING",
+        )
+        .bind(channel.as_str())
+        .bind(provider_message_id)
+        .bind(message_id)
+        .bind(part),
+    )
+    .await?;
+    if part == 0 {
+        tx.execute(
+            query("UPDATE messages SET provider_message_id = $2 WHERE id = $1")
+                .bind(message_id)
+                .bind(provider_message_id),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// How many parts of an outbound message the provider has accepted so far.
+pub async fn parts_sent(db: &mut impl Db, message_id: &str) -> Result<i64, StoreError> {
+    let (n,): (i64,) = db
+        .fetch_one(
+            query("SELECT COUNT(*) FROM message_parts WHERE message_id = $1").bind(message_id),
+        )
+        .await?;
+    Ok(n)
+}
+
+/// The message a provider id refers to, whether it is an inbound message or any part of an
+/// outbound one (for replies that quote one of our messages).
+pub async fn find_quoted(
+    db: &mut impl Db,
+    channel: Channel,
+    provider_message_id: &str,
+) -> Result<Option<Message>, StoreError> {
+    db.fetch_optional(
+        query(with_columns!(
+            "SELECT",
+            "FROM messages WHERE id = COALESCE( \
+             (SELECT message_id FROM message_parts WHERE channel = $1 AND provider_message_id = $2), \
+             (SELECT id FROM messages WHERE channel = $1 AND provider_message_id = $2))"
+        ))
+        .bind(channel.as_str())
+        .bind(provider_message_id),
+    )
+    .await
+}
+
+/// Marks an outbound message failed for good, with the reason.
+pub async fn mark_failed(
+    tx: &mut Tx,
+    id: &str,
+    error: &str,
+    at: Timestamp,
+) -> Result<Option<Message>, StoreError> {
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE messages SET status = 'failed', status_at = $3, error = $2 WHERE id = $1 \
+             RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(error)
+        .bind(at),
+    )
+    .await
+}
+
+/// Adds keys to a message's metadata (read, merged, written: callers serialise writes to one
+/// message, e.g. through a job lane).
+pub async fn merge_metadata(
+    tx: &mut Tx,
+    id: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<Message>, StoreError> {
+    let Some(message) = get(tx, id).await? else {
+        return Ok(None);
+    };
+    let mut metadata = message.metadata.0;
+    metadata.extend(extra);
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE messages SET metadata = $2 WHERE id = $1 RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(serde_json::Value::Object(metadata)),
+    )
+    .await
+}
+
+/// Replaces a message's attachments (to link a downloaded copy).
+pub async fn set_attachments(
+    tx: &mut Tx,
+    id: &str,
+    attachments: &[Attachment],
+) -> Result<Option<Message>, StoreError> {
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE messages SET attachments = $2 WHERE id = $1 RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(serde_json::to_value(attachments).unwrap_or_default()),
+    )
+    .await
+}
+
+/// What delivering an outbound message needs to know besides the message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryContext {
+    /// The message.
+    #[sqlx(flatten)]
+    pub message: Message,
+    /// The conversation's account (which of our identities sends).
+    pub account: String,
+    /// The recipient's channel id.
+    pub recipient: String,
+    /// The provider id of the user's message this one answers, if any.
+    pub answered_provider_id: Option<String>,
+    /// Whether the user wrote again after the message this one answers.
+    pub user_wrote_since: bool,
+    /// When the newest message of the user in the conversation was stored, and its metadata
+    /// (which holds when the provider says it was written).
+    pub last_inbound_at: Option<Timestamp>,
+    /// See `last_inbound_at`.
+    pub last_inbound_metadata: Option<Json<serde_json::Map<String, serde_json::Value>>>,
+}
+
+/// Loads a message with what its delivery needs.
+pub async fn delivery_context(
+    db: &mut impl Db,
+    id: &str,
+) -> Result<Option<DeliveryContext>, StoreError> {
+    db.fetch_optional(
+        query(
+            "SELECT m.id, m.conversation_id, m.seq, m.channel, m.direction, m.role, m.author, \
+             m.kind, m.content, m.attachments, m.provider_message_id, m.reply_to, m.status, \
+             m.status_at, m.error, m.created_at, m.metadata, c.account, k.external_id AS recipient, \
+             a.provider_message_id AS answered_provider_id, \
+             (a.id IS NOT NULL AND EXISTS (SELECT 1 FROM messages n \
+              WHERE n.conversation_id = m.conversation_id AND n.direction = 'inbound' \
+              AND n.seq > a.seq)) AS user_wrote_since, \
+             l.created_at AS last_inbound_at, l.metadata AS last_inbound_metadata \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             JOIN contacts k ON k.id = c.contact_id \
+             LEFT JOIN messages a ON a.id = m.reply_to \
+             LEFT JOIN messages l ON l.id = (SELECT i.id FROM messages i \
+              WHERE i.conversation_id = m.conversation_id AND i.direction = 'inbound' \
+              ORDER BY i.seq DESC LIMIT 1) \
+             WHERE m.id = $1",
+        )
+        .bind(id),
     )
     .await
 }
@@ -551,7 +839,9 @@ pub async fn append_reply(
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
              FROM conversations WHERE id = $3 AND changes() = 1 RETURNING",
             columns!(),
-            "; COMMIT;"
+            "; INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at) \
+             SELECT $11, 'deliver', id, conversation_id, seq, $1, $1 FROM messages \
+             WHERE id = $6 AND channel <> 'web'; COMMIT;"
         ),
         concat!(
             "WITH handled AS ( \
@@ -561,12 +851,15 @@ pub async fn append_reply(
              locked_at = CASE WHEN active_agent = $4 AND locked_at + lock_ttl_secs * 500000 > $1 \
              THEN locked_at ELSE $1 END, lock_ttl_secs = $5 \
              WHERE id = $3 AND mode = 'ai' AND deleted_at IS NULL AND EXISTS (SELECT 1 FROM handled) \
-             RETURNING id, last_seq, channel) \
-             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
+             RETURNING id, last_seq, channel), \
+             reply AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
              FROM conversation RETURNING",
-            columns!()
+            columns!(),
+            "), job AS (INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at) \
+             SELECT $11, 'deliver', id, conversation_id, seq, $1, $1 FROM reply \
+             WHERE channel <> 'web') SELECT * FROM reply"
         ),
     )
     .bind(now)
@@ -578,6 +871,7 @@ pub async fn append_reply(
     .bind(reply.content)
     .bind(reply.status.as_str())
     .bind(serde_json::Value::Object(reply.metadata))
-    .bind(reply.inbound_seq);
+    .bind(reply.inbound_seq)
+    .bind(Uuid::now_v7().to_string());
     Ok(store.write_once(write, after).await?.pop())
 }

@@ -14,10 +14,12 @@
 //! PostgreSQL uses one ordinary pool for both, and concurrent transactions.
 //!
 //! The queries themselves live next to what they are about: [`contacts`], [`conversations`],
-//! [`messages`].
+//! [`messages`], [`jobs`], [`media`].
 
 pub mod contacts;
 pub mod conversations;
+pub mod jobs;
+pub mod media;
 pub mod messages;
 
 use std::{str::FromStr, sync::Arc, time::Duration};

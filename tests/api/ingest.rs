@@ -4,7 +4,7 @@
 use serde_json::Map;
 use switchboard::{
     pipeline::Outcome,
-    store::{conversations, messages, query},
+    store::{Db, conversations, messages, query},
 };
 use switchboard_channel::{
     Channel, ContactRef, Content, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
@@ -114,12 +114,19 @@ async fn a_batch_is_stored_in_order_and_retries_are_dropped(backend: Backend) {
             ("ai", "third")
         ]
     );
+    app.all_delivered().await;
+    let history = messages::page(&mut app.store.reader(), &a.conversation_id, None, 50)
+        .await
+        .unwrap();
     assert!(
         history
             .iter()
             .filter(|m| m.role.as_str() == "ai")
-            .all(|m| m.status == DeliveryStatus::Pending),
-        "replies wait for the channel to send them"
+            .all(|m| m.status == DeliveryStatus::Failed
+                && m.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("not configured"))),
+        "replies on a channel this gateway does not run fail with the reason: {history:?}"
     );
     let conversation = conversations::get(&mut app.store.reader(), &a.conversation_id)
         .await
@@ -221,10 +228,23 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
         .await
         .unwrap();
     app.all_answered().await;
-    app.store
-        .execute(query("UPDATE messages SET provider_message_id = 'wamid.out', status = 'sent' WHERE role = 'ai'"))
+    app.all_delivered().await;
+    let (reply_id,): (String,) = app
+        .store
+        .reader()
+        .fetch_one(query("SELECT id FROM messages WHERE role = 'ai'"))
         .await
         .unwrap();
+    let mut tx = app.store.begin().await.unwrap();
+    messages::record_part(&mut tx, Channel::Whatsapp, &reply_id, 0, "wamid.out")
+        .await
+        .unwrap();
+    tx.execute(query(
+        "UPDATE messages SET status = 'sent', error = NULL WHERE role = 'ai'",
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
     let status = |status: DeliveryStatus| {
         InboundEvent::Status(StatusUpdate {
             provider_message_id: "wamid.out".into(),

@@ -16,3 +16,4 @@ mod events;
 mod ingest;
 mod ordering;
 mod routing;
+mod whatsapp;

@@ -106,6 +106,14 @@ pub enum Content {
         /// What the provider said about it.
         description: String,
     },
+    /// Something the provider reports about the user rather than a message they wrote (a changed
+    /// phone number, say). Recorded in the conversation, never answered.
+    System {
+        /// The provider's name for the event, e.g. `user_changed_number`.
+        event: String,
+        /// The provider's description of it.
+        text: String,
+    },
 }
 
 impl Content {
@@ -119,6 +127,7 @@ impl Content {
             Content::Interactive(_) => "interactive",
             Content::Reaction(_) => "reaction",
             Content::Unsupported { .. } => "unsupported",
+            Content::System { .. } => "system",
         }
     }
 
@@ -161,13 +170,14 @@ impl Content {
                 None => "[reaction removed]".to_owned(),
             },
             Content::Unsupported { description } => format!("[unsupported message: {description}]"),
+            Content::System { text, .. } => format!("[{text}]"),
         }
     }
 
-    /// Whether the conversation's owner (agent or expert) should answer this content. Reactions are
-    /// recorded but never answered.
+    /// Whether the conversation's owner (agent or expert) should answer this content. Reactions and
+    /// system events are recorded but never answered.
     pub fn expects_answer(&self) -> bool {
-        !matches!(self, Content::Reaction(_))
+        !matches!(self, Content::Reaction(_) | Content::System { .. })
     }
 }
 
@@ -187,9 +197,13 @@ pub struct Attachment {
     /// Size in bytes, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    /// Hex SHA-256 of the content, when the provider gives one.
+    /// SHA-256 of the content as the provider gives it (hex or base64), when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The id of the gateway's own stored copy, once the file has been downloaded (channels whose
+    /// provider URLs expire). Adapters leave it empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
 }
 
 /// The kind of an attached file.
@@ -409,6 +423,7 @@ mod tests {
                 filename: None,
                 size: None,
                 sha256: None,
+                media_id: None,
             }],
             caption: None,
         };

@@ -10,7 +10,9 @@
 
 mod channel;
 mod inbound;
+mod media;
 mod outbound;
+pub mod text;
 
 pub use channel::{Channel, UnknownChannel};
 pub use inbound::{
@@ -18,4 +20,7 @@ pub use inbound::{
     InboundMessage, InteractiveReply, Location, MediaKind, ProviderError, Reaction, SharedContact,
     StatusUpdate, UnknownStatus,
 };
-pub use outbound::{Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent};
+pub use media::{MediaDownload, MediaFetcher};
+pub use outbound::{
+    Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent, TypingTarget,
+};

@@ -1,11 +1,15 @@
 //! What the pipeline hands to a channel to send, and how a channel answers.
+//!
+//! The gateway stores an outbound message first and sends it from a background job, so a
+//! [`Sender`] only ever makes one attempt: it reports [`SendError::Transient`] and the gateway
+//! retries later (surviving restarts), or [`SendError::Permanent`] and the message is marked failed.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::inbound::Attachment;
+use crate::{inbound::Attachment, text::Measure};
 
 /// A message the gateway sends to an end user.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,10 +20,15 @@ pub struct OutboundMessage {
     pub account: String,
     /// The recipient's channel id (the contact's external id).
     pub to: String,
-    /// The provider id of the user's message this answers, when the channel can show a reply.
+    /// The provider id of the user's message this answers, when the channel should show it as a
+    /// reply (the gateway sets it when the user has written more since, so the answer is
+    /// unambiguous).
     pub reply_to: Option<String>,
     /// What to send.
     pub content: OutboundContent,
+    /// Whether the channel's customer-service window ([`Sender::service_window`]) is open: the user
+    /// wrote recently enough for free-form messages. Always true on channels without a window.
+    pub service_window_open: bool,
 }
 
 /// The content of an outbound message.
@@ -68,9 +77,23 @@ pub struct Choice {
 /// The provider accepted a message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sent {
-    /// The provider ids of what was sent, in order. A long text split into several provider
-    /// messages yields several ids; status updates refer to them.
-    pub provider_message_ids: Vec<String>,
+    /// The provider's id of the message; its status updates refer to it.
+    pub provider_message_id: String,
+    /// What was sent instead of the message, when the channel had to substitute it (a template
+    /// outside WhatsApp's 24-hour window). Stored with the message; the gateway then sends no
+    /// further parts of it.
+    pub substituted: Option<String>,
+}
+
+/// Where a typing indicator goes: the conversation of a user whose message is being answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypingTarget {
+    /// Which of our identities the conversation runs through.
+    pub account: String,
+    /// The user's channel id.
+    pub to: String,
+    /// The provider id of the message being answered, when it has one (WhatsApp marks it read).
+    pub message_provider_id: Option<String>,
 }
 
 /// Why a message could not be sent.
@@ -94,10 +117,48 @@ pub enum SendError {
     },
 }
 
+impl SendError {
+    /// A transient failure without a provider hint.
+    pub fn transient(reason: impl Into<String>) -> Self {
+        SendError::Transient {
+            retry_after: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(code: impl Into<String>, reason: impl Into<String>) -> Self {
+        SendError::Permanent {
+            code: code.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Sends outbound messages through one channel's provider API.
 #[async_trait]
 pub trait Sender: Send + Sync + 'static {
-    /// Sends one message. Must not retry on its own: the gateway schedules retries for
-    /// [`SendError::Transient`] so that they survive restarts.
+    /// Sends one provider message. Must not retry on its own: the gateway schedules retries for
+    /// [`SendError::Transient`] so that they survive restarts. Texts are never longer than
+    /// [`Sender::text_limit`]: the gateway splits longer ones and sends the parts in order,
+    /// recording each, so a retry resumes where the last attempt stopped.
     async fn send(&self, message: &OutboundMessage) -> Result<Sent, SendError>;
+
+    /// The longest text one provider message may carry, and how the provider counts it.
+    fn text_limit(&self) -> Option<(usize, Measure)> {
+        None
+    }
+
+    /// Shows the user that an answer is being written (and, where the channel has read receipts,
+    /// that their message was read). Best effort: the gateway logs a failure and carries on.
+    async fn typing(&self, _target: &TypingTarget) -> Result<(), SendError> {
+        Ok(())
+    }
+
+    /// How long after the user's last message the channel accepts free-form messages, if it
+    /// limits that (WhatsApp: 24 hours). The gateway tracks the window and tells the sender
+    /// through [`OutboundMessage::service_window_open`].
+    fn service_window(&self) -> Option<Duration> {
+        None
+    }
 }

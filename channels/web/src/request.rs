@@ -185,6 +185,7 @@ impl AttachmentRequest {
             filename: self.name.filter(|n| !n.trim().is_empty()),
             size: self.size,
             sha256: None,
+            media_id: None,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 mod db;
 pub mod fake;
+pub mod graph;
 pub mod sse;
 
 use std::{net::SocketAddr, time::Duration};
@@ -37,6 +38,7 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     db: Option<TestDb>,
+    media: Option<tempfile::TempDir>,
 }
 
 /// The configuration tests start from: the built-in agents, with the scripted one streaming
@@ -48,6 +50,10 @@ pub fn test_config(database_url: &str) -> Config {
         scripted.word_delay = Duration::ZERO;
     }
     config.server.shutdown_grace = Duration::from_secs(2);
+    // Retries within a test's patience.
+    config.jobs.retry_base = Duration::from_millis(20);
+    config.jobs.retry_max = Duration::from_millis(200);
+    config.jobs.poll_interval = Duration::from_millis(200);
     config
 }
 
@@ -60,10 +66,13 @@ impl TestApp {
     /// Starts a gateway after `configure` adjusted the test configuration.
     pub async fn spawn_with(backend: &Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
         let db = TestDb::create(backend).await;
+        let media = tempfile::tempdir().expect("a media directory");
         let mut config = test_config(&db.url);
+        config.media.dir = media.path().to_owned();
         configure(&mut config);
         let mut app = Self::start(config, Clock::system()).await;
         app.db = Some(db);
+        app.media = Some(media);
         app
     }
 
@@ -94,6 +103,7 @@ impl TestApp {
             stop: Some(stop),
             task: Some(task),
             db: None,
+            media: None,
         }
     }
 
@@ -144,6 +154,32 @@ impl TestApp {
             .send()
             .await
             .expect("request");
+        json_response(response).await
+    }
+
+    /// `POST /webhooks/whatsapp` with a body signed with the configured app secret.
+    pub async fn whatsapp(&self, body: &[u8]) -> (u16, Value) {
+        let secret = self
+            .config
+            .whatsapp
+            .app_secret
+            .as_deref()
+            .expect("a WhatsApp app secret in the test configuration");
+        self.whatsapp_signed(body, &switchboard_whatsapp::sign(body, secret))
+            .await
+    }
+
+    /// `POST /webhooks/whatsapp` with the given signature header.
+    pub async fn whatsapp_signed(&self, body: &[u8], signature: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("webhook request");
         json_response(response).await
     }
 
@@ -225,6 +261,24 @@ impl TestApp {
                 let n = switchboard::store::messages::pending_count(&mut self.store.reader())
                     .await
                     .expect("count pending turns");
+                (n == 0).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Waits until no outbound message waits for delivery (each was sent, or failed for good).
+    pub async fn all_delivered(&self) {
+        self.eventually(
+            Duration::from_secs(20),
+            "every outbound message to be delivered or failed",
+            || async {
+                let n = switchboard::store::jobs::count(
+                    &mut self.store.reader(),
+                    switchboard::store::jobs::DELIVER,
+                )
+                .await
+                .expect("count delivery jobs");
                 (n == 0).then_some(())
             },
         )

@@ -1,0 +1,87 @@
+//! `GET /webhooks/whatsapp` (Meta's subscription handshake) and `POST /webhooks/whatsapp`
+//! (signed deliveries of messages and statuses).
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use switchboard_channel::Channel;
+use switchboard_whatsapp::{SIGNATURE_HEADER, parse, verify_signature, verify_subscription};
+
+use super::channel_off;
+use crate::{
+    http::{ApiError, AppState},
+    pipeline::Outcome,
+};
+
+/// `GET /webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: answers the
+/// challenge when the token is ours.
+pub async fn verify(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let config = &state.config.whatsapp;
+    let (Some(_), Some(expected)) = (&config.app_secret, &config.verify_token) else {
+        return Err(channel_off("whatsapp"));
+    };
+    let param = |name: &str| params.get(name).map(String::as_str);
+    match verify_subscription(
+        param("hub.mode"),
+        param("hub.verify_token"),
+        param("hub.challenge"),
+        expected,
+    ) {
+        Some(challenge) => Ok((StatusCode::OK, challenge.to_owned()).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "verification_failed",
+            "hub.mode must be subscribe and hub.verify_token must match",
+        )),
+    }
+}
+
+/// `POST /webhooks/whatsapp`: checks the signature over the raw body, parses every entry, and
+/// answers 200 once all of it is stored.
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(secret) = &state.config.whatsapp.app_secret else {
+        return Err(channel_off("whatsapp"));
+    };
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok());
+    if let Err(e) = verify_signature(signature, &body, secret) {
+        tracing::warn!(reason = %e, "refused a WhatsApp webhook with a bad signature");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the X-Hub-Signature-256 header is missing or does not match the body",
+        ));
+    }
+    let events = parse(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()))?;
+    let received = events.len();
+    let outcomes = if received > 0 {
+        state.pipeline.ingest(Channel::Whatsapp, events).await?
+    } else {
+        Vec::new()
+    };
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    Ok(Json(json!({
+        "status": "ok",
+        "events": received,
+        "stored": count(|o| matches!(o, Outcome::Stored { .. })),
+        "duplicates": count(|o| matches!(o, Outcome::Duplicate { .. })),
+        "statuses": count(|o| matches!(o, Outcome::StatusUpdated { .. })),
+    }))
+    .into_response())
+}

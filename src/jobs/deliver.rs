@@ -1,0 +1,289 @@
+//! Delivering an outbound message through its channel's provider.
+//!
+//! Every outbound message on a channel with a provider (everything but web chat) gets a `deliver`
+//! job in the transaction that stores it. The job:
+//!
+//! - splits a text longer than the channel takes into parts (at paragraphs, sentences, words),
+//!   sends them in order and records each part's provider id as soon as it is accepted, so a retry
+//!   resumes after the parts already sent instead of repeating them;
+//! - quotes the user's message when the user wrote again since (the answer would be ambiguous
+//!   otherwise);
+//! - tells the channel whether its customer-service window is open (WhatsApp: 24 hours after the
+//!   user's last message), so the channel can substitute a template or refuse;
+//! - on a transient failure (rate limit, provider outage) retries with exponential backoff, waiting
+//!   at least as long as the provider asked; on a permanent one marks the message failed with the
+//!   reason, and so does giving up after too many attempts.
+//!
+//! Jobs of one conversation run in order, one at a time (the queue's lanes), so the user receives
+//! replies in the order they were written.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, json};
+use switchboard_channel::{
+    DeliveryStatus, OutboundContent, OutboundMessage, SendError, Sender, Sent,
+    text::{Measure, split_text},
+};
+use tracing::{Instrument, error, info_span, warn};
+
+use super::queue::{RetryPolicy, Wake};
+use crate::{
+    channels::Channels,
+    live::Hub,
+    store::{
+        Store, StoreError, jobs,
+        messages::{self, DeliveryContext, Message},
+    },
+    time::{Clock, Timestamp},
+};
+
+/// What delivery jobs work with.
+#[derive(Clone)]
+pub struct Deliveries {
+    /// The database.
+    pub store: Store,
+    /// The gateway's clock.
+    pub clock: Clock,
+    /// Live events (status changes are published).
+    pub hub: Hub,
+    /// The channels' senders.
+    pub channels: Channels,
+    /// When to retry.
+    pub policy: RetryPolicy,
+    /// Wakes the delivery queue (the next message of a lane may go once this one is done).
+    pub wake: Wake,
+}
+
+/// How an attempt ended.
+enum Attempt {
+    /// Every part is sent.
+    Delivered(Option<String>),
+    /// Try again later, not before `retry_after` when the provider said so.
+    Retry {
+        retry_after: Option<std::time::Duration>,
+        reason: String,
+    },
+    /// Give up: the message failed.
+    Failed(String),
+}
+
+impl Deliveries {
+    /// Runs one delivery job.
+    pub async fn run(&self, job: jobs::Job) -> Result<(), StoreError> {
+        let span = info_span!("deliver", message = %job.subject, attempt = job.attempts);
+        self.attempt(job).instrument(span).await
+    }
+
+    async fn attempt(&self, job: jobs::Job) -> Result<(), StoreError> {
+        let Some(ctx) = messages::delivery_context(&mut self.store.reader(), &job.subject).await?
+        else {
+            // The message is gone; nothing to deliver.
+            return self.finish(&job).await;
+        };
+        if ctx.message.status != DeliveryStatus::Pending {
+            return self.finish(&job).await;
+        }
+        let channel = ctx.message.channel;
+        let outcome = match self.channels.sender(channel) {
+            None => Attempt::Failed(format!(
+                "not_configured: the {channel} channel is not configured on this gateway"
+            )),
+            Some(sender) => self.send_parts(sender.as_ref(), &ctx).await?,
+        };
+        let now = self.clock.now();
+        match outcome {
+            Attempt::Delivered(substituted) => {
+                let mut tx = self.store.begin().await?;
+                let mut latest = messages::advance_status_of(
+                    &mut tx,
+                    &ctx.message.id,
+                    DeliveryStatus::Sent,
+                    now,
+                    None,
+                )
+                .await?;
+                if let Some(substituted) = substituted {
+                    let mut extra = Map::new();
+                    extra.insert("substituted".into(), json!(substituted));
+                    latest = messages::merge_metadata(&mut tx, &ctx.message.id, extra).await?;
+                }
+                if let Some(updated) =
+                    messages::apply_early_statuses(&mut tx, channel, &ctx.message.id).await?
+                {
+                    latest = Some(updated);
+                }
+                jobs::finish(&mut tx, &job.id).await?;
+                tx.commit().await?;
+                self.published(latest);
+            }
+            Attempt::Retry {
+                retry_after,
+                reason,
+            } => match self.policy.next(job.attempts, retry_after) {
+                Some(wait) => {
+                    warn!(%reason, retry_in = ?wait, "delivery failed; retrying");
+                    jobs::retry_at(&self.store, &job.id, now.plus(wait), &reason).await?;
+                    self.wake.wake();
+                }
+                None => {
+                    let reason = format!("gave up after {} attempts: {reason}", job.attempts);
+                    self.fail(&job, &ctx.message, &reason).await?;
+                }
+            },
+            Attempt::Failed(reason) => self.fail(&job, &ctx.message, &reason).await?,
+        }
+        Ok(())
+    }
+
+    /// Sends the parts not sent yet, recording each one.
+    async fn send_parts(
+        &self,
+        sender: &dyn Sender,
+        ctx: &DeliveryContext,
+    ) -> Result<Attempt, StoreError> {
+        let message = &ctx.message;
+        let parts = parts(message, sender.text_limit());
+        let already = messages::parts_sent(&mut self.store.reader(), &message.id).await?;
+        let already = usize::try_from(already).unwrap_or(usize::MAX);
+        let service_window_open = match sender.service_window() {
+            None => true,
+            Some(window) => {
+                last_user_message_at(ctx).is_some_and(|at| at.plus(window) > self.clock.now())
+            }
+        };
+        let total = parts.len();
+        for (index, content) in parts.into_iter().enumerate().skip(already) {
+            let outbound = OutboundMessage {
+                message_id: message.id.clone(),
+                account: ctx.account.clone(),
+                to: ctx.recipient.clone(),
+                reply_to: (index == 0 && ctx.user_wrote_since)
+                    .then(|| ctx.answered_provider_id.clone())
+                    .flatten(),
+                content,
+                service_window_open,
+            };
+            match sender.send(&outbound).await {
+                Ok(Sent {
+                    provider_message_id,
+                    substituted,
+                }) => {
+                    let mut tx = self.store.begin().await?;
+                    messages::record_part(
+                        &mut tx,
+                        message.channel,
+                        &message.id,
+                        i64::try_from(index).unwrap_or(i64::MAX),
+                        &provider_message_id,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    // A substitute (a template outside the window) stands for the whole message.
+                    if substituted.is_some() || index + 1 == total {
+                        return Ok(Attempt::Delivered(substituted));
+                    }
+                }
+                Err(SendError::Transient {
+                    retry_after,
+                    reason,
+                }) => {
+                    return Ok(Attempt::Retry {
+                        retry_after,
+                        reason,
+                    });
+                }
+                Err(SendError::Permanent { code, reason }) => {
+                    let part = if total > 1 {
+                        format!(" (part {} of {total})", index + 1)
+                    } else {
+                        String::new()
+                    };
+                    return Ok(Attempt::Failed(format!("{code}: {reason}{part}")));
+                }
+            }
+        }
+        Ok(Attempt::Delivered(None))
+    }
+
+    async fn fail(
+        &self,
+        job: &jobs::Job,
+        message: &Message,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        error!(
+            conversation = %message.conversation_id,
+            channel = %message.channel,
+            %reason,
+            "message could not be delivered"
+        );
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let failed = messages::mark_failed(&mut tx, &message.id, reason, now).await?;
+        jobs::finish(&mut tx, &job.id).await?;
+        tx.commit().await?;
+        self.published(failed);
+        self.wake.wake();
+        Ok(())
+    }
+
+    async fn finish(&self, job: &jobs::Job) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        jobs::finish(&mut tx, &job.id).await?;
+        tx.commit().await?;
+        self.wake.wake();
+        Ok(())
+    }
+
+    /// Publishes a changed message and lets the lane's next message go.
+    fn published(&self, changed: Option<Message>) {
+        if let Some(message) = changed {
+            self.hub.update(&message);
+        }
+        self.wake.wake();
+    }
+}
+
+/// What a message is sent as: its attachments, then its text split to the channel's limit.
+fn parts(message: &Message, limit: Option<(usize, Measure)>) -> Vec<OutboundContent> {
+    let mut parts: Vec<OutboundContent> = message
+        .attachments
+        .0
+        .iter()
+        .map(|attachment| OutboundContent::Media {
+            attachment: attachment.clone(),
+            caption: None,
+        })
+        .collect();
+    if !message.content.trim().is_empty() || parts.is_empty() {
+        let texts = match limit {
+            Some((max, measure)) => split_text(&message.content, max, measure),
+            None => vec![message.content.clone()],
+        };
+        parts.extend(texts.into_iter().map(|body| OutboundContent::Text { body }));
+    }
+    parts
+}
+
+/// When the user last wrote: the provider's time of their newest message when it has one (a
+/// delivery the provider retried for hours arrives late), else when it was stored.
+fn last_user_message_at(ctx: &DeliveryContext) -> Option<Timestamp> {
+    let stored = ctx.last_inbound_at?;
+    let written = ctx
+        .last_inbound_metadata
+        .as_ref()
+        .and_then(|m| m.0.get("sent_at"))
+        .and_then(|v| v.as_str())
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| Timestamp::from(t.with_timezone(&Utc)));
+    Some(written.map_or(stored, |w| w.min(stored)))
+}
+
+/// The apalis handler of the `deliver` queue.
+pub async fn handle(
+    job: jobs::Job,
+    deliveries: apalis::prelude::Data<Arc<Deliveries>>,
+) -> Result<(), apalis::prelude::BoxDynError> {
+    deliveries.run(job).await.map_err(Into::into)
+}

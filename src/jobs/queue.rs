@@ -1,0 +1,209 @@
+//! A durable job queue for apalis workers, over the gateway's own `jobs` table.
+//!
+//! Why not apalis' SQL storages: a job must be written in the same transaction as the data that
+//! causes it (a stored reply and its delivery), which only works when jobs live in the gateway's
+//! own database, on its own connections — one writer on SQLite, each test's own schema on
+//! PostgreSQL. So jobs are rows of [`store::jobs`], and this module turns them into an apalis
+//! backend: a stream that claims due jobs (with a lease, see [`store::jobs::claim`]) and waits,
+//! between claims, until it is woken (a job was added or finished), the next retry is due, or the
+//! poll interval passes (jobs added by other instances).
+//!
+//! Handlers finish their jobs themselves ([`store::jobs::finish`] in the transaction that records
+//! the result, or [`store::jobs::retry_at`] with the [`RetryPolicy`]'s delay), so a job is removed
+//! exactly when its effect is stored.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BackendBuilder, BoxDynError, CustomBackend, Task};
+use futures::{
+    FutureExt, StreamExt,
+    sink::{self, Sink},
+    stream::BoxStream,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::JobsConfig,
+    store::{
+        Store,
+        jobs::{self, Job},
+    },
+    time::Clock,
+};
+
+/// Wakes a queue's worker: there may be work now. Cheap to clone; waking an idle worker that finds
+/// nothing costs one query.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    /// Wakes the worker (at once if it waits, or makes its next wait return at once).
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// The wake handles of the gateway's queues.
+#[derive(Debug, Clone, Default)]
+pub struct Wakers {
+    /// Outbound deliveries.
+    pub deliver: Wake,
+    /// Inbound media downloads.
+    pub fetch_media: Wake,
+}
+
+/// How long to wait before retrying a failed job.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Wait before the first retry; doubled for each further one.
+    pub base: Duration,
+    /// Longest wait.
+    pub max: Duration,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+}
+
+impl RetryPolicy {
+    /// The policy of the configuration.
+    pub fn new(config: &JobsConfig) -> Self {
+        Self {
+            base: config.retry_base,
+            max: config.retry_max,
+            max_attempts: config.max_attempts,
+        }
+    }
+
+    /// The wait before the next attempt after `attempts` failed ones, at least the provider's
+    /// `hint`; `None` when the job should give up.
+    pub fn next(&self, attempts: i64, hint: Option<Duration>) -> Option<Duration> {
+        if attempts >= i64::from(self.max_attempts) {
+            return None;
+        }
+        let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+        let backoff = self.base.saturating_mul(1 << doublings).min(self.max);
+        // Up to a quarter more, so that jobs failing together do not retry together.
+        let jitter = backoff.mul_f64(fastrand_fraction() / 4.0);
+        Some((backoff + jitter).max(hint.unwrap_or_default()))
+    }
+}
+
+/// A number in [0, 1) that differs between calls; good enough for jitter.
+fn fastrand_fraction() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    let bits = RandomState::new().hash_one(std::time::Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Where a queue's jobs come from.
+#[derive(Clone)]
+pub struct QueueSource {
+    /// The queue's name in the `jobs` table.
+    pub name: &'static str,
+    /// The database.
+    pub store: Store,
+    /// The gateway's clock (jobs are due by it).
+    pub clock: Clock,
+    /// Wakes the worker.
+    pub wake: Wake,
+    /// Claim lease, batch size and poll interval.
+    pub settings: JobsConfig,
+    /// Ends the stream at shutdown.
+    pub stop: CancellationToken,
+}
+
+type Fetch = BoxStream<'static, Result<Option<Task<Job>>, BoxDynError>>;
+type Refuse = std::pin::Pin<Box<dyn Sink<Task<Job>, Error = BoxDynError> + Send + 'static>>;
+
+/// The apalis backend of a queue.
+pub type QueueBackend = CustomBackend<Job, QueueSource, Fetch, Refuse, ()>;
+
+impl QueueSource {
+    /// The apalis backend that hands this queue's due jobs to a worker.
+    pub fn backend(self) -> Result<QueueBackend, BoxDynError> {
+        Ok(BackendBuilder::new()
+            .database(self)
+            .fetcher(|source: &mut QueueSource, _: &(), _| source.clone().jobs())
+            .sink(|_: &mut QueueSource, _: &()| {
+                // Jobs are added in the transaction of the data they are about (`store::jobs`),
+                // never pushed from outside.
+                Box::pin(sink::unfold((), |(), _task: Task<Job>| {
+                    async {
+                        Err::<(), BoxDynError>("jobs are added with store::jobs::enqueue".into())
+                    }
+                    .boxed()
+                })) as Refuse
+            })
+            .build()?)
+    }
+
+    /// Claims due jobs as the worker asks for them; waits when there are none.
+    fn jobs(self) -> Fetch {
+        async_stream::stream! {
+            let limit = i64::try_from(self.settings.concurrency).unwrap_or(i64::MAX);
+            loop {
+                let now = self.clock.now();
+                match jobs::claim(&self.store, self.name, now, self.settings.lease, limit).await {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        for job in claimed {
+                            yield Ok(Some(Task::new(job)));
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(queue = self.name, error = %e, "cannot claim jobs; trying again shortly");
+                    }
+                }
+                let wait = match jobs::next_due(&mut self.store.reader(), self.name, now).await {
+                    Ok(Some(at)) => Duration::from_micros(
+                        u64::try_from(at.micros() - now.micros()).unwrap_or(0),
+                    )
+                    .min(self.settings.poll_interval),
+                    _ => self.settings.poll_interval,
+                };
+                tokio::select! {
+                    () = self.wake.woken() => {}
+                    () = tokio::time::sleep(wait) => {}
+                    () = self.stop.cancelled() => break,
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_up_to_a_limit_and_honour_hints() {
+        let policy = RetryPolicy {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+            max_attempts: 5,
+        };
+        let first = policy.next(1, None).unwrap();
+        assert!(first >= Duration::from_secs(2) && first <= Duration::from_millis(2500));
+        let third = policy.next(3, None).unwrap();
+        assert!(third >= Duration::from_secs(8) && third <= Duration::from_secs(10));
+        let capped = policy.next(4, None).unwrap();
+        assert!(capped >= Duration::from_secs(16));
+        assert_eq!(
+            policy.next(1, Some(Duration::from_secs(30))),
+            Some(Duration::from_secs(30)),
+            "a provider's hint wins when it asks for longer"
+        );
+        assert_eq!(policy.next(5, None), None, "gives up after max_attempts");
+        let far = RetryPolicy {
+            max_attempts: 100,
+            ..policy
+        };
+        assert!(far.next(60, None).unwrap() <= Duration::from_secs(75));
+    }
+}

@@ -1,0 +1,161 @@
+//! `switchboard replay <file>`: posts a recorded provider payload (the fixtures under
+//! `webhooks/`) to a running gateway, authenticated the way the provider would, so the channel can
+//! be tried without the provider.
+//!
+//! A recorded message replayed now is a message written now: its timestamps are moved to the
+//! present (otherwise WhatsApp's 24-hour window would be long closed). With `--new-ids` its
+//! message ids are made unique too, so the same file can be replayed again and again; without it,
+//! replaying a file twice shows how provider retries are recognised.
+
+use std::{net::SocketAddr, path::Path};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::config::Config;
+
+/// Where a replay goes and how it is changed.
+#[derive(Debug, Clone)]
+pub struct Replay<'a> {
+    /// The recorded payload.
+    pub file: &'a Path,
+    /// The gateway's base URL; default: its configured listen address.
+    pub url: Option<String>,
+    /// Give every message a new id.
+    pub new_ids: bool,
+}
+
+/// Posts the payload, prints the gateway's answer, and fails unless it was accepted.
+pub async fn run(config: &Config, replay: Replay<'_>) -> anyhow::Result<()> {
+    let channel = replay
+        .file
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+        .unwrap_or_default();
+    let body = std::fs::read(replay.file)
+        .with_context(|| format!("cannot read {}", replay.file.display()))?;
+    let base = replay
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", reachable(config.server.listen)));
+    let base = base.trim_end_matches('/');
+    let request = match channel {
+        "whatsapp" => {
+            let Some(secret) = &config.whatsapp.app_secret else {
+                bail!(
+                    "set WHATSAPP_APP_SECRET (or whatsapp.app_secret) to the gateway's app secret \
+                     to sign WhatsApp payloads"
+                );
+            };
+            let now = chrono::Utc::now().timestamp();
+            let body = refresh_whatsapp(&body, now, replay.new_ids)?;
+            reqwest::Client::new()
+                .post(format!("{base}/webhooks/whatsapp"))
+                .header("content-type", "application/json")
+                .header(
+                    switchboard_whatsapp::SIGNATURE_HEADER,
+                    switchboard_whatsapp::sign(&body, secret),
+                )
+                .body(body)
+        }
+        other => bail!(
+            "cannot tell the channel of {}: replay takes files under webhooks/whatsapp/ \
+             (the directory names the channel), got {other:?}",
+            replay.file.display()
+        ),
+    };
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {base}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    println!("{status} {text}");
+    if !status.is_success() {
+        bail!("the gateway refused the payload");
+    }
+    Ok(())
+}
+
+/// A listen address as a client reaches it (a wildcard address means this machine).
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    }
+}
+
+/// A WhatsApp webhook payload as if its messages and statuses happened at `now` (unix seconds);
+/// with `new_ids`, its messages get ids never seen before.
+pub fn refresh_whatsapp(body: &[u8], now: i64, new_ids: bool) -> anyhow::Result<Vec<u8>> {
+    let mut payload: Value =
+        serde_json::from_slice(body).context("the WhatsApp payload is not JSON")?;
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    // Only keys that exist are touched: indexing a JSON value mutably would add missing ones.
+    let entries = payload.get_mut("entry").and_then(Value::as_array_mut);
+    for entry in entries.into_iter().flatten() {
+        let changes = entry.get_mut("changes").and_then(Value::as_array_mut);
+        for change in changes.into_iter().flatten() {
+            let Some(value) = change.get_mut("value") else {
+                continue;
+            };
+            for key in ["messages", "statuses"] {
+                let items = value.get_mut(key).and_then(Value::as_array_mut);
+                for item in items.into_iter().flatten() {
+                    if let Some(timestamp) = item.get_mut("timestamp") {
+                        *timestamp = Value::String(now.to_string());
+                    }
+                    if new_ids
+                        && key == "messages"
+                        && let Some(id) = item.get_mut("id")
+                        && let Some(old) = id.as_str()
+                    {
+                        *id = Value::String(format!("{old}.{suffix}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(serde_json::to_vec_pretty(&payload)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replayed_payloads_happen_now_and_may_get_new_ids() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+            "metadata":{"phone_number_id":"106"},
+            "messages":[{"from":"1","id":"wamid.a","timestamp":"1739321024","type":"text","text":{"body":"hi"}}],
+            "statuses":[{"id":"wamid.b","status":"read","timestamp":"1739321025"}]}}]}]}"#;
+        let same = refresh_whatsapp(body, 1_800_000_000, false).unwrap();
+        let same: Value = serde_json::from_slice(&same).unwrap();
+        let value = &same["entry"][0]["changes"][0]["value"];
+        assert_eq!(value["messages"][0]["timestamp"], "1800000000");
+        assert_eq!(value["statuses"][0]["timestamp"], "1800000000");
+        assert_eq!(value["messages"][0]["id"], "wamid.a");
+
+        let fresh = refresh_whatsapp(body, 1_800_000_000, true).unwrap();
+        let fresh: Value = serde_json::from_slice(&fresh).unwrap();
+        let value = &fresh["entry"][0]["changes"][0]["value"];
+        let id = value["messages"][0]["id"].as_str().unwrap();
+        assert!(id.starts_with("wamid.a.") && id.len() > 10, "{id}");
+        assert_eq!(
+            value["statuses"][0]["id"], "wamid.b",
+            "statuses keep their ids"
+        );
+
+        let only_messages = br#"{"entry":[{"changes":[{"value":{"messages":[]}}]}]}"#;
+        let refreshed: Value =
+            serde_json::from_slice(&refresh_whatsapp(only_messages, 1, true).unwrap()).unwrap();
+        assert!(
+            refreshed["entry"][0]["changes"][0]["value"]
+                .get("statuses")
+                .is_none(),
+            "no keys are added"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! Jobs: background work that must survive restarts, stored next to the data it is about.
+//!
+//! A job is written in the same transaction as what causes it (a reply and its delivery), so the
+//! two can never disagree. Workers [`claim`] due jobs with a lease: a worker that dies mid-job
+//! loses its claim when the lease runs out and another worker (or the next start) takes the job
+//! over. Jobs of one *lane* (the deliveries of one conversation) are handed out one at a time, in
+//! `lane_seq` order, so a user receives replies in the order they were written even when one of
+//! them needs retries.
+
+use std::time::Duration;
+
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Db, OneTrip, Store, StoreError, Tx, query};
+use crate::time::Timestamp;
+
+/// The queue of outbound deliveries (subject: the message id; lane: its conversation).
+pub const DELIVER: &str = "deliver";
+/// The queue of inbound media downloads (subject: `<message id>/<attachment index>`; lane: the
+/// message).
+pub const FETCH_MEDIA: &str = "fetch_media";
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    /// Its id.
+    pub id: String,
+    /// The queue (worker) it belongs to.
+    pub queue: String,
+    /// What it is about.
+    pub subject: String,
+    /// Its lane, if its queue keeps an order.
+    pub lane: Option<String>,
+    /// Extra data of the job.
+    pub payload: Json<serde_json::Value>,
+    /// Attempts so far, including the current one.
+    pub attempts: i64,
+    /// Why the previous attempt failed.
+    pub last_error: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl Job {
+    /// The payload as a typed value.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
+        super::from_json("job payload", self.payload.0.clone())
+    }
+}
+
+/// A job to add.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The queue.
+    pub queue: &'static str,
+    /// What it is about; a queue holds one job per subject, so adding it twice adds it once.
+    pub subject: String,
+    /// Its lane and position in the lane, for queues that keep an order.
+    pub lane: Option<(String, i64)>,
+    /// Extra data.
+    pub payload: serde_json::Value,
+}
+
+impl NewJob {
+    /// A job without lane or payload.
+    pub fn new(queue: &'static str, subject: impl Into<String>) -> Self {
+        Self {
+            queue,
+            subject: subject.into(),
+            lane: None,
+            payload: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    /// The same job in a lane.
+    pub fn in_lane(mut self, lane: impl Into<String>, seq: i64) -> Self {
+        self.lane = Some((lane.into(), seq));
+        self
+    }
+
+    /// The same job with a payload.
+    pub fn with_payload(mut self, payload: &impl Serialize) -> Self {
+        self.payload = serde_json::to_value(payload).unwrap_or_default();
+        self
+    }
+}
+
+/// Adds a job, due now, inside a transaction. Adding a job whose subject is already queued does
+/// nothing.
+pub async fn enqueue(tx: &mut Tx, job: NewJob, now: Timestamp) -> Result<(), StoreError> {
+    let (lane, lane_seq) = job.lane.map_or((None, None), |(l, s)| (Some(l), Some(s)));
+    tx.execute(
+        query(
+            "INSERT INTO jobs (id, queue, subject, lane, lane_seq, payload, run_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (queue, subject) DO NOTHING",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(job.queue)
+        .bind(job.subject)
+        .bind(lane)
+        .bind(lane_seq)
+        .bind(job.payload)
+        .bind(now),
+    )
+    .await?;
+    Ok(())
+}
+
+macro_rules! job_columns {
+    () => {
+        " id, queue, subject, lane, payload, attempts, last_error, created_at "
+    };
+}
+
+/// Claims up to `limit` due jobs of a queue for `lease`, counting an attempt for each. Only the
+/// first job of a lane is ever due: the next one waits until it is finished.
+pub async fn claim(
+    store: &Store,
+    queue: &str,
+    now: Timestamp,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<Job>, StoreError> {
+    let write = OneTrip::new(
+        concat!(
+            "BEGIN IMMEDIATE; \
+             UPDATE jobs SET lease_until = $3, attempts = attempts + 1 WHERE id IN ( \
+             SELECT id FROM jobs AS j WHERE queue = $1 AND run_at <= $2 \
+             AND (lease_until IS NULL OR lease_until <= $2) \
+             AND (lane IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS e \
+                  WHERE e.queue = j.queue AND e.lane = j.lane AND e.lane_seq < j.lane_seq)) \
+             ORDER BY run_at LIMIT $4) RETURNING",
+            job_columns!(),
+            "; COMMIT;"
+        ),
+        // SKIP LOCKED: instances sharing the database each take different jobs. A lane's later
+        // jobs stay out of reach while its first one exists, whoever holds it.
+        concat!(
+            "UPDATE jobs SET lease_until = $3, attempts = attempts + 1 WHERE id IN ( \
+             SELECT id FROM jobs AS j WHERE queue = $1 AND run_at <= $2 \
+             AND (lease_until IS NULL OR lease_until <= $2) \
+             AND (lane IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS e \
+                  WHERE e.queue = j.queue AND e.lane = j.lane AND e.lane_seq < j.lane_seq)) \
+             ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING",
+            job_columns!()
+        ),
+    )
+    .bind(queue)
+    .bind(now)
+    .bind(now.plus(lease))
+    .bind(limit);
+    store.write_once(write, |_: &[Job]| ()).await
+}
+
+/// When the next job of a queue that waits for a later time becomes due, if there is one. (Jobs
+/// already due but not claimable wait for the end of their lane's current job, which wakes the
+/// queue.)
+pub async fn next_due(
+    db: &mut impl Db,
+    queue: &str,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, StoreError> {
+    let (at,): (Option<Timestamp>,) = db
+        .fetch_one(
+            query("SELECT MIN(run_at) FROM jobs WHERE queue = $1 AND run_at > $2")
+                .bind(queue)
+                .bind(now),
+        )
+        .await?;
+    Ok(at)
+}
+
+/// Removes a finished job (done, or given up).
+pub async fn finish(tx: &mut Tx, id: &str) -> Result<(), StoreError> {
+    tx.execute(query("DELETE FROM jobs WHERE id = $1").bind(id))
+        .await?;
+    Ok(())
+}
+
+/// Releases a job to run again at `run_at`, remembering why this attempt failed.
+pub async fn retry_at(
+    store: &Store,
+    id: &str,
+    run_at: Timestamp,
+    error: &str,
+) -> Result<(), StoreError> {
+    store
+        .execute(
+            query("UPDATE jobs SET run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1")
+                .bind(id)
+                .bind(run_at)
+                .bind(error),
+        )
+        .await?;
+    Ok(())
+}
+
+/// How many jobs a queue holds (due or not).
+pub async fn count(db: &mut impl Db, queue: &str) -> Result<i64, StoreError> {
+    let (n,): (i64,) = db
+        .fetch_one(query("SELECT COUNT(*) FROM jobs WHERE queue = $1").bind(queue))
+        .await?;
+    Ok(n)
+}
