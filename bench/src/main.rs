@@ -14,7 +14,10 @@
 //! 2. latency: messages at a fixed 100 per second, latency measured from the moment each one was
 //!    due (so a stall shows up instead of hiding);
 //! 3. memory: 10,000 idle `GET /v1/conversations/{id}/events` connections, RSS of the gateway
-//!    before and after.
+//!    before and after;
+//! 4. WhatsApp: N users each post a signed webhook (`POST /webhooks/whatsapp`) and wait until the
+//!    reply reaches a fake Graph API served by this process, then post the next: webhooks/s end to
+//!    end, webhook to reply POSTed, with the read receipt each message also causes.
 
 use std::{
     net::SocketAddr,
@@ -35,6 +38,11 @@ use tokio::{
     sync::Mutex,
 };
 
+mod whatsapp;
+
+/// The app secret the benchmark's gateway verifies WhatsApp webhooks with.
+const WHATSAPP_SECRET: &str = "bench-app-secret";
+
 /// The same allocator as the `switchboard` binary, so that the gateway child measures what ships.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -46,6 +54,7 @@ struct Options {
     sse: usize,
     sqlite: bool,
     postgres: Option<String>,
+    whatsapp_users: usize,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -58,6 +67,7 @@ fn options() -> anyhow::Result<Options> {
         postgres: std::env::var("TEST_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty()),
+        whatsapp_users: 64,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +80,7 @@ fn options() -> anyhow::Result<Options> {
             "--postgres" => o.postgres = Some(value()?),
             "--no-postgres" => o.postgres = None,
             "--no-sqlite" => o.sqlite = false,
+            "--whatsapp-users" => o.whatsapp_users = value()?.parse()?,
             other => bail!("unknown argument {other}; see the source for the options"),
         }
     }
@@ -82,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("--serve") {
         let url = args.next().context("--serve needs a database URL")?;
-        return serve(url);
+        return serve(url, args.next());
     }
     let options = options()?;
     tokio::runtime::Builder::new_multi_thread()
@@ -91,8 +102,9 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(options))
 }
 
-/// The gateway side: echo agent, quiet logs, a port chosen by the OS.
-fn serve(database_url: String) -> anyhow::Result<()> {
+/// The gateway side: echo agent, quiet logs, a port chosen by the OS; with a Graph API base URL,
+/// the WhatsApp channel pointed at it.
+fn serve(database_url: String, graph: Option<String>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -101,6 +113,14 @@ fn serve(database_url: String) -> anyhow::Result<()> {
             config.database.url = database_url;
             config.routing.default_agent = "echo".into();
             config.log.filter = "warn".into();
+            let dir = tempfile::tempdir()?;
+            config.media.dir = dir.path().to_owned();
+            if let Some(graph) = graph {
+                config.whatsapp.app_secret = Some(WHATSAPP_SECRET.into());
+                config.whatsapp.verify_token = Some("bench".into());
+                config.whatsapp.access_token = Some("bench-token".into());
+                config.whatsapp.api_base = graph;
+            }
             switchboard::telemetry::init(&config.log);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             println!("listening {}", listener.local_addr()?);
@@ -121,9 +141,14 @@ struct Gateway {
 
 impl Gateway {
     async fn start(database_url: &str) -> anyhow::Result<Gateway> {
+        Self::start_with(database_url, None).await
+    }
+
+    async fn start_with(database_url: &str, graph: Option<&str>) -> anyhow::Result<Gateway> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--serve")
             .arg(database_url)
+            .args(graph)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -482,6 +507,33 @@ async fn run(options: Options) -> anyhow::Result<()> {
             before as f64 / 1048576.0,
             after as f64 / 1048576.0,
             per / 1024.0
+        );
+    }
+    if options.whatsapp_users > 0 {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("whatsapp.db").display());
+        let graph = whatsapp::FakeGraph::start().await?;
+        let gateway = Gateway::start_with(&url, Some(&graph.base_url())).await?;
+        // Warm up, then measure.
+        whatsapp::run(
+            &gateway,
+            &graph,
+            options.whatsapp_users,
+            Duration::from_secs(2),
+        )
+        .await?;
+        let result =
+            whatsapp::run(&gateway, &graph, options.whatsapp_users, options.duration).await?;
+        gateway.stop().await;
+        println!();
+        println!(
+            "WhatsApp on SQLite: {} users, {:.0} signed webhooks/s end to end (webhook -> reply \
+             POSTed to the Graph API); p50 {} p99 {}; {} messages",
+            options.whatsapp_users,
+            result.per_second,
+            ms(percentile(&result.latencies, 50.0)),
+            ms(percentile(&result.latencies, 99.0)),
+            result.messages
         );
     }
     if let Some((mut conn, name)) = schema {

@@ -57,8 +57,12 @@ pub struct Deliveries {
 
 /// How an attempt ended.
 enum Attempt {
-    /// Every part is sent.
-    Delivered(Option<String>),
+    /// Every part is sent; the last one still has to be recorded (with the message's new status,
+    /// in one transaction), unless every part was recorded already.
+    Delivered {
+        last_part: Option<(i64, String)>,
+        substituted: Option<String>,
+    },
     /// Try again later, not before `retry_after` when the provider said so.
     Retry {
         retry_after: Option<std::time::Duration>,
@@ -93,8 +97,21 @@ impl Deliveries {
         };
         let now = self.clock.now();
         match outcome {
-            Attempt::Delivered(substituted) => {
+            Attempt::Delivered {
+                last_part,
+                substituted,
+            } => {
                 let mut tx = self.store.begin().await?;
+                if let Some((index, provider_message_id)) = last_part {
+                    messages::record_part(
+                        &mut tx,
+                        channel,
+                        &ctx.message.id,
+                        index,
+                        &provider_message_id,
+                    )
+                    .await?;
+                }
                 let mut latest = messages::advance_status_of(
                     &mut tx,
                     &ctx.message.id,
@@ -144,8 +161,7 @@ impl Deliveries {
     ) -> Result<Attempt, StoreError> {
         let message = &ctx.message;
         let parts = parts(message, sender.text_limit());
-        let already = messages::parts_sent(&mut self.store.reader(), &message.id).await?;
-        let already = usize::try_from(already).unwrap_or(usize::MAX);
+        let already = usize::try_from(ctx.parts_sent).unwrap_or(usize::MAX);
         let service_window_open = match sender.service_window() {
             None => true,
             Some(window) => {
@@ -169,20 +185,25 @@ impl Deliveries {
                     provider_message_id,
                     substituted,
                 }) => {
+                    let part = i64::try_from(index).unwrap_or(i64::MAX);
+                    // A substitute (a template outside the window) stands for the whole message.
+                    if substituted.is_some() || index + 1 == total {
+                        return Ok(Attempt::Delivered {
+                            last_part: Some((part, provider_message_id)),
+                            substituted,
+                        });
+                    }
+                    // Recorded at once: a retry after a later part fails resumes after this one.
                     let mut tx = self.store.begin().await?;
                     messages::record_part(
                         &mut tx,
                         message.channel,
                         &message.id,
-                        i64::try_from(index).unwrap_or(i64::MAX),
+                        part,
                         &provider_message_id,
                     )
                     .await?;
                     tx.commit().await?;
-                    // A substitute (a template outside the window) stands for the whole message.
-                    if substituted.is_some() || index + 1 == total {
-                        return Ok(Attempt::Delivered(substituted));
-                    }
                 }
                 Err(SendError::Transient {
                     retry_after,
@@ -203,7 +224,10 @@ impl Deliveries {
                 }
             }
         }
-        Ok(Attempt::Delivered(None))
+        Ok(Attempt::Delivered {
+            last_part: None,
+            substituted: None,
+        })
     }
 
     async fn fail(

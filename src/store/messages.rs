@@ -567,16 +567,6 @@ pub async fn record_part(
     Ok(())
 }
 
-/// How many parts of an outbound message the provider has accepted so far.
-pub async fn parts_sent(db: &mut impl Db, message_id: &str) -> Result<i64, StoreError> {
-    let (n,): (i64,) = db
-        .fetch_one(
-            query("SELECT COUNT(*) FROM message_parts WHERE message_id = $1").bind(message_id),
-        )
-        .await?;
-    Ok(n)
-}
-
 /// The message a provider id refers to, whether it is an inbound message or any part of an
 /// outbound one (for replies that quote one of our messages).
 pub async fn find_quoted(
@@ -676,6 +666,8 @@ pub struct DeliveryContext {
     pub last_inbound_at: Option<Timestamp>,
     /// See `last_inbound_at`.
     pub last_inbound_metadata: Option<Json<serde_json::Map<String, serde_json::Value>>>,
+    /// How many parts of the message the provider has accepted so far.
+    pub parts_sent: i64,
 }
 
 /// Loads a message with what its delivery needs.
@@ -692,7 +684,8 @@ pub async fn delivery_context(
              (a.id IS NOT NULL AND EXISTS (SELECT 1 FROM messages n \
               WHERE n.conversation_id = m.conversation_id AND n.direction = 'inbound' \
               AND n.seq > a.seq)) AS user_wrote_since, \
-             l.created_at AS last_inbound_at, l.metadata AS last_inbound_metadata \
+             l.created_at AS last_inbound_at, l.metadata AS last_inbound_metadata, \
+             (SELECT COUNT(*) FROM message_parts p WHERE p.message_id = m.id) AS parts_sent \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              JOIN contacts k ON k.id = c.contact_id \
              LEFT JOIN messages a ON a.id = m.reply_to \

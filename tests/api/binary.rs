@@ -1,6 +1,6 @@
 //! The real `switchboard` binary: a message acknowledged to the client survives `kill -9` in the
-//! middle of its reply (and is answered after the restart), SIGTERM stops it cleanly, and
-//! `switchboard migrate` prepares a database.
+//! middle of its reply (and is answered after the restart), SIGTERM stops it cleanly,
+//! `switchboard migrate` prepares a database, and `switchboard replay` posts recorded webhooks.
 
 use std::{
     io::{BufRead, BufReader},
@@ -263,4 +263,67 @@ async fn migrate_prepares_a_database() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
+}
+
+/// Runs `switchboard replay` against a gateway with a WhatsApp app secret; returns whether it
+/// succeeded and what it printed.
+fn replay(address: std::net::SocketAddr, secret: &str, extra: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("replay")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/whatsapp/text.json"))
+        .arg("--url")
+        .arg(format!("http://{address}"))
+        .args(extra)
+        .env("WHATSAPP_APP_SECRET", secret)
+        .env("WHATSAPP_VERIFY_TOKEN", "any")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .expect("run switchboard replay");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_posts_a_recorded_webhook_signed() {
+    let graph = crate::helpers::graph::FakeGraph::start().await;
+    let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, |config| {
+        config.whatsapp.app_secret = Some("replay-secret".into());
+        config.whatsapp.verify_token = Some("replay-token".into());
+        config.whatsapp.access_token = Some("token".into());
+        config.whatsapp.api_base = graph.base_url();
+    })
+    .await;
+    let address = app.address;
+    let run = move |secret: &'static str, extra: &'static [&'static str]| {
+        tokio::task::spawn_blocking(move || replay(address, secret, extra))
+    };
+
+    let (ok, printed) = run("replay-secret", &[]).await.unwrap();
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("200") && printed.contains("\"stored\":1"),
+        "{printed}"
+    );
+    // The fixture's message is answered, as if just written (its recorded time is long past).
+    graph.wait_for_accepted(1).await;
+
+    // Replayed again, it is a provider retry; with new ids, a new message.
+    let (ok, printed) = run("replay-secret", &[]).await.unwrap();
+    assert!(ok && printed.contains("\"duplicates\":1"), "{printed}");
+    let (ok, printed) = run("replay-secret", &["--new-ids"]).await.unwrap();
+    assert!(ok && printed.contains("\"stored\":1"), "{printed}");
+    graph.wait_for_accepted(2).await;
+
+    // Signed with another secret, it is refused, and the command says so.
+    let (ok, printed) = run("another-secret", &[]).await.unwrap();
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("401") && printed.contains("invalid_signature"),
+        "{printed}"
+    );
+    assert_eq!(app.count("messages").await, 4, "two messages, two replies");
 }

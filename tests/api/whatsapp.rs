@@ -623,3 +623,72 @@ async fn media_is_downloaded_checked_and_served_to_the_operator(backend: Backend
         .unwrap();
     assert_eq!(stored, 1, "only the good photo is kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_message_is_stored_and_the_right_ones_answered() {
+    let graph = FakeGraph::start().await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_whatsapp(&graph)).await;
+    let kinds = [
+        ("text.json", "text", true),
+        ("image.json", "media", true),
+        ("audio.json", "media", true),
+        ("voice.json", "media", true),
+        ("video.json", "media", true),
+        ("document.json", "media", true),
+        ("sticker.json", "media", true),
+        ("location.json", "location", true),
+        ("contacts.json", "contacts", true),
+        ("interactive_button_reply.json", "interactive", true),
+        ("interactive_list_reply.json", "interactive", true),
+        ("button.json", "interactive", true),
+        ("referral.json", "text", true),
+        ("unsupported.json", "unsupported", true),
+        ("reaction.json", "reaction", false),
+        ("reaction_removed.json", "reaction", false),
+        ("system.json", "system", false),
+    ];
+    for (file, kind, answered) in kinds {
+        let before = app.count("messages").await;
+        let (status, body) = app.whatsapp(&fixture(file)).await;
+        assert_eq!(
+            (status, &body["stored"]),
+            (200, &json!(1)),
+            "{file}: {body}"
+        );
+        app.all_answered().await;
+        let (stored_kind,): (String,) = app
+            .store
+            .reader()
+            .fetch_one(query(
+                "SELECT kind FROM messages WHERE direction = 'inbound' ORDER BY created_at DESC \
+                 LIMIT 1",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(stored_kind, kind, "{file}");
+        let added = app.count("messages").await - before;
+        assert_eq!(added, if answered { 2 } else { 1 }, "{file}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_our_message_links_to_it() {
+    let graph = FakeGraph::start().await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_whatsapp(&graph)).await;
+    app.whatsapp(&text(&app, "wamid.q.1", "hello")).await;
+    graph.wait_for_accepted(1).await;
+    app.all_delivered().await;
+    let ours = replies(&app).await[0].clone();
+
+    let mut quoting: Value = serde_json::from_slice(&text(&app, "wamid.q.2", "what?")).unwrap();
+    quoting["entry"][0]["changes"][0]["value"]["messages"][0]["context"] =
+        json!({"from": "15550783881", "id": "wamid.out.1"});
+    app.whatsapp(&serde_json::to_vec(&quoting).unwrap()).await;
+    let stored =
+        messages::find_by_provider_id(&mut app.store.reader(), Channel::Whatsapp, "wamid.q.2")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(stored.reply_to.as_deref(), Some(ours.id.as_str()));
+    assert_eq!(stored.metadata.0["reply_to_provider_id"], "wamid.out.1");
+}
