@@ -276,6 +276,8 @@ enum Inner {
     Sqlite {
         writer: Arc<Mutex<SqliteConnection>>,
         readers: Pool<Sqlite>,
+        /// Copies the WAL back into the database file in the background (see [`checkpoints`]).
+        checkpointer: tokio_util::sync::CancellationToken,
     },
     Postgres {
         pool: Pool<Postgres>,
@@ -306,16 +308,23 @@ impl Store {
                 })
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // Commits never checkpoint (and so never wait for an fsync of the database
+                // file); a background connection does it.
+                .pragma("wal_autocheckpoint", "0");
             let writer = SqliteConnection::connect_with(&options).await?;
             let readers = SqlitePoolOptions::new()
                 .max_connections(config.sqlite_readers)
                 .min_connections(1)
-                .connect_with(options.read_only(true))
+                .connect_with(options.clone().read_only(true))
                 .await?;
+            let checkpointer = tokio_util::sync::CancellationToken::new();
+            let background = SqliteConnection::connect_with(&options).await?;
+            tokio::spawn(checkpoints(background, checkpointer.clone()));
             Inner::Sqlite {
                 writer: Arc::new(Mutex::new(writer)),
                 readers,
+                checkpointer,
             }
         } else {
             let pool = PgPoolOptions::new()
@@ -433,7 +442,12 @@ impl Store {
     /// Closes every connection, letting SQLite checkpoint its WAL.
     pub async fn close(&self) {
         match &*self.inner {
-            Inner::Sqlite { writer, readers } => {
+            Inner::Sqlite {
+                writer,
+                readers,
+                checkpointer,
+            } => {
+                checkpointer.cancel();
                 readers.close().await;
                 let mut conn = writer.lock().await;
                 if let Err(e) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
@@ -443,6 +457,28 @@ impl Store {
             Inner::Postgres { pool } => pool.close().await,
         }
     }
+}
+
+/// How often the background connection copies the WAL into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Checkpoints the SQLite WAL from a connection of its own, until cancelled.
+///
+/// By default SQLite checkpoints inside the commit that fills the WAL past 1,000 pages, and that
+/// commit then waits for the database file to be written and synced: a latency spike of several
+/// milliseconds every few hundred commits, on the path from a message to its reply. A passive
+/// checkpoint from another connection does the same work beside the writer, without its lock.
+async fn checkpoints(mut conn: SqliteConnection, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+        }
+        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::warn!(error = %e, "background WAL checkpoint failed");
+        }
+    }
+    let _ = conn.close().await;
 }
 
 /// Reads outside a transaction: the read-only pool on SQLite, the pool on PostgreSQL. Its
