@@ -692,3 +692,49 @@ async fn a_reply_to_our_message_links_to_it() {
     assert_eq!(stored.reply_to.as_deref(), Some(ours.id.as_str()));
     assert_eq!(stored.metadata.0["reply_to_provider_id"], "wamid.out.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_number_answers_with_its_own_token() {
+    let graph = FakeGraph::start().await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
+        on_whatsapp(&graph)(config);
+        config
+            .whatsapp
+            .numbers
+            .push(switchboard::config::WhatsappNumber {
+                phone_number_id: "222000111".into(),
+                access_token: Some("second-number-token".into()),
+                fallback_template: None,
+            });
+    })
+    .await;
+    app.whatsapp(&text(&app, "wamid.n.1", "hello first number"))
+        .await;
+    let other = String::from_utf8(text(&app, "wamid.n.2", "hello second number"))
+        .unwrap()
+        .replace(NUMBER, "222000111");
+    app.whatsapp(other.as_bytes()).await;
+    graph.wait_for_accepted(2).await;
+
+    let mut sent: Vec<(String, Option<String>)> = graph
+        .message_requests()
+        .into_iter()
+        .map(|r| (r.path, r.authorization))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            (
+                format!("/v23.0/{NUMBER}/messages"),
+                Some("Bearer test-access-token".into())
+            ),
+            (
+                "/v23.0/222000111/messages".into(),
+                Some("Bearer second-number-token".into())
+            ),
+        ]
+    );
+    // One conversation per number the user writes to.
+    assert_eq!(app.count("conversations").await, 2);
+}
