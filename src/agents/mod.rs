@@ -32,6 +32,8 @@ pub struct AgentRequest {
     pub channel: Channel,
     /// The most recent messages, oldest first; the last one is the message to answer.
     pub history: Vec<ContextLine>,
+    /// The user has just opened the conversation (Telegram's `/start`): greet them.
+    pub opening: bool,
 }
 
 impl AgentRequest {

@@ -290,6 +290,7 @@ mod tests {
                     content: "I'm here".into(),
                 },
             ],
+            opening: false,
         };
         let body = agent.body(&request);
         let roles: Vec<&str> = body["messages"]

@@ -64,7 +64,11 @@ impl Agent for ScriptedAgent {
     }
 
     fn respond(&self, request: AgentRequest) -> AgentStream {
-        let (reply, handoff) = self.decide(request.message());
+        let (reply, handoff) = if request.opening {
+            (self.greeting.as_str(), false)
+        } else {
+            self.decide(request.message())
+        };
         let words: Vec<String> = reply.split_inclusive(' ').map(str::to_owned).collect();
         let delay = self.word_delay;
         async_stream::stream! {
@@ -96,6 +100,7 @@ mod tests {
                 role: Role::User,
                 content: message.into(),
             }],
+            opening: false,
         };
         let events: Vec<_> = agent.respond(request).collect().await;
         let mut text = String::new();
@@ -145,6 +150,7 @@ mod tests {
                 role: Role::User,
                 content: "hello".into(),
             }],
+            opening: false,
         };
         let deltas = agent.respond(request).count().await;
         assert!(deltas > 5, "expected many deltas, got {deltas}");

@@ -32,7 +32,7 @@ use crate::{
     channels::Channels,
     live::Hub,
     store::{
-        Store, StoreError, jobs,
+        Store, StoreError, contacts, jobs,
         messages::{self, DeliveryContext, Message},
     },
     time::{Clock, Timestamp},
@@ -70,6 +70,8 @@ enum Attempt {
     },
     /// Give up: the message failed.
     Failed(String),
+    /// Give up: the recipient blocked us; they are marked unreachable.
+    Unreachable(String),
 }
 
 impl Deliveries {
@@ -92,6 +94,13 @@ impl Deliveries {
         let outcome = match self.channels.sender(channel) {
             None => Attempt::Failed(format!(
                 "not_configured: the {channel} channel is not configured on this gateway"
+            )),
+            // Calling the provider would only be refused again (and count against the bot).
+            Some(_) if ctx.recipient_unreachable_since.is_some() => Attempt::Failed(format!(
+                "unreachable: the recipient has blocked this account since {}",
+                ctx.recipient_unreachable_since
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
             )),
             Some(sender) => self.send_parts(sender.as_ref(), &ctx).await?,
         };
@@ -145,10 +154,15 @@ impl Deliveries {
                 }
                 None => {
                     let reason = format!("gave up after {} attempts: {reason}", job.attempts);
-                    self.fail(&job, &ctx.message, &reason).await?;
+                    self.fail(&job, &ctx.message, &reason, None).await?;
                 }
             },
-            Attempt::Failed(reason) => self.fail(&job, &ctx.message, &reason).await?,
+            Attempt::Failed(reason) => self.fail(&job, &ctx.message, &reason, None).await?,
+            Attempt::Unreachable(reason) => {
+                let reason = format!("unreachable: {reason}");
+                self.fail(&job, &ctx.message, &reason, Some(&ctx.contact_id))
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -214,6 +228,7 @@ impl Deliveries {
                         reason,
                     });
                 }
+                Err(SendError::Unreachable { reason }) => return Ok(Attempt::Unreachable(reason)),
                 Err(SendError::Permanent { code, reason }) => {
                     let part = if total > 1 {
                         format!(" (part {} of {total})", index + 1)
@@ -230,11 +245,14 @@ impl Deliveries {
         })
     }
 
+    /// Marks the message failed (and, when they blocked us, the contact unreachable), finishing
+    /// the job.
     async fn fail(
         &self,
         job: &jobs::Job,
         message: &Message,
         reason: &str,
+        unreachable_contact: Option<&str>,
     ) -> Result<(), StoreError> {
         error!(
             conversation = %message.conversation_id,
@@ -245,6 +263,9 @@ impl Deliveries {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let failed = messages::mark_failed(&mut tx, &message.id, reason, now).await?;
+        if let Some(contact_id) = unreachable_contact {
+            contacts::mark_unreachable(&mut tx, contact_id, reason, now).await?;
+        }
         jobs::finish(&mut tx, &job.id).await?;
         tx.commit().await?;
         self.published(failed);

@@ -116,6 +116,7 @@ impl MediaDownloads {
                 Err(SendError::Permanent { code, reason }) => {
                     Attempt::Failed(format!("{code}: {reason}"))
                 }
+                Err(SendError::Unreachable { reason }) => Attempt::Failed(reason),
                 Ok(download) => {
                     let announced_mime = attachment.mime_type.as_deref().map(essence);
                     let served_mime = download.mime_type.as_deref().map(essence);

@@ -53,6 +53,13 @@ pub enum Outcome {
         /// The message as it is now.
         message: Message,
     },
+    /// A contact blocked or unblocked us.
+    Reachability {
+        /// The contact.
+        contact_id: String,
+        /// Whether messages can reach them now.
+        reachable: bool,
+    },
     /// The event changed nothing.
     Ignored {
         /// Why.
@@ -187,6 +194,9 @@ async fn append(
 /// The attachments and metadata stored with an inbound message.
 fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, Map<String, Value>) {
     let mut metadata = inbound.metadata.clone();
+    if let Some(intent) = inbound.intent {
+        metadata.insert("intent".into(), json!(intent.as_str()));
+    }
     if let Some(sent_at) = inbound.sent_at {
         metadata.insert("sent_at".into(), json!(Timestamp::from(sent_at)));
     }
@@ -212,6 +222,16 @@ async fn try_ingest(
             InboundEvent::Message(message) => store_message(&mut tx, source, message, now).await?,
             InboundEvent::Edit(edit) => apply_edit(&mut tx, channel, edit, now).await?,
             InboundEvent::Status(update) => apply_status(&mut tx, channel, update, now).await?,
+            InboundEvent::Reachability(change) => {
+                let unreachable = (!change.reachable).then_some(change.reason.as_str());
+                let contact_id =
+                    contacts::set_reachable(&mut tx, channel, &change.contact, unreachable, now)
+                        .await?;
+                Outcome::Reachability {
+                    contact_id,
+                    reachable: change.reachable,
+                }
+            }
         };
         outcomes.push(outcome);
     }
@@ -224,7 +244,7 @@ fn publish(hub: &Hub, outcomes: &[Outcome]) {
         match outcome {
             Outcome::Stored { message, .. } => hub.message(message),
             Outcome::Edited { message } | Outcome::StatusUpdated { message } => hub.update(message),
-            Outcome::Duplicate { .. } | Outcome::Ignored { .. } => {}
+            Outcome::Duplicate { .. } | Outcome::Ignored { .. } | Outcome::Reachability { .. } => {}
         }
     }
 }

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Map, json};
-use switchboard_channel::{Channel, DeliveryStatus, TypingTarget};
+use switchboard_channel::{Channel, DeliveryStatus, Intent, TypingTarget};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
@@ -229,6 +229,18 @@ impl Inner {
         };
         let now = self.clock.now();
         let (name, registered) = self.agent_for(&conversation, message, now);
+        let intent = message.metadata.0.get("intent").and_then(|v| v.as_str());
+        if intent == Some(Intent::Handoff.as_str()) {
+            // The user asked for a person in so many words (a command): no agent is asked.
+            let produced = Produced {
+                text: String::new(),
+                handoff: Some("the user asked for a person".into()),
+                error: None,
+            };
+            return self
+                .finish_turn(message, &name, registered.lock_ttl, produced)
+                .await;
+        }
         let history = if registered.agent.needs_history() {
             messages::context(
                 &mut self.store.reader(),
@@ -246,6 +258,7 @@ impl Inner {
             conversation_id: conversation.id.clone(),
             channel: conversation.channel,
             history,
+            opening: intent == Some(Intent::Start.as_str()),
         };
         self.show_typing(&conversation, message);
         self.hub.start_reply(
@@ -261,26 +274,32 @@ impl Inner {
         if let Some(error) = &produced.error {
             warn!(agent = %name, %error, "the agent failed; answering with the fallback message");
         }
-        let stored = self
-            .store_reply(message, &name, registered.lock_ttl, produced)
-            .await?;
-        if stored.is_none() {
-            self.hub.end_reply(&conversation.id);
+        self.finish_turn(message, &name, registered.lock_ttl, produced)
+            .await
+    }
+
+    /// Stores what the turn produced and says how it ended.
+    async fn finish_turn(
+        &self,
+        message: &Message,
+        agent: &str,
+        lock_ttl: Duration,
+        produced: Produced,
+    ) -> Result<TurnOutcome, StoreError> {
+        let stored = self.store_reply(message, agent, lock_ttl, produced).await?;
+        if let Some(outcome) = stored {
+            return Ok(outcome);
         }
-        match stored {
-            Some(outcome) => Ok(outcome),
-            None => {
-                // The conversation was handed to an expert (or deleted, or the message answered by
-                // someone else) while the agent was working: its reply is dropped.
-                let current =
-                    conversations::get(&mut self.store.reader(), &message.conversation_id).await?;
-                Ok(TurnOutcome {
-                    reply: None,
-                    notices: Vec::new(),
-                    mode: current.map_or(Mode::Closed, |c| c.mode),
-                })
-            }
-        }
+        // The conversation was handed to an expert (or deleted, or the message answered by
+        // someone else) while the agent was working: its reply is dropped.
+        self.hub.end_reply(&message.conversation_id);
+        let current =
+            conversations::get(&mut self.store.reader(), &message.conversation_id).await?;
+        Ok(TurnOutcome {
+            reply: None,
+            notices: Vec::new(),
+            mode: current.map_or(Mode::Closed, |c| c.mode),
+        })
     }
 
     fn agent_for(

@@ -10,10 +10,12 @@ use crate::time::Timestamp;
 struct Existing {
     id: String,
     display_name: Option<String>,
+    unreachable_since: Option<Timestamp>,
 }
 
 /// Finds the contact for a channel identity, creating it on first contact and keeping its display
-/// name current. Returns the contact id. Costs one read for a known, unchanged contact.
+/// name current. A contact that writes is reachable again. Returns the contact id. Costs one read
+/// for a known, unchanged contact.
 pub async fn upsert(
     tx: &mut Tx,
     channel: Channel,
@@ -22,19 +24,28 @@ pub async fn upsert(
 ) -> Result<String, StoreError> {
     let existing: Option<Existing> = tx
         .fetch_optional(
-            query("SELECT id, display_name FROM contacts WHERE channel = $1 AND external_id = $2")
-                .bind(channel.as_str())
-                .bind(&contact.external_id),
+            query(
+                "SELECT id, display_name, unreachable_since FROM contacts \
+                 WHERE channel = $1 AND external_id = $2",
+            )
+            .bind(channel.as_str())
+            .bind(&contact.external_id),
         )
         .await?;
     match existing {
         Some(found) => {
-            if contact.display_name.is_some() && contact.display_name != found.display_name {
+            let renamed =
+                contact.display_name.is_some() && contact.display_name != found.display_name;
+            if renamed || found.unreachable_since.is_some() {
                 tx.execute(
-                    query("UPDATE contacts SET display_name = $2, updated_at = $3 WHERE id = $1")
-                        .bind(&found.id)
-                        .bind(contact.display_name.clone())
-                        .bind(now),
+                    query(
+                        "UPDATE contacts SET display_name = COALESCE($2, display_name), \
+                         unreachable_since = NULL, unreachable_reason = NULL, updated_at = $3 \
+                         WHERE id = $1",
+                    )
+                    .bind(&found.id)
+                    .bind(contact.display_name.clone())
+                    .bind(now),
                 )
                 .await?;
             }
@@ -81,4 +92,48 @@ pub async fn external_id(db: &mut impl Db, id: &str) -> Result<Option<String>, S
         .fetch_optional(query("SELECT external_id FROM contacts WHERE id = $1").bind(id))
         .await?;
     Ok(row.map(|(external_id,)| external_id))
+}
+
+/// Records that a contact can (`reason: None`) or cannot be reached. Creates the contact if it
+/// never wrote (a user may block a bot they only started). Returns the contact id.
+pub async fn set_reachable(
+    tx: &mut Tx,
+    channel: Channel,
+    contact: &ContactRef,
+    unreachable: Option<&str>,
+    now: Timestamp,
+) -> Result<String, StoreError> {
+    let id = upsert(tx, channel, contact, now).await?;
+    tx.execute(
+        query(
+            "UPDATE contacts SET unreachable_since = $2, unreachable_reason = $3, updated_at = $4 \
+             WHERE id = $1",
+        )
+        .bind(&id)
+        .bind(unreachable.map(|_| now))
+        .bind(unreachable)
+        .bind(now),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Marks a contact unreachable (a provider said they blocked us), by id.
+pub async fn mark_unreachable(
+    tx: &mut Tx,
+    id: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.execute(
+        query(
+            "UPDATE contacts SET unreachable_since = $2, unreachable_reason = $3, updated_at = $2 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(reason),
+    )
+    .await?;
+    Ok(())
 }

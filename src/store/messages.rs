@@ -657,6 +657,10 @@ pub struct DeliveryContext {
     pub account: String,
     /// The recipient's channel id.
     pub recipient: String,
+    /// The recipient's contact id.
+    pub contact_id: String,
+    /// Since when the recipient cannot be reached (they blocked us), if they cannot.
+    pub recipient_unreachable_since: Option<Timestamp>,
     /// The provider id of the user's message this one answers, if any.
     pub answered_provider_id: Option<String>,
     /// Whether the user wrote again after the message this one answers.
@@ -680,6 +684,7 @@ pub async fn delivery_context(
             "SELECT m.id, m.conversation_id, m.seq, m.channel, m.direction, m.role, m.author, \
              m.kind, m.content, m.attachments, m.provider_message_id, m.reply_to, m.status, \
              m.status_at, m.error, m.created_at, m.metadata, c.account, k.external_id AS recipient, \
+             c.contact_id, k.unreachable_since AS recipient_unreachable_since, \
              a.provider_message_id AS answered_provider_id, \
              (a.id IS NOT NULL AND EXISTS (SELECT 1 FROM messages n \
               WHERE n.conversation_id = m.conversation_id AND n.direction = 'inbound' \

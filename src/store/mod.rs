@@ -18,6 +18,7 @@
 
 pub mod contacts;
 pub mod conversations;
+pub mod cursors;
 pub mod jobs;
 pub mod media;
 pub mod messages;

@@ -34,6 +34,7 @@ fn message(id: &str, from: &str, text: &str) -> InboundEvent {
         sent_at: None,
         reply_to: None,
         content: Content::Text { body: text.into() },
+        intent: None,
         metadata: Map::new(),
     })
 }

@@ -14,6 +14,44 @@ pub enum InboundEvent {
     Edit(InboundEdit),
     /// The provider reports what happened to a message we sent.
     Status(StatusUpdate),
+    /// The user blocked or unblocked us (Telegram's `my_chat_member`): whether messages can reach
+    /// them.
+    Reachability(Reachability),
+}
+
+/// Whether the gateway can reach a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reachability {
+    /// The contact.
+    pub contact: ContactRef,
+    /// `false` after they blocked us, `true` after they unblocked us.
+    pub reachable: bool,
+    /// Why, as the provider says (e.g. `kicked`, `member`).
+    pub reason: String,
+    /// When it happened, per the provider.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// What a message asks of the gateway beyond its content, when the channel says so explicitly
+/// (a command, a button of the widget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// The user opens the conversation (Telegram's `/start`): the agent greets them.
+    Start,
+    /// The user asks for a person (Telegram's `/human`): the conversation goes to the experts
+    /// without asking the agent.
+    Handoff,
+}
+
+impl Intent {
+    /// The name stored in a message's metadata (`intent`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Intent::Start => "start",
+            Intent::Handoff => "handoff",
+        }
+    }
 }
 
 /// Who wrote a message, as the channel identifies them.
@@ -57,6 +95,8 @@ pub struct InboundMessage {
     pub reply_to: Option<String>,
     /// What was written.
     pub content: Content,
+    /// What the message explicitly asks for (a command), if anything.
+    pub intent: Option<Intent>,
     /// Channel-specific facts worth keeping (referral, forwarded flag, raw type…).
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }

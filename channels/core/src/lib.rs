@@ -17,8 +17,8 @@ pub mod text;
 pub use channel::{Channel, UnknownChannel};
 pub use inbound::{
     Attachment, ContactRef, Content, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
-    InboundMessage, InteractiveReply, Location, MediaKind, ProviderError, Reaction, SharedContact,
-    StatusUpdate, UnknownStatus,
+    InboundMessage, Intent, InteractiveReply, Location, MediaKind, ProviderError, Reachability,
+    Reaction, SharedContact, StatusUpdate, UnknownStatus,
 };
 pub use media::{MediaDownload, MediaFetcher};
 pub use outbound::{

@@ -107,12 +107,19 @@ pub enum SendError {
         /// What happened, for the log.
         reason: String,
     },
-    /// Retrying will not help: invalid recipient, blocked bot, expired token, policy violation.
+    /// Retrying will not help: invalid recipient, expired token, policy violation.
     #[error("permanent failure {code}: {reason}")]
     Permanent {
         /// The provider's error code (or a short name of ours).
         code: String,
         /// What happened, stored with the message.
+        reason: String,
+    },
+    /// The recipient cannot be reached until they write again (they blocked the bot, deleted
+    /// their account). The message fails, and the gateway marks the contact unreachable.
+    #[error("the recipient is unreachable: {reason}")]
+    Unreachable {
+        /// What the provider said.
         reason: String,
     },
 }

@@ -149,6 +149,7 @@ impl ChatRequest {
             sent_at: None,
             reply_to: None,
             content,
+            intent: None,
             metadata: serde_json::Map::new(),
         })
     }

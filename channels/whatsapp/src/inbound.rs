@@ -436,6 +436,7 @@ impl WireMessage {
             sent_at,
             reply_to,
             content,
+            intent: None,
             metadata: extra,
         })
     }
@@ -921,7 +922,7 @@ mod tests {
                     message.from.display_name.clone(),
                 ),
                 InboundEvent::Status(status) => (status.provider_message_id.clone(), None),
-                InboundEvent::Edit(_) => unreachable!(),
+                InboundEvent::Edit(_) | InboundEvent::Reachability(_) => unreachable!(),
             })
             .collect();
         assert_eq!(
