@@ -13,8 +13,8 @@ use tracing::{info, warn};
 
 use crate::{
     agents::AgentRegistry,
-    channels::Channels,
-    config::Config,
+    channels::{Channels, telegram_poll::Poller},
+    config::{Config, TelegramMode},
     http::{self, AppState},
     jobs::{
         self, JobContext,
@@ -51,7 +51,7 @@ impl Gateway {
     /// Like [`Gateway::build`], with a clock tests can move.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Gateway> {
         let http = http_client()?;
-        let channels = Channels::from_config(&config, &http);
+        let channels = Channels::from_config(&config, &http)?;
         Self::build_with(config, clock, http, channels).await
     }
 
@@ -176,8 +176,10 @@ impl Gateway {
             clock: self.clock.clone(),
             public_url: self.config.server.public_url(address).into(),
             files: self.files.clone(),
+            channels: self.channels.clone(),
         };
         let app = http::router(state);
+        let pollers = self.start_telegram(&stop, &address);
         info!(%address, database = %redact(&self.config.database.url), "switchboard listening on http://{address}");
 
         let server_stop = stop.clone();
@@ -209,9 +211,54 @@ impl Gateway {
             server.abort();
         }
         let _ = jobs.await;
+        for poller in pollers {
+            let _ = poller.await;
+        }
         self.store.close().await;
         info!("stopped");
         Ok(())
+    }
+}
+
+impl Gateway {
+    /// Starts what the Telegram bots need beside the server: who they are (for group chats), their
+    /// webhooks when asked to register them, and a poller for each bot in polling mode.
+    fn start_telegram(
+        &self,
+        stop: &CancellationToken,
+        address: &std::net::SocketAddr,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(telegram) = self.channels.telegram().cloned() else {
+            return Vec::new();
+        };
+        let config = &self.config.telegram;
+        let webhook_bots = telegram.names(TelegramMode::Webhook);
+        let public_url = self.config.server.public_url(*address);
+        let register = config.set_webhook_on_start;
+        let identifying = telegram.clone();
+        tokio::spawn(async move {
+            for name in &webhook_bots {
+                identifying.identify(name).await;
+            }
+            if register && let Err(e) = identifying.set_webhooks(&public_url).await {
+                tracing::error!(error = %e, "cannot register the Telegram webhooks");
+            }
+        });
+        telegram
+            .names(TelegramMode::Polling)
+            .into_iter()
+            .map(|bot| {
+                let poller = Poller {
+                    telegram: telegram.clone(),
+                    bot,
+                    pipeline: self.pipeline.clone(),
+                    store: self.store.clone(),
+                    timeout: config.poll_timeout,
+                    stop: stop.clone(),
+                };
+                tokio::spawn(poller.run())
+            })
+            .collect()
     }
 }
 

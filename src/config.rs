@@ -27,6 +27,8 @@ pub struct Config {
     pub agents: BTreeMap<String, AgentConfig>,
     /// The WhatsApp channel (Cloud API). Off until `app_secret` is set.
     pub whatsapp: WhatsappConfig,
+    /// The Telegram channel. Off until a bot token is set.
+    pub telegram: TelegramConfig,
     /// Background jobs: deliveries and media downloads, their retries.
     pub jobs: JobsConfig,
     /// Where downloaded media is kept.
@@ -472,6 +474,128 @@ pub struct WhatsappNumber {
     pub fallback_template: Option<switchboard_whatsapp::Template>,
 }
 
+/// The Telegram channel: one bot from `token` (enough for most deployments, and settable from the
+/// environment alone), and any number of further bots in `bots`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// Bot API base URL.
+    pub api_url: String,
+    /// The bot token from @BotFather. Setting it turns the channel on with one bot called `name`.
+    pub token: Option<String>,
+    /// The gateway's name for that bot: the account of its conversations and the end of its webhook
+    /// URL, `/webhooks/telegram/{name}`.
+    pub name: String,
+    /// How updates arrive for that bot: `webhook` (Telegram posts them; needs a public HTTPS URL) or
+    /// `polling` (the gateway asks with getUpdates; works behind NAT).
+    pub mode: TelegramMode,
+    /// The secret Telegram sends with every webhook (`X-Telegram-Bot-Api-Secret-Token`); required
+    /// in webhook mode.
+    pub webhook_secret: Option<String>,
+    /// Register the webhooks (`setWebhook` with `server.public_url`) at start-up.
+    pub set_webhook_on_start: bool,
+    /// How long one getUpdates call waits for updates in polling mode.
+    #[serde(with = "humantime_serde")]
+    pub poll_timeout: Duration,
+    /// Further bots.
+    pub bots: Vec<TelegramBotConfig>,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.telegram.org".into(),
+            token: None,
+            name: "bot".into(),
+            mode: TelegramMode::Webhook,
+            webhook_secret: None,
+            set_webhook_on_start: false,
+            poll_timeout: Duration::from_secs(30),
+            bots: Vec::new(),
+        }
+    }
+}
+
+/// How a bot receives its updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TelegramMode {
+    /// Telegram posts updates to `/webhooks/telegram/{name}`.
+    #[default]
+    Webhook,
+    /// The gateway long-polls getUpdates.
+    Polling,
+}
+
+/// A further Telegram bot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramBotConfig {
+    /// The gateway's name for the bot (letters, digits, `_`, `-`).
+    pub name: String,
+    /// Its token.
+    pub token: String,
+    /// How its updates arrive.
+    pub mode: TelegramMode,
+    /// Its webhook secret (webhook mode).
+    pub webhook_secret: Option<String>,
+}
+
+impl TelegramConfig {
+    /// Every configured bot: the one from `token` first, then `bots`.
+    pub fn all_bots(&self) -> Vec<TelegramBotConfig> {
+        let mut bots = Vec::new();
+        if let Some(token) = &self.token {
+            bots.push(TelegramBotConfig {
+                name: self.name.clone(),
+                token: token.clone(),
+                mode: self.mode,
+                webhook_secret: self.webhook_secret.clone(),
+            });
+        }
+        bots.extend(self.bots.iter().cloned());
+        bots
+    }
+
+    /// One bot by name.
+    pub fn bot(&self, name: &str) -> Option<TelegramBotConfig> {
+        self.all_bots().into_iter().find(|b| b.name == name)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let bots = self.all_bots();
+        for (i, bot) in bots.iter().enumerate() {
+            let valid_name = !bot.name.is_empty()
+                && bot
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                return Err(format!(
+                    "telegram bot name {:?} must be letters, digits, _ or -",
+                    bot.name
+                ));
+            }
+            if bot.token.trim().is_empty() {
+                return Err(format!("telegram bot {:?} has no token", bot.name));
+            }
+            if bot.mode == TelegramMode::Webhook
+                && bot.webhook_secret.as_deref().is_none_or(str::is_empty)
+            {
+                return Err(format!(
+                    "telegram bot {:?} receives webhooks and needs a webhook_secret \
+                     (TELEGRAM_WEBHOOK_SECRET), or mode = \"polling\"",
+                    bot.name
+                ));
+            }
+            if bots[..i].iter().any(|b| b.name == bot.name) {
+                return Err(format!("telegram bot name {:?} is used twice", bot.name));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Background jobs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -571,6 +695,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("WHATSAPP_ACCESS_TOKEN", "whatsapp.access_token"),
     ("WHATSAPP_API_BASE", "whatsapp.api_base"),
     ("WHATSAPP_API_VERSION", "whatsapp.api_version"),
+    ("TELEGRAM_BOT_TOKEN", "telegram.token"),
+    ("TELEGRAM_BOT_NAME", "telegram.name"),
+    ("TELEGRAM_WEBHOOK_SECRET", "telegram.webhook_secret"),
+    ("TELEGRAM_API_URL", "telegram.api_url"),
+    ("TELEGRAM_MODE", "telegram.mode"),
 ];
 
 /// A configuration that cannot be used.
@@ -708,6 +837,7 @@ impl Config {
                     .into(),
             );
         }
+        self.telegram.validate().map_err(ConfigError::Invalid)?;
         if self.jobs.concurrency == 0 || self.jobs.max_attempts == 0 {
             return invalid("jobs.concurrency and jobs.max_attempts must be at least 1".into());
         }
@@ -879,6 +1009,14 @@ mod tests {
         config.whatsapp.verify_token = Some("x".into());
         config.whatsapp.access_token = Some("x".into());
         config.whatsapp.fallback_template = Some(template.clone());
+        config.telegram.token = Some("x".into());
+        config.telegram.webhook_secret = Some("x".into());
+        config.telegram.bots.push(TelegramBotConfig {
+            name: "second".into(),
+            token: "y".into(),
+            mode: TelegramMode::Polling,
+            webhook_secret: Some("z".into()),
+        });
         config.whatsapp.numbers.push(WhatsappNumber {
             phone_number_id: "1".into(),
             access_token: Some("x".into()),

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchboard::{app::Gateway, config::Config, replay, store::Store, telemetry};
+use switchboard::{
+    app::Gateway, channels::telegram::Telegram, config::Config, replay, store::Store, telemetry,
+};
 use tokio::net::TcpListener;
 
 /// jemalloc keeps a long-running server's memory compact: with thousands of idle event streams it
@@ -42,7 +44,23 @@ enum Command {
         /// (without it, a second replay is recognised as a provider retry).
         #[arg(long)]
         new_ids: bool,
+        /// The Telegram bot to post to (default: the only one, or `telegram.name`).
+        #[arg(long)]
+        bot: Option<String>,
     },
+    /// Telegram bot administration.
+    Telegram {
+        #[command(subcommand)]
+        command: TelegramCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TelegramCommand {
+    /// Register the webhook of every bot in webhook mode with Telegram, at
+    /// <server.public_url>/webhooks/telegram/<name>, with its secret and the updates the gateway
+    /// reads.
+    SetWebhook,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,17 +81,26 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("the database schema is up to date");
                 Ok(())
             }
-            Command::Replay { file, url, new_ids } => {
+            Command::Replay {
+                file,
+                url,
+                new_ids,
+                bot,
+            } => {
                 replay::run(
                     &config,
                     replay::Replay {
                         file: &file,
                         url,
                         new_ids,
+                        bot,
                     },
                 )
                 .await
             }
+            Command::Telegram {
+                command: TelegramCommand::SetWebhook,
+            } => set_webhook(&config).await,
         }
     })
 }
@@ -84,6 +111,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let gateway = Gateway::build(config).await?;
     gateway.run(listener, shutdown_signal()).await
+}
+
+/// `switchboard telegram set-webhook`
+async fn set_webhook(config: &Config) -> anyhow::Result<()> {
+    let Some(telegram) = Telegram::from_config(&config.telegram)? else {
+        anyhow::bail!("no Telegram bot is configured (TELEGRAM_BOT_TOKEN or telegram.token)");
+    };
+    let Some(public_url) = &config.server.public_url else {
+        anyhow::bail!(
+            "set server.public_url (SWITCHBOARD_PUBLIC_URL) to the gateway's public https:// \
+             address: Telegram posts the updates there"
+        );
+    };
+    let registered = telegram.set_webhooks(public_url).await?;
+    if registered.is_empty() {
+        anyhow::bail!("no bot is in webhook mode");
+    }
+    for url in registered {
+        println!("registered {url}");
+    }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

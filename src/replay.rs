@@ -1,6 +1,7 @@
 //! `switchboard replay <file>`: posts a recorded provider payload (the fixtures under
-//! `webhooks/`) to a running gateway, authenticated the way the provider would, so the channel can
-//! be tried without the provider.
+//! `webhooks/whatsapp/` and `webhooks/telegram/`) to a running gateway, authenticated the way the
+//! provider would (signed, or with the webhook secret), so the channel can be tried without the
+//! provider.
 //!
 //! A recorded message replayed now is a message written now: its timestamps are moved to the
 //! present (otherwise WhatsApp's 24-hour window would be long closed). With `--new-ids` its
@@ -23,6 +24,8 @@ pub struct Replay<'a> {
     pub url: Option<String>,
     /// Give every message a new id.
     pub new_ids: bool,
+    /// The Telegram bot to post to; default: the only one, or `telegram.name`.
+    pub bot: Option<String>,
 }
 
 /// Posts the payload, prints the gateway's answer, and fails unless it was accepted.
@@ -59,9 +62,30 @@ pub async fn run(config: &Config, replay: Replay<'_>) -> anyhow::Result<()> {
                 )
                 .body(body)
         }
+        "telegram" => {
+            let bots = config.telegram.all_bots();
+            let name = match (&replay.bot, bots.as_slice()) {
+                (Some(name), _) => name.clone(),
+                (None, [only]) => only.name.clone(),
+                (None, _) => config.telegram.name.clone(),
+            };
+            let Some(secret) = config.telegram.bot(&name).and_then(|b| b.webhook_secret) else {
+                bail!(
+                    "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET (or a [[telegram.bots]] \
+                     entry named {name:?} with a webhook_secret) as the gateway has them"
+                );
+            };
+            let now = chrono::Utc::now().timestamp();
+            let body = refresh_telegram(&body, now, replay.new_ids)?;
+            reqwest::Client::new()
+                .post(format!("{base}/webhooks/telegram/{name}"))
+                .header("content-type", "application/json")
+                .header(switchboard_telegram::SECRET_HEADER, secret)
+                .body(body)
+        }
         other => bail!(
-            "cannot tell the channel of {}: replay takes files under webhooks/whatsapp/ \
-             (the directory names the channel), got {other:?}",
+            "cannot tell the channel of {}: replay takes files under webhooks/whatsapp/ or \
+             webhooks/telegram/ (the directory names the channel), got {other:?}",
             replay.file.display()
         ),
     };
@@ -121,6 +145,48 @@ pub fn refresh_whatsapp(body: &[u8], now: i64, new_ids: bool) -> anyhow::Result<
     Ok(serde_json::to_vec_pretty(&payload)?)
 }
 
+/// A Telegram update as if it happened at `now` (unix seconds): every `date` and `edit_date` moves
+/// to now. With `new_ids`, the update and its message get ids never seen before.
+pub fn refresh_telegram(body: &[u8], now: i64, new_ids: bool) -> anyhow::Result<Vec<u8>> {
+    let mut update: Value =
+        serde_json::from_slice(body).context("the Telegram update is not JSON")?;
+    fn restamp(value: &mut Value, now: i64) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map.iter_mut() {
+                    if (key == "date" || key == "edit_date") && inner.is_i64() {
+                        *inner = Value::from(now);
+                    } else {
+                        restamp(inner, now);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| restamp(v, now)),
+            _ => {}
+        }
+    }
+    restamp(&mut update, now);
+    if new_ids {
+        // Fresh, increasing ids: seconds since 2020 keep them within Telegram's 32-bit range.
+        let fresh = now.saturating_sub(1_577_836_800).max(1);
+        if let Some(id) = update.get_mut("update_id") {
+            *id = Value::from(fresh);
+        }
+        for kind in ["message", "edited_message"] {
+            if let Some(id) = update.get_mut(kind).and_then(|m| m.get_mut("message_id")) {
+                *id = Value::from(fresh);
+            }
+        }
+        if let Some(id) = update
+            .get_mut("callback_query")
+            .and_then(|q| q.get_mut("id"))
+        {
+            *id = Value::from(format!("{fresh}"));
+        }
+    }
+    Ok(serde_json::to_vec_pretty(&update)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +222,31 @@ mod tests {
                 .get("statuses")
                 .is_none(),
             "no keys are added"
+        );
+    }
+}
+
+#[cfg(test)]
+mod telegram_tests {
+    use super::*;
+
+    #[test]
+    fn replayed_updates_happen_now() {
+        let body = br#"{"update_id":1,"message":{"message_id":5,"date":1569518342,
+            "chat":{"id":1,"type":"private"},"text":"hi",
+            "reply_to_message":{"message_id":4,"date":1569518000,"chat":{"id":1,"type":"private"}}}}"#;
+        let same: Value =
+            serde_json::from_slice(&refresh_telegram(body, 1_800_000_000, false).unwrap()).unwrap();
+        assert_eq!(same["message"]["date"], 1_800_000_000);
+        assert_eq!(same["message"]["reply_to_message"]["date"], 1_800_000_000);
+        assert_eq!(same["update_id"], 1);
+        let fresh: Value =
+            serde_json::from_slice(&refresh_telegram(body, 1_800_000_000, true).unwrap()).unwrap();
+        assert_ne!(fresh["update_id"], 1);
+        assert_ne!(fresh["message"]["message_id"], 5);
+        assert_eq!(
+            fresh["message"]["reply_to_message"]["message_id"], 4,
+            "what it replies to stays"
         );
     }
 }

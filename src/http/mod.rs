@@ -31,7 +31,8 @@ use tower_http::{
 pub use error::ApiError;
 
 use crate::{
-    config::Config, live::Hub, media::MediaStore, pipeline::Pipeline, store::Store, time::Clock,
+    channels::Channels, config::Config, live::Hub, media::MediaStore, pipeline::Pipeline,
+    store::Store, time::Clock,
 };
 use switchboard_web::identity::IdentityVerifier;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// The media directory.
     pub files: MediaStore,
+    /// The channels' connectors.
+    pub channels: Channels,
 }
 
 /// The gateway's routes.
@@ -82,6 +85,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/whatsapp",
             get(webhooks::whatsapp::verify).post(webhooks::whatsapp::receive),
+        )
+        .route(
+            "/webhooks/telegram/{bot}",
+            post(webhooks::telegram::receive),
         )
         .route("/", get(pages::index))
         .route("/widget.js", get(pages::widget))

@@ -19,7 +19,7 @@ use crate::{
     store::{
         Store, StoreError, Tx, contacts,
         conversations::{self, Conversation, Mode, NewConversation},
-        jobs,
+        cursors, jobs,
         messages::{self, Direction, InboundAppend, Message, NewMessage, Role},
     },
     text,
@@ -98,25 +98,38 @@ pub struct Source {
     pub fetches_media: bool,
 }
 
-/// Ingests a batch in one transaction, publishes what changed to the live hub, and returns one
-/// outcome per event.
+/// A position in a provider's stream that moves with the batch read up to it (see
+/// `store::cursors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The stream's name.
+    pub name: String,
+    /// The position after the batch.
+    pub value: String,
+}
+
+/// Ingests a batch in one transaction (moving `cursor` with it), publishes what changed to the
+/// live hub, and returns one outcome per event.
 pub async fn ingest(
     store: &Store,
     hub: &Hub,
     source: Source,
     events: &[InboundEvent],
+    cursor: Option<&Cursor>,
     now: Timestamp,
 ) -> Result<Vec<Outcome>, IngestError> {
     let channel = source.channel;
     let mut attempt = 1;
     loop {
         let result = match events {
-            [InboundEvent::Message(message)] if appends_to_named_conversation(message) => {
+            [InboundEvent::Message(message)]
+                if cursor.is_none() && appends_to_named_conversation(message) =>
+            {
                 append(store, hub, channel, message, now)
                     .await
                     .map(|o| vec![o])
             }
-            _ => try_ingest(store, hub, source, events, now).await,
+            _ => try_ingest(store, hub, source, events, cursor, now).await,
         };
         match result {
             Err(IngestError::Store(e)) if e.is_unique_violation() && attempt < ATTEMPTS => {
@@ -212,6 +225,7 @@ async fn try_ingest(
     hub: &Hub,
     source: Source,
     events: &[InboundEvent],
+    cursor: Option<&Cursor>,
     now: Timestamp,
 ) -> Result<Vec<Outcome>, IngestError> {
     let channel = source.channel;
@@ -234,6 +248,9 @@ async fn try_ingest(
             }
         };
         outcomes.push(outcome);
+    }
+    if let Some(cursor) = cursor {
+        cursors::set(&mut tx, &cursor.name, &cursor.value, now).await?;
     }
     tx.commit_then(|| publish(hub, &outcomes)).await?;
     Ok(outcomes)

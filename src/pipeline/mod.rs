@@ -28,7 +28,7 @@ use std::{sync::Arc, time::Duration};
 use switchboard_channel::{Channel, InboundEvent, InboundMessage};
 
 pub use handoff::{Handoff, HandoffError};
-pub use ingest::{IngestError, Outcome};
+pub use ingest::{Cursor, IngestError, Outcome};
 pub use turn::{ReplyWatch, TurnOutcome};
 
 use crate::{
@@ -98,11 +98,28 @@ impl Pipeline {
         channel: Channel,
         events: Vec<InboundEvent>,
     ) -> Result<Vec<Outcome>, IngestError> {
+        self.ingest_to(channel, events, None).await
+    }
+
+    /// Like [`Pipeline::ingest`], moving a stream's cursor in the same transaction: the batch and
+    /// the position after it are stored together or not at all, so a restart neither loses nor
+    /// repeats what was read (Telegram's long polling). An empty batch just moves the cursor.
+    pub async fn ingest_to(
+        &self,
+        channel: Channel,
+        events: Vec<InboundEvent>,
+        cursor: Option<Cursor>,
+    ) -> Result<Vec<Outcome>, IngestError> {
         let inner = self.inner.clone();
         // Runs to completion even if the caller (an HTTP request) is cancelled, so that a committed
         // message is always dispatched.
-        spawn_detached(async move { inner.ingest(channel, events, None).await.map(|(o, _)| o) })
-            .await
+        spawn_detached(async move {
+            inner
+                .ingest(channel, events, cursor, None)
+                .await
+                .map(|(o, _)| o)
+        })
+        .await
     }
 
     /// Ingests one message and follows its answer as it is produced. The watch is `None` when no
@@ -116,7 +133,12 @@ impl Pipeline {
         let (watcher, watch) = turn::watch();
         let (mut outcomes, watched) = spawn_detached(async move {
             inner
-                .ingest(channel, vec![InboundEvent::Message(message)], Some(watcher))
+                .ingest(
+                    channel,
+                    vec![InboundEvent::Message(message)],
+                    None,
+                    Some(watcher),
+                )
                 .await
         })
         .await?;
@@ -158,6 +180,7 @@ impl Inner {
         self: &Arc<Self>,
         channel: Channel,
         events: Vec<InboundEvent>,
+        cursor: Option<Cursor>,
         mut watcher: Option<turn::ReplyWatcher>,
     ) -> Result<(Vec<Outcome>, bool), IngestError> {
         let now = self.clock.now();
@@ -165,7 +188,15 @@ impl Inner {
             channel,
             fetches_media: self.channels.fetcher(channel).is_some(),
         };
-        let outcomes = ingest::ingest(&self.store, &self.hub, source, &events, now).await?;
+        let outcomes = ingest::ingest(
+            &self.store,
+            &self.hub,
+            source,
+            &events,
+            cursor.as_ref(),
+            now,
+        )
+        .await?;
         let mut watched = false;
         if source.fetches_media
             && outcomes.iter().any(|o| {

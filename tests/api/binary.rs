@@ -265,26 +265,36 @@ async fn migrate_prepares_a_database() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
 }
 
-/// Runs `switchboard replay` against a gateway with a WhatsApp app secret; returns whether it
-/// succeeded and what it printed.
-fn replay(address: std::net::SocketAddr, secret: &str, extra: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("replay")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/whatsapp/text.json"))
-        .arg("--url")
-        .arg(format!("http://{address}"))
-        .args(extra)
-        .env("WHATSAPP_APP_SECRET", secret)
-        .env("WHATSAPP_VERIFY_TOKEN", "any")
-        .env_remove("SWITCHBOARD_CONFIG")
-        .output()
-        .expect("run switchboard replay");
+/// Runs the `switchboard` binary with arguments and environment variables (and no configuration
+/// file); returns whether it succeeded and what it printed.
+fn switchboard(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.args(args).env_remove("SWITCHBOARD_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run switchboard");
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), printed)
+}
+
+/// Runs `switchboard replay` of a WhatsApp fixture against a gateway with a WhatsApp app secret.
+fn replay(address: std::net::SocketAddr, secret: &str, extra: &[&str]) -> (bool, String) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/whatsapp/text.json");
+    let url = format!("http://{address}");
+    let mut args = vec!["replay", file.to_str().unwrap(), "--url", &url];
+    args.extend(extra);
+    switchboard(
+        &args,
+        &[
+            ("WHATSAPP_APP_SECRET", secret),
+            ("WHATSAPP_VERIFY_TOKEN", "any"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,4 +336,68 @@ async fn replay_posts_a_recorded_webhook_signed() {
         "{printed}"
     );
     assert_eq!(app.count("messages").await, 4, "two messages, two replies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_webhooks_are_registered_and_replayed() {
+    let api = crate::helpers::botapi::FakeBotApi::start().await;
+    let api_url: &'static str = Box::leak(api.api_url().into_boxed_str());
+    let env = [
+        ("TELEGRAM_BOT_TOKEN", "7000000001:test-token"),
+        ("TELEGRAM_BOT_NAME", "support"),
+        ("TELEGRAM_WEBHOOK_SECRET", "replay-secret"),
+        ("TELEGRAM_API_URL", api_url),
+    ];
+
+    // set-webhook needs to know where the gateway is reachable, over HTTPS.
+    let (ok, printed) =
+        tokio::task::spawn_blocking(move || switchboard(&["telegram", "set-webhook"], &env))
+            .await
+            .unwrap();
+    assert!(!ok && printed.contains("public_url"), "{printed}");
+    let (ok, printed) = tokio::task::spawn_blocking(move || {
+        let mut env = env.to_vec();
+        env.push(("SWITCHBOARD_PUBLIC_URL", "https://chat.example.test"));
+        switchboard(&["telegram", "set-webhook"], &env)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("registered https://chat.example.test/webhooks/telegram/support"),
+        "{printed}"
+    );
+    let registered = &api.calls_of("setWebhook")[0].params;
+    assert_eq!(
+        registered["url"],
+        "https://chat.example.test/webhooks/telegram/support"
+    );
+    assert_eq!(registered["secret_token"], "replay-secret");
+    let allowed = registered["allowed_updates"].to_string();
+    for kind in [
+        "message",
+        "edited_message",
+        "callback_query",
+        "my_chat_member",
+    ] {
+        assert!(allowed.contains(kind), "{allowed}");
+    }
+
+    // A recorded update replayed with the secret reaches the gateway's bot.
+    let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, |config| {
+        config.telegram.token = Some("7000000001:test-token".into());
+        config.telegram.name = "support".into();
+        config.telegram.webhook_secret = Some("replay-secret".into());
+        config.telegram.api_url = api.api_url();
+    })
+    .await;
+    let url = format!("http://{}", app.address);
+    let (ok, printed) = tokio::task::spawn_blocking(move || {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/telegram/text.json");
+        switchboard(&["replay", file.to_str().unwrap(), "--url", &url], &env)
+    })
+    .await
+    .unwrap();
+    assert!(ok && printed.contains("\"stored\":1"), "{printed}");
+    api.wait_for_sends(1).await;
 }

@@ -16,4 +16,5 @@ mod events;
 mod ingest;
 mod ordering;
 mod routing;
+mod telegram;
 mod whatsapp;

@@ -10,15 +10,11 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 use switchboard_channel::Channel;
 use switchboard_whatsapp::{SIGNATURE_HEADER, parse, verify_signature, verify_subscription};
 
-use super::channel_off;
-use crate::{
-    http::{ApiError, AppState},
-    pipeline::Outcome,
-};
+use super::{channel_off, summary};
+use crate::http::{ApiError, AppState};
 
 /// `GET /webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: answers the
 /// challenge when the token is ours.
@@ -75,13 +71,5 @@ pub async fn receive(
     } else {
         Vec::new()
     };
-    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
-    Ok(Json(json!({
-        "status": "ok",
-        "events": received,
-        "stored": count(|o| matches!(o, Outcome::Stored { .. })),
-        "duplicates": count(|o| matches!(o, Outcome::Duplicate { .. })),
-        "statuses": count(|o| matches!(o, Outcome::StatusUpdated { .. })),
-    }))
-    .into_response())
+    Ok(Json(summary(received, &outcomes)).into_response())
 }

@@ -1,6 +1,7 @@
 //! Spawning the real gateway for a test: its own database, a port chosen by the OS, a clock the
 //! test can move, and a client with helpers for the chat API.
 
+pub mod botapi;
 mod db;
 pub mod fake;
 pub mod graph;
@@ -181,6 +182,24 @@ impl TestApp {
             .await
             .expect("webhook request");
         json_response(response).await
+    }
+
+    /// `POST /webhooks/telegram/{bot}` with the given secret header (none: without the header).
+    pub async fn telegram(&self, bot: &str, secret: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/webhooks/telegram/{bot}")))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(secret) = secret {
+            request = request.header("x-telegram-bot-api-secret-token", secret);
+        }
+        json_response(request.send().await.expect("webhook request")).await
+    }
+
+    /// Attaches a database to this app, so that it is dropped with it.
+    pub fn keep(&mut self, db: Option<TestDb>) {
+        self.db = db;
     }
 
     /// `POST /v1/conversations/{id}/handoff` as a device, without a body.

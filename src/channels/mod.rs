@@ -4,18 +4,25 @@
 //!
 //! The pipeline and the jobs only ever ask this registry for "the sender of channel X"; which
 //! provider crate stands behind it is decided here, from the configuration, and nowhere else.
+//! Channels that need more than a sender — Telegram's bots poll, answer button presses and
+//! register webhooks — keep that in a module of their own ([`telegram`]).
+
+pub mod telegram;
+pub mod telegram_poll;
 
 use std::{collections::HashMap, sync::Arc};
 
 use switchboard_channel::{Channel, MediaFetcher, Sender};
 
 use crate::config::Config;
+use telegram::Telegram;
 
 /// The configured channels' connectors. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Channels {
     senders: HashMap<Channel, Arc<dyn Sender>>,
     fetchers: HashMap<Channel, Arc<dyn MediaFetcher>>,
+    telegram: Option<Arc<Telegram>>,
 }
 
 impl std::fmt::Debug for Channels {
@@ -28,8 +35,9 @@ impl std::fmt::Debug for Channels {
 }
 
 impl Channels {
-    /// The connectors of every channel the configuration turns on.
-    pub fn from_config(config: &Config, http: &reqwest::Client) -> Self {
+    /// The connectors of every channel the configuration turns on. Call inside the async runtime
+    /// (Telegram's rate limiter runs a task).
+    pub fn from_config(config: &Config, http: &reqwest::Client) -> anyhow::Result<Self> {
         let mut channels = Channels::default();
         if config.whatsapp.enabled() {
             let settings = Arc::new(config.whatsapp.settings());
@@ -56,7 +64,18 @@ impl Channels {
                 )),
             );
         }
-        channels
+        if let Some(telegram) = Telegram::from_config(&config.telegram)? {
+            let telegram = Arc::new(telegram);
+            channels.add_sender(Channel::Telegram, telegram.bots().clone());
+            channels.add_fetcher(Channel::Telegram, telegram.bots().clone());
+            channels.telegram = Some(telegram);
+        }
+        Ok(channels)
+    }
+
+    /// The Telegram bots, when the channel is on.
+    pub fn telegram(&self) -> Option<&Arc<Telegram>> {
+        self.telegram.as_ref()
     }
 
     /// Adds (or replaces) a channel's sender.

@@ -1,0 +1,155 @@
+//! The gateway's Telegram bots: their connectors, who they are on Telegram, their webhook secrets.
+//!
+//! Parsing group chats needs the bot's own username and user id (a message there counts only when
+//! it mentions or answers the bot), which only `getMe` tells; [`Telegram::identify`] asks at
+//! start-up and whenever a poller starts, and parsing uses what is known by then.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use anyhow::Context;
+use switchboard_telegram::{BotIdentity, BotSettings, TelegramBots};
+use tracing::{info, warn};
+
+use crate::config::{TelegramBotConfig, TelegramConfig, TelegramMode};
+
+/// The configured Telegram bots.
+pub struct Telegram {
+    bots: Arc<TelegramBots>,
+    configs: HashMap<String, TelegramBotConfig>,
+    identities: RwLock<HashMap<String, BotIdentity>>,
+}
+
+impl Telegram {
+    /// The bots of the configuration; `None` when no bot is configured.
+    pub fn from_config(config: &TelegramConfig) -> anyhow::Result<Option<Telegram>> {
+        let bots = config.all_bots();
+        if bots.is_empty() {
+            return Ok(None);
+        }
+        let settings = bots
+            .iter()
+            .map(|b| BotSettings {
+                name: b.name.clone(),
+                token: b.token.clone(),
+                api_url: config.api_url.clone(),
+            })
+            .collect();
+        let clients = TelegramBots::new(settings)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("cannot set up the Telegram bots")?;
+        let identities = bots
+            .iter()
+            .map(|b| {
+                let identity = BotIdentity {
+                    name: b.name.clone(),
+                    ..BotIdentity::default()
+                };
+                (b.name.clone(), identity)
+            })
+            .collect();
+        Ok(Some(Telegram {
+            bots: Arc::new(clients),
+            configs: bots.into_iter().map(|b| (b.name.clone(), b)).collect(),
+            identities: RwLock::new(identities),
+        }))
+    }
+
+    /// The bots' clients (sender, media fetcher).
+    pub fn bots(&self) -> &Arc<TelegramBots> {
+        &self.bots
+    }
+
+    /// The names of the bots in a mode.
+    pub fn names(&self, mode: TelegramMode) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .configs
+            .values()
+            .filter(|b| b.mode == mode)
+            .map(|b| b.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The webhook secret of a bot that receives webhooks; `None` for unknown or polling bots.
+    pub fn webhook_secret(&self, name: &str) -> Option<&str> {
+        self.configs
+            .get(name)
+            .filter(|b| b.mode == TelegramMode::Webhook)
+            .and_then(|b| b.webhook_secret.as_deref())
+    }
+
+    /// What is known of a bot's identity.
+    pub fn identity(&self, name: &str) -> BotIdentity {
+        self.identities
+            .read()
+            .ok()
+            .and_then(|ids| ids.get(name).cloned())
+            .unwrap_or_else(|| BotIdentity {
+                name: name.to_owned(),
+                ..BotIdentity::default()
+            })
+    }
+
+    /// Asks Telegram who a bot is (`getMe`), remembering the answer. Failures are logged: the bot
+    /// then only reads commands in groups until it is known.
+    pub async fn identify(&self, name: &str) {
+        let Some(bot) = self.bots.bot(name) else {
+            return;
+        };
+        match bot.get_me().await {
+            Ok(identity) => {
+                info!(bot = name, username = ?identity.username, "Telegram bot identified");
+                if let Ok(mut ids) = self.identities.write() {
+                    ids.insert(name.to_owned(), identity);
+                }
+            }
+            Err(e) => warn!(bot = name, error = %e, "cannot ask Telegram who the bot is"),
+        }
+    }
+
+    /// Answers an inline-button press so the user's client stops showing a spinner. Best effort,
+    /// beside the request that brought it.
+    pub fn answer_callback(&self, name: &str, callback_query_id: String) {
+        let Some(bot) = self.bots.bot(name).cloned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = bot.answer_callback(&callback_query_id).await {
+                warn!(error = %e, "cannot answer a Telegram button press");
+            }
+        });
+    }
+
+    /// Registers the webhook of every bot in webhook mode at `{public_url}/webhooks/telegram/{name}`.
+    /// Returns the URLs registered.
+    pub async fn set_webhooks(&self, public_url: &str) -> anyhow::Result<Vec<String>> {
+        if !public_url.starts_with("https://") {
+            anyhow::bail!(
+                "Telegram only posts webhooks to HTTPS URLs; set server.public_url \
+                 (SWITCHBOARD_PUBLIC_URL) to the gateway's https:// address, got {public_url:?}"
+            );
+        }
+        let mut registered = Vec::new();
+        for name in self.names(TelegramMode::Webhook) {
+            let (Some(bot), Some(secret)) = (self.bots.bot(&name), self.webhook_secret(&name))
+            else {
+                continue;
+            };
+            let url = format!(
+                "{}/webhooks/telegram/{name}",
+                public_url.trim_end_matches('/')
+            );
+            bot.set_webhook(&url, secret)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("cannot register the webhook of bot {name}"))?;
+            info!(bot = %name, %url, "Telegram webhook registered");
+            registered.push(url);
+        }
+        Ok(registered)
+    }
+}
