@@ -17,7 +17,11 @@
 //!    before and after;
 //! 4. WhatsApp: N users each post a signed webhook (`POST /webhooks/whatsapp`) and wait until the
 //!    reply reaches a fake Graph API served by this process, then post the next: webhooks/s end to
-//!    end, webhook to reply POSTed, with the read receipt each message also causes.
+//!    end, webhook to reply POSTed, with the read receipt each message also causes;
+//! 5. Telegram: N connections post webhook updates back to back for distinct chats: updates/s
+//!    acknowledged (each stored durably before the 200), and the replies the throttled sender got
+//!    out meanwhile (Telegram allows a bot about 30 messages/s, and teloxide's throttle keeps it
+//!    there).
 
 use std::{
     net::SocketAddr,
@@ -38,6 +42,7 @@ use tokio::{
     sync::Mutex,
 };
 
+mod telegram;
 mod whatsapp;
 
 /// The app secret the benchmark's gateway verifies WhatsApp webhooks with.
@@ -55,6 +60,7 @@ struct Options {
     sqlite: bool,
     postgres: Option<String>,
     whatsapp_users: usize,
+    telegram_connections: usize,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -68,6 +74,7 @@ fn options() -> anyhow::Result<Options> {
             .ok()
             .filter(|u| !u.is_empty()),
         whatsapp_users: 64,
+        telegram_connections: 64,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -81,6 +88,7 @@ fn options() -> anyhow::Result<Options> {
             "--no-postgres" => o.postgres = None,
             "--no-sqlite" => o.sqlite = false,
             "--whatsapp-users" => o.whatsapp_users = value()?.parse()?,
+            "--telegram-connections" => o.telegram_connections = value()?.parse()?,
             other => bail!("unknown argument {other}; see the source for the options"),
         }
     }
@@ -115,7 +123,12 @@ fn serve(database_url: String, graph: Option<String>) -> anyhow::Result<()> {
             config.log.filter = "warn".into();
             let dir = tempfile::tempdir()?;
             config.media.dir = dir.path().to_owned();
-            if let Some(graph) = graph {
+            if let Some(api) = graph.as_deref().and_then(|g| g.strip_prefix("telegram=")) {
+                config.telegram.token = Some(telegram::TOKEN.into());
+                config.telegram.name = "bench".into();
+                config.telegram.webhook_secret = Some(telegram::SECRET.into());
+                config.telegram.api_url = api.to_owned();
+            } else if let Some(graph) = graph {
                 config.whatsapp.app_secret = Some(WHATSAPP_SECRET.into());
                 config.whatsapp.verify_token = Some("bench".into());
                 config.whatsapp.access_token = Some("bench-token".into());
@@ -534,6 +547,27 @@ async fn run(options: Options) -> anyhow::Result<()> {
             ms(percentile(&result.latencies, 50.0)),
             ms(percentile(&result.latencies, 99.0)),
             result.messages
+        );
+    }
+    if options.telegram_connections > 0 {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("telegram.db").display());
+        let api = telegram::FakeBotApi::start().await?;
+        let gateway = Gateway::start_with(&url, Some(&format!("telegram={}", api.base_url()))).await?;
+        telegram::run(&gateway, &api, options.telegram_connections, Duration::from_secs(2)).await?;
+        let result =
+            telegram::run(&gateway, &api, options.telegram_connections, options.duration).await?;
+        gateway.stop().await;
+        println!();
+        println!(
+            "Telegram on SQLite: {} connections, {:.0} webhook updates/s acknowledged (stored); \
+             p50 {} p99 {}; {} updates; replies sent meanwhile: {:.1}/s (the throttle's limit)",
+            options.telegram_connections,
+            result.acknowledged.per_second,
+            ms(percentile(&result.acknowledged.latencies, 50.0)),
+            ms(percentile(&result.acknowledged.latencies, 99.0)),
+            result.acknowledged.messages,
+            result.replies_per_second,
         );
     }
     if let Some((mut conn, name)) = schema {
