@@ -266,6 +266,9 @@ pub struct ScriptedConfig {
     pub greeting_words: Vec<String>,
     /// The answer to a greeting.
     pub greeting: String,
+    /// Offered as buttons with the greeting (on channels that show buttons); a tap sends the
+    /// title, so titles should match keywords of `answers` or `handoff_phrases`.
+    pub greeting_choices: Vec<String>,
     /// Answers to messages containing keywords, tried in order.
     pub answers: Vec<ScriptedAnswer>,
     /// Phrases with which a user asks for a person; they hand the conversation to an expert.
@@ -294,6 +297,9 @@ impl Default for ScriptedConfig {
             greeting: "Hello! I'm the Switchboard assistant. Ask me about opening hours, pricing \
                        or delivery, or say \"talk to a human\" to reach a person."
                 .into(),
+            greeting_choices: ["Opening hours", "Pricing", "Talk to a human"]
+                .map(String::from)
+                .to_vec(),
             answers: vec![
                 ScriptedAnswer {
                     keywords: ["hours", "open", "opening"].map(String::from).to_vec(),

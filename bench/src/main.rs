@@ -553,10 +553,22 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}", dir.path().join("telegram.db").display());
         let api = telegram::FakeBotApi::start().await?;
-        let gateway = Gateway::start_with(&url, Some(&format!("telegram={}", api.base_url()))).await?;
-        telegram::run(&gateway, &api, options.telegram_connections, Duration::from_secs(2)).await?;
-        let result =
-            telegram::run(&gateway, &api, options.telegram_connections, options.duration).await?;
+        let gateway =
+            Gateway::start_with(&url, Some(&format!("telegram={}", api.base_url()))).await?;
+        telegram::run(
+            &gateway,
+            &api,
+            options.telegram_connections,
+            Duration::from_secs(2),
+        )
+        .await?;
+        let result = telegram::run(
+            &gateway,
+            &api,
+            options.telegram_connections,
+            options.duration,
+        )
+        .await?;
         gateway.stop().await;
         println!();
         println!(

@@ -36,10 +36,12 @@ impl FakeBotApi {
         let counter = sent.clone();
         let router = Router::new().route(
             "/{bot}/{method}",
-            post(move |Path((_bot, method)): Path<(String, String)>, body: Bytes| {
-                let counter = counter.clone();
-                async move { answer(&method, &body, &counter) }
-            }),
+            post(
+                move |Path((_bot, method)): Path<(String, String)>, body: Bytes| {
+                    let counter = counter.clone();
+                    async move { answer(&method, &body, &counter) }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;

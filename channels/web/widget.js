@@ -80,7 +80,10 @@
     "#sbw-form{display:flex;gap:8px;padding:10px;border-top:1px solid #e6e9f2}",
     "#sbw-input{flex:1;resize:none;border:1px solid #cfd5e3;border-radius:10px;padding:8px 10px;font:inherit;max-height:120px}",
     "#sbw-send{border:0;border-radius:10px;background:#2f5bea;color:#fff;padding:0 14px;font:inherit;cursor:pointer}",
-    "#sbw-send:disabled{opacity:.5;cursor:default}"
+    "#sbw-send:disabled{opacity:.5;cursor:default}",
+    ".sbw-choices{align-self:flex-start;display:flex;flex-wrap:wrap;gap:6px;max-width:92%}",
+    ".sbw-choice{border:1px solid #2f5bea;background:#fff;color:#2f5bea;border-radius:14px;padding:5px 11px;cursor:pointer;font:inherit;font-size:13px}",
+    ".sbw-choice:hover{background:#eef2fd}"
   ].join("\n");
 
   function el(tag, attrs, text) {
@@ -161,6 +164,23 @@
     node.dataset.id = message.id;
     node.textContent = message.content;
     rendered[message.id] = node;
+    offer(message);
+  }
+  // Answers the agent offered with its reply, as buttons under it; a tap sends the choice's title.
+  // Only the newest reply's choices are shown.
+  var choicesRow = null;
+  function offer(message) {
+    if (choicesRow) { choicesRow.remove(); choicesRow = null; }
+    var choices = message && message.role === "ai" && message.metadata && message.metadata.choices;
+    if (!choices || !choices.length) return;
+    choicesRow = el("div", { class: "sbw-choices" });
+    choices.forEach(function (choice) {
+      var button = el("button", { type: "button", class: "sbw-choice" }, choice.title);
+      button.addEventListener("click", function () { if (!sending) send(choice.title); });
+      choicesRow.appendChild(button);
+    });
+    list.insertBefore(choicesRow, typing);
+    scroll();
   }
 
   function render(message) {
@@ -193,6 +213,7 @@
     rendered[message.id] = bubble(message.role, message.content);
     rendered[message.id].dataset.id = message.id;
     if (message.role !== "user") showTyping(false);
+    offer(message);
   }
 
   function connectEvents() {
@@ -267,6 +288,7 @@
   function send(text) {
     sending = true;
     sendBtn.disabled = true;
+    offer(null);
     ownReplyTo = null;
     ownReply = null;
     var mine = { el: bubble("user", text), content: text, own: true };

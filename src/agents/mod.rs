@@ -12,7 +12,7 @@ mod scripted;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::stream::BoxStream;
-use switchboard_channel::Channel;
+use switchboard_channel::{Channel, Choice};
 
 pub use echo::EchoAgent;
 pub use openai::OpenAiAgent;
@@ -53,6 +53,9 @@ pub enum AgentEvent {
         /// Why, for the expert and the log.
         reason: String,
     },
+    /// Answers the user can pick with a tap; channels that can show buttons do (Telegram's inline
+    /// keyboard, WhatsApp's reply buttons), and a tap comes back as the choice's title.
+    Choices(Vec<Choice>),
 }
 
 /// Why an agent could not answer.

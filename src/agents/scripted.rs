@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use switchboard_channel::Choice;
+
 use super::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::{
     config::ScriptedConfig,
@@ -17,6 +19,7 @@ pub struct ScriptedAgent {
     word_delay: Duration,
     greeting_words: Keywords,
     greeting: String,
+    greeting_choices: Vec<Choice>,
     answers: Vec<(Keywords, String)>,
     handoff_phrases: Keywords,
     handoff_reply: String,
@@ -30,6 +33,14 @@ impl ScriptedAgent {
             word_delay: config.word_delay,
             greeting_words: Keywords::new(&config.greeting_words),
             greeting: config.greeting.clone(),
+            greeting_choices: config
+                .greeting_choices
+                .iter()
+                .map(|title| Choice {
+                    id: title.clone(),
+                    title: title.clone(),
+                })
+                .collect(),
             answers: config
                 .answers
                 .iter()
@@ -69,6 +80,11 @@ impl Agent for ScriptedAgent {
         } else {
             self.decide(request.message())
         };
+        let choices = if reply == self.greeting && !self.greeting_choices.is_empty() {
+            Some(self.greeting_choices.clone())
+        } else {
+            None
+        };
         let words: Vec<String> = reply.split_inclusive(' ').map(str::to_owned).collect();
         let delay = self.word_delay;
         async_stream::stream! {
@@ -77,6 +93,9 @@ impl Agent for ScriptedAgent {
                     tokio::time::sleep(delay).await;
                 }
                 yield Ok(AgentEvent::Delta(word));
+            }
+            if let Some(choices) = choices {
+                yield Ok(AgentEvent::Choices(choices));
             }
             if handoff {
                 yield Ok(AgentEvent::Handoff { reason: "the user asked for a human".into() });
@@ -102,16 +121,54 @@ mod tests {
             }],
             opening: false,
         };
+        let (text, handoff, _) = answer(agent, request).await;
+        (text, handoff)
+    }
+
+    /// An agent's whole answer: text, whether it hands over, the choices it offers.
+    async fn answer(agent: &ScriptedAgent, request: AgentRequest) -> (String, bool, Vec<String>) {
         let events: Vec<_> = agent.respond(request).collect().await;
         let mut text = String::new();
         let mut handoff = false;
+        let mut choices = Vec::new();
         for event in events {
             match event.unwrap() {
                 AgentEvent::Delta(d) => text.push_str(&d),
                 AgentEvent::Handoff { .. } => handoff = true,
+                AgentEvent::Choices(offered) => {
+                    choices = offered.into_iter().map(|c| c.title).collect()
+                }
             }
         }
-        (text, handoff)
+        (text, handoff, choices)
+    }
+
+    #[tokio::test]
+    async fn the_greeting_offers_its_topics_and_opens_conversations() {
+        let agent = agent();
+        let opening = AgentRequest {
+            conversation_id: "c".into(),
+            channel: Channel::Telegram,
+            history: vec![ContextLine {
+                role: Role::User,
+                content: "/start".into(),
+            }],
+            opening: true,
+        };
+        let (text, handoff, choices) = answer(&agent, opening).await;
+        assert_eq!(text, ScriptedConfig::default().greeting);
+        assert!(!handoff);
+        assert_eq!(choices, ["Opening hours", "Pricing", "Talk to a human"]);
+        // Each choice, tapped, is understood.
+        for (choice, expected_handoff) in [
+            ("Opening hours", false),
+            ("Pricing", false),
+            ("Talk to a human", true),
+        ] {
+            let (text, handoff) = ask(&agent, choice).await;
+            assert_ne!(text, ScriptedConfig::default().fallback, "{choice}");
+            assert_eq!(handoff, expected_handoff, "{choice}");
+        }
     }
 
     fn agent() -> ScriptedAgent {

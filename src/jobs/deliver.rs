@@ -22,7 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, json};
 use switchboard_channel::{
-    DeliveryStatus, OutboundContent, OutboundMessage, SendError, Sender, Sent,
+    Choice, DeliveryStatus, OutboundContent, OutboundMessage, SendError, Sender, Sent,
     text::{Measure, split_text},
 };
 use tracing::{Instrument, error, info_span, warn};
@@ -290,7 +290,11 @@ impl Deliveries {
     }
 }
 
-/// What a message is sent as: its attachments, then its text split to the channel's limit.
+/// The longest text shown above buttons; WhatsApp's limit, the tightest of the channels.
+const CHOICES_BODY_LIMIT: usize = 1024;
+
+/// What a message is sent as: its attachments, then its text split to the channel's limit, the
+/// last part with the buttons the agent offered (when it is short enough to carry them).
 fn parts(message: &Message, limit: Option<(usize, Measure)>) -> Vec<OutboundContent> {
     let mut parts: Vec<OutboundContent> = message
         .attachments
@@ -307,6 +311,22 @@ fn parts(message: &Message, limit: Option<(usize, Measure)>) -> Vec<OutboundCont
             None => vec![message.content.clone()],
         };
         parts.extend(texts.into_iter().map(|body| OutboundContent::Text { body }));
+    }
+    let choices: Vec<Choice> = message
+        .metadata
+        .0
+        .get("choices")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    if !choices.is_empty()
+        && let Some(last) = parts.last_mut()
+        && let OutboundContent::Text { body } = last
+        && body.chars().count() <= CHOICES_BODY_LIMIT
+    {
+        *last = OutboundContent::Choices {
+            body: std::mem::take(body),
+            choices,
+        };
     }
     parts
 }

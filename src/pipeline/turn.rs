@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Map, json};
-use switchboard_channel::{Channel, DeliveryStatus, Intent, TypingTarget};
+use switchboard_channel::{Channel, Choice, DeliveryStatus, Intent, TypingTarget};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
@@ -90,8 +90,11 @@ pub struct TurnOutcome {
 }
 
 /// What the agent produced.
+#[derive(Default)]
 struct Produced {
     text: String,
+    /// Buttons offered with the reply.
+    choices: Vec<Choice>,
     handoff: Option<String>,
     error: Option<String>,
 }
@@ -233,9 +236,8 @@ impl Inner {
         if intent == Some(Intent::Handoff.as_str()) {
             // The user asked for a person in so many words (a command): no agent is asked.
             let produced = Produced {
-                text: String::new(),
                 handoff: Some("the user asked for a person".into()),
-                error: None,
+                ..Produced::default()
             };
             return self
                 .finish_turn(message, &name, registered.lock_ttl, produced)
@@ -330,11 +332,7 @@ impl Inner {
         conversation_id: &str,
         deltas: Option<&mpsc::UnboundedSender<String>>,
     ) -> Produced {
-        let mut produced = Produced {
-            text: String::new(),
-            handoff: None,
-            error: None,
-        };
+        let mut produced = Produced::default();
         let mut stream = registered.agent.respond(request);
         let deadline = tokio::time::sleep(self.config.agent_timeout);
         tokio::pin!(deadline);
@@ -359,6 +357,7 @@ impl Inner {
                         produced.text.push_str(&delta);
                     }
                     Some(Ok(AgentEvent::Handoff { reason })) => produced.handoff = Some(reason),
+                    Some(Ok(AgentEvent::Choices(choices))) => produced.choices = choices,
                     Some(Err(e)) => {
                         produced.error = Some(e.to_string());
                         break;
@@ -391,7 +390,13 @@ impl Inner {
                 metadata.insert("agent_error".into(), json!(error));
                 self.config.fallback_message.clone()
             }
-            None => produced.text,
+            None => {
+                if !produced.choices.is_empty() {
+                    // Channels show them as buttons (see jobs::deliver); the web API returns them.
+                    metadata.insert("choices".into(), json!(produced.choices));
+                }
+                produced.text
+            }
         };
         if produced.handoff.is_none() && !text.trim().is_empty() {
             // The common case, in one round trip.

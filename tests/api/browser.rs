@@ -200,6 +200,47 @@ async fn a_visitor_chats_with_the_assistant_in_a_real_browser() {
     }
     assert_eq!(restored, std::slice::from_ref(&greeting));
 
+    // The greeting offers its topics as buttons; a tap asks that question.
+    let mut offered = Vec::new();
+    for _ in 0..200 {
+        offered = texts(client, ".sbw-choice").await;
+        if !offered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(offered, ["Opening hours", "Pricing", "Talk to a human"]);
+    client
+        .find(Locator::XPath(
+            "//button[@class='sbw-choice' and text()='Opening hours']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let hours = "We're open Monday to Friday, 9:00 to 18:00.";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let replies = texts(client, ".sbw-msg.sbw-ai").await;
+        if replies.last().map(String::as_str) == Some(hours) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no answer to the tapped choice; saw {replies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        texts(client, ".sbw-msg.sbw-user").await,
+        ["hello", "Opening hours"]
+    );
+    assert!(
+        texts(client, ".sbw-choice").await.is_empty(),
+        "only the newest reply's choices are shown"
+    );
+
     // Asking for a person: the notice appears and the assistant stays quiet.
     client
         .find(Locator::Css("#sbw-human"))

@@ -286,6 +286,28 @@ async fn start_greets_and_human_hands_over() {
         "{:?}",
         api.sent_texts()
     );
+    // The greeting offers its topics as an inline keyboard.
+    let keyboard = &api.calls_of("sendMessage")[0].params["reply_markup"]["inline_keyboard"];
+    let buttons: Vec<(&str, &str)> = keyboard
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|b| {
+            (
+                b["text"].as_str().unwrap(),
+                b["callback_data"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        buttons,
+        [
+            ("Opening hours", "Opening hours"),
+            ("Pricing", "Pricing"),
+            ("Talk to a human", "Talk to a human")
+        ]
+    );
 
     app.telegram(BOT, Some(SECRET), &fixture("human.json"))
         .await;

@@ -426,7 +426,8 @@ async fn outside_the_window_a_template_goes_instead(backend: Backend) {
 
     // When WhatsApp itself says the window is closed (131047), the template goes too.
     graph.fail_next([Failure::OutsideWindow]);
-    app.whatsapp(&text(&app, "wamid.w.2", "hello again")).await;
+    app.whatsapp(&text(&app, "wamid.w.2", "and your prices?"))
+        .await;
     graph.wait_for_accepted(2).await;
     app.all_delivered().await;
     let sent = graph.message_requests();
