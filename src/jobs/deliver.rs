@@ -22,7 +22,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, json};
 use switchboard_channel::{
-    Choice, DeliveryStatus, OutboundContent, OutboundMessage, SendError, Sender, Sent,
+    Choice, DeliveryStatus, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread,
+    ThreadLine,
     text::{Measure, split_text},
 };
 use tracing::{Instrument, error, info_span, warn};
@@ -34,6 +35,7 @@ use crate::{
     store::{
         Store, StoreError, contacts, jobs,
         messages::{self, DeliveryContext, Message},
+        threads,
     },
     time::{Clock, Timestamp},
 };
@@ -182,6 +184,11 @@ impl Deliveries {
                 last_user_message_at(ctx).is_some_and(|at| at.plus(window) > self.clock.now())
             }
         };
+        let thread = if sender.wants_thread() {
+            Some(self.thread(ctx).await?)
+        } else {
+            None
+        };
         let total = parts.len();
         for (index, content) in parts.into_iter().enumerate().skip(already) {
             let outbound = OutboundMessage {
@@ -193,6 +200,7 @@ impl Deliveries {
                     .flatten(),
                 content,
                 service_window_open,
+                thread: thread.clone(),
             };
             match sender.send(&outbound).await {
                 Ok(Sent {
@@ -245,6 +253,45 @@ impl Deliveries {
         })
     }
 
+    /// The thread a message continues, for channels that carry it (e-mail): subject, what it
+    /// answers, the conversation's provider ids, the reply token, and the last few messages.
+    async fn thread(&self, ctx: &DeliveryContext) -> Result<Thread, StoreError> {
+        let message = &ctx.message;
+        let mut tx = self.store.begin().await?;
+        let token = threads::token_for(&mut tx, &message.conversation_id, self.clock.now()).await?;
+        tx.commit().await?;
+        let mut reader = self.store.reader();
+        let references = messages::provider_ids_before(
+            &mut reader,
+            &message.conversation_id,
+            message.seq,
+            THREAD_REFERENCES,
+        )
+        .await?;
+        let history = messages::page(
+            &mut reader,
+            &message.conversation_id,
+            Some(message.seq),
+            THREAD_HISTORY,
+        )
+        .await?
+        .into_iter()
+        .map(|m| ThreadLine {
+            role: m.role.as_str().to_owned(),
+            author: m.author,
+            text: m.content,
+            at: m.created_at.to_datetime(),
+        })
+        .collect();
+        Ok(Thread {
+            subject: ctx.conversation_title.clone(),
+            in_reply_to: ctx.answered_provider_id.clone(),
+            references,
+            token,
+            history,
+        })
+    }
+
     /// Marks the message failed (and, when they blocked us, the contact unreachable), finishing
     /// the job.
     async fn fail(
@@ -289,6 +336,11 @@ impl Deliveries {
         self.wake.wake();
     }
 }
+
+/// How many provider ids of earlier messages a threaded message refers to.
+const THREAD_REFERENCES: i64 = 20;
+/// How many earlier messages a threaded message shows below itself.
+const THREAD_HISTORY: i64 = 6;
 
 /// The longest text shown above buttons; WhatsApp's limit, the tightest of the channels.
 const CHOICES_BODY_LIMIT: usize = 1024;

@@ -193,8 +193,8 @@ impl MediaDownloads {
         let id = media::insert(
             &mut tx,
             NewMedia {
-                message_id: message.id.clone(),
-                attachment: i64::try_from(index).unwrap_or(i64::MAX),
+                message_id: Some(message.id.clone()),
+                attachment: Some(i64::try_from(index).unwrap_or(i64::MAX)),
                 sha256: saved.sha256,
                 mime_type,
                 size: i64::try_from(saved.size).unwrap_or(i64::MAX),

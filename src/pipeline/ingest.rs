@@ -21,6 +21,7 @@ use crate::{
         conversations::{self, Conversation, Mode, NewConversation},
         cursors, jobs,
         messages::{self, Direction, InboundAppend, Message, NewMessage, Role},
+        threads,
     },
     text,
     time::Timestamp,
@@ -308,6 +309,18 @@ async fn store_message(
                 None => new_conversation(tx, channel, inbound, &contact_id, &text, now).await?,
             }
         }
+        ConversationRef::Thread { token, references } => {
+            let contact_id = contacts::upsert(tx, channel, &inbound.from, now).await?;
+            let joined =
+                match thread_of(tx, channel, &contact_id, token.as_deref(), references).await? {
+                    Some(id) => conversations::take_seq(tx, &id, now).await?,
+                    None => None,
+                };
+            match joined {
+                Some(conversation) => conversation,
+                None => new_conversation(tx, channel, inbound, &contact_id, &text, now).await?,
+            }
+        }
     };
     let (attachments, mut metadata) = message_data(inbound);
     let reply_to = match &inbound.reply_to {
@@ -367,17 +380,56 @@ async fn new_conversation(
     text: &str,
     now: Timestamp,
 ) -> Result<Conversation, StoreError> {
+    let about = inbound
+        .subject
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(text);
     conversations::create(
         tx,
         NewConversation {
             channel,
             account: &inbound.account,
             contact_id,
-            title: text::title(text),
+            title: text::title(about),
         },
         now,
     )
     .await
+}
+
+/// The open conversation of this contact that a reply belongs to: the one its thread token names,
+/// else the one of the newest referenced message the gateway knows. A token or reference that
+/// leads to somebody else's conversation (a forwarded mail answered by another person) is not
+/// followed: the reply then starts a conversation of its own.
+async fn thread_of(
+    tx: &mut Tx,
+    channel: Channel,
+    contact_id: &str,
+    token: Option<&str>,
+    references: &[String],
+) -> Result<Option<String>, StoreError> {
+    let mut candidates = Vec::new();
+    if let Some(token) = token
+        && let Some(id) = threads::conversation_of(tx, token).await?
+    {
+        candidates.push(id);
+    }
+    for reference in references {
+        if let Some(message) = messages::find_quoted(tx, channel, reference).await? {
+            candidates.push(message.conversation_id);
+        }
+    }
+    for id in candidates {
+        if let Some(conversation) = conversations::get(tx, &id).await?
+            && conversation.contact_id == contact_id
+            && conversation.channel == channel
+            && conversation.mode != Mode::Closed
+        {
+            return Ok(Some(conversation.id));
+        }
+    }
+    Ok(None)
 }
 
 /// Splits content into the attachments column and the kind-specific data kept in metadata.

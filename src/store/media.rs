@@ -10,10 +10,10 @@ use crate::time::Timestamp;
 pub struct StoredMedia {
     /// Its id, used in URLs and in the message's attachment (`media_id`).
     pub id: String,
-    /// The message it came with.
-    pub message_id: String,
+    /// The message it came with (unset for files stored before their message, e-mail's).
+    pub message_id: Option<String>,
     /// Position of the attachment in the message.
-    pub attachment: i64,
+    pub attachment: Option<i64>,
     /// Hex SHA-256 of the content.
     pub sha256: String,
     /// MIME type.
@@ -31,10 +31,10 @@ pub struct StoredMedia {
 /// What to record about a downloaded file.
 #[derive(Debug, Clone)]
 pub struct NewMedia {
-    /// The message it came with.
-    pub message_id: String,
+    /// The message it came with, when it exists already.
+    pub message_id: Option<String>,
     /// Position of the attachment in the message.
-    pub attachment: i64,
+    pub attachment: Option<i64>,
     /// Hex SHA-256.
     pub sha256: String,
     /// MIME type.
@@ -47,10 +47,11 @@ pub struct NewMedia {
     pub path: String,
 }
 
-/// Records a stored file; returns its id. Recording the same attachment again returns the
-/// existing id.
+/// Records a stored file; returns its id. Recording the same attachment of a message again
+/// returns the existing id.
 pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<String, StoreError> {
     let id = Uuid::now_v7().to_string();
+    let of_message = new.message_id.clone().zip(new.attachment);
     tx.execute(
         query(
             "INSERT INTO media (id, message_id, attachment, sha256, mime_type, size, filename, \
@@ -58,7 +59,7 @@ pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<String
              ON CONFLICT (message_id, attachment) DO NOTHING",
         )
         .bind(&id)
-        .bind(&new.message_id)
+        .bind(new.message_id)
         .bind(new.attachment)
         .bind(new.sha256)
         .bind(new.mime_type)
@@ -68,11 +69,14 @@ pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<String
         .bind(now),
     )
     .await?;
+    let Some((message_id, attachment)) = of_message else {
+        return Ok(id);
+    };
     let (id,): (String,) = tx
         .fetch_one(
             query("SELECT id FROM media WHERE message_id = $1 AND attachment = $2")
-                .bind(new.message_id)
-                .bind(new.attachment),
+                .bind(message_id)
+                .bind(attachment),
         )
         .await?;
     Ok(id)

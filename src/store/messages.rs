@@ -655,6 +655,8 @@ pub struct DeliveryContext {
     pub message: Message,
     /// The conversation's account (which of our identities sends).
     pub account: String,
+    /// The conversation's title (an e-mail thread's subject).
+    pub conversation_title: Option<String>,
     /// The recipient's channel id.
     pub recipient: String,
     /// The recipient's contact id.
@@ -683,7 +685,8 @@ pub async fn delivery_context(
         query(
             "SELECT m.id, m.conversation_id, m.seq, m.channel, m.direction, m.role, m.author, \
              m.kind, m.content, m.attachments, m.provider_message_id, m.reply_to, m.status, \
-             m.status_at, m.error, m.created_at, m.metadata, c.account, k.external_id AS recipient, \
+             m.status_at, m.error, m.created_at, m.metadata, c.account, c.title AS conversation_title, \
+             k.external_id AS recipient, \
              c.contact_id, k.unreachable_since AS recipient_unreachable_since, \
              a.provider_message_id AS answered_provider_id, \
              (a.id IS NOT NULL AND EXISTS (SELECT 1 FROM messages n \
@@ -872,4 +875,27 @@ pub async fn append_reply(
     .bind(reply.inbound_seq)
     .bind(Uuid::now_v7().to_string());
     Ok(store.write_once(write, after).await?.pop())
+}
+
+/// The provider ids of a conversation's messages before seq `before`, oldest first, at most
+/// `limit` of the newest (an e-mail's `References`).
+pub async fn provider_ids_before(
+    db: &mut impl Db,
+    conversation_id: &str,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut rows: Vec<(String,)> = db
+        .fetch_all(
+            query(
+                "SELECT provider_message_id FROM messages WHERE conversation_id = $1 AND seq < $2 \
+                 AND provider_message_id IS NOT NULL ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(conversation_id)
+            .bind(before)
+            .bind(limit),
+        )
+        .await?;
+    rows.reverse();
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }

@@ -22,6 +22,7 @@ pub mod cursors;
 pub mod jobs;
 pub mod media;
 pub mod messages;
+pub mod threads;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 

@@ -33,6 +33,7 @@ fn message(id: &str, from: &str, text: &str) -> InboundEvent {
         conversation: ConversationRef::Current,
         sent_at: None,
         reply_to: None,
+        subject: None,
         content: Content::Text { body: text.into() },
         intent: None,
         metadata: Map::new(),
@@ -146,6 +147,7 @@ async fn reactions_and_edits_are_recorded_without_an_answer(backend: Backend) {
     app.all_answered().await;
 
     let reaction = InboundEvent::Message(InboundMessage {
+        subject: None,
         content: Content::Reaction(Reaction {
             target_provider_message_id: "tg.1".into(),
             emoji: Some("👍".into()),

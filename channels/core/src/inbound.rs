@@ -74,6 +74,16 @@ pub enum ConversationRef {
     /// The contact's current open conversation on this channel account, or a new one when there is
     /// none (WhatsApp, Telegram: one ongoing thread per person).
     Current,
+    /// A reply within a thread (e-mail): the conversation the gateway's thread `token` names, else
+    /// the conversation of the newest of `references` (provider ids, newest first) the gateway
+    /// knows; a new conversation when neither leads anywhere. Only the contact's own
+    /// conversations are joined.
+    Thread {
+        /// The gateway's thread token, when the reply carries one (a plus-address).
+        token: Option<String>,
+        /// Provider ids of the messages replied to, newest first (`In-Reply-To`, `References`).
+        references: Vec<String>,
+    },
 }
 
 /// A message written by an end user.
@@ -95,6 +105,9 @@ pub struct InboundMessage {
     pub reply_to: Option<String>,
     /// What was written.
     pub content: Content,
+    /// What the message is about, when the channel says (an e-mail's subject): the title of a new
+    /// conversation.
+    pub subject: Option<String>,
     /// What the message explicitly asks for (a command), if anything.
     pub intent: Option<Intent>,
     /// Channel-specific facts worth keeping (referral, forwarded flag, raw type…).

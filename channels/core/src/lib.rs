@@ -22,5 +22,6 @@ pub use inbound::{
 };
 pub use media::{MediaDownload, MediaFetcher};
 pub use outbound::{
-    Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent, TypingTarget,
+    Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread, ThreadLine,
+    TypingTarget,
 };

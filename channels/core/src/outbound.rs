@@ -29,6 +29,39 @@ pub struct OutboundMessage {
     /// Whether the channel's customer-service window ([`Sender::service_window`]) is open: the user
     /// wrote recently enough for free-form messages. Always true on channels without a window.
     pub service_window_open: bool,
+    /// The thread the message belongs to, for channels that carry it in every message (e-mail's
+    /// subject, threading headers and quoted history). Only filled for senders that ask
+    /// ([`Sender::wants_thread`]).
+    pub thread: Option<Thread>,
+}
+
+/// The conversation an outbound message continues, as threaded channels show it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Thread {
+    /// The conversation's subject (its title).
+    pub subject: Option<String>,
+    /// The provider id of the message this one answers (e-mail: `In-Reply-To`).
+    pub in_reply_to: Option<String>,
+    /// Provider ids of the conversation's messages so far, oldest first (e-mail: `References`).
+    pub references: Vec<String>,
+    /// The gateway's token for this thread: replies that carry it come back to the conversation
+    /// (e-mail: the plus-address of `Reply-To`).
+    pub token: String,
+    /// The most recent messages before this one, oldest first.
+    pub history: Vec<ThreadLine>,
+}
+
+/// A message of a thread's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadLine {
+    /// Who wrote it: `user`, `ai`, `expert` or `system`.
+    pub role: String,
+    /// The author's name, when known.
+    pub author: Option<String>,
+    /// What they wrote.
+    pub text: String,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The content of an outbound message.
@@ -167,5 +200,10 @@ pub trait Sender: Send + Sync + 'static {
     /// through [`OutboundMessage::service_window_open`].
     fn service_window(&self) -> Option<Duration> {
         None
+    }
+
+    /// Whether messages need their [`Thread`] (e-mail). Other channels are spared the queries.
+    fn wants_thread(&self) -> bool {
+        false
     }
 }

@@ -192,6 +192,7 @@ fn new_message(message: &Message, bot: &BotIdentity) -> Result<InboundMessage, &
         conversation: ConversationRef::Current,
         sent_at: Some(message.date),
         reply_to: replied(message).map(|replied| provider_message_id(chat_id, replied.id.0)),
+        subject: None,
         content: read.content,
         intent: read.intent,
         metadata: read.metadata,
@@ -380,6 +381,7 @@ fn button_press(query: &CallbackQuery, bot: &BotIdentity) -> Result<InboundMessa
         // A callback query carries no date; the gateway stamps it on arrival.
         sent_at: None,
         reply_to,
+        subject: None,
         content: Content::Interactive(InteractiveReply {
             title: title.unwrap_or_else(|| data.clone()),
             id: data,

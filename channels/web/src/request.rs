@@ -148,6 +148,7 @@ impl ChatRequest {
             conversation,
             sent_at: None,
             reply_to: None,
+            subject: None,
             content,
             intent: None,
             metadata: serde_json::Map::new(),

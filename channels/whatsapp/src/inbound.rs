@@ -435,6 +435,7 @@ impl WireMessage {
             conversation: ConversationRef::Current,
             sent_at,
             reply_to,
+            subject: None,
             content,
             intent: None,
             metadata: extra,

@@ -397,6 +397,7 @@ mod tests {
             reply_to: None,
             content,
             service_window_open: true,
+            thread: None,
         }
     }
 

@@ -186,6 +186,7 @@ fn a_private_text_is_a_message_from_the_chat() {
             conversation: ConversationRef::Current,
             sent_at: DateTime::from_timestamp(DATE, 0),
             reply_to: None,
+            subject: None,
             content: Content::Text {
                 body: "Hi there".into()
             },

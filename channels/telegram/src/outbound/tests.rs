@@ -25,6 +25,7 @@ fn message(to: i64, content: OutboundContent) -> OutboundMessage {
         reply_to: None,
         content,
         service_window_open: true,
+        thread: None,
     }
 }
 
