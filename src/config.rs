@@ -29,6 +29,8 @@ pub struct Config {
     pub whatsapp: WhatsappConfig,
     /// The Telegram channel. Off until a bot token is set.
     pub telegram: TelegramConfig,
+    /// The e-mail channel. Inbound routes are on when their secret is set; replies need SMTP.
+    pub email: EmailConfig,
     /// Background jobs: deliveries and media downloads, their retries.
     pub jobs: JobsConfig,
     /// Where downloaded media is kept.
@@ -602,6 +604,109 @@ impl TelegramConfig {
     }
 }
 
+/// The e-mail channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The gateway's address, e.g. `Support <support@mail.example.com>`: the sender of replies,
+    /// and (its local part and domain) the address mail to the gateway goes to. Required for the
+    /// channel.
+    pub from: Option<String>,
+    /// The domain of reply addresses (`<local>+<token>@<domain>`) and of the gateway's Message-IDs.
+    /// Default: the domain of `from`.
+    pub reply_domain: Option<String>,
+    /// The SMTP server replies go through: `smtp://host:587` (STARTTLS), `smtps://host:465`,
+    /// `smtp://user:password@host`. Unset: mail is received but not answered by mail.
+    pub smtp_url: Option<String>,
+    /// Longest time for one SMTP delivery.
+    #[serde(with = "humantime_serde")]
+    pub smtp_timeout: Duration,
+    /// Mailgun's webhook signing key: turns on `POST /webhooks/email/mailgun`.
+    pub mailgun_signing_key: Option<String>,
+    /// Basic-auth user and password of `POST /webhooks/email/postmark` and `…/sendgrid` (set the
+    /// same in the provider's webhook URL). Both needed to turn those routes on.
+    pub inbound_user: Option<String>,
+    /// See `inbound_user`.
+    pub inbound_password: Option<String>,
+    /// Secret of `POST /webhooks/email/raw` (self-hosted MTAs): the body's HMAC-SHA256 in
+    /// `X-Switchboard-Signature: sha256=<hex>`.
+    pub raw_secret: Option<String>,
+    /// Oldest Mailgun signature accepted.
+    #[serde(with = "humantime_serde")]
+    pub signature_max_age: Duration,
+    /// Largest inbound mail (request body), in bytes.
+    pub max_bytes: usize,
+    /// Mails of one sender answered per hour at most; further ones are stored unanswered (a
+    /// guard against mail loops and floods).
+    pub max_answers_per_hour: u32,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            from: None,
+            reply_domain: None,
+            smtp_url: None,
+            smtp_timeout: Duration::from_secs(30),
+            mailgun_signing_key: None,
+            inbound_user: None,
+            inbound_password: None,
+            raw_secret: None,
+            signature_max_age: Duration::from_secs(300),
+            max_bytes: 25 * 1024 * 1024,
+            max_answers_per_hour: 10,
+        }
+    }
+}
+
+impl EmailConfig {
+    /// The gateway's reply address: the local part of `from` and the reply domain. `None` when
+    /// `from` is unset or not an address.
+    pub fn reply_address(&self) -> Option<switchboard_email::ReplyAddress> {
+        let from = self.from.as_deref()?;
+        let address = from
+            .rsplit_once('<')
+            .map_or(from, |(_, rest)| rest.trim_end_matches('>'))
+            .trim();
+        let (local, domain) = address.rsplit_once('@')?;
+        let domain = self.reply_domain.as_deref().unwrap_or(domain);
+        (!local.is_empty() && !domain.is_empty()).then(|| switchboard_email::ReplyAddress {
+            local: local.to_ascii_lowercase(),
+            domain: domain.to_ascii_lowercase(),
+        })
+    }
+
+    /// The SMTP sender's settings, when replies can be mailed.
+    pub fn smtp(&self) -> Option<switchboard_email::SmtpSettings> {
+        let reply_to = self.reply_address()?;
+        Some(switchboard_email::SmtpSettings {
+            url: self.smtp_url.clone()?,
+            from: self.from.clone()?,
+            message_id_domain: reply_to.domain.clone(),
+            reply_to,
+            timeout: self.smtp_timeout,
+        })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let inbound = self.mailgun_signing_key.is_some()
+            || self.inbound_user.is_some()
+            || self.raw_secret.is_some()
+            || self.smtp_url.is_some();
+        if inbound && self.reply_address().is_none() {
+            return Err(
+                "email.from (EMAIL_FROM) must be the gateway's address, like \
+                 \"Support <support@mail.example.com>\", for the e-mail channel"
+                    .into(),
+            );
+        }
+        if self.inbound_user.is_some() != self.inbound_password.is_some() {
+            return Err("email.inbound_user and email.inbound_password go together".into());
+        }
+        Ok(())
+    }
+}
+
 /// Background jobs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -706,6 +811,13 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("TELEGRAM_WEBHOOK_SECRET", "telegram.webhook_secret"),
     ("TELEGRAM_API_URL", "telegram.api_url"),
     ("TELEGRAM_MODE", "telegram.mode"),
+    ("EMAIL_FROM", "email.from"),
+    ("EMAIL_REPLY_DOMAIN", "email.reply_domain"),
+    ("SMTP_URL", "email.smtp_url"),
+    ("MAILGUN_SIGNING_KEY", "email.mailgun_signing_key"),
+    ("EMAIL_INBOUND_USER", "email.inbound_user"),
+    ("EMAIL_INBOUND_PASSWORD", "email.inbound_password"),
+    ("EMAIL_RAW_SECRET", "email.raw_secret"),
 ];
 
 /// A configuration that cannot be used.
@@ -844,6 +956,7 @@ impl Config {
             );
         }
         self.telegram.validate().map_err(ConfigError::Invalid)?;
+        self.email.validate().map_err(ConfigError::Invalid)?;
         if self.jobs.concurrency == 0 || self.jobs.max_attempts == 0 {
             return invalid("jobs.concurrency and jobs.max_attempts must be at least 1".into());
         }
@@ -1015,6 +1128,16 @@ mod tests {
         config.whatsapp.verify_token = Some("x".into());
         config.whatsapp.access_token = Some("x".into());
         config.whatsapp.fallback_template = Some(template.clone());
+        config.email = EmailConfig {
+            from: Some("S <s@x.test>".into()),
+            reply_domain: Some("x.test".into()),
+            smtp_url: Some("smtp://x".into()),
+            mailgun_signing_key: Some("x".into()),
+            inbound_user: Some("x".into()),
+            inbound_password: Some("x".into()),
+            raw_secret: Some("x".into()),
+            ..EmailConfig::default()
+        };
         config.telegram.token = Some("x".into());
         config.telegram.webhook_secret = Some("x".into());
         config.telegram.bots.push(TelegramBotConfig {

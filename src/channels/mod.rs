@@ -64,6 +64,11 @@ impl Channels {
                 )),
             );
         }
+        if let Some(settings) = config.email.smtp() {
+            let sender = switchboard_email::SmtpSender::new(settings)
+                .map_err(|e| anyhow::anyhow!("cannot set up the SMTP sender: {e}"))?;
+            channels.add_sender(Channel::Email, Arc::new(sender));
+        }
         if let Some(telegram) = Telegram::from_config(&config.telegram)? {
             let telegram = Arc::new(telegram);
             channels.add_sender(Channel::Telegram, telegram.bots().clone());

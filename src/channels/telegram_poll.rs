@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use super::telegram::Telegram;
 use crate::{
-    pipeline::{Cursor, Pipeline},
+    pipeline::{Checkpoint, Pipeline},
     store::{Store, cursors},
 };
 
@@ -132,7 +132,7 @@ impl Poller {
             events.extend(parsed.events);
             callbacks.extend(parsed.callback_query_id);
         }
-        let cursor = Cursor {
+        let cursor = Checkpoint::Cursor {
             name: self.cursor_name(),
             value: last.to_string(),
         };

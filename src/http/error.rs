@@ -6,8 +6,8 @@
 
 use axum::{
     Json,
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
-    http::StatusCode,
+    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
+    http::{HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -24,6 +24,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// A header the answer needs (`WWW-Authenticate` with a 401).
+    header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -33,7 +35,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            header: None,
         }
+    }
+
+    /// The same error, answered with a header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.header = Some((name, value));
+        self
     }
 
     /// 404 for anything the caller may not see or that does not exist; the two are
@@ -70,7 +79,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 
@@ -88,6 +101,11 @@ impl From<IngestError> for ApiError {
                 StatusCode::CONFLICT,
                 "conversation_closed",
                 "this conversation is closed; start a new one",
+            ),
+            IngestError::Replayed => ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "replayed",
+                "this request was already received; its one-time token cannot be used again",
             ),
             IngestError::Store(e) => ApiError::internal(&e),
             IngestError::Internal(e) => ApiError::internal(&e),
@@ -167,6 +185,19 @@ impl From<JsonRejection> for ApiError {
             }
             other => ApiError::new(other.status(), "invalid_request", other.body_text()),
         }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large",
+            );
+        }
+        ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
     }
 }
 

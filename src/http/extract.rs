@@ -13,6 +13,22 @@ use super::{AppState, error::ApiError};
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// A raw request body (webhooks verify signatures over the exact bytes), with rejections — a body
+/// over the size limit — in the API's error format.
+#[derive(Debug)]
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(ApiBytes)
+            .map_err(ApiError::from)
+    }
+}
+
 /// `axum::extract::Query`, with rejections in the API's error format.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(Query), rejection(ApiError))]

@@ -5,44 +5,13 @@
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use tokio_util::io::ReaderStream;
 
-use super::{ApiError, AppState, extract::ApiPath};
+use super::{ApiError, AppState, auth::require_operator, extract::ApiPath};
 use crate::store::media;
-
-/// Checks `Authorization: Bearer <server.admin_token>`, in constant time.
-pub(super) fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let unauthenticated = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "this route needs the operator's bearer token",
-        )
-    };
-    let Some(expected) = state.config.server.admin_token.as_deref() else {
-        return Err(unauthenticated());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(unauthenticated)?;
-    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(unauthenticated())
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// `GET /v1/media/{id}`
 pub(super) async fn get(

@@ -4,6 +4,7 @@
 //! Handlers stay thin: they extract and validate, call the pipeline or the store, and shape the
 //! answer. Every error is an [`ApiError`].
 
+pub mod auth;
 mod chat;
 mod conversations;
 pub mod error;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/telegram/{bot}",
             post(webhooks::telegram::receive),
         )
+        .merge(email_webhooks(&state.config))
         .route("/", get(pages::index))
         .route("/widget.js", get(pages::widget))
         .route("/healthz", get(ops::health))
@@ -105,6 +107,16 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The inbound mail routes, with their own body limit: mails with attachments are large.
+fn email_webhooks(config: &Config) -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/email/mailgun", post(webhooks::email::mailgun))
+        .route("/webhooks/email/postmark", post(webhooks::email::postmark))
+        .route("/webhooks/email/sendgrid", post(webhooks::email::sendgrid))
+        .route("/webhooks/email/raw", post(webhooks::email::raw))
+        .layer(DefaultBodyLimit::max(config.email.max_bytes))
 }
 
 fn cors(config: &Config) -> CorsLayer {

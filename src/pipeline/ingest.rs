@@ -80,6 +80,9 @@ pub enum IngestError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request's one-time value was used before: a replayed webhook.
+    #[error("this request was already received (its one-time token was used)")]
+    Replayed,
     /// The ingest task panicked or was cancelled by a shutdown.
     #[error("ingest failed: {0}")]
     Internal(String),
@@ -97,26 +100,40 @@ pub struct Source {
     /// Whether its media must be downloaded (provider links expire): attachments then get a
     /// `fetch_media` job in the same transaction.
     pub fetches_media: bool,
+    /// At most this many messages of one contact are answered per hour; further ones are stored
+    /// unanswered (mail loops, floods).
+    pub answers_per_hour: Option<u32>,
 }
 
-/// A position in a provider's stream that moves with the batch read up to it (see
-/// `store::cursors`).
+/// Something recorded in the transaction of a batch, so that the two are stored together or not
+/// at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    /// The stream's name.
-    pub name: String,
-    /// The position after the batch.
-    pub value: String,
+pub enum Checkpoint {
+    /// A provider stream's position after the batch (Telegram's update offset, `store::cursors`).
+    Cursor {
+        /// The stream's name.
+        name: String,
+        /// The position after the batch.
+        value: String,
+    },
+    /// A signed webhook's one-time value (Mailgun's token): a value seen before refuses the
+    /// batch as a replay ([`IngestError::Replayed`]).
+    Once {
+        /// Whose values these are.
+        scope: String,
+        /// The value.
+        token: String,
+    },
 }
 
-/// Ingests a batch in one transaction (moving `cursor` with it), publishes what changed to the
-/// live hub, and returns one outcome per event.
+/// Ingests a batch in one transaction (recording `checkpoint` with it), publishes what changed to
+/// the live hub, and returns one outcome per event.
 pub async fn ingest(
     store: &Store,
     hub: &Hub,
     source: Source,
     events: &[InboundEvent],
-    cursor: Option<&Cursor>,
+    checkpoint: Option<&Checkpoint>,
     now: Timestamp,
 ) -> Result<Vec<Outcome>, IngestError> {
     let channel = source.channel;
@@ -124,13 +141,13 @@ pub async fn ingest(
     loop {
         let result = match events {
             [InboundEvent::Message(message)]
-                if cursor.is_none() && appends_to_named_conversation(message) =>
+                if checkpoint.is_none() && appends_to_named_conversation(message) =>
             {
                 append(store, hub, channel, message, now)
                     .await
                     .map(|o| vec![o])
             }
-            _ => try_ingest(store, hub, source, events, cursor, now).await,
+            _ => try_ingest(store, hub, source, events, checkpoint, now).await,
         };
         match result {
             Err(IngestError::Store(e)) if e.is_unique_violation() && attempt < ATTEMPTS => {
@@ -226,11 +243,16 @@ async fn try_ingest(
     hub: &Hub,
     source: Source,
     events: &[InboundEvent],
-    cursor: Option<&Cursor>,
+    checkpoint: Option<&Checkpoint>,
     now: Timestamp,
 ) -> Result<Vec<Outcome>, IngestError> {
     let channel = source.channel;
     let mut tx = store.begin().await?;
+    if let Some(Checkpoint::Once { scope, token }) = checkpoint
+        && !threads::see_once(&mut tx, scope, token, now).await?
+    {
+        return Err(IngestError::Replayed);
+    }
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
         let outcome = match event {
@@ -250,8 +272,8 @@ async fn try_ingest(
         };
         outcomes.push(outcome);
     }
-    if let Some(cursor) = cursor {
-        cursors::set(&mut tx, &cursor.name, &cursor.value, now).await?;
+    if let Some(Checkpoint::Cursor { name, value }) = checkpoint {
+        cursors::set(&mut tx, name, value, now).await?;
     }
     tx.commit_then(|| publish(hub, &outcomes)).await?;
     Ok(outcomes)
@@ -323,6 +345,24 @@ async fn store_message(
         }
     };
     let (attachments, mut metadata) = message_data(inbound);
+    let mut awaits_answer = inbound.content.expects_answer();
+    if awaits_answer && let Some(limit) = source.answers_per_hour {
+        let recent = messages::inbound_of_contact_since(
+            tx,
+            &conversation.contact_id,
+            now.minus(Duration::from_secs(3600)),
+        )
+        .await?;
+        if recent >= i64::from(limit) {
+            awaits_answer = false;
+            metadata.insert(
+                "unanswered".into(),
+                json!(format!(
+                    "more than {limit} messages from this sender within an hour"
+                )),
+            );
+        }
+    }
     let reply_to = match &inbound.reply_to {
         Some(provider_id) => {
             metadata.insert("reply_to_provider_id".into(), json!(provider_id));
@@ -347,7 +387,7 @@ async fn store_message(
             provider_message_id: inbound.provider_message_id.clone(),
             reply_to,
             status: DeliveryStatus::Received,
-            awaits_answer: inbound.content.expects_answer(),
+            awaits_answer,
             metadata,
         },
         now,
@@ -364,7 +404,7 @@ async fn store_message(
         Some(message) => Ok(Outcome::Stored {
             message,
             mode: conversation.mode,
-            awaits_answer: inbound.content.expects_answer(),
+            awaits_answer,
         }),
         // A concurrent transaction stored the same provider message after our check: undo this
         // attempt entirely (it may have created a conversation) and let the retry find it.

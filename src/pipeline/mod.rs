@@ -28,7 +28,7 @@ use std::{sync::Arc, time::Duration};
 use switchboard_channel::{Channel, InboundEvent, InboundMessage};
 
 pub use handoff::{Handoff, HandoffError};
-pub use ingest::{Cursor, IngestError, Outcome};
+pub use ingest::{Checkpoint, IngestError, Outcome};
 pub use turn::{ReplyWatch, TurnOutcome};
 
 use crate::{
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     agents: AgentRegistry,
     channels: Channels,
     wakers: Wakers,
+    /// Per channel, how many messages of one contact are answered per hour at most.
+    answers_per_hour: std::collections::HashMap<Channel, u32>,
     router: Router,
     default_agent: String,
     config: crate::config::PipelineConfig,
@@ -83,6 +85,7 @@ impl Pipeline {
                 agents,
                 channels,
                 wakers,
+                answers_per_hour: [(Channel::Email, config.email.max_answers_per_hour)].into(),
                 router: Router::new(&config.routing),
                 default_agent: config.routing.default_agent.clone(),
                 config: config.pipeline.clone(),
@@ -101,21 +104,22 @@ impl Pipeline {
         self.ingest_to(channel, events, None).await
     }
 
-    /// Like [`Pipeline::ingest`], moving a stream's cursor in the same transaction: the batch and
-    /// the position after it are stored together or not at all, so a restart neither loses nor
-    /// repeats what was read (Telegram's long polling). An empty batch just moves the cursor.
+    /// Like [`Pipeline::ingest`], recording a checkpoint in the same transaction: a stream's
+    /// position (the batch and the position after it are stored together or not at all, so a
+    /// restart neither loses nor repeats what was read: Telegram's long polling; an empty batch
+    /// just moves it), or a webhook's one-time token (a replay is refused).
     pub async fn ingest_to(
         &self,
         channel: Channel,
         events: Vec<InboundEvent>,
-        cursor: Option<Cursor>,
+        checkpoint: Option<Checkpoint>,
     ) -> Result<Vec<Outcome>, IngestError> {
         let inner = self.inner.clone();
         // Runs to completion even if the caller (an HTTP request) is cancelled, so that a committed
         // message is always dispatched.
         spawn_detached(async move {
             inner
-                .ingest(channel, events, cursor, None)
+                .ingest(channel, events, checkpoint, None)
                 .await
                 .map(|(o, _)| o)
         })
@@ -180,20 +184,21 @@ impl Inner {
         self: &Arc<Self>,
         channel: Channel,
         events: Vec<InboundEvent>,
-        cursor: Option<Cursor>,
+        checkpoint: Option<Checkpoint>,
         mut watcher: Option<turn::ReplyWatcher>,
     ) -> Result<(Vec<Outcome>, bool), IngestError> {
         let now = self.clock.now();
         let source = ingest::Source {
             channel,
             fetches_media: self.channels.fetcher(channel).is_some(),
+            answers_per_hour: self.answers_per_hour.get(&channel).copied(),
         };
         let outcomes = ingest::ingest(
             &self.store,
             &self.hub,
             source,
             &events,
-            cursor.as_ref(),
+            checkpoint.as_ref(),
             now,
         )
         .await?;

@@ -899,3 +899,22 @@ pub async fn provider_ids_before(
     rows.reverse();
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
+
+/// How many messages a contact wrote (on any of their conversations) since `since`.
+pub async fn inbound_of_contact_since(
+    db: &mut impl Db,
+    contact_id: &str,
+    since: Timestamp,
+) -> Result<i64, StoreError> {
+    let (n,): (i64,) = db
+        .fetch_one(
+            query(
+                "SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE c.contact_id = $1 AND m.direction = 'inbound' AND m.created_at > $2",
+            )
+            .bind(contact_id)
+            .bind(since),
+        )
+        .await?;
+    Ok(n)
+}

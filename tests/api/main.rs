@@ -11,6 +11,7 @@ mod binary;
 mod browser;
 mod chat;
 mod conversations;
+mod email;
 mod errors;
 mod events;
 mod ingest;

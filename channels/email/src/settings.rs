@@ -1,6 +1,6 @@
 //! What the channel needs to know: the gateway's addresses and its SMTP server.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 /// The address replies go to: `<local>+<token>@<domain>`. Mail to any `<local>+…@<domain>` (or
 /// plain `<local>@<domain>`) is mail to the gateway.
@@ -32,10 +32,15 @@ impl ReplyAddress {
 }
 
 /// The SMTP side.
-#[derive(Debug, Clone)]
+///
+/// `Debug` leaves out the URL's user information, which holds the SMTP password.
+#[derive(Clone)]
 pub struct SmtpSettings {
-    /// `smtp://host:port` (plain, or STARTTLS when offered… see lettre), `smtps://host:port`
-    /// (TLS), with `?tls=required` to insist on STARTTLS; credentials as `smtp://user:pass@host`.
+    /// Read by lettre: `smtps://host:port` (implicit TLS, default port 465),
+    /// `smtp://host:port?tls=required` (STARTTLS, refused when the server does not offer it; 587),
+    /// `smtp://host:port?tls=opportunistic` (STARTTLS when offered, else plain; 587), or
+    /// `smtp://host:port` (always plain, never STARTTLS; 25). Credentials as
+    /// `smtps://user:pass@host`, percent-encoded.
     pub url: String,
     /// The sender, e.g. `Support <support@example.com>`.
     pub from: String,
@@ -45,4 +50,16 @@ pub struct SmtpSettings {
     pub message_id_domain: String,
     /// Longest time for one SMTP delivery.
     pub timeout: Duration,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &crate::outbound::without_user_info(&self.url))
+            .field("from", &self.from)
+            .field("reply_to", &self.reply_to)
+            .field("message_id_domain", &self.message_id_domain)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }

@@ -5,6 +5,7 @@
 //! 200. A provider that gets an error retries, and retries are recognised by their provider ids, so
 //! answering an error is always safe and answering 200 always means "stored".
 
+pub mod email;
 pub mod telegram;
 pub mod whatsapp;
 

@@ -3,7 +3,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -12,14 +11,17 @@ use switchboard_channel::Channel;
 use switchboard_telegram::{SECRET_HEADER, parse, verify_secret};
 
 use super::{channel_off, summary};
-use crate::http::{ApiError, AppState, extract::ApiPath};
+use crate::http::{
+    ApiError, AppState,
+    extract::{ApiBytes, ApiPath},
+};
 
 /// Checks the secret, parses the update, and answers 200 once it is stored.
 pub async fn receive(
     State(state): State<AppState>,
     ApiPath(bot): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let Some(telegram) = state.channels.telegram() else {
         return Err(channel_off("telegram"));

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use axum::{
     Json,
-    body::Bytes,
     extract::{Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -14,7 +13,7 @@ use switchboard_channel::Channel;
 use switchboard_whatsapp::{SIGNATURE_HEADER, parse, verify_signature, verify_subscription};
 
 use super::{channel_off, summary};
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, extract::ApiBytes};
 
 /// `GET /webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: answers the
 /// challenge when the token is ours.
@@ -47,7 +46,7 @@ pub async fn verify(
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let Some(secret) = &state.config.whatsapp.app_secret else {
         return Err(channel_off("whatsapp"));

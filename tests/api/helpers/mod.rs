@@ -5,6 +5,7 @@ pub mod botapi;
 mod db;
 pub mod fake;
 pub mod graph;
+pub mod smtp;
 pub mod sse;
 
 use std::{net::SocketAddr, time::Duration};
@@ -195,6 +196,29 @@ impl TestApp {
             request = request.header("x-telegram-bot-api-secret-token", secret);
         }
         json_response(request.send().await.expect("webhook request")).await
+    }
+
+    /// `POST /webhooks/email/raw` with a body signed with the configured raw secret.
+    pub async fn email(&self, raw: &[u8]) -> (u16, Value) {
+        let secret = self
+            .config
+            .email
+            .raw_secret
+            .as_deref()
+            .expect("an e-mail raw secret in the test configuration");
+        let response = self
+            .client
+            .post(self.url("/webhooks/email/raw"))
+            .header("content-type", "message/rfc822")
+            .header(
+                "x-switchboard-signature",
+                switchboard_email::providers::raw::sign(raw, secret),
+            )
+            .body(raw.to_vec())
+            .send()
+            .await
+            .expect("mail request");
+        json_response(response).await
     }
 
     /// Attaches a database to this app, so that it is dropped with it.

@@ -1,0 +1,295 @@
+//! Inbound mail, one route per way mail reaches the gateway:
+//!
+//! - `POST /webhooks/email/mailgun`: Mailgun's "forward" route (URL-encoded or multipart form),
+//!   signed with the webhook signing key over `timestamp ‖ token`; signatures older than
+//!   `email.signature_max_age` are refused, and each token is accepted once (recorded in the
+//!   transaction that stores the mail, so a Mailgun retry after a failure still gets through).
+//! - `POST /webhooks/email/postmark`: Postmark's inbound JSON, behind Basic auth.
+//! - `POST /webhooks/email/sendgrid`: SendGrid's Inbound Parse (multipart), behind Basic auth.
+//! - `POST /webhooks/email/raw`: a `message/rfc822` body from a self-hosted MTA, with the body's
+//!   HMAC in `X-Switchboard-Signature`.
+//!
+//! Every route ends the same way: an automated mail (auto-reply, bounce, mailing list) is
+//! acknowledged and dropped without an answer; the attachments are stored in the media directory;
+//! the mail is ingested as a reply within its thread, or as a new conversation.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{FromRequest, Multipart, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures::stream;
+use serde_json::json;
+use switchboard_channel::{Attachment, Channel, InboundEvent, MediaKind};
+use switchboard_email::{InboundEmail, ReplyAddress, parse_mime, providers};
+
+use super::{channel_off, summary};
+use crate::{
+    http::{ApiError, AppState, auth::require_basic, extract::ApiBytes},
+    media::{Expected, MediaError},
+    pipeline::Checkpoint,
+    store::media::{self, NewMedia},
+};
+
+/// `POST /webhooks/email/mailgun`
+pub async fn mailgun(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (Some(key), Some(ours)) = (
+        state.config.email.mailgun_signing_key.clone(),
+        state.config.email.reply_address(),
+    ) else {
+        return Err(channel_off("email (mailgun)"));
+    };
+    let fields = form_fields(&state, request).await?;
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let (timestamp, token, signature) = (field("timestamp"), field("token"), field("signature"));
+    let checked = providers::mailgun::verify(
+        &key,
+        &timestamp,
+        &token,
+        &signature,
+        state.clock.now().to_datetime(),
+        state.config.email.signature_max_age,
+    );
+    if let Err(e) = checked {
+        tracing::warn!(reason = %e, "refused a Mailgun webhook");
+        let code = match e {
+            providers::mailgun::MailgunError::Stale => "stale_signature",
+            _ => "invalid_signature",
+        };
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            "the Mailgun signature is missing, wrong or too old",
+        ));
+    }
+    let email = providers::mailgun::parse(&fields, &ours).map_err(invalid)?;
+    let once = Checkpoint::Once {
+        scope: "mailgun".into(),
+        token,
+    };
+    receive(&state, &ours, email, Some(once)).await
+}
+
+/// `POST /webhooks/email/postmark`
+pub async fn postmark(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, ApiError> {
+    let ours = basic_auth(&state, &headers)?;
+    let email = providers::postmark::parse(&body, &ours).map_err(invalid)?;
+    receive(&state, &ours, email, None).await
+}
+
+/// `POST /webhooks/email/sendgrid`
+pub async fn sendgrid(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let ours = basic_auth(&state, request.headers())?;
+    let fields = form_fields(&state, request).await?;
+    let email = providers::sendgrid::parse(&fields, &ours).map_err(invalid)?;
+    receive(&state, &ours, email, None).await
+}
+
+/// `POST /webhooks/email/raw`
+pub async fn raw(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, ApiError> {
+    let (Some(secret), Some(ours)) = (
+        state.config.email.raw_secret.clone(),
+        state.config.email.reply_address(),
+    ) else {
+        return Err(channel_off("email (raw)"));
+    };
+    let signature = headers
+        .get(providers::raw::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if providers::raw::verify(signature, &body, &secret).is_err() {
+        tracing::warn!("refused a raw mail with a bad signature");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the X-Switchboard-Signature header is missing or does not match the body",
+        ));
+    }
+    let email = parse_mime(&body, &ours).map_err(invalid)?;
+    receive(&state, &ours, email, None).await
+}
+
+fn invalid(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string())
+}
+
+/// Checks Basic auth against `email.inbound_user` / `inbound_password`.
+fn basic_auth(state: &AppState, headers: &HeaderMap) -> Result<ReplyAddress, ApiError> {
+    let config = &state.config.email;
+    let (Some(user), Some(password), Some(ours)) = (
+        config.inbound_user.as_deref(),
+        config.inbound_password.as_deref(),
+        config.reply_address(),
+    ) else {
+        return Err(channel_off("email (postmark, sendgrid)"));
+    };
+    require_basic(headers, user, password)?;
+    Ok(ours)
+}
+
+/// The fields of a form, URL-encoded or multipart (files included, as bytes).
+async fn form_fields(
+    state: &AppState,
+    request: Request,
+) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| invalid(e.body_text()))?;
+        let mut fields = Vec::new();
+        while let Some(field) = multipart.next_field().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                invalid(e.body_text())
+            }
+        })? {
+            let name = field.name().unwrap_or_default().to_owned();
+            // A file part's name and type travel beside it (Mailgun's non-MIME mode needs them).
+            if let Some(filename) = field.file_name() {
+                fields.push((format!("{name}.filename"), filename.as_bytes().to_vec()));
+            }
+            if let Some(content_type) = field.content_type() {
+                fields.push((
+                    format!("{name}.content-type"),
+                    content_type.as_bytes().to_vec(),
+                ));
+            }
+            let value = field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    invalid(e.body_text())
+                }
+            })?;
+            fields.push((name, value.to_vec()));
+        }
+        Ok(fields)
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        let body = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                invalid(e.body_text())
+            }
+        })?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(invalid)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the mail as multipart/form-data or application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the mail is larger than email.max_bytes",
+    )
+}
+
+/// Drops automated mail, stores the attachments, ingests the mail.
+async fn receive(
+    state: &AppState,
+    ours: &ReplyAddress,
+    email: InboundEmail,
+    once: Option<Checkpoint>,
+) -> Result<Response, ApiError> {
+    if let Some(reason) = &email.automated {
+        tracing::info!(from = %email.from.address, %reason, "ignored an automated mail");
+        return Ok(Json(json!({"status": "ignored", "reason": reason})).into_response());
+    }
+    let mut attachments = Vec::with_capacity(email.attachments.len());
+    for file in &email.attachments {
+        let saved = state
+            .files
+            .save(
+                stream::iter([Ok(Bytes::from(file.bytes.clone()))]),
+                Expected {
+                    max_bytes: state.config.media.max_bytes,
+                    ..Expected::default()
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                MediaError::TooLarge { .. } => too_large(),
+                other => ApiError::internal(&other),
+            })?;
+        let mut tx = state.store.begin().await?;
+        let media_id = media::insert(
+            &mut tx,
+            NewMedia {
+                message_id: None,
+                attachment: None,
+                sha256: saved.sha256.clone(),
+                mime_type: file.mime_type.clone(),
+                size: i64::try_from(saved.size).unwrap_or(i64::MAX),
+                filename: file.filename.clone(),
+                path: saved.path,
+            },
+            state.clock.now(),
+        )
+        .await?;
+        tx.commit().await?;
+        attachments.push(Attachment {
+            kind: kind_of(&file.mime_type),
+            source: format!("sha256:{}", saved.sha256),
+            mime_type: Some(file.mime_type.clone()),
+            filename: file.filename.clone(),
+            size: Some(saved.size),
+            sha256: Some(saved.sha256),
+            media_id: Some(media_id),
+        });
+    }
+    let account = format!("{}@{}", ours.local, ours.domain);
+    let message = email.into_message(&account, attachments);
+    let outcomes = state
+        .pipeline
+        .ingest_to(Channel::Email, vec![InboundEvent::Message(message)], once)
+        .await?;
+    Ok(Json(summary(1, &outcomes)).into_response())
+}
+
+/// The kind of a file by its MIME type.
+fn kind_of(mime_type: &str) -> MediaKind {
+    match mime_type.split('/').next().unwrap_or_default() {
+        "image" => MediaKind::Image,
+        "audio" => MediaKind::Audio,
+        "video" => MediaKind::Video,
+        _ => MediaKind::Document,
+    }
+}
