@@ -10,7 +10,9 @@
 
 use std::{net::SocketAddr, path::Path};
 
-use anyhow::{Context, bail};
+use anyhow::Context as _;
+
+use anyhow::bail;
 use serde_json::Value;
 
 use crate::config::Config;
@@ -83,9 +85,10 @@ pub async fn run(config: &Config, replay: Replay<'_>) -> anyhow::Result<()> {
                 .header(switchboard_telegram::SECRET_HEADER, secret)
                 .body(body)
         }
+        "email" => email_request(config, replay.file, &body, base, replay.new_ids)?,
         other => bail!(
-            "cannot tell the channel of {}: replay takes files under webhooks/whatsapp/ or \
-             webhooks/telegram/ (the directory names the channel), got {other:?}",
+            "cannot tell the channel of {}: replay takes files under webhooks/whatsapp/, \
+             webhooks/telegram/ or webhooks/email/ (the directory names the channel), got {other:?}",
             replay.file.display()
         ),
     };
@@ -100,6 +103,130 @@ pub async fn run(config: &Config, replay: Replay<'_>) -> anyhow::Result<()> {
         bail!("the gateway refused the payload");
     }
     Ok(())
+}
+
+/// The request that delivers a recorded mail the way its route expects: a raw `.eml` signed with
+/// `email.raw_secret`; `mailgun.json` signed afresh with `email.mailgun_signing_key`;
+/// `postmark.json` and `sendgrid.json` with the Basic auth of `email.inbound_user`.
+fn email_request(
+    config: &Config,
+    file: &Path,
+    body: &[u8],
+    base: &str,
+    new_ids: bool,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    let client = reqwest::Client::new();
+    let email = &config.email;
+    let fresh_id = |text: &str| {
+        if new_ids {
+            renew_message_id(text)
+        } else {
+            text.to_owned()
+        }
+    };
+    let basic = || match (&email.inbound_user, &email.inbound_password) {
+        (Some(user), Some(password)) => Ok((user.clone(), password.clone())),
+        _ => Err(anyhow::anyhow!(
+            "set EMAIL_INBOUND_USER and EMAIL_INBOUND_PASSWORD as the gateway has them"
+        )),
+    };
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name.ends_with(".eml") {
+        let Some(secret) = &email.raw_secret else {
+            bail!("set EMAIL_RAW_SECRET as the gateway has it to sign raw mail");
+        };
+        let mail = fresh_id(&String::from_utf8_lossy(body)).into_bytes();
+        return Ok(client
+            .post(format!("{base}/webhooks/email/raw"))
+            .header("content-type", "message/rfc822")
+            .header(
+                switchboard_email::providers::raw::SIGNATURE_HEADER,
+                switchboard_email::providers::raw::sign(&mail, secret),
+            )
+            .body(mail));
+    }
+    let request: Value = serde_json::from_slice(body).context("the request is not JSON")?;
+    let fields = |request: &Value| -> Vec<(String, String)> {
+        request["fields"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), fresh_id(v.as_str().unwrap_or_default())))
+            .collect()
+    };
+    match name {
+        "mailgun.json" => {
+            let Some(key) = &email.mailgun_signing_key else {
+                bail!("set MAILGUN_SIGNING_KEY as the gateway has it to sign Mailgun requests");
+            };
+            let mut form = fields(&request);
+            let timestamp = chrono::Utc::now().timestamp().to_string();
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let signature = switchboard_email::providers::mailgun::sign(key, &timestamp, &token);
+            form.extend([
+                ("timestamp".to_owned(), timestamp),
+                ("token".to_owned(), token),
+                ("signature".to_owned(), signature),
+            ]);
+            Ok(client
+                .post(format!("{base}/webhooks/email/mailgun"))
+                .form(&form))
+        }
+        "postmark.json" => {
+            let (user, password) = basic()?;
+            let json = fresh_id(&String::from_utf8_lossy(body));
+            Ok(client
+                .post(format!("{base}/webhooks/email/postmark"))
+                .basic_auth(user, Some(password))
+                .header("content-type", "application/json")
+                .body(json))
+        }
+        "sendgrid.json" => {
+            let (user, password) = basic()?;
+            let form = fields(&request)
+                .into_iter()
+                .fold(reqwest::multipart::Form::new(), |form, (k, v)| {
+                    form.text(k, v)
+                });
+            Ok(client
+                .post(format!("{base}/webhooks/email/sendgrid"))
+                .basic_auth(user, Some(password))
+                .multipart(form))
+        }
+        other => bail!(
+            "webhooks/email/ holds .eml files and mailgun.json, postmark.json, sendgrid.json; \
+             got {other:?}"
+        ),
+    }
+}
+
+/// The text with every Message-ID header (or Postmark's `"Message-ID"` value) made new, so that
+/// the mail is a new one.
+fn renew_message_id(text: &str) -> String {
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find("message-id") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        // The id follows within the same line, between angle brackets.
+        match (from.find('<'), from.find(['\n', '\r'])) {
+            (Some(open), Some(end)) if open < end => {
+                out.push_str(&from[..=open]);
+                out.push_str(&format!("replayed.{suffix}."));
+                rest = &from[open + 1..];
+            }
+            _ => {
+                out.push_str(&from[..10]);
+                rest = &from[10..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A listen address as a client reaches it (a wildcard address means this machine).
@@ -247,6 +374,22 @@ mod telegram_tests {
         assert_eq!(
             fresh["message"]["reply_to_message"]["message_id"], 4,
             "what it replies to stays"
+        );
+    }
+}
+
+#[cfg(test)]
+mod email_tests {
+    #[test]
+    fn new_ids_make_a_mail_new() {
+        let mail =
+            "Message-ID: <abc@x.test>\r\nIn-Reply-To: <old@x.test>\r\nSubject: hi\r\n\r\nbody";
+        let renewed = super::renew_message_id(mail);
+        assert!(renewed.starts_with("Message-ID: <replayed."), "{renewed}");
+        assert!(renewed.contains("abc@x.test>"));
+        assert!(
+            renewed.contains("In-Reply-To: <old@x.test>"),
+            "threading stays: {renewed}"
         );
     }
 }

@@ -401,3 +401,66 @@ async fn telegram_webhooks_are_registered_and_replayed() {
     assert!(ok && printed.contains("\"stored\":1"), "{printed}");
     api.wait_for_sends(1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_fixtures_are_replayed_through_their_routes() {
+    let smtp = crate::helpers::smtp::FakeSmtp::start().await;
+    let smtp_url = smtp.url();
+    let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, move |config| {
+        config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
+        config.email.smtp_url = Some(smtp_url);
+        config.email.raw_secret = Some("raw-secret".into());
+        config.email.mailgun_signing_key = Some("mailgun-key".into());
+        config.email.inbound_user = Some("postmaster".into());
+        config.email.inbound_password = Some("inbound-password".into());
+    })
+    .await;
+    let url = format!("http://{}", app.address);
+    for file in [
+        "new_mail.eml",
+        "mailgun.json",
+        "postmark.json",
+        "sendgrid.json",
+    ] {
+        let url = url.clone();
+        let (ok, printed) = tokio::task::spawn_blocking(move || {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("webhooks/email")
+                .join(file);
+            switchboard(
+                &["replay", path.to_str().unwrap(), "--url", &url],
+                &[
+                    (
+                        "EMAIL_FROM",
+                        "Switchboard Support <support@mail.example.com>",
+                    ),
+                    ("EMAIL_RAW_SECRET", "raw-secret"),
+                    ("MAILGUN_SIGNING_KEY", "mailgun-key"),
+                    ("EMAIL_INBOUND_USER", "postmaster"),
+                    ("EMAIL_INBOUND_PASSWORD", "inbound-password"),
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(ok && printed.contains("\"stored\":1"), "{file}: {printed}");
+    }
+    // Replayed again with new ids, a recorded mail is a new mail.
+    let (ok, printed) = tokio::task::spawn_blocking(move || {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/email/new_mail.eml");
+        switchboard(
+            &["replay", path.to_str().unwrap(), "--url", &url, "--new-ids"],
+            &[
+                (
+                    "EMAIL_FROM",
+                    "Switchboard Support <support@mail.example.com>",
+                ),
+                ("EMAIL_RAW_SECRET", "raw-secret"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok && printed.contains("\"stored\":1"), "{printed}");
+    smtp.wait_for(5).await;
+}
