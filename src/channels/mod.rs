@@ -7,6 +7,7 @@
 //! Channels that need more than a sender — Telegram's bots poll, answer button presses and
 //! register webhooks — keep that in a module of their own ([`telegram`]).
 
+pub mod email;
 pub mod telegram;
 pub mod telegram_poll;
 

@@ -9,7 +9,7 @@
 //! - `POST /webhooks/email/raw`: a `message/rfc822` body from a self-hosted MTA, with the body's
 //!   HMAC in `X-Switchboard-Signature`.
 //!
-//! Every route ends the same way: an automated mail (auto-reply, bounce, mailing list) is
+//! Every route ends in the same [`Inbox`]: an automated mail (auto-reply, bounce, mailing list) is
 //! acknowledged and dropped without an answer; the attachments are stored in the media directory;
 //! the mail is ingested as a reply within its thread, or as a new conversation.
 
@@ -20,17 +20,14 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures::stream;
 use serde_json::json;
-use switchboard_channel::{Attachment, Channel, InboundEvent, MediaKind};
 use switchboard_email::{InboundEmail, ReplyAddress, parse_mime, providers};
 
 use super::{channel_off, summary};
 use crate::{
+    channels::email::{Inbox, ReceiveError, Received},
     http::{ApiError, AppState, auth::require_basic, extract::ApiBytes},
-    media::{Expected, MediaError},
     pipeline::Checkpoint,
-    store::media::{self, NewMedia},
 };
 
 /// `POST /webhooks/email/mailgun`
@@ -222,74 +219,29 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Drops automated mail, stores the attachments, ingests the mail.
+/// Hands the mail to the inbox and answers with what it did.
 async fn receive(
     state: &AppState,
     ours: &ReplyAddress,
     email: InboundEmail,
     once: Option<Checkpoint>,
 ) -> Result<Response, ApiError> {
-    if let Some(reason) = &email.automated {
-        tracing::info!(from = %email.from.address, %reason, "ignored an automated mail");
-        return Ok(Json(json!({"status": "ignored", "reason": reason})).into_response());
-    }
-    let mut attachments = Vec::with_capacity(email.attachments.len());
-    for file in &email.attachments {
-        let saved = state
-            .files
-            .save(
-                stream::iter([Ok(Bytes::from(file.bytes.clone()))]),
-                Expected {
-                    max_bytes: state.config.media.max_bytes,
-                    ..Expected::default()
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                MediaError::TooLarge { .. } => too_large(),
-                other => ApiError::internal(&other),
-            })?;
-        let mut tx = state.store.begin().await?;
-        let media_id = media::insert(
-            &mut tx,
-            NewMedia {
-                message_id: None,
-                attachment: None,
-                sha256: saved.sha256.clone(),
-                mime_type: file.mime_type.clone(),
-                size: i64::try_from(saved.size).unwrap_or(i64::MAX),
-                filename: file.filename.clone(),
-                path: saved.path,
-            },
-            state.clock.now(),
-        )
-        .await?;
-        tx.commit().await?;
-        attachments.push(Attachment {
-            kind: kind_of(&file.mime_type),
-            source: format!("sha256:{}", saved.sha256),
-            mime_type: Some(file.mime_type.clone()),
-            filename: file.filename.clone(),
-            size: Some(saved.size),
-            sha256: Some(saved.sha256),
-            media_id: Some(media_id),
-        });
-    }
-    let account = format!("{}@{}", ours.local, ours.domain);
-    let message = email.into_message(&account, attachments);
-    let outcomes = state
-        .pipeline
-        .ingest_to(Channel::Email, vec![InboundEvent::Message(message)], once)
-        .await?;
-    Ok(Json(summary(1, &outcomes)).into_response())
-}
-
-/// The kind of a file by its MIME type.
-fn kind_of(mime_type: &str) -> MediaKind {
-    match mime_type.split('/').next().unwrap_or_default() {
-        "image" => MediaKind::Image,
-        "audio" => MediaKind::Audio,
-        "video" => MediaKind::Video,
-        _ => MediaKind::Document,
+    let inbox = Inbox {
+        ours: ours.clone(),
+        store: state.store.clone(),
+        pipeline: state.pipeline.clone(),
+        files: state.files.clone(),
+        max_bytes: state.config.media.max_bytes,
+        clock: state.clock.clone(),
+    };
+    match inbox.receive(email, once).await {
+        Ok(Received::Ignored { reason }) => {
+            Ok(Json(json!({"status": "ignored", "reason": reason})).into_response())
+        }
+        Ok(Received::Ingested(outcomes)) => Ok(Json(summary(1, &outcomes)).into_response()),
+        Err(ReceiveError::TooLarge(_)) => Err(too_large()),
+        Err(ReceiveError::Ingest(e)) => Err(e.into()),
+        Err(ReceiveError::Store(e)) => Err(e.into()),
+        Err(ReceiveError::Media(e)) => Err(ApiError::internal(&e)),
     }
 }
