@@ -13,7 +13,12 @@ use tracing::{info, warn};
 
 use crate::{
     agents::AgentRegistry,
-    channels::{Channels, telegram_poll::Poller},
+    channels::{
+        Channels,
+        email::Inbox,
+        imap_poll::{ImapPoller, MailboxUrl},
+        telegram_poll::Poller,
+    },
     config::{Config, TelegramMode},
     http::{self, AppState},
     jobs::{
@@ -179,7 +184,8 @@ impl Gateway {
             channels: self.channels.clone(),
         };
         let app = http::router(state);
-        let pollers = self.start_telegram(&stop, &address);
+        let mut pollers = self.start_telegram(&stop, &address);
+        pollers.extend(self.start_imap(&stop)?);
         info!(%address, database = %redact(&self.config.database.url), "switchboard listening on http://{address}");
 
         let server_stop = stop.clone();
@@ -221,6 +227,32 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Starts polling the IMAP mailbox, when one is configured.
+    fn start_imap(
+        &self,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        let email = &self.config.email;
+        let (Some(url), Some(ours)) = (&email.imap.url, email.reply_address()) else {
+            return Ok(None);
+        };
+        let poller = ImapPoller {
+            url: MailboxUrl::parse(url)?,
+            inbox: Inbox {
+                ours,
+                store: self.store.clone(),
+                pipeline: self.pipeline.clone(),
+                files: self.files.clone(),
+                max_bytes: self.config.media.max_bytes,
+                clock: self.clock.clone(),
+            },
+            poll_interval: email.imap.poll_interval,
+            mark_seen: email.imap.mark_seen,
+            stop: stop.clone(),
+        };
+        Ok(Some(tokio::spawn(poller.run())))
+    }
+
     /// Starts what the Telegram bots need beside the server: who they are (for group chats), their
     /// webhooks when asked to register them, and a poller for each bot in polling mode.
     fn start_telegram(

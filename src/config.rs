@@ -639,6 +639,32 @@ pub struct EmailConfig {
     /// Mails of one sender answered per hour at most; further ones are stored unanswered (a
     /// guard against mail loops and floods).
     pub max_answers_per_hour: u32,
+    /// Polling a mailbox over IMAP, for deployments without an inbound mail provider.
+    pub imap: ImapConfig,
+}
+
+/// Polling a mailbox over IMAP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// The mailbox: `imaps://user:password@host:993/INBOX` (TLS), or `imap://…:143/INBOX`
+    /// (plain, for a server on a trusted network). Unset: no polling.
+    pub url: Option<String>,
+    /// How often the mailbox is checked when the server cannot notify (no IDLE).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Mark fetched mails read in the mailbox.
+    pub mark_seen: bool,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            poll_interval: Duration::from_secs(60),
+            mark_seen: true,
+        }
+    }
 }
 
 impl Default for EmailConfig {
@@ -655,6 +681,7 @@ impl Default for EmailConfig {
             signature_max_age: Duration::from_secs(300),
             max_bytes: 25 * 1024 * 1024,
             max_answers_per_hour: 10,
+            imap: ImapConfig::default(),
         }
     }
 }
@@ -692,7 +719,8 @@ impl EmailConfig {
         let inbound = self.mailgun_signing_key.is_some()
             || self.inbound_user.is_some()
             || self.raw_secret.is_some()
-            || self.smtp_url.is_some();
+            || self.smtp_url.is_some()
+            || self.imap.url.is_some();
         if inbound && self.reply_address().is_none() {
             return Err(
                 "email.from (EMAIL_FROM) must be the gateway's address, like \
@@ -702,6 +730,9 @@ impl EmailConfig {
         }
         if self.inbound_user.is_some() != self.inbound_password.is_some() {
             return Err("email.inbound_user and email.inbound_password go together".into());
+        }
+        if let Some(url) = &self.imap.url {
+            crate::channels::imap_poll::MailboxUrl::parse(url).map_err(|e| format!("{e:#}"))?;
         }
         Ok(())
     }
@@ -818,6 +849,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("EMAIL_INBOUND_USER", "email.inbound_user"),
     ("EMAIL_INBOUND_PASSWORD", "email.inbound_password"),
     ("EMAIL_RAW_SECRET", "email.raw_secret"),
+    ("EMAIL_IMAP_URL", "email.imap.url"),
 ];
 
 /// A configuration that cannot be used.
@@ -1136,6 +1168,10 @@ mod tests {
             inbound_user: Some("x".into()),
             inbound_password: Some("x".into()),
             raw_secret: Some("x".into()),
+            imap: ImapConfig {
+                url: Some("imaps://u:p@x/INBOX".into()),
+                ..ImapConfig::default()
+            },
             ..EmailConfig::default()
         };
         config.telegram.token = Some("x".into());

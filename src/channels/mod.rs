@@ -8,6 +8,7 @@
 //! register webhooks — keep that in a module of their own ([`telegram`]).
 
 pub mod email;
+pub mod imap_poll;
 pub mod telegram;
 pub mod telegram_poll;
 

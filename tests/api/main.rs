@@ -14,6 +14,7 @@ mod conversations;
 mod email;
 mod errors;
 mod events;
+mod imap;
 mod ingest;
 mod ordering;
 mod routing;

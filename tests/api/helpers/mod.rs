@@ -3,6 +3,7 @@
 
 pub mod botapi;
 mod db;
+pub mod dovecot;
 pub mod fake;
 pub mod graph;
 pub mod smtp;
