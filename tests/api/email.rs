@@ -117,6 +117,13 @@ async fn a_mail_is_answered_by_mail_in_its_thread(backend: Backend) {
     );
 
     app.all_delivered().await;
+    // The provider delivers the same mail again: it is recognised by its Message-ID.
+    let (status, body) = app.email(&fixture("new_mail.eml")).await;
+    assert_eq!((status, &body["duplicates"]), (200, &json!(1)), "{body}");
+    app.all_answered().await;
+    app.all_delivered().await;
+    assert_eq!(smtp.received().len(), 1, "answered once");
+    assert_eq!(app.count("messages").await, 2);
     let stored = messages::find_quoted(
         &mut app.store.reader(),
         Channel::Email,
