@@ -19,7 +19,8 @@ use crate::{
         imap_poll::{ImapPoller, MailboxUrl},
         telegram_poll::Poller,
     },
-    config::{Config, TelegramMode},
+    config::{Config, ExpertsConfig, TelegramMode},
+    experts::{Experts, notify::Notifications},
     http::{self, AppState},
     jobs::{
         self, JobContext,
@@ -30,9 +31,11 @@ use crate::{
     live::Hub,
     media::MediaStore,
     pipeline::Pipeline,
+    staff::Staff,
     store::Store,
     time::Clock,
 };
+use switchboard_channel::Channel;
 use switchboard_web::identity::IdentityVerifier;
 
 /// A gateway ready to serve.
@@ -45,6 +48,11 @@ pub struct Gateway {
     channels: Channels,
     wakers: Wakers,
     files: MediaStore,
+    experts: Experts,
+    /// The experts' settings as they apply (no mail notifications without SMTP).
+    experts_config: ExpertsConfig,
+    staff: Staff,
+    http: reqwest::Client,
 }
 
 impl Gateway {
@@ -78,6 +86,16 @@ impl Gateway {
         let agents = AgentRegistry::from_config(&config, &http);
         let hub = Hub::default();
         let wakers = Wakers::default();
+        let mut experts_config = config.experts.clone();
+        // Mailing experts needs a way to send mail.
+        experts_config.notify_by_email &= channels.sender(Channel::Email).is_some();
+        let experts = Experts::new(
+            store.clone(),
+            clock.clone(),
+            hub.clone(),
+            wakers.clone(),
+            experts_config.clone(),
+        );
         let pipeline = Pipeline::new(
             store.clone(),
             clock.clone(),
@@ -85,8 +103,10 @@ impl Gateway {
             agents,
             channels.clone(),
             wakers.clone(),
+            experts.clone(),
             &config,
         );
+        let staff = Staff::new(&config.staff, store.clone(), clock.clone());
         let files = MediaStore::new(&config.media.dir);
         Ok(Gateway {
             config: Arc::new(config),
@@ -97,7 +117,21 @@ impl Gateway {
             channels,
             wakers,
             files,
+            experts,
+            experts_config,
+            staff,
+            http,
         })
+    }
+
+    /// The experts' side.
+    pub fn experts(&self) -> &Experts {
+        &self.experts
+    }
+
+    /// Staff authentication.
+    pub fn staff(&self) -> &Staff {
+        &self.staff
     }
 
     /// The database.
@@ -149,6 +183,18 @@ impl Gateway {
                     policy,
                     wake: self.wakers.deliver.clone(),
                 }),
+                experts: self.experts.clone(),
+                notifications: Arc::new(Notifications {
+                    store: self.store.clone(),
+                    clock: self.clock.clone(),
+                    channels: self.channels.clone(),
+                    http: self.http.clone(),
+                    config: self.experts_config.clone(),
+                    public_url: self.config.server.public_url(address),
+                    policy,
+                    wake_email: self.wakers.notify_email.clone(),
+                    wake_webhook: self.wakers.notify_webhook.clone(),
+                }),
                 downloads: Arc::new(MediaDownloads {
                     store: self.store.clone(),
                     clock: self.clock.clone(),
@@ -182,6 +228,8 @@ impl Gateway {
             public_url: self.config.server.public_url(address).into(),
             files: self.files.clone(),
             channels: self.channels.clone(),
+            experts: self.experts.clone(),
+            staff: self.staff.clone(),
         };
         let app = http::router(state);
         let mut pollers = self.start_telegram(&stop, &address);

@@ -31,6 +31,10 @@ pub struct Config {
     pub telegram: TelegramConfig,
     /// The e-mail channel. Inbound routes are on when their secret is set; replies need SMTP.
     pub email: EmailConfig,
+    /// Staff accounts: how experts, supervisors and admins sign in.
+    pub staff: StaffConfig,
+    /// Experts: assignment of conversations, notifications.
+    pub experts: ExpertsConfig,
     /// Background jobs: deliveries and media downloads, their retries.
     pub jobs: JobsConfig,
     /// Where downloaded media is kept.
@@ -738,6 +742,69 @@ impl EmailConfig {
     }
 }
 
+/// How staff sign in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaffConfig {
+    /// Secret of staff API tokens (HS256). Unset: a random one per start, so tokens end with the
+    /// process (dashboard sessions survive; they are stored).
+    pub jwt_secret: Option<String>,
+    /// How long an API token is valid.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// How long a dashboard session lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Mark session cookies `Secure` (only sent over HTTPS). Set this behind an HTTPS proxy.
+    pub secure_cookies: bool,
+}
+
+impl Default for StaffConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_ttl: Duration::from_secs(8 * 3600),
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+        }
+    }
+}
+
+/// Experts and their conversations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExpertsConfig {
+    /// Open conversations of a new expert at most (each expert can change theirs).
+    pub default_capacity: i64,
+    /// An assigned conversation the expert has not answered for this long goes back to the queue.
+    #[serde(with = "humantime_serde")]
+    pub assignment_timeout: Duration,
+    /// Cron schedule (with seconds) of the job that times out unanswered assignments and assigns
+    /// waiting conversations (assignment also happens at once on every change).
+    pub assign_schedule: String,
+    /// E-mail the assigned expert the conversation so far (needs `email.smtp_url`); they can
+    /// answer by replying.
+    pub notify_by_email: bool,
+    /// POSTed a JSON notice of every assignment, signed with `webhook_secret` in
+    /// `X-Switchboard-Signature: sha256=<hex HMAC of the body>`.
+    pub webhook_url: Option<String>,
+    /// See `webhook_url`.
+    pub webhook_secret: Option<String>,
+}
+
+impl Default for ExpertsConfig {
+    fn default() -> Self {
+        Self {
+            default_capacity: 5,
+            assignment_timeout: Duration::from_secs(15 * 60),
+            assign_schedule: "*/15 * * * * *".into(),
+            notify_by_email: true,
+            webhook_url: None,
+            webhook_secret: None,
+        }
+    }
+}
+
 /// Background jobs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -850,6 +917,12 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("EMAIL_INBOUND_PASSWORD", "email.inbound_password"),
     ("EMAIL_RAW_SECRET", "email.raw_secret"),
     ("EMAIL_IMAP_URL", "email.imap.url"),
+    ("SWITCHBOARD_STAFF_JWT_SECRET", "staff.jwt_secret"),
+    ("SWITCHBOARD_EXPERT_WEBHOOK_URL", "experts.webhook_url"),
+    (
+        "SWITCHBOARD_EXPERT_WEBHOOK_SECRET",
+        "experts.webhook_secret",
+    ),
 ];
 
 /// A configuration that cannot be used.
@@ -955,7 +1028,16 @@ impl Config {
                 return invalid(format!("routing.rules[{i}].pattern: {e}"));
             }
         }
+        if self.experts.webhook_url.is_some() != self.experts.webhook_secret.is_some() {
+            return invalid(
+                "experts.webhook_url and experts.webhook_secret are needed together".into(),
+            );
+        }
+        if self.experts.default_capacity < 1 {
+            return invalid("experts.default_capacity must be at least 1".into());
+        }
         for (name, schedule) in [
+            ("experts.assign_schedule", &self.experts.assign_schedule),
             ("pipeline.sweep_schedule", &self.pipeline.sweep_schedule),
             (
                 "routing.lock_sweep_schedule",
@@ -1174,6 +1256,9 @@ mod tests {
             },
             ..EmailConfig::default()
         };
+        config.staff.jwt_secret = Some("x".into());
+        config.experts.webhook_url = Some("https://x".into());
+        config.experts.webhook_secret = Some("x".into());
         config.telegram.token = Some("x".into());
         config.telegram.webhook_secret = Some("x".into());
         config.telegram.bots.push(TelegramBotConfig {

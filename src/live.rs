@@ -157,10 +157,35 @@ impl Topic {
     }
 }
 
+/// What staff dashboards hear about: a conversation entering or leaving the queue, changing
+/// owner, or receiving a message while experts own it. Each dashboard shows what its user may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaffNotice {
+    /// `queued`, `assigned`, `transferred`, `released`, `closed`, `timed_out` or `message`.
+    pub kind: &'static str,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The expert who owns it now, if one does.
+    pub expert_id: Option<String>,
+}
+
+/// Staff notices kept for dashboards that fall behind; one that falls further reloads its lists.
+const STAFF_BUFFER: usize = 256;
+
 /// The hub. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     topics: Arc<Mutex<HashMap<String, Topic>>>,
+    staff: broadcast::Sender<Arc<StaffNotice>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            topics: Arc::default(),
+            staff: broadcast::channel(STAFF_BUFFER).0,
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -283,6 +308,21 @@ impl Hub {
                 topics.remove(conversation_id);
             }
         }
+    }
+
+    /// Tells the staff's dashboards about a change.
+    pub fn staff_notice(&self, kind: &'static str, conversation_id: &str, expert_id: Option<&str>) {
+        // An error only means no dashboard is open.
+        let _ = self.staff.send(Arc::new(StaffNotice {
+            kind,
+            conversation_id: conversation_id.to_owned(),
+            expert_id: expert_id.map(str::to_owned),
+        }));
+    }
+
+    /// Starts listening to staff notices.
+    pub fn subscribe_staff(&self) -> broadcast::Receiver<Arc<StaffNotice>> {
+        self.staff.subscribe()
     }
 
     /// Ends every listener's stream (at shutdown).

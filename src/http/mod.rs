@@ -32,8 +32,8 @@ use tower_http::{
 pub use error::ApiError;
 
 use crate::{
-    channels::Channels, config::Config, live::Hub, media::MediaStore, pipeline::Pipeline,
-    store::Store, time::Clock,
+    channels::Channels, config::Config, experts::Experts, live::Hub, media::MediaStore,
+    pipeline::Pipeline, staff::Staff, store::Store, time::Clock,
 };
 use switchboard_web::identity::IdentityVerifier;
 
@@ -58,6 +58,10 @@ pub struct AppState {
     pub files: MediaStore,
     /// The channels' connectors.
     pub channels: Channels,
+    /// The experts' side.
+    pub experts: Experts,
+    /// Staff authentication.
+    pub staff: Staff,
 }
 
 /// The gateway's routes.

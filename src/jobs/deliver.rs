@@ -258,7 +258,8 @@ impl Deliveries {
     async fn thread(&self, ctx: &DeliveryContext) -> Result<Thread, StoreError> {
         let message = &ctx.message;
         let mut tx = self.store.begin().await?;
-        let token = threads::token_for(&mut tx, &message.conversation_id, self.clock.now()).await?;
+        let token =
+            threads::token_for(&mut tx, &message.conversation_id, None, self.clock.now()).await?;
         tx.commit().await?;
         let mut reader = self.store.reader();
         let references = messages::provider_ids_before(

@@ -30,8 +30,12 @@ use tracing::info;
 
 use crate::{
     config::Config,
+    experts::{
+        Experts,
+        notify::{self, Notifications},
+    },
     pipeline::Pipeline,
-    store::{Store, conversations, jobs as job_store, messages},
+    store::{Store, conversations, jobs as job_store, messages, sessions},
     time::Clock,
 };
 use deliver::Deliveries;
@@ -56,6 +60,10 @@ pub struct JobContext {
     pub deliveries: Arc<Deliveries>,
     /// The media queue's handler.
     pub downloads: Arc<MediaDownloads>,
+    /// The experts' side (assignment, timeouts).
+    pub experts: Experts,
+    /// The handlers of expert notifications.
+    pub notifications: Arc<Notifications>,
 }
 
 /// Clears expired agent locks.
@@ -71,6 +79,17 @@ pub async fn expire_locks(ctx: &JobContext) -> Result<u64, BoxDynError> {
 
 async fn expire_locks_tick(_tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     expire_locks(&ctx).await.map(|_| ())
+}
+
+/// Sends unanswered assignments back to the queue, assigns waiting conversations, forgets
+/// expired dashboard sessions.
+async fn experts_tick(_tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    ctx.experts.time_out_unanswered().await?;
+    ctx.experts.assign_waiting().await?;
+    let mut tx = ctx.store.begin().await?;
+    sessions::forget_expired(&mut tx, ctx.clock.now()).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn sweep_tick(_tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
@@ -92,7 +111,9 @@ pub async fn run(
 ) -> Result<(), BoxDynError> {
     let lock_schedule = Schedule::from_str(&config.routing.lock_sweep_schedule)?;
     let sweep_schedule = Schedule::from_str(&config.pipeline.sweep_schedule)?;
+    let experts_schedule = Schedule::from_str(&config.experts.assign_schedule)?;
     let lock_ctx = ctx.clone();
+    let experts_ctx = ctx.clone();
     let source = |name: &'static str, wake: &queue::Wake| QueueSource {
         name,
         store: ctx.store.clone(),
@@ -103,8 +124,11 @@ pub async fn run(
     };
     let deliver_source = source(job_store::DELIVER, &ctx.deliveries.wake);
     let media_source = source(job_store::FETCH_MEDIA, &ctx.downloads.wake);
+    let email_source = source(notify::EMAIL_QUEUE, &ctx.notifications.wake_email);
+    let webhook_source = source(notify::WEBHOOK_QUEUE, &ctx.notifications.wake_webhook);
     let concurrency = config.jobs.concurrency;
     let (deliveries, downloads) = (ctx.deliveries.clone(), ctx.downloads.clone());
+    let (mail_notices, hook_notices) = (ctx.notifications.clone(), ctx.notifications.clone());
     // Built once here so that an error shows at start-up, not in a worker.
     drop(deliver_source.clone().backend()?);
     Monitor::new()
@@ -126,6 +150,26 @@ pub async fn run(
                 .concurrency(concurrency)
                 .data(deliveries.clone())
                 .build(deliver::handle)
+        })
+        .register(move |_| {
+            WorkerBuilder::new("experts")
+                .backend(CronScheduler::new(experts_schedule.clone()))
+                .data(experts_ctx.clone())
+                .build(experts_tick)
+        })
+        .register(move |_| {
+            WorkerBuilder::new(notify::EMAIL_QUEUE)
+                .backend(queue_backend(&email_source))
+                .concurrency(concurrency)
+                .data(mail_notices.clone())
+                .build(notify::handle_email)
+        })
+        .register(move |_| {
+            WorkerBuilder::new(notify::WEBHOOK_QUEUE)
+                .backend(queue_backend(&webhook_source))
+                .concurrency(concurrency)
+                .data(hook_notices.clone())
+                .build(notify::handle_webhook)
         })
         .register(move |_| {
             WorkerBuilder::new(job_store::FETCH_MEDIA)

@@ -55,6 +55,10 @@ pub struct Wakers {
     pub deliver: Wake,
     /// Inbound media downloads.
     pub fetch_media: Wake,
+    /// Mails telling experts about their conversations.
+    pub notify_email: Wake,
+    /// Webhooks telling integrations about assignments.
+    pub notify_webhook: Wake,
 }
 
 /// How long to wait before retrying a failed job.

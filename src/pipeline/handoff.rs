@@ -82,6 +82,13 @@ pub async fn to_expert(
 }
 
 impl Inner {
+    /// A conversation entered the experts' queue: dashboards hear of it, and a free expert gets
+    /// it at once if there is one.
+    pub(super) fn queued(&self, conversation_id: &str) {
+        self.hub.staff_notice("queued", conversation_id, None);
+        self.experts.assign_soon();
+    }
+
     /// Hands a conversation to the experts. Asking again is harmless.
     pub(super) async fn handoff(
         &self,
@@ -105,6 +112,7 @@ impl Inner {
         .await?;
         if notice.is_some() {
             self.deliver_soon(conversation.channel);
+            self.queued(conversation_id);
         }
         Ok(Handoff {
             conversation,

@@ -450,10 +450,12 @@ async fn thread_of(
     references: &[String],
 ) -> Result<Option<String>, StoreError> {
     let mut candidates = Vec::new();
+    // Tokens bound to an expert belong to expert replies, which never come through here.
     if let Some(token) = token
-        && let Some(id) = threads::conversation_of(tx, token).await?
+        && let Some(binding) = threads::binding(tx, token).await?
+        && binding.expert_id.is_none()
     {
-        candidates.push(id);
+        candidates.push(binding.conversation_id);
     }
     for reference in references {
         if let Some(message) = messages::find_quoted(tx, channel, reference).await? {

@@ -35,6 +35,7 @@ use crate::{
     agents::AgentRegistry,
     channels::Channels,
     config::Config,
+    experts::Experts,
     jobs::queue::Wakers,
     live::Hub,
     store::{Store, StoreError, messages::needs_delivery},
@@ -57,6 +58,7 @@ pub(crate) struct Inner {
     agents: AgentRegistry,
     channels: Channels,
     wakers: Wakers,
+    experts: Experts,
     /// Per channel, how many messages of one contact are answered per hour at most.
     answers_per_hour: std::collections::HashMap<Channel, u32>,
     router: Router,
@@ -67,7 +69,9 @@ pub(crate) struct Inner {
 
 impl Pipeline {
     /// A pipeline over a migrated store. `channels` reach end users on their channels; `wakers`
-    /// start background jobs as soon as the pipeline stores work for them.
+    /// start background jobs as soon as the pipeline stores work for them; `experts` take the
+    /// conversations handed over to them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         clock: Clock,
@@ -75,6 +79,7 @@ impl Pipeline {
         agents: AgentRegistry,
         channels: Channels,
         wakers: Wakers,
+        experts: Experts,
         config: &Config,
     ) -> Self {
         Self {
@@ -85,6 +90,7 @@ impl Pipeline {
                 agents,
                 channels,
                 wakers,
+                experts,
                 answers_per_hour: [(Channel::Email, config.email.max_answers_per_hour)].into(),
                 router: Router::new(&config.routing),
                 default_agent: config.routing.default_agent.clone(),

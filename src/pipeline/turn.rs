@@ -222,8 +222,16 @@ impl Inner {
         deltas: Option<&mpsc::UnboundedSender<String>>,
     ) -> Result<TurnOutcome, StoreError> {
         let Some(conversation) = conversation.filter(|c| c.mode == Mode::Ai) else {
-            // Deleted, or owned by an expert (who is notified elsewhere): nothing to answer.
+            // Deleted, or owned by an expert: nothing for the AI to answer. The expert's
+            // dashboard hears of the message.
             let mode = self.finish_unanswered(message).await?;
+            if mode == Mode::Expert {
+                let owner = conversations::get(&mut self.store.reader(), &message.conversation_id)
+                    .await?
+                    .and_then(|c| c.expert_id);
+                self.hub
+                    .staff_notice("message", &message.conversation_id, owner.as_deref());
+            }
             return Ok(TurnOutcome {
                 reply: None,
                 notices: Vec::new(),
@@ -493,6 +501,9 @@ impl Inner {
         .await?;
         if stored {
             self.deliver_soon(message.channel);
+        }
+        if outcome.mode == Mode::Expert {
+            self.queued(&message.conversation_id);
         }
         Ok(stored.then_some(outcome))
     }

@@ -137,3 +137,11 @@ pub async fn mark_unreachable(
     .await?;
     Ok(())
 }
+
+/// The name a contact goes by, if the channel told one.
+pub async fn display_name(db: &mut impl Db, id: &str) -> Result<Option<String>, StoreError> {
+    let row: Option<(Option<String>,)> = db
+        .fetch_optional(query("SELECT display_name FROM contacts WHERE id = $1").bind(id))
+        .await?;
+    Ok(row.and_then(|(name,)| name))
+}

@@ -93,6 +93,14 @@ pub struct Conversation {
     pub deleted_at: Option<Timestamp>,
     /// Free-form data.
     pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
+    /// In expert mode: the expert who owns it (none while it waits in the queue).
+    pub expert_id: Option<String>,
+    /// In expert mode: waiting for an expert since then.
+    pub queued_at: Option<Timestamp>,
+    /// In expert mode: assigned to its expert since then.
+    pub assigned_at: Option<Timestamp>,
+    /// How far its expert has read (the seq of the last message they saw).
+    pub expert_seen_seq: i64,
 }
 
 impl Conversation {
@@ -115,13 +123,16 @@ impl Conversation {
 
 impl Serialize for Conversation {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Conversation", 9)?;
+        let mut st = s.serialize_struct("Conversation", 12)?;
         st.serialize_field("id", &self.id)?;
         st.serialize_field("channel", &self.channel)?;
         st.serialize_field("title", &self.title)?;
         st.serialize_field("mode", &self.mode)?;
         st.serialize_field("agent", &self.active_agent)?;
         st.serialize_field("lock_expires_at", &self.lock_expires_at())?;
+        st.serialize_field("expert_id", &self.expert_id)?;
+        st.serialize_field("queued_at", &self.queued_at)?;
+        st.serialize_field("assigned_at", &self.assigned_at)?;
         st.serialize_field("last_seq", &self.last_seq)?;
         st.serialize_field("created_at", &self.created_at)?;
         st.serialize_field("updated_at", &self.updated_at)?;
@@ -136,7 +147,8 @@ macro_rules! with_columns {
         concat!(
             $before,
             " id, channel, account, contact_id, mode, active_agent, locked_at, lock_ttl_secs, \
-             title, last_seq, created_at, updated_at, deleted_at, metadata ",
+             title, last_seq, created_at, updated_at, deleted_at, metadata, expert_id, queued_at, \
+             assigned_at, expert_seen_seq ",
             $after
         )
     };
@@ -378,8 +390,9 @@ pub async fn take_seq_for_agent(
     .await
 }
 
-/// Hands a conversation in AI mode to the experts and takes a seq for the notice that says so.
-/// Returns `None` when the conversation is not in AI mode (or gone).
+/// Hands a conversation in AI mode to the experts — it waits in the queue from now — and takes a
+/// seq for the notice that says so. Returns `None` when the conversation is not in AI mode (or
+/// gone).
 pub async fn take_seq_for_handoff(
     tx: &mut Tx,
     id: &str,
@@ -387,7 +400,8 @@ pub async fn take_seq_for_handoff(
 ) -> Result<Option<Conversation>, StoreError> {
     tx.fetch_optional(
         query(with_columns!(
-            "UPDATE conversations SET mode = 'expert', last_seq = last_seq + 1, updated_at = $2 \
+            "UPDATE conversations SET mode = 'expert', queued_at = $2, expert_id = NULL, \
+             assigned_at = NULL, last_seq = last_seq + 1, updated_at = $2 \
              WHERE id = $1 AND mode = 'ai' AND deleted_at IS NULL RETURNING",
             ""
         ))
@@ -407,4 +421,256 @@ pub async fn clear_expired_locks(tx: &mut Tx, now: Timestamp) -> Result<u64, Sto
         .bind(now),
     )
     .await
+}
+
+// ---- Expert ownership ------------------------------------------------------------------------
+
+/// The conversation that has waited longest for an expert.
+pub async fn next_waiting(db: &mut impl Db) -> Result<Option<Conversation>, StoreError> {
+    db.fetch_optional(query(with_columns!(
+        "SELECT",
+        "FROM conversations WHERE queued_at IS NOT NULL AND mode = 'expert' \
+         AND expert_id IS NULL AND deleted_at IS NULL ORDER BY queued_at, id LIMIT 1"
+    )))
+    .await
+}
+
+/// Conversations waiting for an expert, longest waiting first.
+pub async fn waiting(db: &mut impl Db, limit: i64) -> Result<Vec<Conversation>, StoreError> {
+    db.fetch_all(
+        query(with_columns!(
+            "SELECT",
+            "FROM conversations WHERE queued_at IS NOT NULL AND mode = 'expert' \
+             AND expert_id IS NULL AND deleted_at IS NULL ORDER BY queued_at, id LIMIT $1"
+        ))
+        .bind(limit),
+    )
+    .await
+}
+
+/// An available expert with room for another conversation: the one with the fewest open
+/// conversations, and of those the one who got a conversation longest ago.
+pub async fn free_expert(db: &mut impl Db) -> Result<Option<String>, StoreError> {
+    let row: Option<(String,)> = db
+        .fetch_optional(query(
+            "SELECT u.id FROM users u \
+             LEFT JOIN (SELECT expert_id, COUNT(*) AS open FROM conversations \
+                WHERE mode = 'expert' AND expert_id IS NOT NULL AND deleted_at IS NULL \
+                GROUP BY expert_id) o ON o.expert_id = u.id \
+             WHERE u.available = 1 AND u.disabled_at IS NULL \
+             AND COALESCE(o.open, 0) < u.capacity \
+             ORDER BY COALESCE(o.open, 0), COALESCE(u.last_assigned_at, 0), u.id LIMIT 1",
+        ))
+        .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// How many conversations an expert owns now.
+pub async fn open_count(db: &mut impl Db, expert_id: &str) -> Result<i64, StoreError> {
+    let (n,): (i64,) = db
+        .fetch_one(
+            query(
+                "SELECT COUNT(*) FROM conversations WHERE expert_id = $1 AND mode = 'expert' \
+                 AND deleted_at IS NULL",
+            )
+            .bind(expert_id),
+        )
+        .await?;
+    Ok(n)
+}
+
+/// Gives a conversation in expert mode to an expert, taking a seq for the notice that says so.
+/// `only_if_waiting`: only a conversation nobody owns (assignment, claim); otherwise also one
+/// owned by `from` (a transfer). `None` when the conversation is not in that state.
+pub async fn take_seq_for_expert(
+    tx: &mut Tx,
+    id: &str,
+    expert_id: &str,
+    from: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Conversation>, StoreError> {
+    let conversation = tx
+        .fetch_optional(
+            query(with_columns!(
+                "UPDATE conversations SET expert_id = $2, assigned_at = $3, queued_at = NULL, \
+                 expert_seen_seq = 0, last_seq = last_seq + 1, updated_at = $3 \
+                 WHERE id = $1 AND mode = 'expert' AND deleted_at IS NULL \
+                 AND ((expert_id IS NULL AND $4 IS NULL) OR expert_id = $4) RETURNING",
+                ""
+            ))
+            .bind(id)
+            .bind(expert_id)
+            .bind(now)
+            .bind(from),
+        )
+        .await?;
+    if conversation.is_some() {
+        tx.execute(
+            query("UPDATE users SET last_assigned_at = $2 WHERE id = $1")
+                .bind(expert_id)
+                .bind(now),
+        )
+        .await?;
+    }
+    Ok(conversation)
+}
+
+/// Gives a conversation back to the AI: expert mode ends, the agent lock is reset (routing
+/// chooses again), a seq is taken for the notice. `owner`: only if this expert owns it.
+pub async fn take_seq_for_release(
+    tx: &mut Tx,
+    id: &str,
+    owner: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Conversation>, StoreError> {
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE conversations SET mode = 'ai', expert_id = NULL, queued_at = NULL, \
+             assigned_at = NULL, active_agent = NULL, locked_at = NULL, lock_ttl_secs = NULL, \
+             last_seq = last_seq + 1, updated_at = $2 \
+             WHERE id = $1 AND mode = 'expert' AND deleted_at IS NULL \
+             AND ($3 IS NULL OR expert_id = $3) RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(now)
+        .bind(owner),
+    )
+    .await
+}
+
+/// Closes a conversation (nobody answers it any more), taking a seq for the notice. `owner`: only
+/// if this expert owns it.
+pub async fn take_seq_for_close(
+    tx: &mut Tx,
+    id: &str,
+    owner: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Conversation>, StoreError> {
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE conversations SET mode = 'closed', queued_at = NULL, \
+             last_seq = last_seq + 1, updated_at = $2 \
+             WHERE id = $1 AND mode <> 'closed' AND deleted_at IS NULL \
+             AND ($3 IS NULL OR expert_id = $3) RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(now)
+        .bind(owner),
+    )
+    .await
+}
+
+/// Takes a seq for an expert's message in a conversation the expert owns (and marks everything
+/// up to it read). `None` when they do not own it (any more).
+pub async fn take_seq_for_expert_message(
+    tx: &mut Tx,
+    id: &str,
+    expert_id: &str,
+    now: Timestamp,
+) -> Result<Option<Conversation>, StoreError> {
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE conversations SET last_seq = last_seq + 1, expert_seen_seq = last_seq + 1, \
+             updated_at = $3 WHERE id = $1 AND mode = 'expert' AND expert_id = $2 \
+             AND deleted_at IS NULL RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(expert_id)
+        .bind(now),
+    )
+    .await
+}
+
+/// Marks a conversation read by its expert up to its newest message.
+pub async fn mark_read(tx: &mut Tx, id: &str, expert_id: &str) -> Result<(), StoreError> {
+    tx.execute(
+        query(
+            "UPDATE conversations SET expert_seen_seq = last_seq WHERE id = $1 AND expert_id = $2",
+        )
+        .bind(id)
+        .bind(expert_id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Assigned conversations whose expert has not written since `before`, when they were assigned:
+/// they go back to the queue, keeping their place (queued again as of their assignment).
+pub async fn requeue_unanswered(
+    tx: &mut Tx,
+    before: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<Conversation>, StoreError> {
+    tx.fetch_all(
+        query(with_columns!(
+            "UPDATE conversations SET expert_id = NULL, queued_at = assigned_at, \
+             assigned_at = NULL, updated_at = $2 \
+             WHERE mode = 'expert' AND expert_id IS NOT NULL AND assigned_at < $1 \
+             AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM messages m \
+                WHERE m.conversation_id = conversations.id AND m.role = 'expert' \
+                AND m.created_at >= conversations.assigned_at) RETURNING",
+            ""
+        ))
+        .bind(before)
+        .bind(now),
+    )
+    .await
+}
+
+/// A conversation as an expert's list shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Owned {
+    /// The conversation.
+    #[sqlx(flatten)]
+    pub conversation: Conversation,
+    /// Messages of the end user the expert has not seen.
+    pub unread: i64,
+    /// The end user's name.
+    pub contact_name: Option<String>,
+}
+
+/// The conversations an expert owns, most recently active first, with unread counts.
+pub async fn owned_by(db: &mut impl Db, expert_id: &str) -> Result<Vec<Owned>, StoreError> {
+    db.fetch_all(
+        query(with_columns!(
+            "SELECT",
+            ", (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = conversations.id \
+                AND m.direction = 'inbound' AND m.seq > conversations.expert_seen_seq) AS unread, \
+             (SELECT display_name FROM contacts k WHERE k.id = conversations.contact_id) \
+                AS contact_name \
+             FROM conversations WHERE expert_id = $1 AND mode = 'expert' AND deleted_at IS NULL \
+             ORDER BY updated_at DESC, id DESC"
+        ))
+        .bind(expert_id),
+    )
+    .await
+}
+
+/// Live (not closed, not deleted) conversations of every channel, most recently active first,
+/// and their total: what supervisors watch.
+pub async fn live(
+    db: &mut impl Db,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Conversation>, i64), StoreError> {
+    let (total,): (i64,) = db
+        .fetch_one(query(
+            "SELECT COUNT(*) FROM conversations WHERE mode <> 'closed' AND deleted_at IS NULL",
+        ))
+        .await?;
+    let page = db
+        .fetch_all(
+            query(with_columns!(
+                "SELECT",
+                "FROM conversations WHERE mode <> 'closed' AND deleted_at IS NULL \
+                 ORDER BY updated_at DESC, id DESC LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset),
+        )
+        .await?;
+    Ok((page, total))
 }

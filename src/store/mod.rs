@@ -16,13 +16,16 @@
 //! The queries themselves live next to what they are about: [`contacts`], [`conversations`],
 //! [`messages`], [`jobs`], [`media`].
 
+pub mod audit;
 pub mod contacts;
 pub mod conversations;
 pub mod cursors;
 pub mod jobs;
 pub mod media;
 pub mod messages;
+pub mod sessions;
 pub mod threads;
+pub mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 

@@ -5,41 +5,55 @@ use uuid::Uuid;
 use super::{Db, StoreError, Tx, query};
 use crate::time::Timestamp;
 
-/// The conversation's token, created on first use.
+/// The token of a conversation's thread — the end user's (`expert_id: None`), or one bound to an
+/// expert as well (the notification mail they answer) — created on first use.
 pub async fn token_for(
     tx: &mut Tx,
     conversation_id: &str,
+    expert_id: Option<&str>,
     now: Timestamp,
 ) -> Result<String, StoreError> {
     // 122 random bits (UUIDv4) in lowercase hex: unguessable, and safe in an address's local part.
     let fresh = Uuid::new_v4().simple().to_string();
     tx.execute(
         query(
-            "INSERT INTO thread_tokens (token, conversation_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (conversation_id) DO NOTHING",
+            "INSERT INTO thread_tokens (token, conversation_id, expert_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
         .bind(&fresh)
         .bind(conversation_id)
+        .bind(expert_id)
         .bind(now),
     )
     .await?;
     let (token,): (String,) = tx
         .fetch_one(
-            query("SELECT token FROM thread_tokens WHERE conversation_id = $1")
-                .bind(conversation_id),
+            query(
+                "SELECT token FROM thread_tokens WHERE conversation_id = $1 \
+                 AND COALESCE(expert_id, '') = COALESCE($2, '')",
+            )
+            .bind(conversation_id)
+            .bind(expert_id),
         )
         .await?;
     Ok(token)
 }
 
-/// The conversation a token names.
-pub async fn conversation_of(db: &mut impl Db, token: &str) -> Result<Option<String>, StoreError> {
-    let row: Option<(String,)> = db
-        .fetch_optional(
-            query("SELECT conversation_id FROM thread_tokens WHERE token = $1").bind(token),
-        )
-        .await?;
-    Ok(row.map(|(id,)| id))
+/// What a token is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Binding {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The expert, for tokens of notification mails.
+    pub expert_id: Option<String>,
+}
+
+/// The conversation (and expert) a token names.
+pub async fn binding(db: &mut impl Db, token: &str) -> Result<Option<Binding>, StoreError> {
+    db.fetch_optional(
+        query("SELECT conversation_id, expert_id FROM thread_tokens WHERE token = $1").bind(token),
+    )
+    .await
 }
 
 /// Records a one-time value (a webhook's nonce) in `scope`. Returns false when it was seen before.

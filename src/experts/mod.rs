@@ -1,0 +1,562 @@
+//! The human side of a conversation: which expert owns it, and what they do with it.
+//!
+//! A conversation handed over to the experts waits in a queue (oldest first). Whenever something
+//! changes — a handoff, an expert becoming available or raising their capacity, a conversation
+//! released, closed or timed out — [`Experts::assign_waiting`] gives waiting conversations to
+//! available experts with room: the one with the fewest open conversations, and of those the one
+//! idle longest. Experts can also claim from the queue, transfer to a colleague, release a
+//! conversation back to the AI (its agent lock reset) or close it; each change is a system message
+//! the end user receives on their channel, and a notice on the staff's dashboards. An assignment
+//! the expert leaves unanswered for `experts.assignment_timeout` goes back to the queue.
+//!
+//! Experts see and act on the conversations they own, and on waiting ones (to claim them);
+//! anything else answers 404, as if it did not exist. Supervisors and admins see and act on all.
+//! Assignment is serialised (one writer on SQLite, an advisory lock on PostgreSQL), so two
+//! instances never give one conversation to two experts.
+
+pub mod notify;
+
+use std::{sync::Arc, time::Duration};
+
+use serde::Serialize;
+use serde_json::{Map, json};
+use switchboard_channel::{Attachment, DeliveryStatus};
+
+use crate::{
+    config::ExpertsConfig,
+    jobs::queue::Wakers,
+    live::Hub,
+    store::{
+        Backend, Db, Store, StoreError, Tx,
+        conversations::{self, Conversation, Mode, Owned},
+        messages,
+        messages::{Direction, Message, NewMessage, Role as Author},
+        query,
+        users::{self, Role, User},
+    },
+    time::Clock,
+};
+
+/// Why an expert's action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpertError {
+    /// No such conversation — or one the expert may not see.
+    #[error("conversation not found")]
+    NotFound,
+    /// The conversation is not in a state that allows it (already taken, not in expert mode…).
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A request that cannot be carried out as asked.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A conversation waiting for an expert, as the queue shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Waiting {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its place in the queue, from 1.
+    pub position: usize,
+}
+
+/// What the end user is told when an expert takes the conversation.
+fn joined_notice(expert: &str) -> String {
+    format!("{expert} has joined the conversation.")
+}
+/// What the end user is told when the AI answers again.
+pub const RELEASED_NOTICE: &str =
+    "You're back with the assistant. Ask for a person any time if you need one again.";
+/// What the end user is told when the conversation is closed.
+pub const CLOSED_NOTICE: &str =
+    "This conversation has been closed. Write again any time to start a new one.";
+
+/// The experts' side. Cheap to clone.
+#[derive(Clone)]
+pub struct Experts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Clock,
+    hub: Hub,
+    wakers: Wakers,
+    config: ExpertsConfig,
+    /// One assignment round at a time in this process (the database serialises instances).
+    assigning: tokio::sync::Mutex<()>,
+}
+
+impl Experts {
+    /// The experts' side over a store.
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        hub: Hub,
+        wakers: Wakers,
+        config: ExpertsConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                hub,
+                wakers,
+                config,
+                assigning: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Whether `actor` may see a conversation: its owner, anyone while it waits in the queue,
+    /// supervisors always.
+    pub fn may_see(actor: &User, conversation: &Conversation) -> bool {
+        actor.role.includes(Role::Supervisor)
+            || conversation.expert_id.as_deref() == Some(actor.id.as_str())
+            || (conversation.mode == Mode::Expert && conversation.expert_id.is_none())
+    }
+
+    /// Whether `actor` may act on a conversation (reply, transfer, release, close): its owner,
+    /// supervisors always.
+    fn may_act(actor: &User, conversation: &Conversation) -> bool {
+        actor.role.includes(Role::Supervisor)
+            || conversation.expert_id.as_deref() == Some(actor.id.as_str())
+    }
+
+    /// A conversation the actor may see, or [`ExpertError::NotFound`].
+    pub async fn visible(&self, actor: &User, id: &str) -> Result<Conversation, ExpertError> {
+        conversations::get(&mut self.inner.store.reader(), id)
+            .await?
+            .filter(|c| Self::may_see(actor, c))
+            .ok_or(ExpertError::NotFound)
+    }
+
+    /// A conversation and its messages, for an actor who may see it; marks it read for its
+    /// owner.
+    pub async fn open(
+        &self,
+        actor: &User,
+        id: &str,
+        limit: i64,
+    ) -> Result<(Conversation, Vec<Message>), ExpertError> {
+        let conversation = self.visible(actor, id).await?;
+        let messages = messages::page(&mut self.inner.store.reader(), id, None, limit).await?;
+        if conversation.expert_id.as_deref() == Some(actor.id.as_str()) {
+            let mut tx = self.inner.store.begin().await?;
+            conversations::mark_read(&mut tx, id, &actor.id).await?;
+            tx.commit().await?;
+        }
+        Ok((conversation, messages))
+    }
+
+    /// The queue, longest waiting first.
+    pub async fn queue(&self) -> Result<Vec<Waiting>, StoreError> {
+        let waiting = conversations::waiting(&mut self.inner.store.reader(), 500).await?;
+        Ok(waiting
+            .into_iter()
+            .enumerate()
+            .map(|(i, conversation)| Waiting {
+                conversation,
+                position: i + 1,
+            })
+            .collect())
+    }
+
+    /// The conversations an expert owns, with unread counts.
+    pub async fn owned(&self, expert: &User) -> Result<Vec<Owned>, StoreError> {
+        conversations::owned_by(&mut self.inner.store.reader(), &expert.id).await
+    }
+
+    /// An expert sets themselves available or away, and their capacity. Becoming available (or
+    /// having more room) may bring them waiting conversations at once.
+    pub async fn set_availability(
+        &self,
+        expert: &User,
+        available: bool,
+        capacity: Option<i64>,
+    ) -> Result<User, ExpertError> {
+        if capacity.is_some_and(|c| !(1..=100).contains(&c)) {
+            return Err(ExpertError::Invalid("capacity must be between 1 and 100"));
+        }
+        let mut tx = self.inner.store.begin().await?;
+        let user = users::set_availability(
+            &mut tx,
+            &expert.id,
+            available,
+            capacity,
+            self.inner.clock.now(),
+        )
+        .await?
+        .ok_or(ExpertError::NotFound)?;
+        tx.commit().await?;
+        if available {
+            self.assign_soon();
+        }
+        Ok(user)
+    }
+
+    /// Runs an assignment round beside the caller.
+    pub fn assign_soon(&self) {
+        let experts = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = experts.assign_waiting().await {
+                tracing::error!(error = %e, "assigning waiting conversations failed");
+            }
+        });
+    }
+
+    /// Gives waiting conversations, oldest first, to free experts until either runs out.
+    /// Returns the conversations assigned.
+    pub async fn assign_waiting(&self) -> Result<Vec<Conversation>, StoreError> {
+        let _one_round = self.inner.assigning.lock().await;
+        let mut assigned = Vec::new();
+        loop {
+            let mut tx = self.serialised().await?;
+            let Some(waiting) = conversations::next_waiting(&mut tx).await? else {
+                break;
+            };
+            let Some(expert_id) = conversations::free_expert(&mut tx).await? else {
+                break;
+            };
+            let Some(expert) = users::get(&mut tx, &expert_id).await? else {
+                break;
+            };
+            let Some((conversation, notice)) =
+                self.give(&mut tx, &waiting.id, &expert, None).await?
+            else {
+                break;
+            };
+            tx.commit().await?;
+            self.published(&notice);
+            self.inner
+                .hub
+                .staff_notice("assigned", &conversation.id, Some(&expert.id));
+            tracing::info!(conversation = %conversation.id, expert = %expert.email, "assigned a waiting conversation");
+            assigned.push(conversation);
+        }
+        Ok(assigned)
+    }
+
+    /// A write transaction in which assignment decisions cannot race another instance's.
+    async fn serialised(&self) -> Result<Tx, StoreError> {
+        let mut tx = self.inner.store.begin().await?;
+        if self.inner.store.backend() == Backend::Postgres {
+            // Held until the transaction ends; SQLite's single writer serialises by itself.
+            tx.execute(query("SELECT pg_advisory_xact_lock(72010001)"))
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// Gives a conversation to an expert inside `tx` (from nobody, or from `from`): the notice
+    /// to the end user, and the expert's notifications. `None` when it is not in that state.
+    async fn give(
+        &self,
+        tx: &mut Tx,
+        conversation_id: &str,
+        expert: &User,
+        from: Option<&str>,
+    ) -> Result<Option<(Conversation, Message)>, StoreError> {
+        let now = self.inner.clock.now();
+        let Some(conversation) =
+            conversations::take_seq_for_expert(tx, conversation_id, &expert.id, from, now).await?
+        else {
+            return Ok(None);
+        };
+        let notice = self
+            .notice(
+                tx,
+                &conversation,
+                &joined_notice(&expert.display_name),
+                Mode::Expert,
+            )
+            .await?;
+        notify::enqueue(tx, &conversation.id, &expert.id, &self.inner.config, now).await?;
+        Ok(notice.map(|n| (conversation, n)))
+    }
+
+    /// Stores a system message for the end user (delivered on their channel).
+    async fn notice(
+        &self,
+        tx: &mut Tx,
+        conversation: &Conversation,
+        text: &str,
+        mode: Mode,
+    ) -> Result<Option<Message>, StoreError> {
+        let mut metadata = Map::new();
+        metadata.insert("mode".into(), json!(mode));
+        messages::insert(
+            tx,
+            NewMessage {
+                conversation_id: conversation.id.clone(),
+                seq: conversation.last_seq,
+                channel: conversation.channel,
+                direction: Direction::Outbound,
+                role: Author::System,
+                author: None,
+                kind: "text",
+                content: text.to_owned(),
+                attachments: Vec::new(),
+                provider_message_id: None,
+                reply_to: None,
+                status: initial_status(conversation),
+                awaits_answer: false,
+                metadata,
+            },
+            self.inner.clock.now(),
+        )
+        .await
+    }
+
+    /// Publishes a stored message and lets its delivery start.
+    fn published(&self, message: &Message) {
+        self.inner.hub.message(message);
+        if messages::needs_delivery(message.channel) {
+            self.inner.wakers.deliver.wake();
+        }
+    }
+
+    /// An expert takes a waiting conversation.
+    pub async fn claim(&self, expert: &User, id: &str) -> Result<Conversation, ExpertError> {
+        let conversation = self.visible(expert, id).await?;
+        if conversation.mode != Mode::Expert || conversation.expert_id.is_some() {
+            return Err(ExpertError::Conflict(
+                "the conversation is not waiting for an expert",
+            ));
+        }
+        let mut tx = self.serialised().await?;
+        if !expert.role.includes(Role::Supervisor)
+            && conversations::open_count(&mut tx, &expert.id).await? >= expert.capacity
+        {
+            return Err(ExpertError::Conflict(
+                "you have as many conversations as your capacity",
+            ));
+        }
+        let (conversation, notice) =
+            self.give(&mut tx, id, expert, None)
+                .await?
+                .ok_or(ExpertError::Conflict(
+                    "another expert took the conversation first",
+                ))?;
+        tx.commit().await?;
+        self.published(&notice);
+        self.inner
+            .hub
+            .staff_notice("assigned", &conversation.id, Some(&expert.id));
+        Ok(conversation)
+    }
+
+    /// Hands a conversation on to another expert.
+    pub async fn transfer(
+        &self,
+        actor: &User,
+        id: &str,
+        to: &str,
+    ) -> Result<Conversation, ExpertError> {
+        let conversation = self.visible(actor, id).await?;
+        if !Self::may_act(actor, &conversation) {
+            return Err(ExpertError::NotFound);
+        }
+        let Some(from) = conversation.expert_id.clone() else {
+            return Err(ExpertError::Conflict(
+                "the conversation has no expert to transfer from",
+            ));
+        };
+        if from == to {
+            return Err(ExpertError::Invalid("the conversation is already theirs"));
+        }
+        let target = users::get(&mut self.inner.store.reader(), to)
+            .await?
+            .ok_or(ExpertError::Invalid("no such expert"))?;
+        let mut tx = self.serialised().await?;
+        let (conversation, notice) = self
+            .give(&mut tx, id, &target, Some(&from))
+            .await?
+            .ok_or(ExpertError::Conflict("the conversation changed meanwhile"))?;
+        tx.commit().await?;
+        self.published(&notice);
+        self.inner
+            .hub
+            .staff_notice("transferred", &conversation.id, Some(&target.id));
+        Ok(conversation)
+    }
+
+    /// Gives a conversation back to the AI; the agent lock is reset and the user told.
+    pub async fn release(&self, actor: &User, id: &str) -> Result<Conversation, ExpertError> {
+        let conversation = self.visible(actor, id).await?;
+        let owner = self.owner_filter(actor, &conversation)?;
+        let mut tx = self.inner.store.begin().await?;
+        let conversation = conversations::take_seq_for_release(
+            &mut tx,
+            id,
+            owner.as_deref(),
+            self.inner.clock.now(),
+        )
+        .await?
+        .ok_or(ExpertError::Conflict(
+            "the conversation is not with the experts",
+        ))?;
+        let notice = self
+            .notice(&mut tx, &conversation, RELEASED_NOTICE, Mode::Ai)
+            .await?;
+        tx.commit().await?;
+        if let Some(notice) = &notice {
+            self.published(notice);
+        }
+        self.inner
+            .hub
+            .staff_notice("released", &conversation.id, None);
+        self.assign_soon();
+        Ok(conversation)
+    }
+
+    /// Closes a conversation; the user is told.
+    pub async fn close(&self, actor: &User, id: &str) -> Result<Conversation, ExpertError> {
+        let conversation = self.visible(actor, id).await?;
+        let owner = self.owner_filter(actor, &conversation)?;
+        let mut tx = self.inner.store.begin().await?;
+        let conversation = conversations::take_seq_for_close(
+            &mut tx,
+            id,
+            owner.as_deref(),
+            self.inner.clock.now(),
+        )
+        .await?
+        .ok_or(ExpertError::Conflict("the conversation is already closed"))?;
+        let notice = self
+            .notice(&mut tx, &conversation, CLOSED_NOTICE, Mode::Closed)
+            .await?;
+        tx.commit().await?;
+        if let Some(notice) = &notice {
+            self.published(notice);
+        }
+        self.inner
+            .hub
+            .staff_notice("closed", &conversation.id, None);
+        self.assign_soon();
+        Ok(conversation)
+    }
+
+    /// Who must own the conversation for the actor to change it: the actor (an expert), or
+    /// anyone (a supervisor).
+    fn owner_filter(
+        &self,
+        actor: &User,
+        conversation: &Conversation,
+    ) -> Result<Option<String>, ExpertError> {
+        if actor.role.includes(Role::Supervisor) {
+            return Ok(None);
+        }
+        if Self::may_act(actor, conversation) {
+            return Ok(Some(actor.id.clone()));
+        }
+        // A waiting conversation is visible to experts, but only its owner may change it.
+        Err(ExpertError::Conflict("claim the conversation first"))
+    }
+
+    /// The expert writes to the end user, passed through on the conversation's channel.
+    pub async fn reply(
+        &self,
+        expert: &User,
+        id: &str,
+        content: &str,
+        attachments: Vec<Attachment>,
+    ) -> Result<Message, ExpertError> {
+        let conversation = self.visible(expert, id).await?;
+        if conversation.expert_id.as_deref() != Some(expert.id.as_str()) {
+            return Err(
+                if conversation.mode == Mode::Expert && conversation.expert_id.is_none() {
+                    ExpertError::Conflict("claim the conversation first")
+                } else if Self::may_act(expert, &conversation) {
+                    ExpertError::Conflict("the conversation is not yours")
+                } else {
+                    ExpertError::NotFound
+                },
+            );
+        }
+        let content = content.trim();
+        if content.is_empty() && attachments.is_empty() {
+            return Err(ExpertError::Invalid("write something"));
+        }
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin().await?;
+        let conversation = conversations::take_seq_for_expert_message(&mut tx, id, &expert.id, now)
+            .await?
+            .ok_or(ExpertError::Conflict("the conversation is no longer yours"))?;
+        let message = messages::insert(
+            &mut tx,
+            NewMessage {
+                conversation_id: conversation.id.clone(),
+                seq: conversation.last_seq,
+                channel: conversation.channel,
+                direction: Direction::Outbound,
+                role: Author::Expert,
+                author: Some(expert.id.clone()),
+                kind: if attachments.is_empty() {
+                    "text"
+                } else {
+                    "media"
+                },
+                content: content.to_owned(),
+                attachments,
+                provider_message_id: None,
+                reply_to: None,
+                status: initial_status(&conversation),
+                awaits_answer: false,
+                metadata: {
+                    let mut m = Map::new();
+                    m.insert("expert_name".into(), json!(expert.display_name));
+                    m
+                },
+            },
+            now,
+        )
+        .await?
+        .ok_or(ExpertError::Conflict("the message could not be stored"))?;
+        tx.commit().await?;
+        self.published(&message);
+        self.inner
+            .hub
+            .staff_notice("message", &conversation.id, Some(&expert.id));
+        Ok(message)
+    }
+
+    /// Sends unanswered assignments back to the queue, then assigns. Returns how many timed out.
+    pub async fn time_out_unanswered(&self) -> Result<usize, StoreError> {
+        let now = self.inner.clock.now();
+        let before = now.minus(self.inner.config.assignment_timeout);
+        let timed_out = {
+            let mut tx = self.serialised().await?;
+            let timed_out = conversations::requeue_unanswered(&mut tx, before, now).await?;
+            tx.commit().await?;
+            timed_out
+        };
+        for conversation in &timed_out {
+            tracing::info!(conversation = %conversation.id, "an unanswered assignment went back to the queue");
+            self.inner
+                .hub
+                .staff_notice("timed_out", &conversation.id, None);
+        }
+        if !timed_out.is_empty() {
+            self.assign_waiting().await?;
+        }
+        Ok(timed_out.len())
+    }
+
+    /// How long an assignment may stay unanswered.
+    pub fn assignment_timeout(&self) -> Duration {
+        self.inner.config.assignment_timeout
+    }
+}
+
+/// The delivery status an expert's or system message starts with (see `pipeline::turn`).
+fn initial_status(conversation: &Conversation) -> DeliveryStatus {
+    if messages::needs_delivery(conversation.channel) {
+        DeliveryStatus::Pending
+    } else {
+        DeliveryStatus::Sent
+    }
+}

@@ -1,0 +1,222 @@
+//! Staff accounts and how they prove who they are.
+//!
+//! Experts, supervisors and admins are users of the gateway (end users never are: they are
+//! contacts). They log in with an e-mail address and a password (argon2id, [`passwords`]) and are
+//! then known by a bearer token for the API ([`tokens`]) or by a session cookie on the dashboard:
+//! HttpOnly, SameSite=Strict, Secure behind HTTPS, with a CSRF token that every state-changing
+//! dashboard request must echo. The database keeps only the SHA-256 of a session's cookie token.
+
+pub mod passwords;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    config::StaffConfig,
+    store::{
+        Store, StoreError, sessions,
+        sessions::Session,
+        users::{self, NewUser, Role, User},
+    },
+    time::{Clock, Timestamp},
+};
+use tokens::TokenKeys;
+
+/// Why an account could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum AddUserError {
+    /// The e-mail address belongs to another account.
+    #[error("an account with this e-mail address exists")]
+    Taken,
+    /// The address is not an address.
+    #[error("the login must be an e-mail address")]
+    BadEmail,
+    /// The password is not acceptable.
+    #[error(transparent)]
+    Password(#[from] passwords::PasswordError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The staff side's authentication. Cheap to clone.
+#[derive(Clone)]
+pub struct Staff {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Clock,
+    keys: TokenKeys,
+    config: StaffConfig,
+}
+
+impl Staff {
+    /// Authentication over a store. Without a configured secret, tokens are signed with a random
+    /// one: they then end with the process (sessions, stored in the database, do not).
+    pub fn new(config: &StaffConfig, store: Store, clock: Clock) -> Self {
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => {
+                tracing::info!(
+                    "staff.jwt_secret is not set: API tokens of staff are valid until the gateway \
+                     restarts"
+                );
+                uuid::Uuid::new_v4()
+                    .as_bytes()
+                    .iter()
+                    .chain(uuid::Uuid::new_v4().as_bytes())
+                    .copied()
+                    .collect()
+            }
+        };
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                keys: TokenKeys::new(&secret),
+                config: config.clone(),
+            }),
+        }
+    }
+
+    /// The account with this login and password, if they match. Takes as long for an unknown
+    /// login as for a wrong password.
+    pub async fn login(&self, email: &str, password: &str) -> Result<Option<User>, StoreError> {
+        let user = users::by_email(&mut self.inner.store.reader(), email).await?;
+        let hash = user
+            .as_ref()
+            .map_or(passwords::decoy(), |u| u.password_hash.as_str())
+            .to_owned();
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
+            .await
+            .unwrap_or(false);
+        Ok(user.filter(|_| matches))
+    }
+
+    /// A bearer token for a user, and when it expires.
+    pub fn issue_token(&self, user: &User) -> (String, Timestamp) {
+        let now = self.inner.clock.now();
+        let expires = now.plus(self.inner.config.token_ttl);
+        (
+            self.inner.keys.issue(&user.id, user.role, now, expires),
+            expires,
+        )
+    }
+
+    /// The enabled account a bearer token belongs to.
+    pub async fn from_token(&self, token: &str) -> Result<Option<User>, StoreError> {
+        let Some(claims) = self.inner.keys.verify(token) else {
+            return Ok(None);
+        };
+        users::get(&mut self.inner.store.reader(), &claims.sub).await
+    }
+
+    /// Opens a dashboard session; returns the cookie's token and the CSRF token.
+    pub async fn open_session(&self, user: &User) -> Result<(String, String), StoreError> {
+        let token = random_token();
+        let csrf = random_token();
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin().await?;
+        sessions::create(
+            &mut tx,
+            &session_id(&token),
+            &user.id,
+            &csrf,
+            now,
+            now.plus(self.inner.config.session_ttl),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((token, csrf))
+    }
+
+    /// The account and session a cookie's token belongs to.
+    pub async fn from_session(&self, token: &str) -> Result<Option<(User, Session)>, StoreError> {
+        let mut reader = self.inner.store.reader();
+        let Some(session) =
+            sessions::get(&mut reader, &session_id(token), self.inner.clock.now()).await?
+        else {
+            return Ok(None);
+        };
+        Ok(users::get(&mut reader, &session.user_id)
+            .await?
+            .map(|user| (user, session)))
+    }
+
+    /// Ends a session.
+    pub async fn close_session(&self, token: &str) -> Result<(), StoreError> {
+        let mut tx = self.inner.store.begin().await?;
+        sessions::delete(&mut tx, &session_id(token)).await?;
+        tx.commit().await
+    }
+
+    /// Creates an account.
+    pub async fn add_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        role: Role,
+        password: &str,
+        capacity: i64,
+    ) -> Result<User, AddUserError> {
+        let email = email.trim().to_lowercase();
+        let valid = email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+        if !valid || email.chars().any(char::is_whitespace) {
+            return Err(AddUserError::BadEmail);
+        }
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+            .await
+            .map_err(|e| AddUserError::Password(passwords::PasswordError::Hash(e.to_string())))??;
+        let display_name = match display_name.trim() {
+            "" => email.split('@').next().unwrap_or_default().to_owned(),
+            name => name.to_owned(),
+        };
+        let mut tx = self.inner.store.begin().await?;
+        let user = users::create(
+            &mut tx,
+            NewUser {
+                email,
+                display_name,
+                role,
+                password_hash: hash,
+                capacity,
+            },
+            self.inner.clock.now(),
+        )
+        .await?
+        .ok_or(AddUserError::Taken)?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Whether cookies must be `Secure` (the gateway is reached over HTTPS).
+    pub fn secure_cookies(&self) -> bool {
+        self.inner.config.secure_cookies
+    }
+
+    /// How long a session lasts.
+    pub fn session_ttl(&self) -> std::time::Duration {
+        self.inner.config.session_ttl
+    }
+}
+
+/// 256 random bits, hex.
+fn random_token() -> String {
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    hex::encode(bytes)
+}
+
+/// What the database stores of a session token.
+fn session_id(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
