@@ -287,6 +287,7 @@ impl Gateway {
         let poller = ImapPoller {
             url: MailboxUrl::parse(url)?,
             inbox: Inbox {
+                experts: self.experts.clone(),
                 ours,
                 store: self.store.clone(),
                 pipeline: self.pipeline.clone(),

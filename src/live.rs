@@ -177,6 +177,8 @@ const STAFF_BUFFER: usize = 256;
 pub struct Hub {
     topics: Arc<Mutex<HashMap<String, Topic>>>,
     staff: broadcast::Sender<Arc<StaffNotice>>,
+    /// Cancelled at shutdown: ends the staff streams too.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl Default for Hub {
@@ -184,6 +186,7 @@ impl Default for Hub {
         Self {
             topics: Arc::default(),
             staff: broadcast::channel(STAFF_BUFFER).0,
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -327,7 +330,13 @@ impl Hub {
 
     /// Ends every listener's stream (at shutdown).
     pub fn close(&self) {
+        self.closing.cancel();
         self.lock().clear();
+    }
+
+    /// Completes when the hub closes (shutdown).
+    pub async fn closed(&self) {
+        self.closing.cancelled().await;
     }
 
     /// How many conversations have listeners or a reply in progress.

@@ -5,7 +5,17 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchboard::{
-    app::Gateway, channels::telegram::Telegram, config::Config, replay, store::Store, telemetry,
+    app::Gateway,
+    channels::telegram::Telegram,
+    config::Config,
+    replay,
+    staff::Staff,
+    store::{
+        Store,
+        users::{self, Role},
+    },
+    telemetry,
+    time::Clock,
 };
 use tokio::net::TcpListener;
 
@@ -53,6 +63,33 @@ enum Command {
         #[command(subcommand)]
         command: TelegramCommand,
     },
+    /// Staff accounts: experts, supervisors, admins.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from SWITCHBOARD_USER_PASSWORD, or else from the
+    /// first line of standard input (at least 10 characters).
+    Add {
+        /// Login and notification address.
+        #[arg(long)]
+        email: String,
+        /// expert, supervisor or admin.
+        #[arg(long)]
+        role: Role,
+        /// Shown to colleagues and, for experts, to end users. Default: the address's local part.
+        #[arg(long)]
+        name: Option<String>,
+        /// Open conversations at most (experts). Default: experts.default_capacity.
+        #[arg(long)]
+        capacity: Option<i64>,
+    },
+    /// List the accounts.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             Command::Telegram {
                 command: TelegramCommand::SetWebhook,
             } => set_webhook(&config).await,
+            Command::User { command } => user(&config, command).await,
         }
     })
 }
@@ -111,6 +149,60 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let gateway = Gateway::build(config).await?;
     gateway.run(listener, shutdown_signal()).await
+}
+
+/// `switchboard user …`
+async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    let result = match command {
+        UserCommand::Add {
+            email,
+            role,
+            name,
+            capacity,
+        } => {
+            let password = match std::env::var("SWITCHBOARD_USER_PASSWORD") {
+                Ok(password) if !password.is_empty() => password,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("cannot read the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let staff = Staff::new(&config.staff, store.clone(), Clock::system());
+            staff
+                .add_user(
+                    &email,
+                    name.as_deref().unwrap_or_default(),
+                    role,
+                    &password,
+                    capacity.unwrap_or(config.experts.default_capacity),
+                )
+                .await
+                .map(|user| println!("created {} {} ({})", user.role, user.email, user.id))
+                .map_err(anyhow::Error::from)
+        }
+        UserCommand::List => {
+            let all = users::list(&mut store.reader()).await?;
+            for user in all {
+                let state = if user.disabled_at.is_some() {
+                    "disabled"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{state}",
+                    user.id, user.role, user.email, user.display_name
+                );
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
 }
 
 /// `switchboard telegram set-webhook`

@@ -43,6 +43,9 @@ ALTER TABLE thread_tokens ADD COLUMN expert_id TEXT REFERENCES users (id);
 DROP INDEX thread_tokens_by_conversation;
 CREATE UNIQUE INDEX thread_tokens_by_owner ON thread_tokens (conversation_id, COALESCE(expert_id, ''));
 
+-- A contact's public handle on its channel (Telegram's @username), for staff searching contacts.
+ALTER TABLE contacts ADD COLUMN username TEXT;
+
 -- Every access of staff to a conversation: who, what, when, from where.
 CREATE TABLE audit_log (
     id               TEXT PRIMARY KEY,

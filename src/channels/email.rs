@@ -8,12 +8,17 @@ use futures::stream;
 use switchboard_channel::{Attachment, Channel, InboundEvent, MediaKind};
 use switchboard_email::{InboundEmail, ReplyAddress};
 
+use serde_json::json;
+
 use crate::{
+    experts::{ExpertError, Experts},
     media::{Expected, MediaError, MediaStore},
     pipeline::{Checkpoint, IngestError, Outcome, Pipeline},
     store::{
-        Store, StoreError,
+        Store, StoreError, audit,
         media::{self, NewMedia},
+        messages::Message,
+        threads, users,
     },
     time::Clock,
 };
@@ -28,6 +33,14 @@ pub enum Received {
     },
     /// The mail went through the pipeline.
     Ingested(Vec<Outcome>),
+    /// An expert answered their notification mail: their reply went to the end user.
+    ExpertReply(Box<Message>),
+    /// A mail that may not do what it tries (a reply to an expert's notification from another
+    /// address): not stored, logged.
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Why a mail was not received. Nothing of it was stored (files stored before the failure stay
@@ -51,6 +64,8 @@ pub enum ReceiveError {
 /// Where received mail goes.
 #[derive(Clone)]
 pub struct Inbox {
+    /// The experts' side: replies to notification mails are expert replies.
+    pub experts: Experts,
     /// The gateway's reply address (its account on the e-mail channel).
     pub ours: ReplyAddress,
     /// The database.
@@ -82,6 +97,14 @@ impl Inbox {
             }
             return Ok(Received::Ignored { reason });
         }
+        if let Some(token) = &email.reply_token
+            && let Some(binding) = threads::binding(&mut self.store.reader(), token).await?
+            && let Some(expert_id) = binding.expert_id
+        {
+            return self
+                .expert_reply(email, &binding.conversation_id, &expert_id)
+                .await;
+        }
         let mut attachments = Vec::with_capacity(email.attachments.len());
         for file in &email.attachments {
             attachments.push(self.keep(file).await?);
@@ -97,6 +120,61 @@ impl Inbox {
             )
             .await?;
         Ok(Received::Ingested(outcomes))
+    }
+
+    /// An expert's reply to their notification mail: only from the expert's own address, once
+    /// per mail, passed through to the end user, audited.
+    async fn expert_reply(
+        &self,
+        email: InboundEmail,
+        conversation_id: &str,
+        expert_id: &str,
+    ) -> Result<Received, ReceiveError> {
+        let refused = |reason: String| {
+            tracing::warn!(from = %email.from.address, conversation = conversation_id, %reason,
+                "refused a reply to an expert's notification");
+            Ok(Received::Refused { reason })
+        };
+        let Some(expert) = users::get(&mut self.store.reader(), expert_id).await? else {
+            return refused("the expert's account is disabled".into());
+        };
+        if !email.from.address.eq_ignore_ascii_case(&expert.email) {
+            return refused(format!(
+                "{} is not the address of the expert this notification was sent to",
+                email.from.address
+            ));
+        }
+        let mut attachments = Vec::with_capacity(email.attachments.len());
+        for file in &email.attachments {
+            attachments.push(self.keep(file).await?);
+        }
+        let reply = self
+            .experts
+            .reply(
+                &expert,
+                conversation_id,
+                &email.text,
+                attachments,
+                Some(("expert_mail", &email.message_id)),
+            )
+            .await;
+        match reply {
+            Ok(message) => {
+                let entry = audit::NewEntry {
+                    actor_id: &expert.id,
+                    actor_role: expert.role.as_str(),
+                    action: "reply",
+                    conversation_id: Some(conversation_id),
+                    detail: json!({"via": "email", "message_id": message.id}),
+                    remote_addr: None,
+                    user_agent: None,
+                };
+                audit::record(&mut self.store.reader(), entry, self.clock.now()).await?;
+                Ok(Received::ExpertReply(Box::new(message)))
+            }
+            Err(ExpertError::Store(e)) => Err(e.into()),
+            Err(e) => refused(e.to_string()),
+        }
     }
 
     /// Stores an attachment's file and its media row; returns the normalized attachment.

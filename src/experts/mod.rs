@@ -31,7 +31,7 @@ use crate::{
         conversations::{self, Conversation, Mode, Owned},
         messages,
         messages::{Direction, Message, NewMessage, Role as Author},
-        query,
+        query, threads,
         users::{self, Role, User},
     },
     time::Clock,
@@ -457,13 +457,16 @@ impl Experts {
         Err(ExpertError::Conflict("claim the conversation first"))
     }
 
-    /// The expert writes to the end user, passed through on the conversation's channel.
+    /// The expert writes to the end user, passed through on the conversation's channel. `once`:
+    /// a one-time value (scope, token) recorded with the message — the Message-ID of the mail it
+    /// came in — so that a redelivered mail is not posted twice.
     pub async fn reply(
         &self,
         expert: &User,
         id: &str,
         content: &str,
         attachments: Vec<Attachment>,
+        once: Option<(&str, &str)>,
     ) -> Result<Message, ExpertError> {
         let conversation = self.visible(expert, id).await?;
         if conversation.expert_id.as_deref() != Some(expert.id.as_str()) {
@@ -483,6 +486,11 @@ impl Experts {
         }
         let now = self.inner.clock.now();
         let mut tx = self.inner.store.begin().await?;
+        if let Some((scope, token)) = once
+            && !threads::see_once(&mut tx, scope, token, now).await?
+        {
+            return Err(ExpertError::Conflict("this message was received before"));
+        }
         let conversation = conversations::take_seq_for_expert_message(&mut tx, id, &expert.id, now)
             .await?
             .ok_or(ExpertError::Conflict("the conversation is no longer yours"))?;

@@ -14,6 +14,7 @@ use serde_json::json;
 use switchboard_web::{identity::IdentityError, request::RequestError};
 
 use crate::{
+    experts::ExpertError,
     pipeline::{HandoffError, IngestError},
     store::StoreError,
 };
@@ -123,6 +124,17 @@ impl From<HandoffError> for ApiError {
                 "this conversation is closed",
             ),
             HandoffError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<ExpertError> for ApiError {
+    fn from(e: ExpertError) -> Self {
+        match e {
+            ExpertError::NotFound => ApiError::not_found("conversation"),
+            ExpertError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "conflict", why),
+            ExpertError::Invalid(why) => ApiError::invalid("invalid_request", why),
+            ExpertError::Store(e) => ApiError::internal(&e),
         }
     }
 }

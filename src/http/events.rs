@@ -69,22 +69,39 @@ pub(super) async fn stream(
         params.device_id.as_deref(),
     )?;
     let conversation = owned(&state, &visitor, &id).await?;
-    let from = headers
+    let from = resume_from(&headers, params.last_event_id.as_deref());
+    conversation_stream(&state, conversation.id, from, None).await
+}
+
+/// Where a client resumes: `Last-Event-ID` (or the query's `last_event_id`), else the start.
+pub(super) fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Position {
+    headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .or(params.last_event_id.as_deref())
+        .or(query)
         .map(Position::parse)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The event stream of a conversation the caller may see, from `from` (replayed from the
+/// database), then live; `first`, if any, is sent before everything else.
+pub(super) async fn conversation_stream(
+    state: &AppState,
+    conversation_id: String,
+    from: Position,
+    first: Option<Event>,
+) -> Result<Response, ApiError> {
     // Subscribe first, so nothing published during the replay is missed.
-    let mut subscription = state.hub.subscribe(&conversation.id);
+    let mut subscription = state.hub.subscribe(&conversation_id);
     let mut cursor = Cursor::new(from);
-    let mut replay = cursor.catch_up(&state.store, &conversation.id).await?;
+    let mut replay: Vec<Event> = first.into_iter().collect();
+    replay.extend(cursor.catch_up(&state.store, &conversation_id).await?);
     if let Some(streaming) = subscription.streaming.take() {
         replay.extend(cursor.resume_reply(streaming));
     }
-    let live = live(state.store.clone(), conversation.id, cursor, subscription);
+    let live = live(state.store.clone(), conversation_id, cursor, subscription);
     let events = futures::stream::iter(replay.into_iter().map(Ok)).chain(live);
-    Ok(sse_response(events, &state))
+    Ok(sse_response(events, state))
 }
 
 /// Where a client is in a conversation's event stream, and what it has already seen.

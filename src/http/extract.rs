@@ -75,3 +75,156 @@ impl FromRequestParts<AppState> for Visitor {
         Visitor::from_headers(state, &parts.headers, None, None)
     }
 }
+
+/// Where a request comes from, for the audit log: the peer's address (and the address it
+/// forwards for, behind a proxy) and the user agent.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// `peer` or `peer (for forwarded)`.
+    pub remote_addr: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    fn of(parts: &Parts) -> Origin {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned());
+        let remote_addr = match (peer, forwarded) {
+            (Some(peer), Some(forwarded)) => Some(format!("{peer} (for {forwarded})")),
+            (peer, forwarded) => peer.or(forwarded),
+        };
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        Origin {
+            remote_addr,
+            user_agent,
+        }
+    }
+}
+
+/// The name of the dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "sb_session";
+
+/// A signed-in staff member: by bearer token (the API) or by session cookie (the dashboard).
+/// Requests that change something and come with the cookie must echo the session's CSRF token in
+/// `X-CSRF-Token`. A website visitor's credentials here answer 403, no credentials 401.
+#[derive(Debug, Clone)]
+pub struct StaffUser {
+    /// The account.
+    pub user: crate::store::users::User,
+    /// The session's CSRF token, when signed in by cookie.
+    pub csrf: Option<String>,
+    /// Where the request comes from.
+    pub origin: Origin,
+}
+
+impl StaffUser {
+    /// Refuses (403) a member without at least `role`'s rights.
+    pub fn require(&self, role: crate::store::users::Role) -> Result<(), ApiError> {
+        if self.user.role.includes(role) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this needs the {role} role"),
+            ))
+        }
+    }
+}
+
+/// A cookie's value from the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+impl FromRequestParts<AppState> for StaffUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        use axum::http::{Method, StatusCode};
+        let origin = Origin::of(parts);
+        let forbidden = || {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route is for staff; sign in as an expert, supervisor or admin",
+            )
+        };
+        let authorization = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
+            if let Some(user) = state.staff.from_token(token.trim()).await? {
+                return Ok(StaffUser {
+                    user,
+                    csrf: None,
+                    origin,
+                });
+            }
+            // A website visitor's own token is a valid identity, but not a staff one.
+            return Err(if state.identity.identify(authorization, None).is_ok() {
+                forbidden()
+            } else {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the bearer token is not a valid staff token (expired?)",
+                )
+            });
+        }
+        if let Some(token) = cookie(&parts.headers, SESSION_COOKIE)
+            && let Some((user, session)) = state.staff.from_session(token).await?
+        {
+            let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+            if !safe {
+                let echoed = parts
+                    .headers
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !super::auth::constant_time_eq(echoed.as_bytes(), session.csrf_token.as_bytes())
+                {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf",
+                        "the X-CSRF-Token header is missing or wrong; reload the dashboard",
+                    ));
+                }
+            }
+            return Ok(StaffUser {
+                user,
+                csrf: Some(session.csrf_token),
+                origin,
+            });
+        }
+        if parts.headers.contains_key("x-device-id") {
+            return Err(forbidden());
+        }
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in: a staff bearer token or the dashboard's session",
+        ))
+    }
+}

@@ -4,6 +4,7 @@
 //! Handlers stay thin: they extract and validate, call the pipeline or the store, and shape the
 //! answer. Every error is an [`ApiError`].
 
+mod admin;
 pub mod auth;
 mod chat;
 mod conversations;
@@ -14,6 +15,8 @@ mod media;
 mod ops;
 mod pages;
 pub mod server;
+mod staff;
+mod supervisor;
 mod webhooks;
 
 use std::{sync::Arc, time::Duration};
@@ -96,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::telegram::receive),
         )
         .merge(email_webhooks(&state.config))
+        .merge(staff_api())
         .route("/", get(pages::index))
         .route("/widget.js", get(pages::widget))
         .route("/healthz", get(ops::health))
@@ -111,6 +115,54 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The staff's API: sign-in, experts, supervisors, admins.
+fn staff_api() -> Router<AppState> {
+    use axum::routing::put;
+    Router::new()
+        .route("/v1/auth/token", post(staff::token))
+        .route("/v1/expert/me", get(staff::me))
+        .route("/v1/expert/me/availability", put(staff::availability))
+        .route("/v1/expert/queue", get(staff::queue))
+        .route("/v1/expert/events", get(staff::events))
+        .route("/v1/expert/conversations", get(staff::mine))
+        .route("/v1/expert/conversations/{id}", get(staff::open))
+        .route("/v1/expert/conversations/{id}/messages", post(staff::reply))
+        .route("/v1/expert/conversations/{id}/claim", post(staff::claim))
+        .route(
+            "/v1/expert/conversations/{id}/transfer",
+            post(staff::transfer),
+        )
+        .route(
+            "/v1/expert/conversations/{id}/release",
+            post(staff::release),
+        )
+        .route("/v1/expert/conversations/{id}/close", post(staff::close))
+        .route(
+            "/v1/expert/conversations/{id}/events",
+            get(staff::conversation_events),
+        )
+        .route("/v1/expert/conversations/{id}/export", get(staff::export))
+        .route("/v1/supervisor/conversations", get(supervisor::live))
+        .route(
+            "/v1/supervisor/conversations/{id}/observe",
+            get(supervisor::observe),
+        )
+        .route(
+            "/v1/supervisor/users/{id}/conversations",
+            get(supervisor::of_contact),
+        )
+        .route("/v1/supervisor/contacts", get(supervisor::search))
+        .route(
+            "/v1/admin/users",
+            post(admin::add_user).get(admin::list_users),
+        )
+        .route(
+            "/v1/admin/users/{id}",
+            axum::routing::delete(admin::disable_user),
+        )
+        .route("/v1/admin/audit", get(admin::audit_log))
 }
 
 /// The inbound mail routes, with their own body limit: mails with attachments are large.

@@ -9,7 +9,7 @@
 
 use std::{future::Future, time::Duration};
 
-use axum::Router;
+use axum::{Router, extract::ConnectInfo};
 use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -17,6 +17,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tracing::{debug, warn};
 
 /// How long a client may take to send its request headers.
@@ -39,7 +40,14 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
                     if let Err(e) = stream.set_nodelay(true) {
                         debug!(%peer, error = %e, "cannot disable Nagle's algorithm");
                     }
-                    let service = TowerToHyperService::new(app.clone());
+                    // The peer's address travels with each request (the audit log records it).
+                    let app = app.clone();
+                    let service = TowerToHyperService::new(tower::service_fn(
+                        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                            request.extensions_mut().insert(ConnectInfo(peer));
+                            app.clone().oneshot(request)
+                        },
+                    ));
                     let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                     tokio::spawn(async move {
                         if let Err(e) = connection.await {

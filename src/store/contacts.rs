@@ -10,6 +10,7 @@ use crate::time::Timestamp;
 struct Existing {
     id: String,
     display_name: Option<String>,
+    username: Option<String>,
     unreachable_since: Option<Timestamp>,
 }
 
@@ -25,7 +26,7 @@ pub async fn upsert(
     let existing: Option<Existing> = tx
         .fetch_optional(
             query(
-                "SELECT id, display_name, unreachable_since FROM contacts \
+                "SELECT id, display_name, username, unreachable_since FROM contacts \
                  WHERE channel = $1 AND external_id = $2",
             )
             .bind(channel.as_str())
@@ -34,18 +35,20 @@ pub async fn upsert(
         .await?;
     match existing {
         Some(found) => {
-            let renamed =
-                contact.display_name.is_some() && contact.display_name != found.display_name;
+            let renamed = (contact.display_name.is_some()
+                && contact.display_name != found.display_name)
+                || (contact.username.is_some() && contact.username != found.username);
             if renamed || found.unreachable_since.is_some() {
                 tx.execute(
                     query(
                         "UPDATE contacts SET display_name = COALESCE($2, display_name), \
-                         unreachable_since = NULL, unreachable_reason = NULL, updated_at = $3 \
-                         WHERE id = $1",
+                         username = COALESCE($4, username), unreachable_since = NULL, \
+                         unreachable_reason = NULL, updated_at = $3 WHERE id = $1",
                     )
                     .bind(&found.id)
                     .bind(contact.display_name.clone())
-                    .bind(now),
+                    .bind(now)
+                    .bind(contact.username.clone()),
                 )
                 .await?;
             }
@@ -55,14 +58,15 @@ pub async fn upsert(
             let id = Uuid::now_v7().to_string();
             tx.execute(
                 query(
-                    "INSERT INTO contacts (id, channel, external_id, display_name, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $5)",
+                    "INSERT INTO contacts (id, channel, external_id, display_name, username, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $6, $5, $5)",
                 )
                 .bind(&id)
                 .bind(channel.as_str())
                 .bind(&contact.external_id)
                 .bind(contact.display_name.clone())
-                .bind(now),
+                .bind(now)
+                .bind(contact.username.clone()),
             )
             .await?;
             Ok(id)
@@ -144,4 +148,62 @@ pub async fn display_name(db: &mut impl Db, id: &str) -> Result<Option<String>, 
         .fetch_optional(query("SELECT display_name FROM contacts WHERE id = $1").bind(id))
         .await?;
     Ok(row.and_then(|(name,)| name))
+}
+
+/// A contact as staff search for them.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Found {
+    /// Its id.
+    pub id: String,
+    /// Its channel.
+    pub channel: String,
+    /// Phone number, chat id, e-mail address, device…
+    pub external_id: String,
+    /// Its name.
+    pub display_name: Option<String>,
+    /// Its username on the channel (Telegram), when known.
+    pub username: Option<String>,
+    /// When it first wrote.
+    pub created_at: Timestamp,
+}
+
+/// Contacts whose name, channel id (phone, e-mail address, chat id) or username contains `q`
+/// (case-insensitive), newest first, and their total.
+pub async fn search(
+    db: &mut impl Db,
+    q: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Found>, i64), StoreError> {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    let (total,): (i64,) = db
+        .fetch_one(
+            query(
+                "SELECT COUNT(*) FROM contacts WHERE LOWER(COALESCE(display_name, '')) LIKE $1 \
+                 ESCAPE '\\' OR LOWER(external_id) LIKE $1 ESCAPE '\\' \
+                 OR LOWER(COALESCE(username, '')) LIKE $1 ESCAPE '\\'",
+            )
+            .bind(&pattern),
+        )
+        .await?;
+    let found = db
+        .fetch_all(
+            query(
+                "SELECT id, channel, external_id, display_name, username, created_at \
+                 FROM contacts WHERE LOWER(COALESCE(display_name, '')) LIKE $1 ESCAPE '\\' \
+                 OR LOWER(external_id) LIKE $1 ESCAPE '\\' \
+                 OR LOWER(COALESCE(username, '')) LIKE $1 ESCAPE '\\' \
+                 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+            )
+            .bind(&pattern)
+            .bind(limit)
+            .bind(offset),
+        )
+        .await?;
+    Ok((found, total))
 }

@@ -29,6 +29,7 @@ fn message(id: &str, from: &str, text: &str) -> InboundEvent {
         from: ContactRef {
             external_id: from.into(),
             display_name: Some("Sheena Nelson".into()),
+            username: None,
         },
         conversation: ConversationRef::Current,
         sent_at: None,
@@ -162,6 +163,7 @@ async fn reactions_and_edits_are_recorded_without_an_answer(backend: Backend) {
         from: ContactRef {
             external_id: "42".into(),
             display_name: None,
+            username: None,
         },
         content: Content::Text {
             body: "hello".into(),
@@ -202,6 +204,7 @@ async fn reactions_and_edits_are_recorded_without_an_answer(backend: Backend) {
         from: ContactRef {
             external_id: "42".into(),
             display_name: None,
+            username: None,
         },
         content: Content::Text { body: "x".into() },
         edited_at: None,

@@ -14,6 +14,7 @@ mod conversations;
 mod email;
 mod errors;
 mod events;
+mod experts;
 mod imap;
 mod ingest;
 mod ordering;

@@ -62,6 +62,8 @@ pub struct ContactRef {
     pub external_id: String,
     /// The name the channel shows for them, when it tells us one.
     pub display_name: Option<String>,
+    /// Their public handle on the channel (Telegram's username, without `@`), when they have one.
+    pub username: Option<String>,
 }
 
 /// Which conversation an inbound message belongs to, as far as the channel can tell.

@@ -216,6 +216,7 @@ impl InboundEmail {
             from: ContactRef {
                 external_id: self.from.address,
                 display_name: self.from.name,
+                username: None,
             },
             reply_to: self.in_reply_to.first().cloned(),
             conversation: ConversationRef::Thread {

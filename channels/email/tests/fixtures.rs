@@ -264,6 +264,7 @@ fn gmail_reply() {
         ContactRef {
             external_id: "kim.lee@gmail.com".into(),
             display_name: Some("Kim Lee".into()),
+            username: None,
         }
     );
     assert_eq!(

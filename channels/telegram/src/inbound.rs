@@ -287,16 +287,18 @@ fn chat_type(chat: &Chat) -> Option<&'static str> {
 
 /// The chat as the contact: a person's name for a private chat, the title for a group.
 fn chat_contact(chat: &Chat) -> ContactRef {
-    let display_name = match &chat.kind {
-        ChatKind::Private(private) => {
+    let (display_name, username) = match &chat.kind {
+        ChatKind::Private(private) => (
             person_name(private.first_name.as_deref(), private.last_name.as_deref())
-                .or_else(|| non_empty(private.username.as_deref()))
-        }
-        ChatKind::Public(public) => non_empty(public.title.as_deref()),
+                .or_else(|| non_empty(private.username.as_deref())),
+            non_empty(private.username.as_deref()),
+        ),
+        ChatKind::Public(public) => (non_empty(public.title.as_deref()), None),
     };
     ContactRef {
         external_id: chat.id.0.to_string(),
         display_name,
+        username,
     }
 }
 
@@ -306,6 +308,7 @@ fn user_contact(user: &User) -> ContactRef {
         external_id: user.id.0.to_string(),
         display_name: person_name(Some(&user.first_name), user.last_name.as_deref())
             .or_else(|| non_empty(user.username.as_deref())),
+        username: non_empty(user.username.as_deref()),
     }
 }
 

@@ -97,6 +97,7 @@ fn user_contact() -> ContactRef {
     ContactRef {
         external_id: USER.into(),
         display_name: Some(USER_NAME.into()),
+        username: Some("WaffleLapkin".into()),
     }
 }
 
@@ -104,6 +105,7 @@ fn group_contact() -> ContactRef {
     ContactRef {
         external_id: GROUP.into(),
         display_name: Some(GROUP_NAME.into()),
+        username: None,
     }
 }
 

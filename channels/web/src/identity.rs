@@ -35,10 +35,12 @@ impl Identity {
             Identity::Device(id) => ContactRef {
                 external_id: format!("device:{id}"),
                 display_name: None,
+                username: None,
             },
             Identity::User { subject, name } => ContactRef {
                 external_id: format!("user:{subject}"),
                 display_name: name.clone(),
+                username: None,
             },
         }
     }

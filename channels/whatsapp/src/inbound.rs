@@ -431,6 +431,7 @@ impl WireMessage {
             from: ContactRef {
                 external_id: from,
                 display_name,
+                username: None,
             },
             conversation: ConversationRef::Current,
             sent_at,

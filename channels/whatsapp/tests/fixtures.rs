@@ -82,6 +82,7 @@ fn assert_from_customer(message: &InboundMessage, id: &str, sent_at: i64, whatsa
         ContactRef {
             external_id: USER.into(),
             display_name: Some(USER_NAME.into()),
+            username: None,
         }
     );
     assert_eq!(message.conversation, ConversationRef::Current);
@@ -531,6 +532,7 @@ fn system() {
         ContactRef {
             external_id: USER.into(),
             display_name: None,
+            username: None,
         }
     );
     assert_eq!(message.sent_at, at(1_739_322_060));
@@ -623,6 +625,7 @@ fn multi_entry() {
         ContactRef {
             external_id: "16315551181".into(),
             display_name: Some("Pablo Morales".into()),
+            username: None,
         }
     );
     assert_eq!(second.sent_at, at(1_739_322_190));

@@ -227,6 +227,7 @@ async fn receive(
     once: Option<Checkpoint>,
 ) -> Result<Response, ApiError> {
     let inbox = Inbox {
+        experts: state.experts.clone(),
         ours: ours.clone(),
         store: state.store.clone(),
         pipeline: state.pipeline.clone(),
@@ -239,6 +240,13 @@ async fn receive(
             Ok(Json(json!({"status": "ignored", "reason": reason})).into_response())
         }
         Ok(Received::Ingested(outcomes)) => Ok(Json(summary(1, &outcomes)).into_response()),
+        Ok(Received::ExpertReply(message)) => {
+            Ok(Json(json!({"status": "ok", "expert_reply": message.id})).into_response())
+        }
+        // Answered 200: a provider must not retry what will be refused again.
+        Ok(Received::Refused { reason }) => {
+            Ok(Json(json!({"status": "refused", "reason": reason})).into_response())
+        }
         Err(ReceiveError::TooLarge(_)) => Err(too_large()),
         Err(ReceiveError::Ingest(e)) => Err(e.into()),
         Err(ReceiveError::Store(e)) => Err(e.into()),

@@ -32,6 +32,8 @@ pub struct TestApp {
     pub store: Store,
     /// Its pipeline, for feeding events the way a channel adapter does.
     pub pipeline: Pipeline,
+    /// Its staff authentication, for creating accounts.
+    pub staff: switchboard::staff::Staff,
     /// Its clock.
     pub clock: Clock,
     /// The configuration it runs with.
@@ -90,6 +92,7 @@ impl TestApp {
             .expect("the gateway starts");
         let store = gateway.store().clone();
         let pipeline = gateway.pipeline().clone();
+        let staff = gateway.staff().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel();
@@ -100,6 +103,7 @@ impl TestApp {
             address,
             store,
             pipeline,
+            staff,
             clock,
             config,
             client: reqwest::Client::new(),
@@ -220,6 +224,48 @@ impl TestApp {
             .await
             .expect("mail request");
         json_response(response).await
+    }
+
+    /// Creates a staff account (password `correct-horse-battery`) and returns a bearer token.
+    pub async fn staff_token(&self, email: &str, role: &str) -> (String, String) {
+        let role = role.parse().expect("a role");
+        let user = self
+            .staff
+            .add_user(email, "", role, "correct-horse-battery", 3)
+            .await
+            .expect("a new staff account");
+        let response = self
+            .client
+            .post(self.url("/v1/auth/token"))
+            .json(&serde_json::json!({"email": email, "password": "correct-horse-battery"}))
+            .send()
+            .await
+            .expect("token request");
+        let (status, body) = json_response(response).await;
+        assert_eq!(status, 200, "{body}");
+        (user.id, body["token"].as_str().expect("a token").to_owned())
+    }
+
+    /// A request with a staff bearer token.
+    pub fn as_staff(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// A staff request's status and JSON body.
+    pub async fn staff_call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.as_staff(method, path, token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        json_response(request.send().await.expect("staff request")).await
     }
 
     /// Attaches a database to this app, so that it is dropped with it.

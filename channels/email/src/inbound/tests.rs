@@ -379,6 +379,7 @@ fn into_message_fills_every_field() {
         ContactRef {
             external_id: "kim@example.org".into(),
             display_name: Some("Kim Lee".into()),
+            username: None,
         }
     );
     // The message replied to, then the thread newest first, each once.

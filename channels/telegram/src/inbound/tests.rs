@@ -182,6 +182,7 @@ fn a_private_text_is_a_message_from_the_chat() {
             from: ContactRef {
                 external_id: "218485655".into(),
                 display_name: Some("Waffle".into()),
+                username: Some("WaffleLapkin".into()),
             },
             conversation: ConversationRef::Current,
             sent_at: DateTime::from_timestamp(DATE, 0),
@@ -516,6 +517,7 @@ fn a_group_message_for_the_bot_comes_from_the_group() {
         ContactRef {
             external_id: "-1001234567890".into(),
             display_name: Some("Support Group".into()),
+            username: None,
         }
     );
     assert_eq!(message.metadata["chat_type"], "supergroup");
@@ -689,6 +691,7 @@ fn an_edit_replaces_the_content() {
             from: ContactRef {
                 external_id: "218485655".into(),
                 display_name: Some("Waffle".into()),
+                username: Some("WaffleLapkin".into()),
             },
             content: Content::Text {
                 body: "Opening hours on Saturday?".into()
@@ -840,6 +843,7 @@ fn a_press_under_an_inline_message_comes_from_the_user() {
         ContactRef {
             external_id: "218485655".into(),
             display_name: Some("Waffle".into()),
+            username: Some("WaffleLapkin".into()),
         }
     );
     assert_eq!(message.reply_to, None);
@@ -896,6 +900,7 @@ fn blocking_and_unblocking_the_bot() {
             contact: ContactRef {
                 external_id: "218485655".into(),
                 display_name: Some("Waffle".into()),
+                username: Some("WaffleLapkin".into()),
             },
             reachable: false,
             reason: "kicked".into(),

@@ -1,0 +1,154 @@
+//! What admins do: manage staff accounts and read the audit log. Anyone else gets 403.
+//!
+//! - `POST /v1/admin/users` `{email, name?, role, password, capacity?}` → 201
+//! - `GET /v1/admin/users`, `DELETE /v1/admin/users/{id}` (disables; sessions end)
+//! - `GET /v1/admin/audit?actor=&conversation=&page=&limit=`, newest first
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ApiJson, ApiPath, ApiQuery, StaffUser},
+};
+use crate::{
+    staff::AddUserError,
+    store::{
+        audit,
+        users::{self, Role},
+    },
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewUser {
+    email: String,
+    name: Option<String>,
+    role: Role,
+    password: String,
+    capacity: Option<i64>,
+}
+
+/// `POST /v1/admin/users`
+pub(super) async fn add_user(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Admin)?;
+    let capacity = body
+        .capacity
+        .unwrap_or(state.config.experts.default_capacity);
+    if !(1..=100).contains(&capacity) {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "capacity must be between 1 and 100",
+        ));
+    }
+    let user = state
+        .staff
+        .add_user(
+            &body.email,
+            body.name.as_deref().unwrap_or_default(),
+            body.role,
+            &body.password,
+            capacity,
+        )
+        .await
+        .map_err(|e| match e {
+            AddUserError::Taken => {
+                ApiError::new(StatusCode::CONFLICT, "user_exists", e.to_string())
+            }
+            AddUserError::BadEmail | AddUserError::Password(_) => {
+                ApiError::invalid("invalid_request", e.to_string())
+            }
+            AddUserError::Store(e) => ApiError::internal(&e),
+        })?;
+    super::staff::audit(
+        &state,
+        &staff,
+        "add_user",
+        None,
+        json!({"user_id": user.id, "role": user.role}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(json!({"user": user}))).into_response())
+}
+
+/// `GET /v1/admin/users`
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    staff: StaffUser,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Admin)?;
+    let all = users::list(&mut state.store.reader()).await?;
+    Ok(Json(json!({"users": all})).into_response())
+}
+
+/// `DELETE /v1/admin/users/{id}`
+pub(super) async fn disable_user(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Admin)?;
+    if id == staff.user.id {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "you cannot disable yourself",
+        ));
+    }
+    let mut tx = state.store.begin().await?;
+    let disabled = users::disable(&mut tx, &id, state.clock.now()).await?;
+    tx.commit().await?;
+    if !disabled {
+        return Err(ApiError::not_found("user"));
+    }
+    super::staff::audit(&state, &staff, "disable_user", None, json!({"user_id": id})).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    actor: Option<String>,
+    conversation: Option<String>,
+    page: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/admin/audit`
+pub(super) async fn audit_log(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiQuery(params): ApiQuery<AuditQuery>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Admin)?;
+    let page = params.page.unwrap_or(1);
+    let limit = params.limit.unwrap_or(50);
+    if page < 1 || !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_query",
+            "page must be at least 1 and limit between 1 and 500",
+        ));
+    }
+    let (entries, total) = audit::page(
+        &mut state.store.reader(),
+        params.actor.as_deref(),
+        params.conversation.as_deref(),
+        (page - 1) * limit,
+        limit,
+    )
+    .await?;
+    Ok(
+        Json(json!({"entries": entries, "total": total, "page": page, "limit": limit}))
+            .into_response(),
+    )
+}

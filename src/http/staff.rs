@@ -1,0 +1,383 @@
+//! The staff API: signing in, and what experts do with conversations.
+//!
+//! - `POST /v1/auth/token` `{email, password}` → a bearer token carrying the role.
+//! - `GET /v1/expert/me`, `PUT /v1/expert/me/availability` `{available, capacity?}`
+//! - `GET /v1/expert/queue`: conversations waiting for an expert, longest waiting first.
+//! - `GET /v1/expert/conversations`: the caller's, with unread counts.
+//! - `GET /v1/expert/conversations/{id}`: a conversation and its transcript (marks it read).
+//! - `POST /v1/expert/conversations/{id}/messages` `{content}`: write to the end user, on their
+//!   channel.
+//! - `POST /v1/expert/conversations/{id}/{claim,release,close}`, `…/transfer` `{to}`.
+//! - `GET /v1/expert/conversations/{id}/events`: the conversation live (SSE).
+//! - `GET /v1/expert/conversations/{id}/export`: the whole transcript as JSON.
+//! - `GET /v1/expert/events`: staff notices (queue and ownership changes, new messages) the
+//!   caller may see, live (SSE).
+//!
+//! An expert sees their own conversations and waiting ones; anybody else's answers 404.
+//! Every access to a conversation is written to the audit log.
+
+use std::convert::Infallible;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response, sse::Event},
+};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::{
+    AppState,
+    chat::sse_response,
+    error::ApiError,
+    events::{conversation_stream, resume_from},
+    extract::{ApiJson, ApiPath, ApiQuery, StaffUser},
+};
+use crate::store::{
+    audit::{self, NewEntry},
+    contacts, conversations, messages,
+    users::Role,
+};
+
+/// Records a staff member's access to a conversation (never fails the request: an audit write
+/// that fails is logged as an error).
+pub(super) async fn audit(
+    state: &AppState,
+    staff: &StaffUser,
+    action: &str,
+    conversation_id: Option<&str>,
+    detail: Value,
+) {
+    let entry = NewEntry {
+        actor_id: &staff.user.id,
+        actor_role: staff.user.role.as_str(),
+        action,
+        conversation_id,
+        detail,
+        remote_addr: staff.origin.remote_addr.as_deref(),
+        user_agent: staff.origin.user_agent.as_deref(),
+    };
+    if let Err(e) = audit::record(&mut state.store.reader(), entry, state.clock.now()).await {
+        tracing::error!(error = %e, action, "cannot write the audit log");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// `POST /v1/auth/token`
+pub(super) async fn token(
+    State(state): State<AppState>,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let Some(user) = state
+        .staff
+        .login(&credentials.email, &credentials.password)
+        .await?
+    else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the e-mail address or the password is wrong",
+        ));
+    };
+    let (token, expires_at) = state.staff.issue_token(&user);
+    Ok(Json(json!({"token": token, "expires_at": expires_at, "user": user})).into_response())
+}
+
+/// `GET /v1/expert/me`
+pub(super) async fn me(
+    State(state): State<AppState>,
+    staff: StaffUser,
+) -> Result<Response, ApiError> {
+    let open = conversations::open_count(&mut state.store.reader(), &staff.user.id).await?;
+    Ok(Json(json!({"user": staff.user, "open": open})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Availability {
+    available: bool,
+    capacity: Option<i64>,
+}
+
+/// `PUT /v1/expert/me/availability`
+pub(super) async fn availability(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiJson(body): ApiJson<Availability>,
+) -> Result<Response, ApiError> {
+    let user = state
+        .experts
+        .set_availability(&staff.user, body.available, body.capacity)
+        .await?;
+    Ok(Json(json!({"user": user})).into_response())
+}
+
+/// `GET /v1/expert/queue`
+pub(super) async fn queue(
+    State(state): State<AppState>,
+    _staff: StaffUser,
+) -> Result<Response, ApiError> {
+    let waiting = state.experts.queue().await?;
+    let mut items = Vec::with_capacity(waiting.len());
+    for entry in waiting {
+        let name =
+            contacts::display_name(&mut state.store.reader(), &entry.conversation.contact_id)
+                .await?;
+        items.push(json!({
+            "position": entry.position,
+            "conversation": entry.conversation,
+            "contact_name": name,
+        }));
+    }
+    Ok(Json(json!({"conversations": items})).into_response())
+}
+
+/// `GET /v1/expert/conversations`
+pub(super) async fn mine(
+    State(state): State<AppState>,
+    staff: StaffUser,
+) -> Result<Response, ApiError> {
+    let owned = state.experts.owned(&staff.user).await?;
+    let items: Vec<Value> = owned
+        .into_iter()
+        .map(|o| json!({"conversation": o.conversation, "unread": o.unread, "contact_name": o.contact_name}))
+        .collect();
+    Ok(Json(json!({"conversations": items})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TranscriptParams {
+    limit: Option<i64>,
+}
+
+/// `GET /v1/expert/conversations/{id}`
+pub(super) async fn open(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<TranscriptParams>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(200).clamp(1, 1000);
+    let (conversation, messages) = state.experts.open(&staff.user, &id, limit).await?;
+    audit(&state, &staff, "view", Some(&id), json!({})).await;
+    let contact = contact_of(&state, &conversation.contact_id).await?;
+    Ok(Json(json!({
+        "conversation": conversation,
+        "contact": contact,
+        "messages": messages,
+    }))
+    .into_response())
+}
+
+/// The end user of a conversation, as staff see them.
+pub(super) async fn contact_of(state: &AppState, contact_id: &str) -> Result<Value, ApiError> {
+    let mut reader = state.store.reader();
+    let external_id = contacts::external_id(&mut reader, contact_id).await?;
+    let name = contacts::display_name(&mut reader, contact_id).await?;
+    Ok(json!({"id": contact_id, "external_id": external_id, "name": name}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Reply {
+    content: String,
+}
+
+/// `POST /v1/expert/conversations/{id}/messages`
+pub(super) async fn reply(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<Reply>,
+) -> Result<Response, ApiError> {
+    if body.content.chars().count() > state.config.web.max_content_chars {
+        return Err(ApiError::invalid(
+            "content_too_long",
+            format!("at most {} characters", state.config.web.max_content_chars),
+        ));
+    }
+    let message = state
+        .experts
+        .reply(&staff.user, &id, &body.content, Vec::new(), None)
+        .await?;
+    audit(
+        &state,
+        &staff,
+        "reply",
+        Some(&id),
+        json!({"message_id": message.id}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(json!({"message": message}))).into_response())
+}
+
+/// `POST /v1/expert/conversations/{id}/claim`
+pub(super) async fn claim(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let conversation = state.experts.claim(&staff.user, &id).await?;
+    audit(&state, &staff, "claim", Some(&id), json!({})).await;
+    Ok(Json(json!({"conversation": conversation})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Transfer {
+    to: String,
+}
+
+/// `POST /v1/expert/conversations/{id}/transfer`
+pub(super) async fn transfer(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<Transfer>,
+) -> Result<Response, ApiError> {
+    let conversation = state.experts.transfer(&staff.user, &id, &body.to).await?;
+    audit(
+        &state,
+        &staff,
+        "transfer",
+        Some(&id),
+        json!({"to": body.to}),
+    )
+    .await;
+    Ok(Json(json!({"conversation": conversation})).into_response())
+}
+
+/// `POST /v1/expert/conversations/{id}/release`
+pub(super) async fn release(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let conversation = state.experts.release(&staff.user, &id).await?;
+    audit(&state, &staff, "release", Some(&id), json!({})).await;
+    Ok(Json(json!({"conversation": conversation})).into_response())
+}
+
+/// `POST /v1/expert/conversations/{id}/close`
+pub(super) async fn close(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let conversation = state.experts.close(&staff.user, &id).await?;
+    audit(&state, &staff, "close", Some(&id), json!({})).await;
+    Ok(Json(json!({"conversation": conversation})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StreamParams {
+    last_event_id: Option<String>,
+}
+
+/// `GET /v1/expert/conversations/{id}/events`
+pub(super) async fn conversation_events(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<StreamParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let conversation = state.experts.visible(&staff.user, &id).await?;
+    audit(&state, &staff, "view", Some(&id), json!({"live": true})).await;
+    let from = resume_from(&headers, params.last_event_id.as_deref());
+    conversation_stream(&state, conversation.id, from, None).await
+}
+
+/// `GET /v1/expert/conversations/{id}/export`
+pub(super) async fn export(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let conversation = state.experts.visible(&staff.user, &id).await?;
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = messages::after(&mut state.store.reader(), &id, after, 500).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        all.extend(batch);
+    }
+    audit(
+        &state,
+        &staff,
+        "export",
+        Some(&id),
+        json!({"messages": all.len()}),
+    )
+    .await;
+    let contact = contact_of(&state, &conversation.contact_id).await?;
+    let mut response = Json(json!({
+        "conversation": conversation,
+        "contact": contact,
+        "messages": all,
+        "exported_at": state.clock.now(),
+    }))
+    .into_response();
+    if let Ok(value) = format!("attachment; filename=\"conversation-{id}.json\"").parse() {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/expert/events`: staff notices the caller may see. A notice about a conversation the
+/// caller does not own and that is not waiting is not sent to experts.
+pub(super) async fn events(
+    State(state): State<AppState>,
+    staff: StaffUser,
+) -> Result<Response, ApiError> {
+    let receiver = state.hub.subscribe_staff();
+    let user = staff.user.clone();
+    let hub = state.hub.clone();
+    let notices = BroadcastStream::new(receiver)
+        .take_until(async move { hub.closed().await })
+        .filter_map(move |notice| {
+            let user = user.clone();
+            async move {
+                let event = match notice {
+                    Ok(notice) => {
+                        let mine = notice.expert_id.as_deref() == Some(user.id.as_str());
+                        let queue = matches!(
+                            notice.kind,
+                            "queued"
+                                | "assigned"
+                                | "released"
+                                | "closed"
+                                | "timed_out"
+                                | "transferred"
+                        );
+                        if !(mine || queue || user.role.includes(Role::Supervisor)) {
+                            return None;
+                        }
+                        Event::default()
+                            .event("notice")
+                            .json_data(&*notice)
+                            .unwrap_or_default()
+                    }
+                    // Fell behind: the dashboard reloads its lists.
+                    Err(_) => Event::default().event("reload").data("{}"),
+                };
+                Some(Ok::<_, Infallible>(event))
+            }
+        });
+    let hello = futures::stream::once(async { Ok(Event::default().event("hello").data("{}")) });
+    Ok(sse_response(hello.chain(notices), &state))
+}

@@ -1,0 +1,133 @@
+//! What supervisors (and admins) see: every live conversation, any of them observed live, an end
+//! user's conversations, and contacts found by name, phone, e-mail or username. Experts get 403.
+//!
+//! - `GET /v1/supervisor/conversations?page=&limit=`
+//! - `GET /v1/supervisor/conversations/{id}/observe`: SSE mirror of the conversation, its history
+//!   replayed first; the first event (`observer`) marks the stream as an observer's, and observing
+//!   never marks anything read.
+//! - `GET /v1/supervisor/users/{id}/conversations`: an end user's (a contact's) conversations.
+//! - `GET /v1/supervisor/contacts?q=&page=&limit=`
+
+use axum::{
+    Json,
+    extract::State,
+    response::{IntoResponse, Response, sse::Event},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    AppState,
+    error::ApiError,
+    events::conversation_stream,
+    extract::{ApiPath, ApiQuery, StaffUser},
+    staff::audit,
+};
+use crate::{
+    live::Position,
+    store::{contacts, conversations, users::Role},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Page {
+    page: Option<i64>,
+    limit: Option<i64>,
+    q: Option<String>,
+}
+
+impl Page {
+    fn bounds(&self) -> Result<(i64, i64, i64), ApiError> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(20);
+        if page < 1 || !(1..=100).contains(&limit) {
+            return Err(ApiError::invalid(
+                "invalid_query",
+                "page must be at least 1 and limit between 1 and 100",
+            ));
+        }
+        Ok((page, limit, (page - 1) * limit))
+    }
+}
+
+/// `GET /v1/supervisor/conversations`
+pub(super) async fn live(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiQuery(params): ApiQuery<Page>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Supervisor)?;
+    let (page, limit, offset) = params.bounds()?;
+    let (items, total) = conversations::live(&mut state.store.reader(), offset, limit).await?;
+    Ok(
+        Json(json!({"conversations": items, "total": total, "page": page, "limit": limit}))
+            .into_response(),
+    )
+}
+
+/// `GET /v1/supervisor/conversations/{id}/observe`
+pub(super) async fn observe(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Supervisor)?;
+    let conversation = conversations::get(&mut state.store.reader(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    audit(&state, &staff, "observe", Some(&id), json!({})).await;
+    let hello = Event::default()
+        .event("observer")
+        .json_data(json!({"observer": true, "conversation": conversation}))
+        .unwrap_or_default();
+    conversation_stream(&state, conversation.id, Position::default(), Some(hello)).await
+}
+
+/// `GET /v1/supervisor/users/{id}/conversations`
+pub(super) async fn of_contact(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(contact_id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<Page>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Supervisor)?;
+    let (page, limit, offset) = params.bounds()?;
+    let mut reader = state.store.reader();
+    if contacts::external_id(&mut reader, &contact_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("user"));
+    }
+    let (items, total) =
+        conversations::page_for_contact(&mut reader, &contact_id, offset, limit).await?;
+    audit(
+        &state,
+        &staff,
+        "list_conversations",
+        None,
+        json!({"contact_id": contact_id}),
+    )
+    .await;
+    Ok(
+        Json(json!({"conversations": items, "total": total, "page": page, "limit": limit}))
+            .into_response(),
+    )
+}
+
+/// `GET /v1/supervisor/contacts?q=`
+pub(super) async fn search(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiQuery(params): ApiQuery<Page>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Supervisor)?;
+    let (page, limit, offset) = params.bounds()?;
+    let q = params.q.as_deref().unwrap_or_default().trim();
+    let (found, total) = contacts::search(&mut state.store.reader(), q, offset, limit).await?;
+    audit(&state, &staff, "search_contacts", None, json!({"q": q})).await;
+    Ok(
+        Json(json!({"contacts": found, "total": total, "page": page, "limit": limit}))
+            .into_response(),
+    )
+}

@@ -1,0 +1,584 @@
+//! Experts and supervisors through the API: the queue and assignment, claim, transfer, release,
+//! close, replies passed through to the end user, timeouts, notifications (e-mail, signed
+//! webhook), answering by e-mail, supervisors observing, the audit log, and the role checks.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestApp, json_response},
+};
+
+both_backends!(
+    a_waiting_conversation_is_assigned_answered_and_released_to_the_ai,
+    roles_are_checked_and_refusals_change_nothing,
+);
+
+/// Starts a web conversation and hands it to the experts; returns its id.
+async fn handed_over(app: &TestApp, device: &str) -> String {
+    let (status, body) = app.send(device, json!({"content": "hello"})).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["conversation_id"].as_str().unwrap().to_owned();
+    let (status, body) = app.handoff(device, &id).await;
+    assert_eq!(status, 200, "{body}");
+    id
+}
+
+/// The visitor's view of their conversation: (role, content) of every message.
+async fn transcript(app: &TestApp, device: &str, id: &str) -> Vec<(String, String)> {
+    let (status, body) = app
+        .get(
+            device,
+            &format!("/v1/conversations/{id}/messages?limit=100"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn a_waiting_conversation_is_assigned_answered_and_released_to_the_ai(backend: Backend) {
+    let app = TestApp::spawn(&backend).await;
+    let id = handed_over(&app, "visitor-1").await;
+    let (_, token) = app.staff_token("ana@example.com", "expert").await;
+
+    // Nobody is available: the conversation waits in the queue.
+    let (status, queue) = app
+        .staff_call(Method::GET, "/v1/expert/queue", &token, None)
+        .await;
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(queue["conversations"][0]["conversation"]["id"], id.as_str());
+    assert_eq!(queue["conversations"][0]["position"], 1);
+
+    // Ana becomes available and gets it at once.
+    let (status, body) = app
+        .staff_call(
+            Method::PUT,
+            "/v1/expert/me/availability",
+            &token,
+            Some(json!({"available": true, "capacity": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mine = app
+        .eventually(Duration::from_secs(10), "the assignment", || async {
+            let (_, body) = app
+                .staff_call(Method::GET, "/v1/expert/conversations", &token, None)
+                .await;
+            let list = body["conversations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            (!list.is_empty()).then_some(list)
+        })
+        .await;
+    assert_eq!(mine[0]["conversation"]["id"], id.as_str());
+    assert_eq!(mine[0]["unread"], 1, "the visitor's message is new to Ana");
+    let (_, queue) = app
+        .staff_call(Method::GET, "/v1/expert/queue", &token, None)
+        .await;
+    assert_eq!(queue["conversations"], json!([]));
+
+    // The visitor writes; the AI stays silent; Ana sees it unread, reads and answers.
+    app.send_later(
+        "visitor-1",
+        json!({"conversation_id": id, "content": "is anyone there?"}),
+    )
+    .await;
+    app.all_answered().await;
+    let (_, mine) = app
+        .staff_call(Method::GET, "/v1/expert/conversations", &token, None)
+        .await;
+    assert_eq!(mine["conversations"][0]["unread"], 2);
+    let (status, opened) = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/expert/conversations/{id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{opened}");
+    assert_eq!(opened["contact"]["external_id"], "device:visitor-1");
+    let (_, mine) = app
+        .staff_call(Method::GET, "/v1/expert/conversations", &token, None)
+        .await;
+    assert_eq!(mine["conversations"][0]["unread"], 0, "read once opened");
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/messages"),
+            &token,
+            Some(json!({"content": "Hi, I'm Ana. How can I help?"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["message"]["role"], "expert");
+    let seen = transcript(&app, "visitor-1", &id).await;
+    let roles: Vec<&str> = seen.iter().map(|(role, _)| role.as_str()).collect();
+    assert_eq!(
+        roles,
+        ["user", "ai", "system", "system", "user", "expert"],
+        "{seen:?}"
+    );
+    assert_eq!(seen[3].1, "ana has joined the conversation.");
+    assert_eq!(seen[5].1, "Hi, I'm Ana. How can I help?");
+
+    // Ana releases it: the AI answers the next message again.
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/release"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["conversation"]["mode"], "ai");
+    assert_eq!(
+        body["conversation"]["agent"],
+        Value::Null,
+        "the agent lock was reset"
+    );
+    let (status, body) = app
+        .send(
+            "visitor-1",
+            json!({"conversation_id": id, "content": "what are your opening hours?"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["reply"]["content"],
+        "We're open Monday to Friday, 9:00 to 18:00."
+    );
+    let seen = transcript(&app, "visitor-1", &id).await;
+    assert!(
+        seen.iter()
+            .any(|(role, text)| role == "system" && text.contains("back with the assistant"))
+    );
+}
+
+async fn roles_are_checked_and_refusals_change_nothing(backend: Backend) {
+    let app = TestApp::spawn(&backend).await;
+    let id = handed_over(&app, "visitor-2").await;
+    let (_, ana) = app.staff_token("ana@example.com", "expert").await;
+    let (_, ben) = app.staff_token("ben@example.com", "expert").await;
+    let (_, sue) = app.staff_token("sue@example.com", "supervisor").await;
+    let (_, adm) = app.staff_token("adm@example.com", "admin").await;
+    let (status, _) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/claim"),
+            &ana,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let messages_before = app.count("messages").await;
+
+    // Another expert: the conversation does not exist for them.
+    for (method, path, body) in [
+        (Method::GET, format!("/v1/expert/conversations/{id}"), None),
+        (
+            Method::POST,
+            format!("/v1/expert/conversations/{id}/messages"),
+            Some(json!({"content": "hi"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/expert/conversations/{id}/release"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/expert/conversations/{id}/close"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/expert/conversations/{id}/claim"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/expert/conversations/{id}/export"),
+            None,
+        ),
+    ] {
+        let (status, body) = app.staff_call(method.clone(), &path, &ben, body).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    // Supervisor and admin routes refuse experts; admin routes refuse supervisors.
+    for path in [
+        "/v1/supervisor/conversations",
+        "/v1/supervisor/contacts?q=a",
+        "/v1/admin/users",
+        "/v1/admin/audit",
+    ] {
+        let (status, body) = app.staff_call(Method::GET, path, &ana, None).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (403, &json!("forbidden")),
+            "{path}"
+        );
+    }
+    for path in ["/v1/admin/users", "/v1/admin/audit"] {
+        let (status, _) = app.staff_call(Method::GET, path, &sue, None).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let (status, _) = app
+        .staff_call(
+            Method::POST,
+            "/v1/admin/users",
+            &ana,
+            Some(
+                json!({"email": "eve@example.com", "role": "admin", "password": "long-enough-pw"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // End users: their identity is valid, but not for staff routes.
+    for path in [
+        "/v1/supervisor/conversations",
+        "/v1/expert/queue",
+        "/v1/admin/users",
+    ] {
+        let (status, body) = app.get("visitor-2", path).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (403, &json!("forbidden")),
+            "{path}"
+        );
+    }
+    // No credentials, or a forged token.
+    let response = app
+        .client
+        .get(app.url("/v1/expert/queue"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let (status, body) = app
+        .staff_call(Method::GET, "/v1/expert/queue", "forged.token.here", None)
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("invalid_token"))
+    );
+    // Wrong password.
+    let response = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"email": "ana@example.com", "password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_response(response).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("invalid_credentials"))
+    );
+
+    // Nothing changed: still Ana's, no new message, nothing added.
+    let (_, opened) = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/expert/conversations/{id}"),
+            &sue,
+            None,
+        )
+        .await;
+    assert_eq!(opened["conversation"]["mode"], "expert");
+    assert_eq!(app.count("messages").await, messages_before);
+    let (_, users) = app
+        .staff_call(Method::GET, "/v1/admin/users", &adm, None)
+        .await;
+    assert_eq!(
+        users["users"].as_array().unwrap().len(),
+        4,
+        "no account was added"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignment_goes_to_the_least_busy_expert_and_waits_when_all_are_full() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let (ana_id, ana) = app.staff_token("ana@example.com", "expert").await;
+    let (ben_id, ben) = app.staff_token("ben@example.com", "expert").await;
+    let (_, sue) = app.staff_token("sue@example.com", "supervisor").await;
+    for token in [&ana, &ben] {
+        app.staff_call(
+            Method::PUT,
+            "/v1/expert/me/availability",
+            token,
+            Some(json!({"available": true, "capacity": 1})),
+        )
+        .await;
+    }
+    let first = handed_over(&app, "v-a").await;
+    let second = handed_over(&app, "v-b").await;
+    let third = handed_over(&app, "v-c").await;
+    let owner = |id: String| {
+        let app = &app;
+        let sue = sue.clone();
+        async move {
+            let (_, body) = app
+                .staff_call(
+                    Method::GET,
+                    &format!("/v1/expert/conversations/{id}"),
+                    &sue,
+                    None,
+                )
+                .await;
+            body["conversation"]["expert_id"]
+                .as_str()
+                .map(str::to_owned)
+        }
+    };
+    // One each (the least busy first), the third waits: everyone is full.
+    let owners = app
+        .eventually(Duration::from_secs(10), "two assignments", || async {
+            let (_, a) = app
+                .staff_call(Method::GET, "/v1/expert/conversations", &ana, None)
+                .await;
+            let (_, b) = app
+                .staff_call(Method::GET, "/v1/expert/conversations", &ben, None)
+                .await;
+            let counts = (
+                a["conversations"].as_array().map_or(0, Vec::len),
+                b["conversations"].as_array().map_or(0, Vec::len),
+            );
+            (counts == (1, 1)).then_some(counts)
+        })
+        .await;
+    assert_eq!(owners, (1, 1));
+    let (_, queue) = app
+        .staff_call(Method::GET, "/v1/expert/queue", &ana, None)
+        .await;
+    assert_eq!(
+        queue["conversations"][0]["conversation"]["id"],
+        third.as_str()
+    );
+
+    // Closing frees a place: the waiting conversation goes to whoever freed it.
+    let anas = if owner(first.clone()).await.as_deref() == Some(ana_id.as_str()) {
+        first.clone()
+    } else {
+        second.clone()
+    };
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{anas}/close"),
+            &ana,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.eventually(
+        Duration::from_secs(10),
+        "the waiting one assigned",
+        || async { (owner(third.clone()).await.as_deref() == Some(ana_id.as_str())).then_some(()) },
+    )
+    .await;
+
+    // A transfer: Ben hands his conversation to Ana (a supervisor could too).
+    let bens = if anas == first { second } else { first };
+    assert_eq!(owner(bens.clone()).await.as_deref(), Some(ben_id.as_str()));
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{bens}/transfer"),
+            &ben,
+            Some(json!({"to": ana_id})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(owner(bens).await.as_deref(), Some(ana_id.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_assignment_goes_back_to_the_queue() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
+        config.experts.assign_schedule = "* * * * * *".into();
+        config.experts.assignment_timeout = Duration::from_secs(300);
+    })
+    .await;
+    let (_, ana) = app.staff_token("ana@example.com", "expert").await;
+    app.staff_call(
+        Method::PUT,
+        "/v1/expert/me/availability",
+        &ana,
+        Some(json!({"available": true})),
+    )
+    .await;
+    let id = handed_over(&app, "v-t").await;
+    app.eventually(Duration::from_secs(10), "the assignment", || async {
+        let (_, body) = app
+            .staff_call(Method::GET, "/v1/expert/conversations", &ana, None)
+            .await;
+        (!body["conversations"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    // Ana goes away without answering; five minutes later the conversation waits again.
+    app.staff_call(
+        Method::PUT,
+        "/v1/expert/me/availability",
+        &ana,
+        Some(json!({"available": false})),
+    )
+    .await;
+    app.clock.advance(Duration::from_secs(301));
+    app.eventually(Duration::from_secs(10), "the timeout", || async {
+        let (_, queue) = app
+            .staff_call(Method::GET, "/v1/expert/queue", &ana, None)
+            .await;
+        (queue["conversations"][0]["conversation"]["id"] == id.as_str()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_access_is_audited_and_supervisors_observe_and_search() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let id = handed_over(&app, "v-audit").await;
+    let (ana_id, ana) = app.staff_token("ana@example.com", "expert").await;
+    let (sue_id, sue) = app.staff_token("sue@example.com", "supervisor").await;
+    let (_, adm) = app.staff_token("adm@example.com", "admin").await;
+    app.staff_call(
+        Method::POST,
+        &format!("/v1/expert/conversations/{id}/claim"),
+        &ana,
+        None,
+    )
+    .await;
+    app.staff_call(
+        Method::GET,
+        &format!("/v1/expert/conversations/{id}"),
+        &ana,
+        None,
+    )
+    .await;
+    app.staff_call(
+        Method::POST,
+        &format!("/v1/expert/conversations/{id}/messages"),
+        &ana,
+        Some(json!({"content": "Hello from Ana"})),
+    )
+    .await;
+
+    // A supervisor observes: an observer marker, the history replayed, then live messages.
+    let response = app
+        .as_staff(
+            Method::GET,
+            &format!("/v1/supervisor/conversations/{id}/observe"),
+            &sue,
+        )
+        .header("user-agent", "observer-test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = crate::helpers::SseReader::new(response);
+    let first = events.expect(Duration::from_secs(5)).await;
+    assert_eq!(first.name(), "observer");
+    let mut replayed = Vec::new();
+    while replayed.len() < 5 {
+        let event = events.expect(Duration::from_secs(5)).await;
+        if event.name() == "message" {
+            let message: Value = serde_json::from_str(&event.data).unwrap();
+            replayed.push(message["content"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(replayed[0], "hello");
+    assert_eq!(replayed[4], "Hello from Ana");
+    app.send_later(
+        "v-audit",
+        json!({"conversation_id": id, "content": "thanks!"}),
+    )
+    .await;
+    let live = loop {
+        let event = events.expect(Duration::from_secs(5)).await;
+        if event.name() == "message" {
+            break event;
+        }
+    };
+    assert!(live.data.contains("thanks!"));
+
+    // Contacts are found by their channel id; a contact's conversations are listed.
+    let (status, found) = app
+        .staff_call(Method::GET, "/v1/supervisor/contacts?q=V-AUDIT", &sue, None)
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1);
+    let contact = found["contacts"][0]["id"].as_str().unwrap().to_owned();
+    let (status, listed) = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/supervisor/users/{contact}/conversations"),
+            &sue,
+            None,
+        )
+        .await;
+    assert_eq!((status, &listed["total"]), (200, &json!(1)), "{listed}");
+    let (_, live_list) = app
+        .staff_call(Method::GET, "/v1/supervisor/conversations", &sue, None)
+        .await;
+    assert_eq!(live_list["total"], 1);
+
+    // The admin reads who did what, from where.
+    let (status, log) = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/admin/audit?conversation={id}"),
+            &adm,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{log}");
+    let entries: Vec<(String, String)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor_id"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        (ana_id.clone(), "claim"),
+        (ana_id.clone(), "view"),
+        (ana_id.clone(), "reply"),
+        (sue_id.clone(), "observe"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|(actor, action)| *actor == expected.0 && action == expected.1),
+            "{expected:?} missing from {entries:?}"
+        );
+    }
+    let observed = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "observe")
+        .unwrap();
+    assert_eq!(observed["remote_addr"], "127.0.0.1");
+    assert_eq!(observed["user_agent"], "observer-test");
+}
