@@ -464,3 +464,59 @@ async fn email_fixtures_are_replayed_through_their_routes() {
     assert!(ok && printed.contains("\"stored\":1"), "{printed}");
     smtp.wait_for(5).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_accounts_are_created_from_the_command_line() {
+    let db = TestDb::create(&Backend::Sqlite).await;
+    let url: &'static str = Box::leak(db.url.clone().into_boxed_str());
+    let add = move |password: &'static str, email: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            switchboard(
+                &[
+                    "user", "add", "--email", email, "--role", "expert", "--name", "Ana",
+                ],
+                &[
+                    ("DATABASE_URL", url),
+                    ("SWITCHBOARD_USER_PASSWORD", password),
+                ],
+            )
+        })
+    };
+    let (ok, printed) = add("short", "ana@example.com").await.unwrap();
+    assert!(!ok && printed.contains("at least 10"), "{printed}");
+    let (ok, printed) = add("correct-horse-battery", "ana@example.com")
+        .await
+        .unwrap();
+    assert!(
+        ok && printed.contains("created expert ana@example.com"),
+        "{printed}"
+    );
+    let (ok, printed) = add("correct-horse-battery", "ana@example.com")
+        .await
+        .unwrap();
+    assert!(!ok && printed.contains("exists"), "{printed}");
+    let (ok, printed) = tokio::task::spawn_blocking(move || {
+        switchboard(&["user", "list"], &[("DATABASE_URL", url)])
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok && printed.contains("expert\tana@example.com\tAna\tactive"),
+        "{printed}"
+    );
+
+    // The account signs in on a gateway over the same database.
+    let mut config = crate::helpers::test_config(&db.url);
+    config.server.shutdown_grace = Duration::from_secs(1);
+    let app = crate::helpers::TestApp::start(config, switchboard::time::Clock::system()).await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"email": "Ana@Example.com", "password": "correct-horse-battery"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_response(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["role"], "expert");
+}

@@ -582,3 +582,171 @@ async fn staff_access_is_audited_and_supervisors_observe_and_search() {
     assert_eq!(observed["remote_addr"], "127.0.0.1");
     assert_eq!(observed["user_agent"], "observer-test");
 }
+
+/// A web server that records the JSON bodies and signatures POSTed to it.
+async fn webhook_receiver() -> (
+    crate::helpers::fake::FakeServer,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+) {
+    use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = Default::default();
+    let record = seen.clone();
+    let router = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let record = record.clone();
+            async move {
+                let signature = headers
+                    .get("x-switchboard-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                record.lock().unwrap().push((signature, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    (crate::helpers::fake::serve(router).await, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
+    let graph = crate::helpers::graph::FakeGraph::start().await;
+    let smtp = crate::helpers::smtp::FakeSmtp::start().await;
+    let (hook, hooked) = webhook_receiver().await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
+        config.whatsapp.app_secret = Some("wa-secret".into());
+        config.whatsapp.verify_token = Some("wa-verify".into());
+        config.whatsapp.access_token = Some("wa-token".into());
+        config.whatsapp.api_base = graph.base_url();
+        config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
+        config.email.smtp_url = Some(smtp.url());
+        config.email.raw_secret = Some("raw-secret".into());
+        config.experts.webhook_url = Some(format!("http://{}/hook", hook.address));
+        config.experts.webhook_secret = Some("hook-secret".into());
+    })
+    .await;
+    let (ana_id, ana) = app.staff_token("ana@example.com", "expert").await;
+    app.staff_call(
+        Method::PUT,
+        "/v1/expert/me/availability",
+        &ana,
+        Some(json!({"available": true})),
+    )
+    .await;
+
+    // The WhatsApp user asks for a person.
+    let asking = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+            "messages": [{"from": "16505551234", "id": "wamid.human.1",
+                "timestamp": chrono::Utc::now().timestamp().to_string(),
+                "type": "text", "text": {"body": "I want to talk to a human please"}}]
+        }}]}]
+    }))
+    .unwrap();
+    let (status, body) = app.whatsapp(&asking).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Ana is mailed the conversation, with a reply address bound to it and to her.
+    let notification = smtp.wait_for(1).await.remove(0);
+    assert_eq!(notification.to, ["ana@example.com"]);
+    assert!(
+        notification.data.contains("Sheena Nelson"),
+        "{}",
+        notification.data
+    );
+    assert!(notification.data.contains("talk to a human please"));
+    let reply_to = notification.header("Reply-To").unwrap();
+    let token = reply_to
+        .split('+')
+        .nth(1)
+        .and_then(|rest| rest.split('@').next())
+        .unwrap()
+        .to_owned();
+    // The integration's webhook heard of it too, signed.
+    let (signature, hooked_body) = app
+        .eventually(
+            Duration::from_secs(10),
+            "the assignment webhook",
+            || async { hooked.lock().unwrap().first().cloned() },
+        )
+        .await;
+    assert_eq!(
+        signature,
+        switchboard::experts::notify::sign(&hooked_body, "hook-secret")
+    );
+    let notice: Value = serde_json::from_slice(&hooked_body).unwrap();
+    assert_eq!(notice["event"], "conversation.assigned");
+    assert_eq!(notice["expert"]["id"], ana_id.as_str());
+    assert_eq!(notice["contact"]["name"], "Sheena Nelson");
+
+    // Someone else answers the notification: refused, nothing reaches the user.
+    let mail = |from: &str, id: &str, text: &str| {
+        format!(
+            "From: {from}\r\nTo: support+{token}@mail.example.com\r\nSubject: Re: {subject}\r\n\
+             Message-ID: <{id}>\r\nDate: Tue, 11 Nov 2025 10:00:00 +0000\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\r\n\
+             On Tue, 11 Nov 2025 at 10:00, Switchboard Support <support@mail.example.com> wrote:\r\n\
+             > I want to talk to a human please\r\n",
+            subject = notification.header("Subject").unwrap_or_default(),
+        )
+        .into_bytes()
+    };
+    let (status, body) = app
+        .email(&mail(
+            "Mallory <mallory@example.net>",
+            "m1@example.net",
+            "Give me your data",
+        ))
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("refused")),
+        "{body}"
+    );
+
+    // Ana answers by e-mail: her new text reaches the user on WhatsApp.
+    let anas = mail(
+        "Ana <ana@example.com>",
+        "a1@example.com",
+        "Hello Sheena, this is Ana. How can I help?",
+    );
+    let (status, body) = app.email(&anas).await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
+    // A redelivery of the same mail is not posted twice.
+    let (_, again) = app.email(&anas).await;
+    assert_eq!(again["status"], "refused", "{again}");
+    graph
+        .wait(
+            || {
+                graph
+                    .message_requests()
+                    .iter()
+                    .any(|r| r.body["text"]["body"] == "Hello Sheena, this is Ana. How can I help?")
+            },
+            "the expert's reply on WhatsApp",
+        )
+        .await;
+    app.all_delivered().await;
+    let texts: Vec<String> = graph
+        .message_requests()
+        .iter()
+        .filter_map(|r| r.body["text"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !texts.iter().any(|t| t.contains("Give me your data")),
+        "{texts:?}"
+    );
+    assert_eq!(
+        texts.iter().filter(|t| t.contains("this is Ana")).count(),
+        1,
+        "{texts:?}"
+    );
+    // The user was told on WhatsApp that a person was coming, and who joined.
+    assert!(texts.iter().any(|t| t.contains("expert")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("has joined")), "{texts:?}");
+}
