@@ -583,13 +583,13 @@ async fn staff_access_is_audited_and_supervisors_observe_and_search() {
     assert_eq!(observed["user_agent"], "observer-test");
 }
 
+/// The (signature, body) pairs a webhook receiver got.
+type Hooked = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A web server that records the JSON bodies and signatures POSTed to it.
-async fn webhook_receiver() -> (
-    crate::helpers::fake::FakeServer,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
-) {
+async fn webhook_receiver() -> (crate::helpers::fake::FakeServer, Hooked) {
     use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = Default::default();
+    let seen: Hooked = Default::default();
     let record = seen.clone();
     let router = Router::new().route(
         "/hook",
