@@ -20,6 +20,7 @@ use crate::{
         telegram_poll::Poller,
     },
     config::{Config, ExpertsConfig, TelegramMode},
+    evaluations::{Evaluators, job::Evaluations},
     experts::{Experts, notify::Notifications},
     http::{self, AppState},
     jobs::{
@@ -53,6 +54,8 @@ pub struct Gateway {
     experts_config: ExpertsConfig,
     staff: Staff,
     http: reqwest::Client,
+    /// The evaluators of AI replies, when evaluations are on (moved into their job at start).
+    evaluators: Option<Evaluators>,
 }
 
 impl Gateway {
@@ -108,6 +111,8 @@ impl Gateway {
         );
         let staff = Staff::new(&config.staff, store.clone(), clock.clone());
         let files = MediaStore::new(&config.media.dir);
+        let evaluators =
+            Evaluators::from_config(&config, &http).context("cannot set up the evaluations")?;
         Ok(Gateway {
             config: Arc::new(config),
             store,
@@ -121,6 +126,7 @@ impl Gateway {
             experts_config,
             staff,
             http,
+            evaluators,
         })
     }
 
@@ -148,7 +154,7 @@ impl Gateway {
     /// finish (up to `server.shutdown_grace`) and closes the database. Messages still unanswered
     /// are resumed by the next start.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
@@ -194,6 +200,18 @@ impl Gateway {
                     policy,
                     wake_email: self.wakers.notify_email.clone(),
                     wake_webhook: self.wakers.notify_webhook.clone(),
+                }),
+                evaluations: self.evaluators.take().map(|evaluators| {
+                    Arc::new(Evaluations {
+                        store: self.store.clone(),
+                        clock: self.clock.clone(),
+                        hub: self.hub.clone(),
+                        pipeline: self.pipeline.clone(),
+                        evaluators,
+                        action: self.config.evaluations.action,
+                        policy,
+                        wake: self.wakers.evaluate.clone(),
+                    })
                 }),
                 downloads: Arc::new(MediaDownloads {
                     store: self.store.clone(),

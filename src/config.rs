@@ -35,6 +35,8 @@ pub struct Config {
     pub staff: StaffConfig,
     /// Experts: assignment of conversations, notifications.
     pub experts: ExpertsConfig,
+    /// Checks of every AI reply, and what a failed one causes.
+    pub evaluations: EvaluationsConfig,
     /// Background jobs: deliveries and media downloads, their retries.
     pub jobs: JobsConfig,
     /// Where downloaded media is kept.
@@ -805,6 +807,95 @@ impl Default for ExpertsConfig {
     }
 }
 
+/// Evaluations: checks run on every AI reply after it is stored, in a background job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationsConfig {
+    /// Run them.
+    pub enabled: bool,
+    /// What a failed evaluation causes.
+    pub action: EvaluationAction,
+    /// Words and phrases a reply must not contain (whole words, any case).
+    pub blocked_keywords: Vec<String>,
+    /// Regular expressions a reply must not match.
+    pub blocked_patterns: Vec<String>,
+    /// Longest acceptable reply, in characters (an empty reply always fails).
+    pub max_chars: usize,
+    /// An LLM that scores each reply; off when unset.
+    pub judge: Option<JudgeConfig>,
+}
+
+impl Default for EvaluationsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            action: EvaluationAction::Flag,
+            blocked_keywords: Vec::new(),
+            blocked_patterns: Vec::new(),
+            max_chars: 4096,
+            judge: None,
+        }
+    }
+}
+
+impl EvaluationsConfig {
+    fn validate(&self, agents: &BTreeMap<String, AgentConfig>) -> Result<(), String> {
+        if self.max_chars == 0 {
+            return Err("evaluations.max_chars must be at least 1".into());
+        }
+        for (i, pattern) in self.blocked_patterns.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(format!("evaluations.blocked_patterns[{i}]: {e}"));
+            }
+        }
+        if self.blocked_keywords.iter().any(|k| k.trim().is_empty()) {
+            return Err("evaluations.blocked_keywords must not contain empty words".into());
+        }
+        if let Some(judge) = &self.judge {
+            if !matches!(agents.get(&judge.agent), Some(AgentConfig::Openai(_))) {
+                return Err(format!(
+                    "evaluations.judge.agent {:?} must name an agent of kind \"openai\" in [agents]",
+                    judge.agent
+                ));
+            }
+            if !(0.0..=1.0).contains(&judge.min_score) {
+                return Err("evaluations.judge.min_score must be between 0 and 1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a failed evaluation causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvaluationAction {
+    /// The failure is listed for supervisors to review (and announced on their dashboards).
+    Flag,
+    /// Also: the conversation goes to the experts.
+    Handoff,
+}
+
+/// The LLM judge of evaluations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// An agent of kind `openai` in `[agents]` whose API, model and key the judge uses (with its
+    /// own instructions instead of the agent's system prompt).
+    pub agent: String,
+    /// Lowest acceptable score (0 to 1) of each of relevance, safety and quality.
+    pub min_score: f64,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        Self {
+            agent: "judge".into(),
+            min_score: 0.5,
+        }
+    }
+}
+
 /// Background jobs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1071,6 +1162,9 @@ impl Config {
         }
         self.telegram.validate().map_err(ConfigError::Invalid)?;
         self.email.validate().map_err(ConfigError::Invalid)?;
+        self.evaluations
+            .validate(&self.agents)
+            .map_err(ConfigError::Invalid)?;
         if self.jobs.concurrency == 0 || self.jobs.max_attempts == 0 {
             return invalid("jobs.concurrency and jobs.max_attempts must be at least 1".into());
         }
@@ -1257,6 +1351,7 @@ mod tests {
             ..EmailConfig::default()
         };
         config.staff.jwt_secret = Some("x".into());
+        config.evaluations.judge = Some(JudgeConfig::default());
         config.experts.webhook_url = Some("https://x".into());
         config.experts.webhook_secret = Some("x".into());
         config.telegram.token = Some("x".into());

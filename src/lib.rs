@@ -11,6 +11,7 @@ pub mod agents;
 pub mod app;
 pub mod channels;
 pub mod config;
+pub mod evaluations;
 pub mod experts;
 pub mod http;
 pub mod jobs;

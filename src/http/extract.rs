@@ -87,7 +87,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    fn of(parts: &Parts) -> Origin {
+    pub(crate) fn of(parts: &Parts) -> Origin {
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

@@ -8,6 +8,7 @@ mod admin;
 pub mod auth;
 mod chat;
 mod conversations;
+mod dashboard;
 pub mod error;
 mod events;
 pub mod extract;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(email_webhooks(&state.config))
         .merge(staff_api())
+        .merge(dashboard::routes())
         .route("/", get(pages::index))
         .route("/widget.js", get(pages::widget))
         .route("/healthz", get(ops::health))
@@ -154,6 +156,7 @@ fn staff_api() -> Router<AppState> {
             get(supervisor::of_contact),
         )
         .route("/v1/supervisor/contacts", get(supervisor::search))
+        .route("/v1/supervisor/evaluations", get(supervisor::evaluations))
         .route(
             "/v1/admin/users",
             post(admin::add_user).get(admin::list_users),

@@ -7,6 +7,8 @@
 //!   never marks anything read.
 //! - `GET /v1/supervisor/users/{id}/conversations`: an end user's (a contact's) conversations.
 //! - `GET /v1/supervisor/contacts?q=&page=&limit=`
+//! - `GET /v1/supervisor/evaluations?result=failed|passed&conversation_id=&message_id=&page=&limit=`:
+//!   the verdicts on AI replies, newest first — the review list of flagged replies.
 
 use axum::{
     Json,
@@ -25,7 +27,7 @@ use super::{
 };
 use crate::{
     live::Position,
-    store::{contacts, conversations, users::Role},
+    store::{contacts, conversations, evaluations, users::Role},
 };
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +130,62 @@ pub(super) async fn search(
     audit(&state, &staff, "search_contacts", None, json!({"q": q})).await;
     Ok(
         Json(json!({"contacts": found, "total": total, "page": page, "limit": limit}))
+            .into_response(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EvaluationQuery {
+    page: Option<i64>,
+    limit: Option<i64>,
+    /// `failed`, `passed` or `all` (the default).
+    result: Option<String>,
+    conversation_id: Option<String>,
+    message_id: Option<String>,
+}
+
+/// `GET /v1/supervisor/evaluations`
+pub(super) async fn evaluations(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiQuery(params): ApiQuery<EvaluationQuery>,
+) -> Result<Response, ApiError> {
+    staff.require(Role::Supervisor)?;
+    let (page, limit, offset) = Page {
+        page: params.page,
+        limit: params.limit,
+        q: None,
+    }
+    .bounds()?;
+    let passed = match params.result.as_deref() {
+        None | Some("all") => None,
+        Some("failed") => Some(false),
+        Some("passed") => Some(true),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_query",
+                "result must be failed, passed or all",
+            ));
+        }
+    };
+    let filter = evaluations::Filter {
+        passed,
+        conversation_id: params.conversation_id.as_deref(),
+        message_id: params.message_id.as_deref(),
+    };
+    let (items, total) =
+        evaluations::page(&mut state.store.reader(), filter, offset, limit).await?;
+    audit(
+        &state,
+        &staff,
+        "list_evaluations",
+        params.conversation_id.as_deref(),
+        json!({"result": params.result, "message_id": params.message_id}),
+    )
+    .await;
+    Ok(
+        Json(json!({"evaluations": items, "total": total, "page": page, "limit": limit}))
             .into_response(),
     )
 }

@@ -14,7 +14,9 @@
 //! And two durable queues ([`queue`]), whose jobs are written with the data they are about:
 //!
 //! - `deliver` ([`deliver`]): sends outbound messages through their channel, with retries;
-//! - `fetch_media` ([`fetch_media`]): downloads the files users send before their links expire.
+//! - `fetch_media` ([`fetch_media`]): downloads the files users send before their links expire;
+//! - `notify_email`, `notify_webhook` (`experts::notify`): tell experts of their assignments;
+//! - `evaluate` (`evaluations::job`): checks AI replies, when evaluations are on.
 
 pub mod deliver;
 pub mod fetch_media;
@@ -30,6 +32,7 @@ use tracing::info;
 
 use crate::{
     config::Config,
+    evaluations::job::{self as evaluation_job, Evaluations},
     experts::{
         Experts,
         notify::{self, Notifications},
@@ -64,6 +67,8 @@ pub struct JobContext {
     pub experts: Experts,
     /// The handlers of expert notifications.
     pub notifications: Arc<Notifications>,
+    /// The evaluation queue's handler, when evaluations are on.
+    pub evaluations: Option<Arc<Evaluations>>,
 }
 
 /// Clears expired agent locks.
@@ -126,12 +131,26 @@ pub async fn run(
     let media_source = source(job_store::FETCH_MEDIA, &ctx.downloads.wake);
     let email_source = source(notify::EMAIL_QUEUE, &ctx.notifications.wake_email);
     let webhook_source = source(notify::WEBHOOK_QUEUE, &ctx.notifications.wake_webhook);
+    let evaluations = ctx
+        .evaluations
+        .clone()
+        .map(|e| (source(job_store::EVALUATE, &e.wake), e));
     let concurrency = config.jobs.concurrency;
     let (deliveries, downloads) = (ctx.deliveries.clone(), ctx.downloads.clone());
     let (mail_notices, hook_notices) = (ctx.notifications.clone(), ctx.notifications.clone());
     // Built once here so that an error shows at start-up, not in a worker.
     drop(deliver_source.clone().backend()?);
-    Monitor::new()
+    let monitor = match evaluations {
+        Some((evaluate_source, evaluations)) => Monitor::new().register(move |_| {
+            WorkerBuilder::new(job_store::EVALUATE)
+                .backend(queue_backend(&evaluate_source))
+                .concurrency(concurrency)
+                .data(evaluations.clone())
+                .build(evaluation_job::handle)
+        }),
+        None => Monitor::new(),
+    };
+    monitor
         .register(move |_| {
             WorkerBuilder::new("expire-locks")
                 .backend(CronScheduler::new(lock_schedule.clone()))

@@ -59,6 +59,8 @@ pub struct Wakers {
     pub notify_email: Wake,
     /// Webhooks telling integrations about assignments.
     pub notify_webhook: Wake,
+    /// Evaluations of AI replies.
+    pub evaluate: Wake,
 }
 
 /// How long to wait before retrying a failed job.

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     channels: Channels,
     wakers: Wakers,
     experts: Experts,
+    /// Queue an evaluation of every reply the agent wrote.
+    evaluate_replies: bool,
     /// Per channel, how many messages of one contact are answered per hour at most.
     answers_per_hour: std::collections::HashMap<Channel, u32>,
     router: Router,
@@ -91,6 +93,7 @@ impl Pipeline {
                 channels,
                 wakers,
                 experts,
+                evaluate_replies: config.evaluations.enabled,
                 answers_per_hour: [(Channel::Email, config.email.max_answers_per_hour)].into(),
                 router: Router::new(&config.routing),
                 default_agent: config.routing.default_agent.clone(),
@@ -165,6 +168,15 @@ impl Pipeline {
         reason: &str,
     ) -> Result<Handoff, HandoffError> {
         self.inner.handoff(conversation_id, reason).await
+    }
+
+    /// Publishes a handoff committed in someone else's transaction (with
+    /// [`handoff::to_expert`]): live streams and the end user's channel get the notice, and the
+    /// experts' queue hears of the conversation.
+    pub fn announce_handoff(&self, notice: &crate::store::messages::Message) {
+        self.inner.hub.message(notice);
+        self.inner.deliver_soon(notice.channel);
+        self.inner.queued(&notice.conversation_id);
     }
 
     /// Resumes messages left unanswered for longer than `grace`. Returns how many.

@@ -22,6 +22,7 @@ use crate::{
     store::{
         StoreError, contacts, conversations,
         conversations::{Conversation, Mode, WithNextTurn},
+        jobs::{self, NewJob},
         messages::{self, ContextLine, Direction, Message, NewMessage, ReplyAppend, Role},
     },
 };
@@ -393,6 +394,8 @@ impl Inner {
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let now = self.clock.now();
         let mut metadata = Map::new();
+        // The fallback is the operator's own text: only what the agent wrote is evaluated.
+        let evaluate = self.evaluate_replies && produced.error.is_none();
         let text = match produced.error {
             Some(error) => {
                 metadata.insert("agent_error".into(), json!(error));
@@ -420,6 +423,7 @@ impl Inner {
                     content: text,
                     status: initial_status(message.channel),
                     metadata,
+                    evaluate,
                 },
                 now,
                 |rows| rows.iter().for_each(|m| hub.message(m)),
@@ -427,6 +431,9 @@ impl Inner {
             .await?;
             if let Some(reply) = &reply {
                 self.deliver_soon(reply.channel);
+                if evaluate {
+                    self.wakers.evaluate.wake();
+                }
             }
             return Ok(reply.map(|reply| TurnOutcome {
                 reply: Some(reply),
@@ -476,6 +483,9 @@ impl Inner {
                         now,
                     )
                     .await?;
+                    if let Some(reply) = outcome.reply.as_ref().filter(|_| evaluate) {
+                        jobs::enqueue(&mut tx, NewJob::new(jobs::EVALUATE, &reply.id), now).await?;
+                    }
                 }
                 None => still_ai = false,
             }
@@ -501,6 +511,9 @@ impl Inner {
         .await?;
         if stored {
             self.deliver_soon(message.channel);
+        }
+        if evaluate && outcome.reply.is_some() {
+            self.wakers.evaluate.wake();
         }
         if outcome.mode == Mode::Expert {
             self.queued(&message.conversation_id);

@@ -209,7 +209,7 @@ impl Staff {
 }
 
 /// 256 random bits, hex.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = Vec::with_capacity(32);
     bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
     bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());

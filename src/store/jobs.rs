@@ -21,6 +21,8 @@ pub const DELIVER: &str = "deliver";
 /// The queue of inbound media downloads (subject: `<message id>/<attachment index>`; lane: the
 /// message).
 pub const FETCH_MEDIA: &str = "fetch_media";
+/// The queue of AI reply evaluations (subject: the reply's id).
+pub const EVALUATE: &str = "evaluate";
 
 /// A job handed to a worker.
 #[derive(Debug, Clone, sqlx::FromRow)]

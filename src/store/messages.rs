@@ -814,6 +814,8 @@ pub struct ReplyAppend {
     pub status: DeliveryStatus,
     /// Extra data (agent errors).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Queue the reply's evaluation.
+    pub evaluate: bool,
 }
 
 /// In one round trip: takes the message off the work list, and — if it was still on it and the AI
@@ -842,7 +844,9 @@ pub async fn append_reply(
             columns!(),
             "; INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at) \
              SELECT $11, 'deliver', id, conversation_id, seq, $1, $1 FROM messages \
-             WHERE id = $6 AND channel <> 'web'; COMMIT;"
+             WHERE id = $6 AND channel <> 'web'; \
+             INSERT INTO jobs (id, queue, subject, run_at, created_at) \
+             SELECT $13, 'evaluate', id, $1, $1 FROM messages WHERE id = $6 AND $12 = 1; COMMIT;"
         ),
         concat!(
             "WITH handled AS ( \
@@ -860,7 +864,9 @@ pub async fn append_reply(
             columns!(),
             "), job AS (INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at) \
              SELECT $11, 'deliver', id, conversation_id, seq, $1, $1 FROM reply \
-             WHERE channel <> 'web') SELECT * FROM reply"
+             WHERE channel <> 'web'), \
+             evaluation AS (INSERT INTO jobs (id, queue, subject, run_at, created_at) \
+             SELECT $13, 'evaluate', id, $1, $1 FROM reply WHERE $12 = 1) SELECT * FROM reply"
         ),
     )
     .bind(now)
@@ -873,6 +879,8 @@ pub async fn append_reply(
     .bind(reply.status.as_str())
     .bind(serde_json::Value::Object(reply.metadata))
     .bind(reply.inbound_seq)
+    .bind(Uuid::now_v7().to_string())
+    .bind(i64::from(reply.evaluate))
     .bind(Uuid::now_v7().to_string());
     Ok(store.write_once(write, after).await?.pop())
 }

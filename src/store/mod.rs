@@ -20,6 +20,7 @@ pub mod audit;
 pub mod contacts;
 pub mod conversations;
 pub mod cursors;
+pub mod evaluations;
 pub mod jobs;
 pub mod media;
 pub mod messages;
@@ -29,6 +30,7 @@ pub mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
+use serde::Serialize;
 use sqlx::{
     Connection, Database, Executor, FromRow, Pool, Postgres, Sqlite, SqliteConnection,
     postgres::{PgPoolOptions, PgRow},
@@ -84,11 +86,24 @@ impl StoreError {
     }
 }
 
+/// A boolean stored as an integer (the same on both backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Flag(pub bool);
+
+impl From<i64> for Flag {
+    fn from(v: i64) -> Self {
+        Flag(v != 0)
+    }
+}
+
 /// A value bound to a `$n` placeholder.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// An integer (or a null integer).
     Int(Option<i64>),
+    /// A floating-point number (or null): REAL on SQLite, DOUBLE PRECISION on PostgreSQL.
+    Float(Option<f64>),
     /// Text (or null text).
     Text(Option<String>),
     /// A JSON document (or null): TEXT on SQLite, JSONB on PostgreSQL.
@@ -103,6 +118,11 @@ impl From<i64> for Value {
 impl From<Option<i64>> for Value {
     fn from(v: Option<i64>) -> Self {
         Value::Int(v)
+    }
+}
+impl From<Option<f64>> for Value {
+    fn from(v: Option<f64>) -> Self {
+        Value::Float(v)
     }
 }
 impl From<Timestamp> for Value {
@@ -221,6 +241,7 @@ macro_rules! bind_all {
         for arg in $args {
             q = match arg {
                 Value::Int(v) => q.bind(*v),
+                Value::Float(v) => q.bind(*v),
                 Value::Text(v) => q.bind(v.as_deref()),
                 Value::Json(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
             };

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Db, StoreError, Tx, query};
+use super::{Db, Flag, StoreError, Tx, query};
 use crate::time::Timestamp;
 
 /// What a staff member may do.
@@ -99,17 +99,6 @@ pub struct User {
     pub disabled_at: Option<Timestamp>,
     /// Created.
     pub created_at: Timestamp,
-}
-
-/// A boolean stored as an integer (the same on both backends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Flag(pub bool);
-
-impl From<i64> for Flag {
-    fn from(v: i64) -> Self {
-        Flag(v != 0)
-    }
 }
 
 macro_rules! user_columns {

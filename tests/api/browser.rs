@@ -17,9 +17,13 @@ use switchboard::config::AgentConfig;
 
 use crate::helpers::{Backend, TestApp};
 
-/// chromedriver and the browser session it drives.
-struct Browser {
+/// chromedriver and the browser session it drives (more can be opened: [`Browser::session`]).
+pub(crate) struct Browser {
     driver: Child,
+    /// Where chromedriver listens.
+    url: String,
+    /// What every session starts with: headless Chromium.
+    capabilities: serde_json::Map<String, serde_json::Value>,
     client: Option<Client>,
 }
 
@@ -38,7 +42,7 @@ fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
 }
 
 impl Browser {
-    async fn start() -> Option<Browser> {
+    pub(crate) async fn start() -> Option<Browser> {
         let driver = find(
             "CHROMEDRIVER",
             &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
@@ -74,10 +78,6 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let mut browser = Browser {
-            driver: child,
-            client: None,
-        };
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -90,19 +90,27 @@ impl Browser {
                 ]
             }),
         );
-        let url = format!("http://127.0.0.1:{port}");
+        let mut browser = Browser {
+            driver: child,
+            url: format!("http://127.0.0.1:{port}"),
+            capabilities,
+            client: None,
+        };
+        browser.client = Some(browser.session().await);
+        Some(browser)
+    }
+
+    /// A new browser session: a browser of its own, with its own profile (cookies, storage).
+    pub(crate) async fn session(&self) -> Client {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let connector =
                 ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                    .capabilities(capabilities.clone())
-                    .connect(&url)
+                    .capabilities(self.capabilities.clone())
+                    .connect(&self.url)
                     .await;
             match connector {
-                Ok(client) => {
-                    browser.client = Some(client);
-                    return Some(browser);
-                }
+                Ok(client) => return client,
                 Err(e) if tokio::time::Instant::now() > deadline => {
                     panic!("cannot start a browser session: {e}")
                 }
@@ -111,12 +119,14 @@ impl Browser {
         }
     }
 
-    fn client(&self) -> &Client {
+    /// The first session.
+    pub(crate) fn client(&self) -> &Client {
         self.client.as_ref().expect("a session")
     }
 }
 
-async fn texts(client: &Client, css: &str) -> Vec<String> {
+/// The text of every element matching a CSS selector.
+pub(crate) async fn texts(client: &Client, css: &str) -> Vec<String> {
     let mut out = Vec::new();
     for element in client.find_all(Locator::Css(css)).await.unwrap_or_default() {
         out.push(element.text().await.unwrap_or_default());

@@ -1,0 +1,174 @@
+//! The dashboard's pages (the index and a conversation) and the fragments the script swaps into
+//! them (the lists, a transcript).
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::StatusCode,
+    response::Response,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    HtmlError,
+    auth::{FragmentUser, PageUser},
+    render,
+    views::{ConversationView, Lists, Me, TRANSCRIPT_LIMIT},
+};
+use crate::{
+    http::{AppState, extract::StaffUser, staff::audit},
+    store::audit as audit_log,
+};
+
+/// A conversation viewed again within this time by the same person is not logged again: the
+/// transcript fragment is fetched anew on every event of the conversation, and one `view` entry
+/// per sitting says what the audit log needs to say.
+const VIEW_LOGGED_FOR: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// `GET /dashboard`
+#[derive(Template)]
+#[template(path = "dashboard/index.html")]
+struct IndexPage {
+    me: Me,
+    csrf: String,
+    lists: Lists,
+}
+
+/// `GET /dashboard/conversations/{id}`
+#[derive(Template)]
+#[template(path = "dashboard/conversation.html")]
+struct ConversationPage {
+    me: Me,
+    csrf: String,
+    convo: ConversationView,
+}
+
+/// `GET /dashboard/fragments/lists`: the same template the index page includes.
+#[derive(Template)]
+#[template(path = "dashboard/lists.html")]
+struct ListsFragment {
+    lists: Lists,
+}
+
+/// `GET /dashboard/fragments/conversations/{id}`: the same template the conversation page
+/// includes.
+#[derive(Template)]
+#[template(path = "dashboard/transcript.html")]
+struct TranscriptFragment {
+    convo: ConversationView,
+}
+
+/// The query of the lists.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ListsQuery {
+    /// Supervisors: the page of live conversations.
+    live_page: Option<i64>,
+}
+
+/// A page number from a query: at least 1.
+pub(super) fn page_number(page: Option<i64>) -> Result<i64, HtmlError> {
+    match page {
+        None => Ok(1),
+        Some(page) if page >= 1 => Ok(page),
+        Some(_) => Err(HtmlError::bad_request("Pages are numbered from 1.")),
+    }
+}
+
+/// A query, or a 400 page.
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, HtmlError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| HtmlError::bad_request(e.body_text()))
+}
+
+/// `GET /dashboard`
+pub(super) async fn index(
+    State(state): State<AppState>,
+    user: PageUser,
+) -> Result<Response, HtmlError> {
+    let me = &user.staff.user;
+    let page = IndexPage {
+        me: Me::load(&state, me).await?,
+        lists: Lists::load(&state, me, 1).await?,
+        csrf: user.csrf,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `GET /dashboard/fragments/lists`
+pub(super) async fn lists(
+    State(state): State<AppState>,
+    FragmentUser(staff): FragmentUser,
+    params: Result<Query<ListsQuery>, QueryRejection>,
+) -> Result<Response, HtmlError> {
+    let live_page = page_number(query(params)?.live_page)?;
+    let lists = Lists::load(&state, &staff.user, live_page).await?;
+    render(StatusCode::OK, &ListsFragment { lists })
+}
+
+/// A conversation the user may see, with its newest messages (marked read for its owner), and
+/// the access logged.
+async fn open(
+    state: &AppState,
+    staff: &StaffUser,
+    id: &str,
+) -> Result<ConversationView, HtmlError> {
+    let (conversation, messages) = state
+        .experts
+        .open(&staff.user, id, TRANSCRIPT_LIMIT)
+        .await?;
+    log_view(state, staff, id).await;
+    ConversationView::load(state, &staff.user, conversation, messages).await
+}
+
+/// Records a `view` of a conversation, unless this person's latest entry about it is a view of
+/// the last [`VIEW_LOGGED_FOR`].
+async fn log_view(state: &AppState, staff: &StaffUser, id: &str) {
+    let since = state.clock.now().minus(VIEW_LOGGED_FOR);
+    let latest = audit_log::page(
+        &mut state.store.reader(),
+        Some(&staff.user.id),
+        Some(id),
+        0,
+        1,
+    )
+    .await;
+    let logged = match latest {
+        Ok((entries, _)) => entries
+            .first()
+            .is_some_and(|e| e.action == "view" && e.created_at > since),
+        // Logging again is the safe side.
+        Err(_) => false,
+    };
+    if !logged {
+        audit(state, staff, "view", Some(id), json!({"via": "dashboard"})).await;
+    }
+}
+
+/// `GET /dashboard/conversations/{id}`
+pub(super) async fn conversation(
+    State(state): State<AppState>,
+    user: PageUser,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, HtmlError> {
+    let Path(id) = id.map_err(|_| HtmlError::not_found("conversation"))?;
+    let convo = open(&state, &user.staff, &id).await?;
+    let page = ConversationPage {
+        me: Me::load(&state, &user.staff.user).await?,
+        csrf: user.csrf,
+        convo,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `GET /dashboard/fragments/conversations/{id}`
+pub(super) async fn transcript(
+    State(state): State<AppState>,
+    FragmentUser(staff): FragmentUser,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, HtmlError> {
+    let Path(id) = id.map_err(|_| HtmlError::not_found("conversation"))?;
+    let convo = open(&state, &staff, &id).await?;
+    render(StatusCode::OK, &TranscriptFragment { convo })
+}

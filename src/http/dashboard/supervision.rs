@@ -1,0 +1,161 @@
+//! The supervisors' fragments: contacts found by name, phone number, e-mail address or
+//! username, and a contact's conversations. Experts get 403 here, whatever the page shows them.
+//! Every search and list is written to the audit log, as in the JSON API.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::StatusCode,
+    response::Response,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    HtmlError,
+    auth::FragmentUser,
+    pages::{page_number, query},
+    render,
+    views::{ContactConversationRow, ContactRow, Pager},
+};
+use crate::{
+    http::{AppState, extract::StaffUser, staff::audit},
+    store::{contacts, conversations, users::Role},
+};
+
+/// Contacts per page of results.
+const CONTACTS_PER_PAGE: i64 = 20;
+/// Conversations per page of a contact's list.
+const CONVERSATIONS_PER_PAGE: i64 = 20;
+/// The longest search accepted.
+const MAX_QUERY_CHARS: usize = 200;
+
+/// `GET /dashboard/fragments/contacts`
+#[derive(Template)]
+#[template(path = "dashboard/contacts.html")]
+struct ContactsFragment {
+    q: String,
+    contacts: Vec<ContactRow>,
+    pager: Pager,
+}
+
+/// `GET /dashboard/fragments/contacts/{id}/conversations`
+#[derive(Template)]
+#[template(path = "dashboard/contact_conversations.html")]
+struct ContactConversationsFragment {
+    contact: String,
+    conversations: Vec<ContactConversationRow>,
+    pager: Pager,
+}
+
+/// The search.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    page: Option<i64>,
+}
+
+/// A page of a list.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PageQuery {
+    page: Option<i64>,
+}
+
+/// Refuses (403) anybody but supervisors and admins.
+fn supervisor(staff: &StaffUser) -> Result<(), HtmlError> {
+    if staff.user.role.includes(Role::Supervisor) {
+        Ok(())
+    } else {
+        Err(HtmlError::supervisors_only())
+    }
+}
+
+/// `GET /dashboard/fragments/contacts?q=&page=`
+pub(super) async fn contacts(
+    State(state): State<AppState>,
+    FragmentUser(staff): FragmentUser,
+    params: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Response, HtmlError> {
+    supervisor(&staff)?;
+    let params = query(params)?;
+    let page = page_number(params.page)?;
+    let q = params.q.trim();
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(HtmlError::bad_request(format!(
+            "Search for at most {MAX_QUERY_CHARS} characters."
+        )));
+    }
+    let (found, total) = contacts::search(
+        &mut state.store.reader(),
+        q,
+        (page - 1) * CONTACTS_PER_PAGE,
+        CONTACTS_PER_PAGE,
+    )
+    .await?;
+    audit(
+        &state,
+        &staff,
+        "search_contacts",
+        None,
+        json!({"q": q, "via": "dashboard"}),
+    )
+    .await;
+    let pager = Pager::new(page, CONTACTS_PER_PAGE, total, |p| {
+        let query =
+            serde_urlencoded::to_string([("q", q), ("page", &p.to_string())]).unwrap_or_default();
+        format!("/dashboard/fragments/contacts?{query}")
+    });
+    let fragment = ContactsFragment {
+        q: q.to_owned(),
+        contacts: found.into_iter().map(ContactRow::from).collect(),
+        pager,
+    };
+    render(StatusCode::OK, &fragment)
+}
+
+/// `GET /dashboard/fragments/contacts/{id}/conversations?page=`
+pub(super) async fn contact_conversations(
+    State(state): State<AppState>,
+    FragmentUser(staff): FragmentUser,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    params: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, HtmlError> {
+    supervisor(&staff)?;
+    let Path(contact_id) = id.map_err(|_| HtmlError::not_found("contact"))?;
+    let page = page_number(query(params)?.page)?;
+    let mut reader = state.store.reader();
+    let Some(address) = contacts::external_id(&mut reader, &contact_id).await? else {
+        return Err(HtmlError::not_found("contact"));
+    };
+    let name = contacts::display_name(&mut reader, &contact_id)
+        .await?
+        .filter(|n| !n.trim().is_empty());
+    let (found, total) = conversations::page_for_contact(
+        &mut reader,
+        &contact_id,
+        (page - 1) * CONVERSATIONS_PER_PAGE,
+        CONVERSATIONS_PER_PAGE,
+    )
+    .await?;
+    audit(
+        &state,
+        &staff,
+        "list_conversations",
+        None,
+        json!({"contact_id": contact_id, "via": "dashboard"}),
+    )
+    .await;
+    let pager = Pager::new(page, CONVERSATIONS_PER_PAGE, total, |p| {
+        format!("/dashboard/fragments/contacts/{contact_id}/conversations?page={p}")
+    });
+    let fragment = ContactConversationsFragment {
+        contact: match name {
+            Some(name) => format!("{name} ({address})"),
+            None => address,
+        },
+        conversations: ContactConversationRow::load(&state, &staff.user, found).await?,
+        pager,
+    };
+    render(StatusCode::OK, &fragment)
+}
