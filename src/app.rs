@@ -109,7 +109,9 @@ impl Gateway {
             experts.clone(),
             &config,
         );
-        let staff = Staff::new(&config.staff, store.clone(), clock.clone());
+        let staff = Staff::connect(&config.staff, store.clone(), clock.clone())
+            .await
+            .context("cannot set up staff sign-in")?;
         let files = MediaStore::new(&config.media.dir);
         let evaluators =
             Evaluators::from_config(&config, &http).context("cannot set up the evaluations")?;

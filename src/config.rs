@@ -757,8 +757,9 @@ pub struct StaffConfig {
     /// How long a dashboard session lasts.
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
-    /// Mark session cookies `Secure` (only sent over HTTPS). Set this behind an HTTPS proxy.
-    pub secure_cookies: bool,
+    /// Mark session cookies `Secure` (only sent over HTTPS). Unset: when `server.public_url` is
+    /// an `https://` address.
+    pub secure_cookies: Option<bool>,
 }
 
 impl Default for StaffConfig {
@@ -767,7 +768,7 @@ impl Default for StaffConfig {
             jwt_secret: None,
             token_ttl: Duration::from_secs(8 * 3600),
             session_ttl: Duration::from_secs(12 * 3600),
-            secure_cookies: false,
+            secure_cookies: None,
         }
     }
 }

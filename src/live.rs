@@ -158,14 +158,18 @@ impl Topic {
 }
 
 /// What staff dashboards hear about: a conversation entering or leaving the queue, changing
-/// owner, or receiving a message while experts own it. Each dashboard shows what its user may see.
+/// owner, receiving a message while experts own it, or having a reply flagged by an evaluation;
+/// and an account being disabled. Each dashboard shows what its user may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaffNotice {
-    /// `queued`, `assigned`, `transferred`, `released`, `closed`, `timed_out` or `message`.
+    /// About a conversation: `queued`, `assigned`, `transferred`, `released`, `closed`,
+    /// `message`, `flagged`, or `timed_out` (its expert, who is set away, in `expert_id`).
+    /// About an account: `disabled`, `signed_out`.
     pub kind: &'static str,
-    /// The conversation.
-    pub conversation_id: String,
-    /// The expert who owns it now, if one does.
+    /// The conversation, for notices about one.
+    pub conversation_id: Option<String>,
+    /// The expert who owns the conversation now, if one does; the expert whose assignment
+    /// `timed_out`; the account of `disabled` and `signed_out`.
     pub expert_id: Option<String>,
 }
 
@@ -313,14 +317,28 @@ impl Hub {
         }
     }
 
-    /// Tells the staff's dashboards about a change.
+    /// Tells the staff's dashboards about a change of a conversation.
     pub fn staff_notice(&self, kind: &'static str, conversation_id: &str, expert_id: Option<&str>) {
-        // An error only means no dashboard is open.
-        let _ = self.staff.send(Arc::new(StaffNotice {
+        self.send_staff(StaffNotice {
             kind,
-            conversation_id: conversation_id.to_owned(),
+            conversation_id: Some(conversation_id.to_owned()),
             expert_id: expert_id.map(str::to_owned),
-        }));
+        });
+    }
+
+    /// Tells the staff's dashboards and the account's own streams about an account: `disabled`
+    /// (by an admin) or `signed_out` (one of its sessions ended).
+    pub fn account_notice(&self, kind: &'static str, user_id: &str) {
+        self.send_staff(StaffNotice {
+            kind,
+            conversation_id: None,
+            expert_id: Some(user_id.to_owned()),
+        });
+    }
+
+    fn send_staff(&self, notice: StaffNotice) {
+        // An error only means no dashboard is open.
+        let _ = self.staff.send(Arc::new(notice));
     }
 
     /// Starts listening to staff notices.

@@ -172,7 +172,7 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let staff = Staff::new(&config.staff, store.clone(), Clock::system());
+            let staff = Staff::connect(&config.staff, store.clone(), Clock::system()).await?;
             staff
                 .add_user(
                     &email,
@@ -180,6 +180,7 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                     role,
                     &password,
                     capacity.unwrap_or(config.experts.default_capacity),
+                    None,
                 )
                 .await
                 .map(|user| println!("created {} {} ({})", user.role, user.email, user.id))

@@ -90,20 +90,18 @@ impl Inbox {
     ) -> Result<Received, ReceiveError> {
         if let Some(reason) = email.automated.clone() {
             tracing::info!(from = %email.from.address, %reason, "ignored an automated mail");
-            if let Some(Checkpoint::Cursor { .. }) = &checkpoint {
-                self.pipeline
-                    .ingest_to(Channel::Email, Vec::new(), checkpoint)
-                    .await?;
-            }
+            self.pass(checkpoint).await?;
             return Ok(Received::Ignored { reason });
         }
         if let Some(token) = &email.reply_token
             && let Some(binding) = threads::binding(&mut self.store.reader(), token).await?
             && let Some(expert_id) = binding.expert_id
         {
-            return self
+            let received = self
                 .expert_reply(email, &binding.conversation_id, &expert_id)
-                .await;
+                .await?;
+            self.pass(checkpoint).await?;
+            return Ok(received);
         }
         let mut attachments = Vec::with_capacity(email.attachments.len());
         for file in &email.attachments {
@@ -122,27 +120,53 @@ impl Inbox {
         Ok(Received::Ingested(outcomes))
     }
 
+    /// Moves a mailbox's position past a mail that is not ingested (the webhook's one-time
+    /// values only matter for mail that is).
+    async fn pass(&self, checkpoint: Option<Checkpoint>) -> Result<(), ReceiveError> {
+        if let Some(Checkpoint::Cursor { .. }) = &checkpoint {
+            self.pipeline
+                .ingest_to(Channel::Email, Vec::new(), checkpoint)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// An expert's reply to their notification mail: only from the expert's own address, once
-    /// per mail, passed through to the end user, audited.
+    /// per mail, passed through to the end user, audited. A refused reply is logged and written
+    /// to the audit log (under the expert the notification went to), and stores nothing.
     async fn expert_reply(
         &self,
         email: InboundEmail,
         conversation_id: &str,
         expert_id: &str,
     ) -> Result<Received, ReceiveError> {
-        let refused = |reason: String| {
-            tracing::warn!(from = %email.from.address, conversation = conversation_id, %reason,
-                "refused a reply to an expert's notification");
-            Ok(Received::Refused { reason })
-        };
         let Some(expert) = users::get(&mut self.store.reader(), expert_id).await? else {
-            return refused("the expert's account is disabled".into());
+            tracing::warn!(from = %email.from.address, conversation = conversation_id,
+                "refused a reply to an expert's notification: the expert's account is disabled");
+            return Ok(Received::Refused {
+                reason: "the expert's account is disabled".into(),
+            });
         };
+        let actor = audit::Actor::by_email(&expert);
+        let from = email.from.address.clone();
+        let refuse = |reason: String| self.refused(&actor, &from, conversation_id, reason);
         if !email.from.address.eq_ignore_ascii_case(&expert.email) {
-            return refused(format!(
+            let reason = format!(
                 "{} is not the address of the expert this notification was sent to",
                 email.from.address
-            ));
+            );
+            return refuse(reason).await;
+        }
+        // Checked before the attachments are stored, so that a refused or repeated mail leaves
+        // no files behind; the reply checks both again in its transaction.
+        const ONCE: &str = "expert_mail";
+        if threads::seen(&mut self.store.reader(), ONCE, &email.message_id).await? {
+            return refuse("this message was received before".into()).await;
+        }
+        match self.experts.may_reply(&expert, conversation_id).await {
+            Ok(()) => {}
+            Err(ExpertError::Store(e)) => return Err(e.into()),
+            Err(e) => return refuse(e.to_string()).await,
         }
         let mut attachments = Vec::with_capacity(email.attachments.len());
         for file in &email.attachments {
@@ -151,30 +175,40 @@ impl Inbox {
         let reply = self
             .experts
             .reply(
-                &expert,
+                &actor,
                 conversation_id,
                 &email.text,
                 attachments,
-                Some(("expert_mail", &email.message_id)),
+                Some((ONCE, &email.message_id)),
             )
             .await;
         match reply {
-            Ok(message) => {
-                let entry = audit::NewEntry {
-                    actor_id: &expert.id,
-                    actor_role: expert.role.as_str(),
-                    action: "reply",
-                    conversation_id: Some(conversation_id),
-                    detail: json!({"via": "email", "message_id": message.id}),
-                    remote_addr: None,
-                    user_agent: None,
-                };
-                audit::record(&mut self.store.reader(), entry, self.clock.now()).await?;
-                Ok(Received::ExpertReply(Box::new(message)))
-            }
+            Ok(message) => Ok(Received::ExpertReply(Box::new(message))),
             Err(ExpertError::Store(e)) => Err(e.into()),
-            Err(e) => refused(e.to_string()),
+            Err(e) => refuse(e.to_string()).await,
         }
+    }
+
+    /// Logs and audits a refused reply to `actor`'s notification mail.
+    async fn refused(
+        &self,
+        actor: &audit::Actor<'_>,
+        from: &str,
+        conversation_id: &str,
+        reason: String,
+    ) -> Result<Received, ReceiveError> {
+        tracing::warn!(from, conversation = conversation_id, %reason,
+            "refused a reply to an expert's notification");
+        audit::record(
+            &mut self.store.reader(),
+            actor,
+            "reply_refused",
+            Some(conversation_id),
+            json!({"from": from, "reason": reason}),
+            self.clock.now(),
+        )
+        .await?;
+        Ok(Received::Refused { reason })
     }
 
     /// Stores an attachment's file and its media row; returns the normalized attachment.

@@ -122,41 +122,9 @@ impl Evaluations {
 
 /// What failed, in a few words for the expert and the log.
 fn summary(failed: &[&Verdict]) -> String {
-    let words = |value: &serde_json::Value| {
-        value
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
     failed
         .iter()
-        .map(|v| match v.evaluator {
-            "safety" => {
-                let keywords = words(&v.detail["blocked_keywords"]);
-                let patterns = words(&v.detail["blocked_patterns"]);
-                match (keywords.is_empty(), patterns.is_empty()) {
-                    (false, true) => format!("safety (blocked words: {keywords})"),
-                    (true, false) => format!("safety (blocked patterns: {patterns})"),
-                    _ => format!("safety (blocked words: {keywords}; patterns: {patterns})"),
-                }
-            }
-            "length" => match v.detail["problem"].as_str() {
-                Some("empty") => "length (empty)".to_owned(),
-                _ => format!("length ({} characters)", v.detail["chars"]),
-            },
-            "judge" => format!(
-                "judge (score {:.2}: {})",
-                v.score.unwrap_or_default(),
-                v.detail["reason"].as_str().unwrap_or_default()
-            ),
-            other => other.to_owned(),
-        })
+        .map(|v| super::describe(v.evaluator, &v.detail, v.score))
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -54,3 +54,64 @@ impl Evaluators {
         }))
     }
 }
+
+/// A failed verdict in a few words, for experts, supervisors and the log: "safety (blocked
+/// words: refund guaranteed)", "length (5000 characters)", "judge (score 0.20: off topic)".
+pub fn describe(evaluator: &str, detail: &serde_json::Value, score: Option<f64>) -> String {
+    let words = |value: &serde_json::Value| {
+        value
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    match evaluator {
+        "safety" => {
+            let keywords = words(&detail["blocked_keywords"]);
+            let patterns = words(&detail["blocked_patterns"]);
+            match (keywords.is_empty(), patterns.is_empty()) {
+                (false, true) => format!("safety (blocked words: {keywords})"),
+                (true, false) => format!("safety (blocked patterns: {patterns})"),
+                _ => format!("safety (blocked words: {keywords}; patterns: {patterns})"),
+            }
+        }
+        "length" => match detail["problem"].as_str() {
+            Some("empty") => "length (empty)".to_owned(),
+            _ => format!("length ({} characters)", detail["chars"]),
+        },
+        "judge" => format!(
+            "judge (score {:.2}: {})",
+            score.unwrap_or_default(),
+            detail["reason"].as_str().unwrap_or_default()
+        ),
+        other => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::describe;
+
+    #[test]
+    fn failures_are_described_in_a_few_words() {
+        let safety = json!({"blocked_keywords": ["refund guaranteed"], "blocked_patterns": []});
+        assert_eq!(
+            describe("safety", &safety, None),
+            "safety (blocked words: refund guaranteed)"
+        );
+        let long = json!({"chars": 5000, "problem": "too_long"});
+        assert_eq!(describe("length", &long, None), "length (5000 characters)");
+        let judged = json!({"reason": "off topic"});
+        assert_eq!(
+            describe("judge", &judged, Some(0.2)),
+            "judge (score 0.20: off topic)"
+        );
+    }
+}

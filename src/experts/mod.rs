@@ -16,11 +16,11 @@
 
 pub mod notify;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, json};
-use switchboard_channel::{Attachment, DeliveryStatus};
+use switchboard_channel::Attachment;
 
 use crate::{
     config::ExpertsConfig,
@@ -28,6 +28,7 @@ use crate::{
     live::Hub,
     store::{
         Backend, Db, Store, StoreError, Tx,
+        audit::{self, Actor},
         conversations::{self, Conversation, Mode, Owned},
         messages,
         messages::{Direction, Message, NewMessage, Role as Author},
@@ -59,6 +60,8 @@ pub enum ExpertError {
 pub struct Waiting {
     /// The conversation.
     pub conversation: Conversation,
+    /// The end user's name.
+    pub contact_name: Option<String>,
     /// Its place in the queue, from 1.
     pub position: usize,
 }
@@ -158,8 +161,9 @@ impl Experts {
         Ok(waiting
             .into_iter()
             .enumerate()
-            .map(|(i, conversation)| Waiting {
-                conversation,
+            .map(|(i, listed)| Waiting {
+                conversation: listed.conversation,
+                contact_name: listed.contact_name,
                 position: i + 1,
             })
             .collect())
@@ -224,10 +228,13 @@ impl Experts {
             let Some(expert) = users::get(&mut tx, &expert_id).await? else {
                 break;
             };
+            // Both were read in this serialised transaction, so the conversation cannot have
+            // changed owner meanwhile; it can only have been closed or deleted by then.
             let Some((conversation, notice)) =
                 self.give(&mut tx, &waiting.id, &expert, None).await?
             else {
-                break;
+                tx.commit().await?;
+                continue;
             };
             tx.commit().await?;
             self.published(&notice);
@@ -302,7 +309,7 @@ impl Experts {
                 attachments: Vec::new(),
                 provider_message_id: None,
                 reply_to: None,
-                status: initial_status(conversation),
+                status: messages::initial_status(conversation.channel),
                 awaits_answer: false,
                 metadata,
             },
@@ -320,7 +327,8 @@ impl Experts {
     }
 
     /// An expert takes a waiting conversation.
-    pub async fn claim(&self, expert: &User, id: &str) -> Result<Conversation, ExpertError> {
+    pub async fn claim(&self, actor: &Actor<'_>, id: &str) -> Result<Conversation, ExpertError> {
+        let expert = actor.user;
         let conversation = self.visible(expert, id).await?;
         if conversation.mode != Mode::Expert || conversation.expert_id.is_some() {
             return Err(ExpertError::Conflict(
@@ -341,6 +349,7 @@ impl Experts {
                 .ok_or(ExpertError::Conflict(
                     "another expert took the conversation first",
                 ))?;
+        self.audit(&mut tx, actor, "claim", id, json!({})).await?;
         tx.commit().await?;
         self.published(&notice);
         self.inner
@@ -349,33 +358,54 @@ impl Experts {
         Ok(conversation)
     }
 
-    /// Hands a conversation on to another expert.
+    /// Hands a conversation on to another expert. An expert hands on their own, to a colleague
+    /// who is available; a supervisor may also give a waiting conversation to someone, and to
+    /// anyone enabled, away or not.
     pub async fn transfer(
         &self,
-        actor: &User,
+        actor: &Actor<'_>,
         id: &str,
         to: &str,
     ) -> Result<Conversation, ExpertError> {
-        let conversation = self.visible(actor, id).await?;
-        if !Self::may_act(actor, &conversation) {
-            return Err(ExpertError::NotFound);
+        let conversation = self.visible(actor.user, id).await?;
+        let supervisor = actor.user.role.includes(Role::Supervisor);
+        if !Self::may_act(actor.user, &conversation) {
+            return Err(if conversation.expert_id.is_none() {
+                ExpertError::Conflict("claim the conversation first")
+            } else {
+                ExpertError::NotFound
+            });
         }
-        let Some(from) = conversation.expert_id.clone() else {
+        if conversation.mode != Mode::Expert {
             return Err(ExpertError::Conflict(
-                "the conversation has no expert to transfer from",
+                "the conversation is not with the experts",
             ));
-        };
-        if from == to {
+        }
+        let from = conversation.expert_id.clone();
+        if from.as_deref() == Some(to) {
             return Err(ExpertError::Invalid("the conversation is already theirs"));
         }
-        let target = users::get(&mut self.inner.store.reader(), to)
+        let mut tx = self.serialised().await?;
+        let target = users::get(&mut tx, to)
             .await?
             .ok_or(ExpertError::Invalid("no such expert"))?;
-        let mut tx = self.serialised().await?;
+        // Capacity limits what assignment hands out; a transfer is a person's deliberate choice
+        // and may go beyond it. But an expert who is away would not see it.
+        if !supervisor && !target.available.0 {
+            return Err(ExpertError::Conflict("that colleague is away"));
+        }
         let (conversation, notice) = self
-            .give(&mut tx, id, &target, Some(&from))
+            .give(&mut tx, id, &target, from.as_deref())
             .await?
             .ok_or(ExpertError::Conflict("the conversation changed meanwhile"))?;
+        self.audit(
+            &mut tx,
+            actor,
+            "transfer",
+            id,
+            json!({"from": from, "to": target.id}),
+        )
+        .await?;
         tx.commit().await?;
         self.published(&notice);
         self.inner
@@ -385,9 +415,9 @@ impl Experts {
     }
 
     /// Gives a conversation back to the AI; the agent lock is reset and the user told.
-    pub async fn release(&self, actor: &User, id: &str) -> Result<Conversation, ExpertError> {
-        let conversation = self.visible(actor, id).await?;
-        let owner = self.owner_filter(actor, &conversation)?;
+    pub async fn release(&self, actor: &Actor<'_>, id: &str) -> Result<Conversation, ExpertError> {
+        let conversation = self.visible(actor.user, id).await?;
+        let owner = self.owner_filter(actor.user, &conversation)?;
         let mut tx = self.inner.store.begin().await?;
         let conversation = conversations::take_seq_for_release(
             &mut tx,
@@ -402,6 +432,7 @@ impl Experts {
         let notice = self
             .notice(&mut tx, &conversation, RELEASED_NOTICE, Mode::Ai)
             .await?;
+        self.audit(&mut tx, actor, "release", id, json!({})).await?;
         tx.commit().await?;
         if let Some(notice) = &notice {
             self.published(notice);
@@ -414,9 +445,9 @@ impl Experts {
     }
 
     /// Closes a conversation; the user is told.
-    pub async fn close(&self, actor: &User, id: &str) -> Result<Conversation, ExpertError> {
-        let conversation = self.visible(actor, id).await?;
-        let owner = self.owner_filter(actor, &conversation)?;
+    pub async fn close(&self, actor: &Actor<'_>, id: &str) -> Result<Conversation, ExpertError> {
+        let conversation = self.visible(actor.user, id).await?;
+        let owner = self.owner_filter(actor.user, &conversation)?;
         let mut tx = self.inner.store.begin().await?;
         let conversation = conversations::take_seq_for_close(
             &mut tx,
@@ -429,6 +460,7 @@ impl Experts {
         let notice = self
             .notice(&mut tx, &conversation, CLOSED_NOTICE, Mode::Closed)
             .await?;
+        self.audit(&mut tx, actor, "close", id, json!({})).await?;
         tx.commit().await?;
         if let Some(notice) = &notice {
             self.published(notice);
@@ -457,29 +489,43 @@ impl Experts {
         Err(ExpertError::Conflict("claim the conversation first"))
     }
 
+    /// Whether the expert may write in the conversation now: they own it, and it is still in
+    /// expert mode.
+    pub async fn may_reply(&self, expert: &User, id: &str) -> Result<(), ExpertError> {
+        let conversation = self.visible(expert, id).await?;
+        if conversation.expert_id.as_deref() == Some(expert.id.as_str()) {
+            return if conversation.mode == Mode::Expert {
+                Ok(())
+            } else {
+                Err(ExpertError::Conflict(
+                    "the conversation is not with the experts any more",
+                ))
+            };
+        }
+        Err(
+            if conversation.mode == Mode::Expert && conversation.expert_id.is_none() {
+                ExpertError::Conflict("claim the conversation first")
+            } else if Self::may_act(expert, &conversation) {
+                ExpertError::Conflict("the conversation is not yours")
+            } else {
+                ExpertError::NotFound
+            },
+        )
+    }
+
     /// The expert writes to the end user, passed through on the conversation's channel. `once`:
     /// a one-time value (scope, token) recorded with the message — the Message-ID of the mail it
     /// came in — so that a redelivered mail is not posted twice.
     pub async fn reply(
         &self,
-        expert: &User,
+        actor: &Actor<'_>,
         id: &str,
         content: &str,
         attachments: Vec<Attachment>,
         once: Option<(&str, &str)>,
     ) -> Result<Message, ExpertError> {
-        let conversation = self.visible(expert, id).await?;
-        if conversation.expert_id.as_deref() != Some(expert.id.as_str()) {
-            return Err(
-                if conversation.mode == Mode::Expert && conversation.expert_id.is_none() {
-                    ExpertError::Conflict("claim the conversation first")
-                } else if Self::may_act(expert, &conversation) {
-                    ExpertError::Conflict("the conversation is not yours")
-                } else {
-                    ExpertError::NotFound
-                },
-            );
-        }
+        let expert = actor.user;
+        self.may_reply(expert, id).await?;
         let content = content.trim();
         if content.is_empty() && attachments.is_empty() {
             return Err(ExpertError::Invalid("write something"));
@@ -512,7 +558,7 @@ impl Experts {
                 attachments,
                 provider_message_id: None,
                 reply_to: None,
-                status: initial_status(&conversation),
+                status: messages::initial_status(conversation.channel),
                 awaits_answer: false,
                 metadata: {
                     let mut m = Map::new();
@@ -524,6 +570,14 @@ impl Experts {
         )
         .await?
         .ok_or(ExpertError::Conflict("the message could not be stored"))?;
+        self.audit(
+            &mut tx,
+            actor,
+            "reply",
+            id,
+            json!({"message_id": message.id}),
+        )
+        .await?;
         tx.commit().await?;
         self.published(&message);
         self.inner
@@ -532,7 +586,8 @@ impl Experts {
         Ok(message)
     }
 
-    /// Sends unanswered assignments back to the queue, then assigns. Returns how many timed out.
+    /// Sends unanswered assignments back to the queue and sets their experts away. Returns how
+    /// many timed out; [`Experts::assign_waiting`] gives them to someone else.
     pub async fn time_out_unanswered(&self) -> Result<usize, StoreError> {
         let now = self.inner.clock.now();
         let before = now.minus(self.inner.config.assignment_timeout);
@@ -542,29 +597,55 @@ impl Experts {
             tx.commit().await?;
             timed_out
         };
-        for conversation in &timed_out {
-            tracing::info!(conversation = %conversation.id, "an unanswered assignment went back to the queue");
+        for t in &timed_out {
+            tracing::info!(conversation = %t.conversation.id, expert = %t.expert_id,
+                "an unanswered assignment went back to the queue; its expert is now away");
             self.inner
                 .hub
-                .staff_notice("timed_out", &conversation.id, None);
-        }
-        if !timed_out.is_empty() {
-            self.assign_waiting().await?;
+                .staff_notice("timed_out", &t.conversation.id, Some(&t.expert_id));
         }
         Ok(timed_out.len())
     }
 
-    /// How long an assignment may stay unanswered.
-    pub fn assignment_timeout(&self) -> Duration {
-        self.inner.config.assignment_timeout
+    /// An account was disabled (in `tx`): its conversations go back to the queue. Call
+    /// [`Experts::requeued`] with them once `tx` has committed.
+    pub async fn requeue_all_of(
+        &self,
+        tx: &mut Tx,
+        expert_id: &str,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        conversations::requeue_all_of(tx, expert_id, self.inner.clock.now()).await
     }
-}
 
-/// The delivery status an expert's or system message starts with (see `pipeline::turn`).
-fn initial_status(conversation: &Conversation) -> DeliveryStatus {
-    if messages::needs_delivery(conversation.channel) {
-        DeliveryStatus::Pending
-    } else {
-        DeliveryStatus::Sent
+    /// Announces conversations put back in the queue and assigns them.
+    pub fn requeued(&self, conversations: &[Conversation]) {
+        for conversation in conversations {
+            self.inner
+                .hub
+                .staff_notice("queued", &conversation.id, None);
+        }
+        if !conversations.is_empty() {
+            self.assign_soon();
+        }
+    }
+
+    /// Records an action in the audit log, in the action's transaction.
+    async fn audit(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor<'_>,
+        action: &str,
+        conversation_id: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        audit::record(
+            tx,
+            actor,
+            action,
+            Some(conversation_id),
+            detail,
+            self.inner.clock.now(),
+        )
+        .await
     }
 }

@@ -249,8 +249,10 @@ impl Notifications {
             return self.finish(&job).await;
         };
         let conversation = &current.conversation;
+        // The signature covers `sent_at`, so a receiver can refuse a replayed old notice.
         let body = json!({
             "event": "conversation.assigned",
+            "sent_at": self.clock.now(),
             "conversation": {
                 "id": conversation.id,
                 "channel": conversation.channel,

@@ -17,6 +17,7 @@ use super::{
     AppState,
     error::ApiError,
     extract::{ApiJson, ApiPath, ApiQuery, StaffUser},
+    paging,
 };
 use crate::{
     staff::AddUserError,
@@ -60,6 +61,7 @@ pub(super) async fn add_user(
             body.role,
             &body.password,
             capacity,
+            Some(&staff.actor()),
         )
         .await
         .map_err(|e| match e {
@@ -71,14 +73,6 @@ pub(super) async fn add_user(
             }
             AddUserError::Store(e) => ApiError::internal(&e),
         })?;
-    super::staff::audit(
-        &state,
-        &staff,
-        "add_user",
-        None,
-        json!({"user_id": user.id, "role": user.role}),
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(json!({"user": user}))).into_response())
 }
 
@@ -105,13 +99,18 @@ pub(super) async fn disable_user(
             "you cannot disable yourself",
         ));
     }
+    let now = state.clock.now();
     let mut tx = state.store.begin().await?;
-    let disabled = users::disable(&mut tx, &id, state.clock.now()).await?;
-    tx.commit().await?;
-    if !disabled {
+    if !users::disable(&mut tx, &id, now).await? {
         return Err(ApiError::not_found("user"));
     }
-    super::staff::audit(&state, &staff, "disable_user", None, json!({"user_id": id})).await;
+    // Their conversations must not wait for someone who will not come back.
+    let requeued = state.experts.requeue_all_of(&mut tx, &id).await?;
+    let detail = json!({"user_id": id, "requeued": requeued.len()});
+    audit::record(&mut tx, &staff.actor(), "disable_user", None, detail, now).await?;
+    tx.commit().await?;
+    state.hub.account_notice("disabled", &id);
+    state.experts.requeued(&requeued);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -133,17 +132,20 @@ pub(super) async fn audit_log(
     staff.require(Role::Admin)?;
     let page = params.page.unwrap_or(1);
     let limit = params.limit.unwrap_or(50);
-    if page < 1 || !(1..=500).contains(&limit) {
+    let Some(offset) = paging::offset(page, limit).filter(|_| (1..=500).contains(&limit)) else {
         return Err(ApiError::invalid(
             "invalid_query",
-            "page must be at least 1 and limit between 1 and 500",
+            format!(
+                "page must be between 1 and {} and limit between 1 and 500",
+                paging::MAX_PAGE
+            ),
         ));
-    }
+    };
     let (entries, total) = audit::page(
         &mut state.store.reader(),
         params.actor.as_deref(),
         params.conversation.as_deref(),
-        (page - 1) * limit,
+        offset,
         limit,
     )
     .await?;

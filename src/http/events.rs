@@ -70,7 +70,8 @@ pub(super) async fn stream(
     )?;
     let conversation = owned(&state, &visitor, &id).await?;
     let from = resume_from(&headers, params.last_event_id.as_deref());
-    conversation_stream(&state, conversation.id, from, None).await
+    // A visitor's stream lasts as long as they keep it open.
+    conversation_stream(&state, conversation.id, from, None, std::future::pending()).await
 }
 
 /// Where a client resumes: `Last-Event-ID` (or the query's `last_event_id`), else the start.
@@ -84,12 +85,13 @@ pub(super) fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Position 
 }
 
 /// The event stream of a conversation the caller may see, from `from` (replayed from the
-/// database), then live; `first`, if any, is sent before everything else.
+/// database), then live until `until` completes; `first`, if any, is sent before everything else.
 pub(super) async fn conversation_stream(
     state: &AppState,
     conversation_id: String,
     from: Position,
     first: Option<Event>,
+    until: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Response, ApiError> {
     // Subscribe first, so nothing published during the replay is missed.
     let mut subscription = state.hub.subscribe(&conversation_id);
@@ -100,7 +102,9 @@ pub(super) async fn conversation_stream(
         replay.extend(cursor.resume_reply(streaming));
     }
     let live = live(state.store.clone(), conversation_id, cursor, subscription);
-    let events = futures::stream::iter(replay.into_iter().map(Ok)).chain(live);
+    let events = futures::stream::iter(replay.into_iter().map(Ok))
+        .chain(live)
+        .take_until(until);
     Ok(sse_response(events, state))
 }
 

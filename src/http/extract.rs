@@ -126,11 +126,27 @@ pub struct StaffUser {
     pub user: crate::store::users::User,
     /// The session's CSRF token, when signed in by cookie.
     pub csrf: Option<String>,
+    /// What they signed in with (checked again during live streams).
+    pub credential: crate::staff::Credential,
     /// Where the request comes from.
     pub origin: Origin,
 }
 
 impl StaffUser {
+    /// The member as the audit log records them: the account, the way in, the client.
+    pub fn actor(&self) -> crate::store::audit::Actor<'_> {
+        crate::store::audit::Actor {
+            user: &self.user,
+            via: if self.csrf.is_some() {
+                "dashboard"
+            } else {
+                "api"
+            },
+            remote_addr: self.origin.remote_addr.as_deref(),
+            user_agent: self.origin.user_agent.as_deref(),
+        }
+    }
+
     /// Refuses (403) a member without at least `role`'s rights.
     pub fn require(&self, role: crate::store::users::Role) -> Result<(), ApiError> {
         if self.user.role.includes(role) {
@@ -179,6 +195,7 @@ impl FromRequestParts<AppState> for StaffUser {
                 return Ok(StaffUser {
                     user,
                     csrf: None,
+                    credential: crate::staff::Credential::Bearer(token.trim().to_owned()),
                     origin,
                 });
             }
@@ -215,6 +232,7 @@ impl FromRequestParts<AppState> for StaffUser {
             return Ok(StaffUser {
                 user,
                 csrf: Some(session.csrf_token),
+                credential: crate::staff::Credential::Session(token.to_owned()),
                 origin,
             });
         }

@@ -1,5 +1,5 @@
 //! The HTTP side of the gateway: one axum router for the chat API, event streams, the widget page,
-//! provider webhooks, stored media and operations endpoints (later also the dashboard).
+//! provider webhooks, stored media, the staff API and dashboard, and operations endpoints.
 //!
 //! Handlers stay thin: they extract and validate, call the pipeline or the store, and shape the
 //! answer. Every error is an [`ApiError`].
@@ -15,8 +15,10 @@ pub mod extract;
 mod media;
 mod ops;
 mod pages;
+mod paging;
 pub mod server;
 mod staff;
+mod staff_streams;
 mod supervisor;
 mod webhooks;
 

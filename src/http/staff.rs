@@ -35,34 +35,29 @@ use super::{
     error::ApiError,
     events::{conversation_stream, resume_from},
     extract::{ApiJson, ApiPath, ApiQuery, StaffUser},
+    staff_streams::access_ends,
 };
-use crate::store::{
-    audit::{self, NewEntry},
-    contacts, conversations, messages,
-    users::Role,
-};
+use crate::store::{StoreError, audit, contacts, conversations, messages, users::Role};
 
-/// Records a staff member's access to a conversation (never fails the request: an audit write
-/// that fails is logged as an error).
+/// Records a staff member's access before they get what they asked for: an access that cannot be
+/// recorded is refused (500), so nothing is seen unaudited. Actions that change a conversation
+/// are recorded in their own transaction instead (`Experts`).
 pub(super) async fn audit(
     state: &AppState,
     staff: &StaffUser,
     action: &str,
     conversation_id: Option<&str>,
     detail: Value,
-) {
-    let entry = NewEntry {
-        actor_id: &staff.user.id,
-        actor_role: staff.user.role.as_str(),
+) -> Result<(), StoreError> {
+    audit::record(
+        &mut state.store.reader(),
+        &staff.actor(),
         action,
         conversation_id,
         detail,
-        remote_addr: staff.origin.remote_addr.as_deref(),
-        user_agent: staff.origin.user_agent.as_deref(),
-    };
-    if let Err(e) = audit::record(&mut state.store.reader(), entry, state.clock.now()).await {
-        tracing::error!(error = %e, action, "cannot write the audit log");
-    }
+        state.clock.now(),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,18 +122,7 @@ pub(super) async fn queue(
     _staff: StaffUser,
 ) -> Result<Response, ApiError> {
     let waiting = state.experts.queue().await?;
-    let mut items = Vec::with_capacity(waiting.len());
-    for entry in waiting {
-        let name =
-            contacts::display_name(&mut state.store.reader(), &entry.conversation.contact_id)
-                .await?;
-        items.push(json!({
-            "position": entry.position,
-            "conversation": entry.conversation,
-            "contact_name": name,
-        }));
-    }
-    Ok(Json(json!({"conversations": items})).into_response())
+    Ok(Json(json!({"conversations": waiting})).into_response())
 }
 
 /// `GET /v1/expert/conversations`
@@ -169,7 +153,7 @@ pub(super) async fn open(
 ) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(200).clamp(1, 1000);
     let (conversation, messages) = state.experts.open(&staff.user, &id, limit).await?;
-    audit(&state, &staff, "view", Some(&id), json!({})).await;
+    audit(&state, &staff, "view", Some(&id), json!({})).await?;
     let contact = contact_of(&state, &conversation.contact_id).await?;
     Ok(Json(json!({
         "conversation": conversation,
@@ -208,16 +192,8 @@ pub(super) async fn reply(
     }
     let message = state
         .experts
-        .reply(&staff.user, &id, &body.content, Vec::new(), None)
+        .reply(&staff.actor(), &id, &body.content, Vec::new(), None)
         .await?;
-    audit(
-        &state,
-        &staff,
-        "reply",
-        Some(&id),
-        json!({"message_id": message.id}),
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(json!({"message": message}))).into_response())
 }
 
@@ -227,8 +203,7 @@ pub(super) async fn claim(
     staff: StaffUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let conversation = state.experts.claim(&staff.user, &id).await?;
-    audit(&state, &staff, "claim", Some(&id), json!({})).await;
+    let conversation = state.experts.claim(&staff.actor(), &id).await?;
     Ok(Json(json!({"conversation": conversation})).into_response())
 }
 
@@ -245,15 +220,10 @@ pub(super) async fn transfer(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Transfer>,
 ) -> Result<Response, ApiError> {
-    let conversation = state.experts.transfer(&staff.user, &id, &body.to).await?;
-    audit(
-        &state,
-        &staff,
-        "transfer",
-        Some(&id),
-        json!({"to": body.to}),
-    )
-    .await;
+    let conversation = state
+        .experts
+        .transfer(&staff.actor(), &id, &body.to)
+        .await?;
     Ok(Json(json!({"conversation": conversation})).into_response())
 }
 
@@ -263,8 +233,7 @@ pub(super) async fn release(
     staff: StaffUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let conversation = state.experts.release(&staff.user, &id).await?;
-    audit(&state, &staff, "release", Some(&id), json!({})).await;
+    let conversation = state.experts.release(&staff.actor(), &id).await?;
     Ok(Json(json!({"conversation": conversation})).into_response())
 }
 
@@ -274,8 +243,7 @@ pub(super) async fn close(
     staff: StaffUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let conversation = state.experts.close(&staff.user, &id).await?;
-    audit(&state, &staff, "close", Some(&id), json!({})).await;
+    let conversation = state.experts.close(&staff.actor(), &id).await?;
     Ok(Json(json!({"conversation": conversation})).into_response())
 }
 
@@ -294,9 +262,10 @@ pub(super) async fn conversation_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let conversation = state.experts.visible(&staff.user, &id).await?;
-    audit(&state, &staff, "view", Some(&id), json!({"live": true})).await;
+    audit(&state, &staff, "view", Some(&id), json!({"live": true})).await?;
     let from = resume_from(&headers, params.last_event_id.as_deref());
-    conversation_stream(&state, conversation.id, from, None).await
+    let until = access_ends(state.clone(), staff, Some(conversation.id.clone()));
+    conversation_stream(&state, conversation.id, from, None, until).await
 }
 
 /// `GET /v1/expert/conversations/{id}/export`
@@ -321,7 +290,7 @@ pub(super) async fn export(
         Some(&id),
         json!({"messages": all.len()}),
     )
-    .await;
+    .await?;
     let contact = contact_of(&state, &conversation.contact_id).await?;
     let mut response = Json(json!({
         "conversation": conversation,
@@ -346,9 +315,8 @@ pub(super) async fn events(
 ) -> Result<Response, ApiError> {
     let receiver = state.hub.subscribe_staff();
     let user = staff.user.clone();
-    let hub = state.hub.clone();
     let notices = BroadcastStream::new(receiver)
-        .take_until(async move { hub.closed().await })
+        .take_until(access_ends(state.clone(), staff, None))
         .filter_map(move |notice| {
             let user = user.clone();
             async move {

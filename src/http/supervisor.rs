@@ -16,14 +16,16 @@ use axum::{
     response::{IntoResponse, Response, sse::Event},
 };
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{
     AppState,
     error::ApiError,
     events::conversation_stream,
     extract::{ApiPath, ApiQuery, StaffUser},
+    paging,
     staff::audit,
+    staff_streams::access_ends,
 };
 use crate::{
     live::Position,
@@ -42,13 +44,16 @@ impl Page {
     fn bounds(&self) -> Result<(i64, i64, i64), ApiError> {
         let page = self.page.unwrap_or(1);
         let limit = self.limit.unwrap_or(20);
-        if page < 1 || !(1..=100).contains(&limit) {
-            return Err(ApiError::invalid(
+        match paging::offset(page, limit) {
+            Some(offset) if (1..=100).contains(&limit) => Ok((page, limit, offset)),
+            _ => Err(ApiError::invalid(
                 "invalid_query",
-                "page must be at least 1 and limit between 1 and 100",
-            ));
+                format!(
+                    "page must be between 1 and {} and limit between 1 and 100",
+                    paging::MAX_PAGE
+                ),
+            )),
         }
-        Ok((page, limit, (page - 1) * limit))
     }
 }
 
@@ -60,7 +65,11 @@ pub(super) async fn live(
 ) -> Result<Response, ApiError> {
     staff.require(Role::Supervisor)?;
     let (page, limit, offset) = params.bounds()?;
-    let (items, total) = conversations::live(&mut state.store.reader(), offset, limit).await?;
+    let (listed, total) = conversations::live(&mut state.store.reader(), offset, limit).await?;
+    let items: Vec<Value> = listed
+        .into_iter()
+        .map(|l| json!({"conversation": l.conversation, "contact_name": l.contact_name}))
+        .collect();
     Ok(
         Json(json!({"conversations": items, "total": total, "page": page, "limit": limit}))
             .into_response(),
@@ -77,12 +86,20 @@ pub(super) async fn observe(
     let conversation = conversations::get(&mut state.store.reader(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
-    audit(&state, &staff, "observe", Some(&id), json!({})).await;
+    audit(&state, &staff, "observe", Some(&id), json!({})).await?;
     let hello = Event::default()
         .event("observer")
         .json_data(json!({"observer": true, "conversation": conversation}))
         .unwrap_or_default();
-    conversation_stream(&state, conversation.id, Position::default(), Some(hello)).await
+    let until = access_ends(state.clone(), staff, Some(conversation.id.clone()));
+    conversation_stream(
+        &state,
+        conversation.id,
+        Position::default(),
+        Some(hello),
+        until,
+    )
+    .await
 }
 
 /// `GET /v1/supervisor/users/{id}/conversations`
@@ -110,7 +127,7 @@ pub(super) async fn of_contact(
         None,
         json!({"contact_id": contact_id}),
     )
-    .await;
+    .await?;
     Ok(
         Json(json!({"conversations": items, "total": total, "page": page, "limit": limit}))
             .into_response(),
@@ -127,7 +144,7 @@ pub(super) async fn search(
     let (page, limit, offset) = params.bounds()?;
     let q = params.q.as_deref().unwrap_or_default().trim();
     let (found, total) = contacts::search(&mut state.store.reader(), q, offset, limit).await?;
-    audit(&state, &staff, "search_contacts", None, json!({"q": q})).await;
+    audit(&state, &staff, "search_contacts", None, json!({"q": q})).await?;
     Ok(
         Json(json!({"contacts": found, "total": total, "page": page, "limit": limit}))
             .into_response(),
@@ -183,7 +200,7 @@ pub(super) async fn evaluations(
         params.conversation_id.as_deref(),
         json!({"result": params.result, "message_id": params.message_id}),
     )
-    .await;
+    .await?;
     Ok(
         Json(json!({"evaluations": items, "total": total, "page": page, "limit": limit}))
             .into_response(),

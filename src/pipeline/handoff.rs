@@ -7,6 +7,8 @@
 
 use serde_json::{Map, json};
 
+use tokio_util::sync::CancellationToken;
+
 use super::Inner;
 use crate::{
     store::{
@@ -72,7 +74,7 @@ pub async fn to_expert(
             attachments: Vec::new(),
             provider_message_id: None,
             reply_to: None,
-            status: super::turn::initial_status(conversation.channel),
+            status: messages::initial_status(conversation.channel),
             awaits_answer: false,
             metadata,
         },
@@ -82,6 +84,35 @@ pub async fn to_expert(
 }
 
 impl Inner {
+    /// The agent is about to write a reply in a conversation; the token is cancelled when the
+    /// conversation leaves the AI meanwhile. Lanes run one turn per conversation at a time, so
+    /// there is at most one.
+    pub(super) fn reply_started(&self, conversation_id: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.replies_in_progress()
+            .insert(conversation_id.to_owned(), token.clone());
+        token
+    }
+
+    /// The agent's reply in a conversation is over, written or not.
+    pub(super) fn reply_ended(&self, conversation_id: &str) {
+        self.replies_in_progress().remove(conversation_id);
+    }
+
+    /// The conversation left the AI: the reply being written, if any, is abandoned.
+    pub(super) fn abandon_reply(&self, conversation_id: &str) {
+        if let Some(token) = self.replies_in_progress().remove(conversation_id) {
+            token.cancel();
+        }
+    }
+
+    fn replies_in_progress(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CancellationToken>> {
+        // A panic elsewhere cannot leave the map inconsistent: every change is one call.
+        self.replies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A conversation entered the experts' queue: dashboards hear of it, and a free expert gets
     /// it at once if there is one.
     pub(super) fn queued(&self, conversation_id: &str) {
@@ -111,6 +142,7 @@ impl Inner {
         })
         .await?;
         if notice.is_some() {
+            self.abandon_reply(conversation_id);
             self.deliver_soon(conversation.channel);
             self.queued(conversation_id);
         }

@@ -26,6 +26,7 @@ pub mod turn;
 use std::{sync::Arc, time::Duration};
 
 use switchboard_channel::{Channel, InboundEvent, InboundMessage};
+use tokio_util::sync::CancellationToken;
 
 pub use handoff::{Handoff, HandoffError};
 pub use ingest::{Checkpoint, IngestError, Outcome};
@@ -67,6 +68,10 @@ pub(crate) struct Inner {
     default_agent: String,
     config: crate::config::PipelineConfig,
     lanes: Lanes<Job>,
+    /// The replies agents are writing now, by conversation: a handoff abandons its
+    /// conversation's at once, so the user stops seeing it being written (and the agent's API
+    /// stops being paid for it).
+    replies: std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>,
 }
 
 impl Pipeline {
@@ -99,6 +104,7 @@ impl Pipeline {
                 default_agent: config.routing.default_agent.clone(),
                 config: config.pipeline.clone(),
                 lanes: Lanes::new(config.pipeline.max_concurrency),
+                replies: Default::default(),
             }),
         }
     }
@@ -174,6 +180,7 @@ impl Pipeline {
     /// [`handoff::to_expert`]): live streams and the end user's channel get the notice, and the
     /// experts' queue hears of the conversation.
     pub fn announce_handoff(&self, notice: &crate::store::messages::Message) {
+        self.inner.abandon_reply(&notice.conversation_id);
         self.inner.hub.message(notice);
         self.inner.deliver_soon(notice.channel);
         self.inner.queued(&notice.conversation_id);

@@ -11,8 +11,9 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Map, json};
-use switchboard_channel::{Channel, Choice, DeliveryStatus, Intent, TypingTarget};
+use switchboard_channel::{Choice, Intent, TypingTarget};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
 use super::{Inner, lanes::LaneJob};
@@ -98,6 +99,8 @@ struct Produced {
     choices: Vec<Choice>,
     handoff: Option<String>,
     error: Option<String>,
+    /// The conversation left the AI while the agent was writing: nothing is stored.
+    abandoned: bool,
 }
 
 impl Inner {
@@ -241,7 +244,12 @@ impl Inner {
         };
         let now = self.clock.now();
         let (name, registered) = self.agent_for(&conversation, message, now);
-        let intent = message.metadata.0.get("intent").and_then(|v| v.as_str());
+        let intent = message
+            .metadata
+            .0
+            .get("intent")
+            .and_then(|v| v.as_str())
+            .or_else(|| Intent::of_command(&message.content).map(Intent::as_str));
         if intent == Some(Intent::Handoff.as_str()) {
             // The user asked for a person in so many words (a command): no agent is asked.
             let produced = Produced {
@@ -279,9 +287,11 @@ impl Inner {
                 reply_to_seq: message.seq,
             },
         );
+        let abandon = self.reply_started(&conversation.id);
         let produced = self
-            .produce(&registered, request, &conversation.id, deltas)
+            .produce(&registered, request, &conversation.id, deltas, &abandon)
             .await;
+        self.reply_ended(&conversation.id);
         if let Some(error) = &produced.error {
             warn!(agent = %name, %error, "the agent failed; answering with the fallback message");
         }
@@ -297,7 +307,11 @@ impl Inner {
         lock_ttl: Duration,
         produced: Produced,
     ) -> Result<TurnOutcome, StoreError> {
-        let stored = self.store_reply(message, agent, lock_ttl, produced).await?;
+        let stored = if produced.abandoned {
+            None
+        } else {
+            self.store_reply(message, agent, lock_ttl, produced).await?
+        };
         if let Some(outcome) = stored {
             return Ok(outcome);
         }
@@ -340,6 +354,7 @@ impl Inner {
         request: AgentRequest,
         conversation_id: &str,
         deltas: Option<&mpsc::UnboundedSender<String>>,
+        abandon: &CancellationToken,
     ) -> Produced {
         let mut produced = Produced::default();
         let mut stream = registered.agent.respond(request);
@@ -347,6 +362,10 @@ impl Inner {
         tokio::pin!(deadline);
         loop {
             tokio::select! {
+                () = abandon.cancelled() => {
+                    produced.abandoned = true;
+                    return produced;
+                }
                 _ = &mut deadline => {
                     produced.error = Some(format!(
                         "no complete reply within {}",
@@ -421,7 +440,7 @@ impl Inner {
                     agent: agent.to_owned(),
                     lock_ttl,
                     content: text,
-                    status: initial_status(message.channel),
+                    status: messages::initial_status(message.channel),
                     metadata,
                     evaluate,
                 },
@@ -476,7 +495,7 @@ impl Inner {
                             attachments: Vec::new(),
                             provider_message_id: None,
                             reply_to: Some(message.id.clone()),
-                            status: initial_status(conversation.channel),
+                            status: messages::initial_status(conversation.channel),
                             awaits_answer: false,
                             metadata,
                         },
@@ -563,15 +582,6 @@ impl Inner {
             .map_or(Mode::Closed, |c| c.mode);
         tx.commit().await?;
         Ok(mode)
-    }
-}
-
-/// The delivery status a reply starts with. A web reply is delivered by being stored and
-/// published; on other channels it waits for the provider to accept it.
-pub(super) fn initial_status(channel: Channel) -> DeliveryStatus {
-    match channel {
-        Channel::Web => DeliveryStatus::Sent,
-        _ => DeliveryStatus::Pending,
     }
 }
 

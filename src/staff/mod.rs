@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::StaffConfig,
     store::{
-        Store, StoreError, sessions,
+        Store, StoreError, audit, sessions,
         sessions::Session,
+        settings,
         users::{self, NewUser, Role, User},
     },
     time::{Clock, Timestamp},
@@ -41,6 +42,26 @@ pub enum AddUserError {
     Store(#[from] StoreError),
 }
 
+/// What a staff member signed in with: checked again while they watch a live stream, so that
+/// signing out, an expired token or a disabled account ends what they see.
+#[derive(Clone)]
+pub enum Credential {
+    /// An API bearer token.
+    Bearer(String),
+    /// The dashboard's session cookie token.
+    Session(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a secret.
+        f.write_str(match self {
+            Credential::Bearer(_) => "Bearer(…)",
+            Credential::Session(_) => "Session(…)",
+        })
+    }
+}
+
 /// The staff side's authentication. Cheap to clone.
 #[derive(Clone)]
 pub struct Staff {
@@ -55,29 +76,30 @@ struct Inner {
 }
 
 impl Staff {
-    /// Authentication over a store. Without a configured secret, tokens are signed with a random
-    /// one: they then end with the process (sessions, stored in the database, do not).
-    pub fn new(config: &StaffConfig, store: Store, clock: Clock) -> Self {
+    /// Authentication over a store. Without a configured secret, tokens are signed with one
+    /// generated at the first start and kept in the database, so that a token is valid on every
+    /// instance and across restarts.
+    pub async fn connect(
+        config: &StaffConfig,
+        store: Store,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         let secret = match &config.jwt_secret {
-            Some(secret) => secret.as_bytes().to_vec(),
+            Some(secret) => secret.clone(),
             None => {
-                tracing::info!(
-                    "staff.jwt_secret is not set: API tokens of staff are valid until the gateway \
-                     restarts"
-                );
-                uuid::Uuid::new_v4()
-                    .as_bytes()
-                    .iter()
-                    .chain(uuid::Uuid::new_v4().as_bytes())
-                    .copied()
-                    .collect()
+                settings::get_or_create(&store, "staff_jwt_secret", random_token, clock.now())
+                    .await?
             }
         };
+        Ok(Self::new(config, store, clock, secret.as_bytes()))
+    }
+
+    fn new(config: &StaffConfig, store: Store, clock: Clock, secret: &[u8]) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
-                keys: TokenKeys::new(&secret),
+                keys: TokenKeys::new(secret),
                 config: config.clone(),
             }),
         }
@@ -148,6 +170,15 @@ impl Staff {
             .map(|user| (user, session)))
     }
 
+    /// The enabled account a credential still belongs to: `None` once the session ended, the
+    /// token expired or the account was disabled.
+    pub async fn recheck(&self, credential: &Credential) -> Result<Option<User>, StoreError> {
+        match credential {
+            Credential::Bearer(token) => self.from_token(token).await,
+            Credential::Session(token) => Ok(self.from_session(token).await?.map(|(user, _)| user)),
+        }
+    }
+
     /// Ends a session.
     pub async fn close_session(&self, token: &str) -> Result<(), StoreError> {
         let mut tx = self.inner.store.begin().await?;
@@ -155,7 +186,7 @@ impl Staff {
         tx.commit().await
     }
 
-    /// Creates an account.
+    /// Creates an account; `by`, the admin doing it, is recorded in the audit log with it.
     pub async fn add_user(
         &self,
         email: &str,
@@ -163,6 +194,7 @@ impl Staff {
         role: Role,
         password: &str,
         capacity: i64,
+        by: Option<&audit::Actor<'_>>,
     ) -> Result<User, AddUserError> {
         let email = email.trim().to_lowercase();
         let valid = email
@@ -193,13 +225,20 @@ impl Staff {
         )
         .await?
         .ok_or(AddUserError::Taken)?;
+        if let Some(admin) = by {
+            let detail = serde_json::json!({"user_id": user.id, "role": user.role});
+            audit::record(
+                &mut tx,
+                admin,
+                "add_user",
+                None,
+                detail,
+                self.inner.clock.now(),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(user)
-    }
-
-    /// Whether cookies must be `Secure` (the gateway is reached over HTTPS).
-    pub fn secure_cookies(&self) -> bool {
-        self.inner.config.secure_cookies
     }
 
     /// How long a session lasts.

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Db, StoreError, query};
+use super::{Db, StoreError, query, users::User};
 use crate::time::Timestamp;
 
 /// A recorded access.
@@ -30,44 +30,62 @@ pub struct Entry {
     pub created_at: Timestamp,
 }
 
-/// An access to record.
-#[derive(Debug, Clone)]
-pub struct NewEntry<'a> {
-    /// Who.
-    pub actor_id: &'a str,
-    /// In which role.
-    pub actor_role: &'a str,
-    /// What.
-    pub action: &'a str,
-    /// Which conversation.
-    pub conversation_id: Option<&'a str>,
-    /// Details.
-    pub detail: serde_json::Value,
+/// A staff member acting, and how they reach the gateway: who and "from where" in the log.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// The account.
+    pub user: &'a User,
+    /// The way in: `api` (bearer token), `dashboard` (session cookie) or `email` (a reply to a
+    /// notification mail).
+    pub via: &'static str,
     /// The client's address.
     pub remote_addr: Option<&'a str>,
     /// The client's user agent.
     pub user_agent: Option<&'a str>,
 }
 
-/// Records an access (in a transaction of its own, or the caller's).
+impl<'a> Actor<'a> {
+    /// An actor that reached the gateway by e-mail (no client address to record).
+    pub fn by_email(user: &'a User) -> Self {
+        Self {
+            user,
+            via: "email",
+            remote_addr: None,
+            user_agent: None,
+        }
+    }
+}
+
+/// Records that `actor` did `action` (to a conversation, if one), in the caller's transaction —
+/// the record and the action commit together or not at all. `detail` is an object; the way in is
+/// added to it as `via`.
 pub async fn record(
     db: &mut impl Db,
-    entry: NewEntry<'_>,
+    actor: &Actor<'_>,
+    action: &str,
+    conversation_id: Option<&str>,
+    detail: serde_json::Value,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let mut detail = match detail {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => serde_json::Map::new(),
+        other => serde_json::Map::from_iter([("value".to_owned(), other)]),
+    };
+    detail.insert("via".into(), actor.via.into());
     db.execute(
         query(
             "INSERT INTO audit_log (id, actor_id, actor_role, action, conversation_id, detail, \
              remote_addr, user_agent, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(Uuid::now_v7().to_string())
-        .bind(entry.actor_id)
-        .bind(entry.actor_role)
-        .bind(entry.action)
-        .bind(entry.conversation_id)
-        .bind(entry.detail)
-        .bind(entry.remote_addr)
-        .bind(entry.user_agent)
+        .bind(actor.user.id.as_str())
+        .bind(actor.user.role.as_str())
+        .bind(action)
+        .bind(conversation_id)
+        .bind(serde_json::Value::Object(detail))
+        .bind(actor.remote_addr)
+        .bind(actor.user_agent)
         .bind(now),
     )
     .await?;

@@ -143,7 +143,7 @@ impl Serialize for Conversation {
 /// Expands to a statement with the conversation columns spliced in (they are a constant, so the
 /// statement stays a `&'static str`).
 macro_rules! with_columns {
-    ($before:literal, $after:literal) => {
+    ($before:expr, $after:expr) => {
         concat!(
             $before,
             " id, channel, account, contact_id, mode, active_agent, locked_at, lock_ttl_secs, \
@@ -435,13 +435,34 @@ pub async fn next_waiting(db: &mut impl Db) -> Result<Option<Conversation>, Stor
     .await
 }
 
+/// A conversation in a staff list, with its end user's name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Listed {
+    /// The conversation.
+    #[sqlx(flatten)]
+    pub conversation: Conversation,
+    /// The end user's name.
+    pub contact_name: Option<String>,
+}
+
+/// The column with the contact's name, for [`Listed`].
+macro_rules! contact_name {
+    () => {
+        ", (SELECT display_name FROM contacts k WHERE k.id = conversations.contact_id) \
+         AS contact_name "
+    };
+}
+
 /// Conversations waiting for an expert, longest waiting first.
-pub async fn waiting(db: &mut impl Db, limit: i64) -> Result<Vec<Conversation>, StoreError> {
+pub async fn waiting(db: &mut impl Db, limit: i64) -> Result<Vec<Listed>, StoreError> {
     db.fetch_all(
         query(with_columns!(
             "SELECT",
-            "FROM conversations WHERE queued_at IS NOT NULL AND mode = 'expert' \
-             AND expert_id IS NULL AND deleted_at IS NULL ORDER BY queued_at, id LIMIT $1"
+            concat!(
+                contact_name!(),
+                "FROM conversations WHERE queued_at IS NOT NULL AND mode = 'expert' \
+                 AND expert_id IS NULL AND deleted_at IS NULL ORDER BY queued_at, id LIMIT $1"
+            )
         ))
         .bind(limit),
     )
@@ -493,7 +514,8 @@ pub async fn take_seq_for_expert(
         .fetch_optional(
             query(with_columns!(
                 "UPDATE conversations SET expert_id = $2, assigned_at = $3, queued_at = NULL, \
-                 expert_seen_seq = 0, last_seq = last_seq + 1, updated_at = $3 \
+                 expert_answered_at = NULL, expert_seen_seq = 0, last_seq = last_seq + 1, \
+                 updated_at = $3 \
                  WHERE id = $1 AND mode = 'expert' AND deleted_at IS NULL \
                  AND ((expert_id IS NULL AND $4 IS NULL) OR expert_id = $4) RETURNING",
                 ""
@@ -573,7 +595,8 @@ pub async fn take_seq_for_expert_message(
     tx.fetch_optional(
         query(with_columns!(
             "UPDATE conversations SET last_seq = last_seq + 1, expert_seen_seq = last_seq + 1, \
-             updated_at = $3 WHERE id = $1 AND mode = 'expert' AND expert_id = $2 \
+             expert_answered_at = $3, updated_at = $3 \
+             WHERE id = $1 AND mode = 'expert' AND expert_id = $2 \
              AND deleted_at IS NULL RETURNING",
             ""
         ))
@@ -597,24 +620,87 @@ pub async fn mark_read(tx: &mut Tx, id: &str, expert_id: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// Assigned conversations whose expert has not written since `before`, when they were assigned:
-/// they go back to the queue, keeping their place (queued again as of their assignment).
+/// An assignment that timed out: the conversation, back in the queue, and the expert who let it.
+#[derive(Debug, Clone)]
+pub struct TimedOut {
+    /// The conversation, waiting again.
+    pub conversation: Conversation,
+    /// The expert it was assigned to, now set away.
+    pub expert_id: String,
+}
+
+/// Assigned conversations whose expert has not written since they were assigned, before
+/// `before`: they go back to the queue, keeping their place (queued again as of their
+/// assignment), and their experts are set away — evidently not at their desk, they would
+/// otherwise get the same conversations straight back. Call it in a serialised transaction.
+///
+/// The answer is a column of the conversation row (set by
+/// [`take_seq_for_expert_message`]), not a look at the messages: on PostgreSQL an UPDATE that
+/// waited for a concurrent reply's row lock re-checks the row's new version, while a subquery
+/// would still see the old snapshot and requeue a conversation that was just answered.
 pub async fn requeue_unanswered(
     tx: &mut Tx,
     before: Timestamp,
     now: Timestamp,
+) -> Result<Vec<TimedOut>, StoreError> {
+    let candidates: Vec<(String, String)> = tx
+        .fetch_all(
+            query(
+                "SELECT id, expert_id FROM conversations WHERE mode = 'expert' \
+                 AND expert_id IS NOT NULL AND assigned_at < $1 AND expert_answered_at IS NULL \
+                 AND deleted_at IS NULL ORDER BY assigned_at, id",
+            )
+            .bind(before),
+        )
+        .await?;
+    let mut timed_out = Vec::with_capacity(candidates.len());
+    for (id, expert_id) in candidates {
+        let conversation = tx
+            .fetch_optional(
+                query(with_columns!(
+                    "UPDATE conversations SET expert_id = NULL, queued_at = assigned_at, \
+                     assigned_at = NULL, updated_at = $3 \
+                     WHERE id = $1 AND mode = 'expert' AND expert_id = $2 \
+                     AND expert_answered_at IS NULL AND deleted_at IS NULL RETURNING",
+                    ""
+                ))
+                .bind(&id)
+                .bind(&expert_id)
+                .bind(now),
+            )
+            .await?;
+        let Some(conversation) = conversation else {
+            continue;
+        };
+        tx.execute(
+            query("UPDATE users SET available = 0, updated_at = $2 WHERE id = $1")
+                .bind(&expert_id)
+                .bind(now),
+        )
+        .await?;
+        timed_out.push(TimedOut {
+            conversation,
+            expert_id,
+        });
+    }
+    Ok(timed_out)
+}
+
+/// Puts every conversation an expert owns back in the queue (their account was disabled), each
+/// keeping its place (queued again as of its assignment). Returns them.
+pub async fn requeue_all_of(
+    tx: &mut Tx,
+    expert_id: &str,
+    now: Timestamp,
 ) -> Result<Vec<Conversation>, StoreError> {
     tx.fetch_all(
         query(with_columns!(
-            "UPDATE conversations SET expert_id = NULL, queued_at = assigned_at, \
-             assigned_at = NULL, updated_at = $2 \
-             WHERE mode = 'expert' AND expert_id IS NOT NULL AND assigned_at < $1 \
-             AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM messages m \
-                WHERE m.conversation_id = conversations.id AND m.role = 'expert' \
-                AND m.created_at >= conversations.assigned_at) RETURNING",
+            "UPDATE conversations SET expert_id = NULL, queued_at = COALESCE(assigned_at, $2), \
+             assigned_at = NULL, updated_at = $2 WHERE expert_id = $1 AND mode = 'expert' AND deleted_at IS NULL \
+             RETURNING",
             ""
         ))
-        .bind(before)
+        .bind(expert_id)
         .bind(now),
     )
     .await
@@ -637,12 +723,13 @@ pub async fn owned_by(db: &mut impl Db, expert_id: &str) -> Result<Vec<Owned>, S
     db.fetch_all(
         query(with_columns!(
             "SELECT",
-            ", (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = conversations.id \
-                AND m.direction = 'inbound' AND m.seq > conversations.expert_seen_seq) AS unread, \
-             (SELECT display_name FROM contacts k WHERE k.id = conversations.contact_id) \
-                AS contact_name \
-             FROM conversations WHERE expert_id = $1 AND mode = 'expert' AND deleted_at IS NULL \
-             ORDER BY updated_at DESC, id DESC"
+            concat!(
+                ", (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = conversations.id \
+                 AND m.direction = 'inbound' AND m.seq > conversations.expert_seen_seq) AS unread",
+                contact_name!(),
+                "FROM conversations WHERE expert_id = $1 AND mode = 'expert' \
+                 AND deleted_at IS NULL ORDER BY updated_at DESC, id DESC"
+            )
         ))
         .bind(expert_id),
     )
@@ -655,7 +742,7 @@ pub async fn live(
     db: &mut impl Db,
     offset: i64,
     limit: i64,
-) -> Result<(Vec<Conversation>, i64), StoreError> {
+) -> Result<(Vec<Listed>, i64), StoreError> {
     let (total,): (i64,) = db
         .fetch_one(query(
             "SELECT COUNT(*) FROM conversations WHERE mode <> 'closed' AND deleted_at IS NULL",
@@ -665,8 +752,11 @@ pub async fn live(
         .fetch_all(
             query(with_columns!(
                 "SELECT",
-                "FROM conversations WHERE mode <> 'closed' AND deleted_at IS NULL \
-                 ORDER BY updated_at DESC, id DESC LIMIT $1 OFFSET $2"
+                concat!(
+                    contact_name!(),
+                    "FROM conversations WHERE mode <> 'closed' AND deleted_at IS NULL \
+                     ORDER BY updated_at DESC, id DESC LIMIT $1 OFFSET $2"
+                )
             ))
             .bind(limit)
             .bind(offset),

@@ -72,22 +72,6 @@ pub async fn record(
     Ok(inserted == 1)
 }
 
-/// Whether an evaluator's verdict on a reply is stored.
-pub async fn exists(
-    db: &mut impl Db,
-    message_id: &str,
-    evaluator: &str,
-) -> Result<bool, StoreError> {
-    let found: Option<(i64,)> = db
-        .fetch_optional(
-            query("SELECT 1 FROM evaluations WHERE message_id = $1 AND evaluator = $2")
-                .bind(message_id)
-                .bind(evaluator),
-        )
-        .await?;
-    Ok(found.is_some())
-}
-
 /// Which results to list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Filter<'a> {

@@ -162,6 +162,16 @@ pub fn needs_delivery(channel: Channel) -> bool {
     channel != Channel::Web
 }
 
+/// The delivery status an outbound message starts with: a web message is delivered by being
+/// stored and published; on other channels it waits for the provider to accept it.
+pub fn initial_status(channel: Channel) -> DeliveryStatus {
+    if needs_delivery(channel) {
+        DeliveryStatus::Pending
+    } else {
+        DeliveryStatus::Sent
+    }
+}
+
 /// Stores a message (and puts it on the pipeline's work list when it awaits an answer, or on the
 /// delivery queue when it is outbound on a channel that needs delivery). Returns `None` when a
 /// message with the same provider id is already stored on the channel (a provider retry).

@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod media;
 pub mod messages;
 pub mod sessions;
+pub mod settings;
 pub mod threads;
 pub mod users;
 

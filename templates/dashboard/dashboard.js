@@ -320,7 +320,17 @@
     const status = document.getElementById("lists-status");
     const refresh = coalesce(async () => {
       const loaded = await fragment(lists.dataset.src);
-      const summary = loaded.content.firstElementChild?.dataset.summary || "";
+      const root = loaded.content.firstElementChild;
+      // Availability can change without the user (an unanswered assignment sets them away).
+      const toggle = document.getElementById("availability-toggle");
+      if (root?.dataset.available && toggle && toggle.getAttribute("aria-pressed") !== root.dataset.available) {
+        showAvailability({
+          available: root.dataset.available === "true",
+          capacity: document.getElementById("capacity")?.value,
+        });
+        say(root.dataset.available === "true" ? "You are available." : "You are away now: new conversations go to others.");
+      }
+      const summary = root?.dataset.summary || "";
       if (swap(lists, loaded) && status && summary && status.textContent !== summary) {
         status.textContent = summary;
       }

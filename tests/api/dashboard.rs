@@ -30,7 +30,7 @@ fn client() -> reqwest::Client {
 /// Creates a staff account with the test password.
 async fn account(app: &TestApp, email: &str, name: &str, role: Role) -> User {
     app.staff
-        .add_user(email, name, role, PASSWORD, 3)
+        .add_user(email, name, role, PASSWORD, 3, None)
         .await
         .expect("a new staff account")
 }
@@ -297,8 +297,21 @@ async fn signing_in_needs_the_login_csrf_token_and_the_right_password() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cookies_are_secure_when_configured() {
-    let app = TestApp::spawn_with(&Backend::Sqlite, |c| c.staff.secure_cookies = true).await;
+async fn cookies_are_secure_behind_https_or_when_configured() {
+    // Reached over plain HTTP (as in development), cookies cannot be Secure.
+    let plain = TestApp::spawn(&Backend::Sqlite).await;
+    let (cookie, _) = login_form(&plain).await;
+    assert!(!attributes(&cookie).contains(&"Secure"), "{cookie}");
+    let forced =
+        TestApp::spawn_with(&Backend::Sqlite, |c| c.staff.secure_cookies = Some(true)).await;
+    let (cookie, _) = login_form(&forced).await;
+    assert!(attributes(&cookie).contains(&"Secure"), "{cookie}");
+
+    // Behind HTTPS they are, without being told.
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.server.public_url = Some("https://chat.example.com".into())
+    })
+    .await;
     account(&app, "ana@example.com", "Ana", Role::Expert).await;
     let (cookie, token) = login_form(&app).await;
     assert!(attributes(&cookie).contains(&"Secure"), "{cookie}");
@@ -694,6 +707,54 @@ async fn experts_get_no_supervisor_views_and_only_their_conversations() {
     assert_eq!(status, 404);
     let (status, _) = sue.get(&app, "/dashboard/fragments/contacts?page=0").await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_review_flagged_replies_and_the_page_follows_availability() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.routing.default_agent = "echo".into();
+        c.evaluations.enabled = true;
+        c.evaluations.blocked_keywords = vec!["guaranteed refund".into()];
+    })
+    .await;
+    account(&app, "sue@example.com", "Sue", Role::Supervisor).await;
+    account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    let sue = sign_in(&app, "sue@example.com").await;
+    let ana = sign_in(&app, "ana@example.com").await;
+    // The echo agent repeats the visitor, blocked words included.
+    let (status, _) = app
+        .send(
+            "visitor-9",
+            json!({"content": "a guaranteed refund, please"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let html = app
+        .eventually(Duration::from_secs(20), "the flagged reply", || async {
+            let (status, html) = sue.get(&app, "/dashboard/fragments/lists").await;
+            assert_eq!(status, 200, "{html}");
+            html.contains("blocked words: guaranteed refund")
+                .then_some(html)
+        })
+        .await;
+    assert!(html.contains("Flagged replies"), "{html}");
+    assert!(html.contains("a guaranteed refund, please"), "{html}");
+    // Experts review nothing.
+    let (_, html) = ana.get(&app, "/dashboard/fragments/lists").await;
+    assert!(!html.contains("Flagged replies"), "{html}");
+
+    // The lists carry the expert's availability, which may change without them.
+    assert!(html.contains("data-available=\"false\""), "{html}");
+    let (status, _) = ana
+        .call(&app, Method::PUT, "/v1/expert/me/availability")
+        .json(&json!({"available": true}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .expect("request");
+    assert_eq!(status, 200);
+    let (_, html) = ana.get(&app, "/dashboard/fragments/lists").await;
+    assert!(html.contains("data-available=\"true\""), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -410,45 +410,254 @@ async fn assignment_goes_to_the_least_busy_expert_and_waits_when_all_are_full() 
     assert_eq!(owner(bens).await.as_deref(), Some(ana_id.as_str()));
 }
 
+/// Who owns a conversation, as a supervisor sees it.
+async fn owner_of(app: &TestApp, supervisor: &str, id: &str) -> Option<String> {
+    let (status, body) = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/expert/conversations/{id}"),
+            supervisor,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["conversation"]["expert_id"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Sets an expert available (with a capacity) or away.
+async fn set_available(app: &TestApp, token: &str, available: bool, capacity: i64) {
+    let (status, body) = app
+        .staff_call(
+            Method::PUT,
+            "/v1/expert/me/availability",
+            token,
+            Some(json!({"available": available, "capacity": capacity})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unanswered_assignment_goes_back_to_the_queue() {
+async fn an_unanswered_assignment_goes_back_to_the_queue_and_its_expert_is_set_away() {
     let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
         config.experts.assign_schedule = "* * * * * *".into();
         config.experts.assignment_timeout = Duration::from_secs(300);
     })
     .await;
-    let (_, ana) = app.staff_token("ana@example.com", "expert").await;
-    app.staff_call(
-        Method::PUT,
-        "/v1/expert/me/availability",
-        &ana,
-        Some(json!({"available": true})),
-    )
-    .await;
-    let id = handed_over(&app, "v-t").await;
-    app.eventually(Duration::from_secs(10), "the assignment", || async {
-        let (_, body) = app
-            .staff_call(Method::GET, "/v1/expert/conversations", &ana, None)
-            .await;
-        (!body["conversations"].as_array()?.is_empty()).then_some(())
-    })
-    .await;
-    // Ana goes away without answering; five minutes later the conversation waits again.
-    app.staff_call(
-        Method::PUT,
-        "/v1/expert/me/availability",
-        &ana,
-        Some(json!({"available": false})),
-    )
-    .await;
+    let (ana_id, ana) = app.staff_token("ana@example.com", "expert").await;
+    let (ben_id, ben) = app.staff_token("ben@example.com", "expert").await;
+    let (_, sue) = app.staff_token("sue@example.com", "supervisor").await;
+    set_available(&app, &ana, true, 2).await;
+    let answered = handed_over(&app, "v-answered").await;
+    let ignored = handed_over(&app, "v-ignored").await;
+    for id in [&answered, &ignored] {
+        app.eventually(Duration::from_secs(10), "the assignment", || async {
+            (owner_of(&app, &sue, id).await.as_deref() == Some(ana_id.as_str())).then_some(())
+        })
+        .await;
+    }
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{answered}/messages"),
+            &ana,
+            Some(json!({"content": "I'm on it."})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Five minutes on, the one Ana never answered waits again; she is set away, so it is not
+    // given straight back to her. The one she answered stays hers.
     app.clock.advance(Duration::from_secs(301));
     app.eventually(Duration::from_secs(10), "the timeout", || async {
         let (_, queue) = app
-            .staff_call(Method::GET, "/v1/expert/queue", &ana, None)
+            .staff_call(Method::GET, "/v1/expert/queue", &sue, None)
             .await;
-        (queue["conversations"][0]["conversation"]["id"] == id.as_str()).then_some(())
+        (queue["conversations"][0]["conversation"]["id"] == ignored.as_str()).then_some(())
     })
     .await;
+    let (_, me) = app
+        .staff_call(Method::GET, "/v1/expert/me", &ana, None)
+        .await;
+    assert_eq!(me["user"]["available"], false, "{me}");
+    assert_eq!(
+        owner_of(&app, &sue, &answered).await.as_deref(),
+        Some(ana_id.as_str())
+    );
+    assert_eq!(owner_of(&app, &sue, &ignored).await, None);
+
+    // A colleague who becomes available gets it.
+    set_available(&app, &ben, true, 2).await;
+    app.eventually(Duration::from_secs(10), "the reassignment", || async {
+        (owner_of(&app, &sue, &ignored).await.as_deref() == Some(ben_id.as_str())).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_go_to_colleagues_who_are_there_and_supervisors_assign_from_the_queue() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let (ana_id, ana) = app.staff_token("ana@example.com", "expert").await;
+    let (ben_id, _ben) = app.staff_token("ben@example.com", "expert").await;
+    let (_, sue) = app.staff_token("sue@example.com", "supervisor").await;
+    let id = handed_over(&app, "v-transfer").await;
+    let claimed = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/claim"),
+            &ana,
+            None,
+        )
+        .await;
+    assert_eq!(claimed.0, 200, "{}", claimed.1);
+    let messages = app.count("messages").await;
+
+    // Ben is away: Ana cannot hand it to him, and nothing changes.
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/transfer"),
+            &ana,
+            Some(json!({"to": ben_id})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("conflict")),
+        "{body}"
+    );
+    assert_eq!(
+        owner_of(&app, &sue, &id).await.as_deref(),
+        Some(ana_id.as_str())
+    );
+    assert_eq!(app.count("messages").await, messages, "no notice was sent");
+    // Nobody by that id.
+    let (status, _) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/transfer"),
+            &ana,
+            Some(json!({"to": "no-such-user"})),
+        )
+        .await;
+    assert_eq!(status, 422);
+
+    // A supervisor gives a waiting conversation to Ben, away or not.
+    let waiting = handed_over(&app, "v-waiting").await;
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{waiting}/transfer"),
+            &sue,
+            Some(json!({"to": ben_id})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        owner_of(&app, &sue, &waiting).await.as_deref(),
+        Some(ben_id.as_str())
+    );
+    // An expert cannot: a waiting conversation is claimed, not handed on.
+    let third = handed_over(&app, "v-third").await;
+    let (status, _) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{third}/transfer"),
+            &ana,
+            Some(json!({"to": ben_id})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(owner_of(&app, &sue, &third).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_end_when_access_ends() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let id = handed_over(&app, "v-watch").await;
+    let (_, ana) = app.staff_token("ana@example.com", "expert").await;
+    let (ben_id, ben) = app.staff_token("ben@example.com", "expert").await;
+    let (_, sue) = app.staff_token("sue@example.com", "supervisor").await;
+    let (_, adm) = app.staff_token("adm@example.com", "admin").await;
+    let stream = |token: &str, path: String| {
+        let request = app.as_staff(Method::GET, &path, token);
+        async move { request.send().await.unwrap() }
+    };
+    let events = format!("/v1/expert/conversations/{id}/events");
+
+    // Ana watches the waiting conversation; Ben claims it, so it is no longer Ana's to see.
+    let mut anas = crate::helpers::SseReader::new(stream(&ana, events.clone()).await);
+    anas.until(Duration::from_secs(5), |e| e.name() == "message")
+        .await;
+    let (status, _) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/claim"),
+            &ben,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    anas.collect(Duration::from_secs(10)).await;
+    let again = stream(&ana, events.clone()).await;
+    assert_eq!(
+        again.status(),
+        404,
+        "reconnecting shows what a new request would"
+    );
+
+    // Ben watches it and his notices; an admin disables his account: both streams end, his
+    // conversation goes back to the queue, and his token stops working.
+    let bens = crate::helpers::SseReader::new(stream(&ben, events.clone()).await);
+    let mut notices =
+        crate::helpers::SseReader::new(stream(&ben, "/v1/expert/events".into()).await);
+    notices
+        .until(Duration::from_secs(5), |e| e.name() == "hello")
+        .await;
+    let (status, body) = app
+        .staff_call(
+            Method::DELETE,
+            &format!("/v1/admin/users/{ben_id}"),
+            &adm,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    bens.collect(Duration::from_secs(10)).await;
+    notices.collect(Duration::from_secs(10)).await;
+    assert_eq!(owner_of(&app, &sue, &id).await, None, "back in the queue");
+    let (_, queue) = app
+        .staff_call(Method::GET, "/v1/expert/queue", &sue, None)
+        .await;
+    assert_eq!(queue["conversations"][0]["conversation"]["id"], id.as_str());
+    let (status, _) = app
+        .staff_call(Method::GET, "/v1/expert/queue", &ben, None)
+        .await;
+    assert_eq!(status, 401);
+
+    // A supervisor's observation lasts while the supervisor may observe.
+    let observing = crate::helpers::SseReader::new(
+        stream(&sue, format!("/v1/supervisor/conversations/{id}/observe")).await,
+    );
+    let sue_id = app
+        .staff_call(Method::GET, "/v1/expert/me", &sue, None)
+        .await
+        .1["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = app
+        .staff_call(
+            Method::DELETE,
+            &format!("/v1/admin/users/{sue_id}"),
+            &adm,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    observing.collect(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,6 +792,17 @@ async fn staff_access_is_audited_and_supervisors_observe_and_search() {
     assert_eq!(observed["user_agent"], "observer-test");
 }
 
+/// The one conversation an expert has.
+async fn reply_to_conversation(app: &TestApp, token: &str) -> String {
+    let (_, mine) = app
+        .staff_call(Method::GET, "/v1/expert/conversations", token, None)
+        .await;
+    mine["conversations"][0]["conversation"]["id"]
+        .as_str()
+        .expect("a conversation")
+        .to_owned()
+}
+
 /// The (signature, body) pairs a webhook receiver got.
 type Hooked = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
@@ -696,8 +916,22 @@ async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
         )
         .into_bytes()
     };
+    // A mail with a file, from `from`.
+    let with_file = |from: &str, id: &str, text: &str| {
+        format!(
+            "From: {from}\r\nTo: support+{token}@mail.example.com\r\n\
+             Subject: Re: help\r\nMessage-ID: <{id}>\r\n\
+             Date: Tue, 11 Nov 2025 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+             --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
+             --b1\r\nContent-Type: application/pdf\r\n\
+             Content-Disposition: attachment; filename=\"invoice.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n--b1--\r\n"
+        )
+        .into_bytes()
+    };
     let (status, body) = app
-        .email(&mail(
+        .email(&with_file(
             "Mallory <mallory@example.net>",
             "m1@example.net",
             "Give me your data",
@@ -707,6 +941,11 @@ async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
         (status, &body["status"]),
         (200, &json!("refused")),
         "{body}"
+    );
+    assert_eq!(
+        app.count("media").await,
+        0,
+        "nothing of a refused mail is kept"
     );
 
     // Ana answers by e-mail: her new text reaches the user on WhatsApp.
@@ -749,4 +988,75 @@ async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
     // The user was told on WhatsApp that a person was coming, and who joined.
     assert!(texts.iter().any(|t| t.contains("expert")), "{texts:?}");
     assert!(texts.iter().any(|t| t.contains("has joined")), "{texts:?}");
+
+    // Once the conversation is closed, Ana's mail is refused too — and its file is not kept.
+    let conversation = reply_to_conversation(&app, &ana).await;
+    let (status, _) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{conversation}/close"),
+            &ana,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .email(&with_file(
+            "Ana <ana@example.com>",
+            "a2@example.com",
+            "One more thing",
+        ))
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("refused")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("media").await,
+        0,
+        "nothing of a refused mail is kept"
+    );
+
+    // The audit log has Ana's reply by e-mail, and the refusals.
+    let (_, adm) = app.staff_token("adm@example.com", "admin").await;
+    let (_, log) = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/admin/audit?actor={ana_id}"),
+            &adm,
+            None,
+        )
+        .await;
+    let entries = log["entries"].as_array().unwrap();
+    let reply = entries.iter().find(|e| e["action"] == "reply").unwrap();
+    assert_eq!(reply["detail"]["via"], "email");
+    let refused: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "reply_refused")
+        .collect();
+    assert_eq!(refused.len(), 3, "{log}");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["detail"]["from"] == "mallory@example.net"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staff_token_stays_valid_across_a_restart() {
+    // No staff.jwt_secret: the gateway generates one once and keeps it in the database.
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    assert!(app.config.staff.jwt_secret.is_none());
+    let (_, ana) = app.staff_token("ana@example.com", "expert").await;
+    let config = app.config.clone();
+    let db = app.stop().await;
+    let mut again = TestApp::start(config, switchboard::time::Clock::system()).await;
+    again.keep(db);
+    let (status, me) = again
+        .staff_call(Method::GET, "/v1/expert/me", &ana, None)
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["email"], "ana@example.com");
 }

@@ -111,3 +111,62 @@ async fn polling_resumes_after_a_restart_without_repeats() {
     assert_eq!(smtp.received().len(), 2, "nothing was answered twice");
     assert_eq!(again.count("messages").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reply_to_an_experts_notification_is_passed_over() {
+    let Some(dovecot) = Dovecot::start().await else {
+        return;
+    };
+    let smtp = FakeSmtp::start().await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_imap(&dovecot, &smtp)).await;
+    let cursor = || async {
+        switchboard::store::cursors::get(&mut app.store.reader(), "imap:test@127.0.0.1/INBOX")
+            .await
+            .unwrap()
+    };
+    let start = app
+        .eventually(Duration::from_secs(20), "the poller to start", cursor)
+        .await;
+    // A visitor's conversation goes to Ana, who is mailed about it.
+    let (_, ana) = app.staff_token("ana@example.com", "expert").await;
+    app.staff_call(
+        reqwest::Method::PUT,
+        "/v1/expert/me/availability",
+        &ana,
+        Some(serde_json::json!({"available": true})),
+    )
+    .await;
+    let (_, sent) = app
+        .send("v-imap", serde_json::json!({"content": "hello"}))
+        .await;
+    let id = sent["conversation_id"].as_str().unwrap().to_owned();
+    app.handoff("v-imap", &id).await;
+    let notification = smtp.wait_for(1).await.remove(0);
+    let reply_to = notification.header("Reply-To").unwrap();
+    let address = reply_to
+        .rsplit('<')
+        .next()
+        .unwrap_or(&reply_to)
+        .trim_end_matches('>')
+        .to_owned();
+
+    // Someone else answers it: refused, and the mailbox position moves past it all the same,
+    // so a restart does not read (and refuse) it again.
+    let mut stranger = mail("m1@example.net", "Re: hello", "Give me your data");
+    let text = String::from_utf8(stranger)
+        .unwrap()
+        .replace("To: support@mail.example.com", &format!("To: {address}"));
+    stranger = text.into_bytes();
+    dovecot.deliver(&stranger).await;
+    app.eventually(Duration::from_secs(20), "the position to move", || async {
+        cursor().await.filter(|now| *now != start).map(|_| ())
+    })
+    .await;
+    let (_, visitor) = app
+        .get("v-imap", &format!("/v1/conversations/{id}/messages"))
+        .await;
+    assert!(
+        !visitor.to_string().contains("Give me your data"),
+        "{visitor}"
+    );
+}

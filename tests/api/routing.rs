@@ -216,6 +216,17 @@ async fn asking_for_a_human_hands_over(backend: Backend) {
         .get("dev-1", &format!("/v1/conversations/{id}/messages"))
         .await;
     assert_eq!(roles(&page), ["user", "ai", "system", "user"]);
+
+    // `/human` works on every channel, as on Telegram: no agent is asked.
+    let (_, body) = app.send("dev-2", json!({"content": "/human"})).await;
+    assert!(body["reply"].is_null(), "{body}");
+    let id = body["conversation_id"].as_str().unwrap().to_owned();
+    let (_, conversation) = app.get("dev-2", &format!("/v1/conversations/{id}")).await;
+    assert_eq!(conversation["mode"], "expert");
+    let (_, page) = app
+        .get("dev-2", &format!("/v1/conversations/{id}/messages"))
+        .await;
+    assert_eq!(roles(&page), ["user", "system"]);
 }
 
 async fn a_reply_in_progress_is_dropped_when_an_expert_takes_over(backend: Backend) {
@@ -237,9 +248,15 @@ async fn a_reply_in_progress_is_dropped_when_an_expert_takes_over(backend: Backe
     let chunk = events.expect(Duration::from_secs(5)).await;
     assert_eq!(chunk.json()["is_final"], false);
     assert_eq!(app.handoff("dev-1", &id).await.0, 200);
-    let (last, _) = events
+    let (last, written_after) = events
         .until(Duration::from_secs(10), |e| e.json()["is_final"] == true)
         .await;
+    // The agent stops writing at once (one word may have been on its way): the user does not
+    // watch the rest of a reply that will never be sent.
+    assert!(
+        written_after.len() <= 1,
+        "the reply kept streaming after the handoff: {written_after:?}"
+    );
     let last = last.json();
     assert!(
         last["reply"].is_null(),

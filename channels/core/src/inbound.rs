@@ -45,6 +45,14 @@ pub enum Intent {
 }
 
 impl Intent {
+    /// The intent of a text that is a command any channel understands: `/human` (any case) asks
+    /// for a person, on WhatsApp, by e-mail and in the widget as on Telegram.
+    pub fn of_command(text: &str) -> Option<Intent> {
+        text.trim()
+            .eq_ignore_ascii_case("/human")
+            .then_some(Intent::Handoff)
+    }
+
     /// The name stored in a message's metadata (`intent`).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -455,6 +463,13 @@ impl TryFrom<String> for DeliveryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slash_human_asks_for_a_person_on_any_channel() {
+        assert_eq!(Intent::of_command(" /Human\n"), Some(Intent::Handoff));
+        assert_eq!(Intent::of_command("/human please"), None);
+        assert_eq!(Intent::of_command("human"), None);
+    }
 
     #[test]
     fn status_never_moves_backwards_from_read() {

@@ -54,13 +54,15 @@ pub(super) struct LogoutForm {
     csrf: String,
 }
 
-/// `; Secure` when cookies must only travel over HTTPS.
+/// `; Secure` when cookies must only travel over HTTPS: as configured, or else whenever the
+/// gateway is reached over HTTPS.
 fn secure(state: &AppState) -> &'static str {
-    if state.staff.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    }
+    let secure = state
+        .config
+        .staff
+        .secure_cookies
+        .unwrap_or_else(|| state.public_url.starts_with("https://"));
+    if secure { "; Secure" } else { "" }
 }
 
 /// A `Set-Cookie` value. Every value set here is hex, so it needs no quoting.
@@ -119,6 +121,7 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<StaffUser>,
     Ok(Some(StaffUser {
         user,
         csrf: Some(session.csrf_token),
+        credential: crate::staff::Credential::Session(token.to_owned()),
         origin: Origin::of(parts),
     }))
 }
@@ -268,6 +271,7 @@ pub(super) async fn logout(
             ));
         }
         state.staff.close_session(token).await?;
+        state.hub.account_notice("signed_out", &user.id);
         tracing::info!(user = %user.id, "signed out of the dashboard");
     }
     let mut response = Redirect::to(LOGIN_PATH).into_response();

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     http::{AppState, extract::StaffUser, staff::audit},
-    store::audit as audit_log,
+    store::{StoreError, audit as audit_log},
 };
 
 /// A conversation viewed again within this time by the same person is not logged again: the
@@ -70,8 +70,11 @@ pub(super) struct ListsQuery {
 pub(super) fn page_number(page: Option<i64>) -> Result<i64, HtmlError> {
     match page {
         None => Ok(1),
-        Some(page) if page >= 1 => Ok(page),
-        Some(_) => Err(HtmlError::bad_request("Pages are numbered from 1.")),
+        Some(page) if crate::http::paging::valid(page) => Ok(page),
+        Some(_) => Err(HtmlError::bad_request(format!(
+            "Pages are numbered from 1 to {}.",
+            crate::http::paging::MAX_PAGE
+        ))),
     }
 }
 
@@ -118,32 +121,29 @@ async fn open(
         .experts
         .open(&staff.user, id, TRANSCRIPT_LIMIT)
         .await?;
-    log_view(state, staff, id).await;
+    log_view(state, staff, id).await?;
     ConversationView::load(state, &staff.user, conversation, messages).await
 }
 
 /// Records a `view` of a conversation, unless this person's latest entry about it is a view of
-/// the last [`VIEW_LOGGED_FOR`].
-async fn log_view(state: &AppState, staff: &StaffUser, id: &str) {
+/// the last [`VIEW_LOGGED_FOR`]. A view that cannot be recorded is refused.
+async fn log_view(state: &AppState, staff: &StaffUser, id: &str) -> Result<(), StoreError> {
     let since = state.clock.now().minus(VIEW_LOGGED_FOR);
-    let latest = audit_log::page(
+    let (latest, _) = audit_log::page(
         &mut state.store.reader(),
         Some(&staff.user.id),
         Some(id),
         0,
         1,
     )
-    .await;
-    let logged = match latest {
-        Ok((entries, _)) => entries
-            .first()
-            .is_some_and(|e| e.action == "view" && e.created_at > since),
-        // Logging again is the safe side.
-        Err(_) => false,
-    };
+    .await?;
+    let logged = latest
+        .first()
+        .is_some_and(|e| e.action == "view" && e.created_at > since);
     if !logged {
-        audit(state, staff, "view", Some(id), json!({"via": "dashboard"})).await;
+        audit(state, staff, "view", Some(id), json!({})).await?;
     }
+    Ok(())
 }
 
 /// `GET /dashboard/conversations/{id}`

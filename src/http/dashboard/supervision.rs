@@ -64,11 +64,9 @@ pub(super) struct PageQuery {
 
 /// Refuses (403) anybody but supervisors and admins.
 fn supervisor(staff: &StaffUser) -> Result<(), HtmlError> {
-    if staff.user.role.includes(Role::Supervisor) {
-        Ok(())
-    } else {
-        Err(HtmlError::supervisors_only())
-    }
+    staff
+        .require(Role::Supervisor)
+        .map_err(|_| HtmlError::supervisors_only())
 }
 
 /// `GET /dashboard/fragments/contacts?q=&page=`
@@ -89,18 +87,11 @@ pub(super) async fn contacts(
     let (found, total) = contacts::search(
         &mut state.store.reader(),
         q,
-        (page - 1) * CONTACTS_PER_PAGE,
+        crate::http::paging::offset(page, CONTACTS_PER_PAGE).unwrap_or_default(),
         CONTACTS_PER_PAGE,
     )
     .await?;
-    audit(
-        &state,
-        &staff,
-        "search_contacts",
-        None,
-        json!({"q": q, "via": "dashboard"}),
-    )
-    .await;
+    audit(&state, &staff, "search_contacts", None, json!({"q": q})).await?;
     let pager = Pager::new(page, CONTACTS_PER_PAGE, total, |p| {
         let query =
             serde_urlencoded::to_string([("q", q), ("page", &p.to_string())]).unwrap_or_default();
@@ -134,7 +125,7 @@ pub(super) async fn contact_conversations(
     let (found, total) = conversations::page_for_contact(
         &mut reader,
         &contact_id,
-        (page - 1) * CONVERSATIONS_PER_PAGE,
+        crate::http::paging::offset(page, CONVERSATIONS_PER_PAGE).unwrap_or_default(),
         CONVERSATIONS_PER_PAGE,
     )
     .await?;
@@ -143,9 +134,9 @@ pub(super) async fn contact_conversations(
         &staff,
         "list_conversations",
         None,
-        json!({"contact_id": contact_id, "via": "dashboard"}),
+        json!({"contact_id": contact_id}),
     )
-    .await;
+    .await?;
     let pager = Pager::new(page, CONVERSATIONS_PER_PAGE, total, |p| {
         format!("/dashboard/fragments/contacts/{contact_id}/conversations?page={p}")
     });

@@ -17,7 +17,8 @@ use crate::{
     http::AppState,
     store::{
         Db, contacts,
-        conversations::{self, Conversation, Mode, Owned},
+        conversations::{self, Conversation, Listed, Mode, Owned},
+        evaluations,
         messages::{Message, Role as Author},
         users::{self, Role, User},
     },
@@ -191,8 +192,61 @@ pub(super) struct LivePage {
     pub pager: Pager,
 }
 
+/// An AI reply that failed an evaluation, for supervisors to review.
+pub(super) struct FlaggedRow {
+    /// The reply's conversation.
+    pub conversation_id: String,
+    /// The reply, cut short.
+    pub excerpt: String,
+    /// What failed, in a few words.
+    pub failed: String,
+    pub at: Stamp,
+}
+
+/// Replies flagged for review, newest first.
+pub(super) struct Flagged {
+    pub rows: Vec<FlaggedRow>,
+    /// How many there are in all.
+    pub total: i64,
+}
+
+/// Flagged replies shown on the dashboard; the API lists them all.
+const FLAGGED_SHOWN: i64 = 10;
+
+impl Flagged {
+    async fn load(db: &mut impl Db) -> Result<Flagged, HtmlError> {
+        let failed = evaluations::Filter {
+            passed: Some(false),
+            ..evaluations::Filter::default()
+        };
+        let (found, total) = evaluations::page(db, failed, 0, FLAGGED_SHOWN).await?;
+        let rows = found
+            .into_iter()
+            .map(|e| FlaggedRow {
+                failed: crate::evaluations::describe(&e.evaluator, &e.detail, e.score),
+                excerpt: excerpt(&e.content, 140),
+                conversation_id: e.conversation_id,
+                at: Stamp::of(e.created_at),
+            })
+            .collect();
+        Ok(Flagged { rows, total })
+    }
+}
+
+/// The first `chars` characters of a text, with an ellipsis when there is more.
+fn excerpt(text: &str, chars: usize) -> String {
+    let mut cut: String = text.chars().take(chars).collect();
+    if text.chars().nth(chars).is_some() {
+        cut.push('…');
+    }
+    cut
+}
+
 /// The lists of the index page.
 pub(super) struct Lists {
+    /// Whether the user takes conversations now (their availability may change without them:
+    /// an assignment they left unanswered sets them away).
+    pub available: bool,
     /// The queue, longest waiting first (at most [`QUEUE_SHOWN`]).
     pub queue: Vec<QueueRow>,
     /// How many wait in all.
@@ -203,6 +257,8 @@ pub(super) struct Lists {
     pub unread: i64,
     /// Supervisors: every live conversation.
     pub live: Option<LivePage>,
+    /// Supervisors: replies flagged by evaluations.
+    pub flagged: Option<Flagged>,
     /// One line for screen readers, announced when it changes.
     pub summary: String,
 }
@@ -234,25 +290,26 @@ impl Lists {
         me: &User,
         live_page: i64,
     ) -> Result<Lists, HtmlError> {
-        let mut reader = state.store.reader();
         let waiting = state.experts.queue().await?;
         let queue_total = waiting.len();
-        let mut queue = Vec::with_capacity(queue_total.min(QUEUE_SHOWN));
-        for Waiting {
-            conversation,
-            position,
-        } in waiting.into_iter().take(QUEUE_SHOWN)
-        {
-            let name = contacts::display_name(&mut reader, &conversation.contact_id).await?;
-            queue.push(QueueRow {
-                position,
-                contact: contact_label(name, conversation.channel),
-                channel: channel_label(conversation.channel),
-                title: title_of(&conversation),
-                since: conversation.queued_at.map(Stamp::of),
-                id: conversation.id,
-            });
-        }
+        let queue = waiting
+            .into_iter()
+            .take(QUEUE_SHOWN)
+            .map(
+                |Waiting {
+                     conversation,
+                     contact_name,
+                     position,
+                 }| QueueRow {
+                    position,
+                    contact: contact_label(contact_name, conversation.channel),
+                    channel: channel_label(conversation.channel),
+                    title: title_of(&conversation),
+                    since: conversation.queued_at.map(Stamp::of),
+                    id: conversation.id,
+                },
+            )
+            .collect();
         let mine: Vec<MineRow> = state
             .experts
             .owned(me)
@@ -274,21 +331,26 @@ impl Lists {
             )
             .collect();
         let unread = mine.iter().map(|m| m.unread).sum();
-        let live = if me.role.includes(Role::Supervisor) {
-            Some(LivePage::load(state, me, live_page).await?)
+        let (live, flagged) = if me.role.includes(Role::Supervisor) {
+            (
+                Some(LivePage::load(state, me, live_page).await?),
+                Some(Flagged::load(&mut state.store.reader()).await?),
+            )
         } else {
-            None
+            (None, None)
         };
         let summary = format!(
             "{queue_total} waiting in the queue; {} conversations of yours, {unread} unread messages.",
             mine.len()
         );
         Ok(Lists {
+            available: me.available.0,
             queue,
             queue_total,
             mine,
             unread,
             live,
+            flagged,
             summary,
         })
     }
@@ -298,20 +360,25 @@ impl LivePage {
     async fn load(state: &AppState, me: &User, page: i64) -> Result<LivePage, HtmlError> {
         let mut reader = state.store.reader();
         let colleagues = Colleagues::load(&mut reader).await?;
-        let (found, total) =
-            conversations::live(&mut reader, (page - 1) * LIVE_PER_PAGE, LIVE_PER_PAGE).await?;
-        let mut rows = Vec::with_capacity(found.len());
-        for conversation in found {
-            let name = contacts::display_name(&mut reader, &conversation.contact_id).await?;
-            rows.push(LiveRow {
-                contact: contact_label(name, conversation.channel),
-                channel: channel_label(conversation.channel),
-                title: title_of(&conversation),
-                state: state_of(&conversation, me, &colleagues),
-                updated: Stamp::of(conversation.updated_at),
-                id: conversation.id,
-            });
-        }
+        let offset = crate::http::paging::offset(page, LIVE_PER_PAGE)
+            .ok_or_else(|| HtmlError::bad_request("No such page."))?;
+        let (found, total) = conversations::live(&mut reader, offset, LIVE_PER_PAGE).await?;
+        let rows = found
+            .into_iter()
+            .map(
+                |Listed {
+                     conversation,
+                     contact_name,
+                 }| LiveRow {
+                    contact: contact_label(contact_name, conversation.channel),
+                    channel: channel_label(conversation.channel),
+                    title: title_of(&conversation),
+                    state: state_of(&conversation, me, &colleagues),
+                    updated: Stamp::of(conversation.updated_at),
+                    id: conversation.id,
+                },
+            )
+            .collect();
         let pager = Pager::new(page, LIVE_PER_PAGE, total, |p| {
             format!("/dashboard/fragments/lists?live_page={p}")
         });

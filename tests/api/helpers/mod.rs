@@ -231,7 +231,7 @@ impl TestApp {
         let role = role.parse().expect("a role");
         let user = self
             .staff
-            .add_user(email, "", role, "correct-horse-battery", 3)
+            .add_user(email, "", role, "correct-horse-battery", 3, None)
             .await
             .expect("a new staff account");
         let response = self
@@ -324,12 +324,13 @@ impl TestApp {
             .expect("stream request")
     }
 
-    /// Counts rows of a table (messages, conversations, contacts).
+    /// Counts rows of a table (messages, conversations, contacts, media).
     pub async fn count(&self, table: &str) -> i64 {
         let sql: &'static str = match table {
             "messages" => "SELECT COUNT(*) FROM messages",
             "conversations" => "SELECT COUNT(*) FROM conversations",
             "contacts" => "SELECT COUNT(*) FROM contacts",
+            "media" => "SELECT COUNT(*) FROM media",
             other => panic!("no count for {other}"),
         };
         let (n,): (i64,) = self
