@@ -172,6 +172,10 @@ impl Inbox {
         for file in &email.attachments {
             attachments.push(self.keep(file).await?);
         }
+        let kept: Vec<String> = attachments
+            .iter()
+            .filter_map(|a| a.media_id.clone())
+            .collect();
         let reply = self
             .experts
             .reply(
@@ -185,7 +189,15 @@ impl Inbox {
         match reply {
             Ok(message) => Ok(Received::ExpertReply(Box::new(message))),
             Err(ExpertError::Store(e)) => Err(e.into()),
-            Err(e) => refuse(e.to_string()).await,
+            Err(e) => {
+                // Refused in the reply's own transaction (the conversation changed hands, or the
+                // same mail came twice at once): the kept attachments are of no message.
+                let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+                let mut tx = self.store.begin().await?;
+                media::forget(&mut tx, &kept).await?;
+                tx.commit().await?;
+                refuse(e.to_string()).await
+            }
         }
     }
 

@@ -137,19 +137,28 @@ impl Experts {
             .ok_or(ExpertError::NotFound)
     }
 
-    /// A conversation and its messages, for an actor who may see it; marks it read for its
-    /// owner.
+    /// A conversation and its newest messages, for an actor who may see it. In one
+    /// transaction, the view is recorded in the audit log (with `record`'s detail, when given)
+    /// and, for its owner, the conversation marked read: a view that cannot be recorded neither
+    /// shows nor marks anything.
     pub async fn open(
         &self,
-        actor: &User,
+        actor: &Actor<'_>,
         id: &str,
         limit: i64,
+        record: Option<serde_json::Value>,
     ) -> Result<(Conversation, Vec<Message>), ExpertError> {
-        let conversation = self.visible(actor, id).await?;
+        let conversation = self.visible(actor.user, id).await?;
         let messages = messages::page(&mut self.inner.store.reader(), id, None, limit).await?;
-        if conversation.expert_id.as_deref() == Some(actor.id.as_str()) {
+        let owner = conversation.expert_id.as_deref() == Some(actor.user.id.as_str());
+        if owner || record.is_some() {
             let mut tx = self.inner.store.begin().await?;
-            conversations::mark_read(&mut tx, id, &actor.id).await?;
+            if let Some(detail) = record {
+                self.audit(&mut tx, actor, "view", id, detail).await?;
+            }
+            if owner {
+                conversations::mark_read(&mut tx, id, &actor.user.id).await?;
+            }
             tx.commit().await?;
         }
         Ok((conversation, messages))
@@ -228,12 +237,11 @@ impl Experts {
             let Some(expert) = users::get(&mut tx, &expert_id).await? else {
                 break;
             };
-            // Both were read in this serialised transaction, so the conversation cannot have
-            // changed owner meanwhile; it can only have been closed or deleted by then.
+            // Changed since it was read (released, closed or deleted by a request that does not
+            // wait for the assignment lock): nothing was written; the next one is tried.
             let Some((conversation, notice)) =
                 self.give(&mut tx, &waiting.id, &expert, None).await?
             else {
-                tx.commit().await?;
                 continue;
             };
             tx.commit().await?;
@@ -282,7 +290,12 @@ impl Experts {
             )
             .await?;
         notify::enqueue(tx, &conversation.id, &expert.id, &self.inner.config, now).await?;
-        Ok(notice.map(|n| (conversation, n)))
+        // A system message has no provider id, so nothing can make it a duplicate.
+        let notice = notice.ok_or_else(|| StoreError::Corrupt {
+            what: "the joined notice",
+            message: "it was not stored".into(),
+        })?;
+        Ok(Some((conversation, notice)))
     }
 
     /// Stores a system message for the end user (delivered on their channel).
@@ -336,6 +349,10 @@ impl Experts {
             ));
         }
         let mut tx = self.serialised().await?;
+        // Read again under the lock: an account disabled meanwhile takes nothing.
+        let expert = &users::get(&mut tx, &expert.id)
+            .await?
+            .ok_or(ExpertError::NotFound)?;
         if !expert.role.includes(Role::Supervisor)
             && conversations::open_count(&mut tx, &expert.id).await? >= expert.capacity
         {
@@ -607,26 +624,33 @@ impl Experts {
         Ok(timed_out.len())
     }
 
-    /// An account was disabled (in `tx`): its conversations go back to the queue. Call
-    /// [`Experts::requeued`] with them once `tx` has committed.
-    pub async fn requeue_all_of(
+    /// Disables a staff account (its sessions end, its tokens stop working) and puts its
+    /// conversations back in the queue — serialised with assignment, so that none is given to it
+    /// meanwhile. `false` when there is no such enabled account.
+    pub async fn disable_account(
         &self,
-        tx: &mut Tx,
-        expert_id: &str,
-    ) -> Result<Vec<Conversation>, StoreError> {
-        conversations::requeue_all_of(tx, expert_id, self.inner.clock.now()).await
-    }
-
-    /// Announces conversations put back in the queue and assigns them.
-    pub fn requeued(&self, conversations: &[Conversation]) {
-        for conversation in conversations {
+        actor: &Actor<'_>,
+        user_id: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.inner.clock.now();
+        let mut tx = self.serialised().await?;
+        if !users::disable(&mut tx, user_id, now).await? {
+            return Ok(false);
+        }
+        let requeued = conversations::requeue_all_of(&mut tx, user_id, now).await?;
+        let detail = json!({"user_id": user_id, "requeued": requeued.len()});
+        audit::record(&mut tx, actor, "disable_user", None, detail, now).await?;
+        tx.commit().await?;
+        self.inner.hub.account_notice("disabled", user_id);
+        for conversation in &requeued {
             self.inner
                 .hub
                 .staff_notice("queued", &conversation.id, None);
         }
-        if !conversations.is_empty() {
+        if !requeued.is_empty() {
             self.assign_soon();
         }
+        Ok(true)
     }
 
     /// Records an action in the audit log, in the action's transaction.

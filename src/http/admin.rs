@@ -99,18 +99,10 @@ pub(super) async fn disable_user(
             "you cannot disable yourself",
         ));
     }
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    if !users::disable(&mut tx, &id, now).await? {
+    // Their conversations must not wait for someone who will not come back.
+    if !state.experts.disable_account(&staff.actor(), &id).await? {
         return Err(ApiError::not_found("user"));
     }
-    // Their conversations must not wait for someone who will not come back.
-    let requeued = state.experts.requeue_all_of(&mut tx, &id).await?;
-    let detail = json!({"user_id": id, "requeued": requeued.len()});
-    audit::record(&mut tx, &staff.actor(), "disable_user", None, detail, now).await?;
-    tx.commit().await?;
-    state.hub.account_notice("disabled", &id);
-    state.experts.requeued(&requeued);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

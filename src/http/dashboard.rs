@@ -36,7 +36,7 @@
 //!   page carries in `<meta name="csrf-token">`; [`super::extract::StaffUser`] enforces that for
 //!   every cookie-authenticated request other than GET/HEAD/OPTIONS.
 //!
-//! All cookies are `HttpOnly` and `SameSite=Strict` (and `Secure` when the gateway is reached over HTTPS, or as `staff.secure_cookies` says),
+//! All cookies are `HttpOnly` and `SameSite=Strict` (and `Secure` when `server.public_url` is an `https://` address, or as `staff.secure_cookies` says),
 //! and dashboard responses are `Cache-Control: no-store` and may not be framed.
 //!
 //! Routes:

@@ -152,8 +152,10 @@ pub(super) async fn open(
     ApiQuery(params): ApiQuery<TranscriptParams>,
 ) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(200).clamp(1, 1000);
-    let (conversation, messages) = state.experts.open(&staff.user, &id, limit).await?;
-    audit(&state, &staff, "view", Some(&id), json!({})).await?;
+    let (conversation, messages) = state
+        .experts
+        .open(&staff.actor(), &id, limit, Some(json!({})))
+        .await?;
     let contact = contact_of(&state, &conversation.contact_id).await?;
     Ok(Json(json!({
         "conversation": conversation,

@@ -66,9 +66,16 @@ pub(super) async fn live(
     staff.require(Role::Supervisor)?;
     let (page, limit, offset) = params.bounds()?;
     let (listed, total) = conversations::live(&mut state.store.reader(), offset, limit).await?;
+    // Conversations as everywhere else, with their end user's name.
     let items: Vec<Value> = listed
         .into_iter()
-        .map(|l| json!({"conversation": l.conversation, "contact_name": l.contact_name}))
+        .map(|l| {
+            let mut item = json!(l.conversation);
+            if let Some(fields) = item.as_object_mut() {
+                fields.insert("contact_name".into(), json!(l.contact_name));
+            }
+            item
+        })
         .collect();
     Ok(
         Json(json!({"conversations": items, "total": total, "page": page, "limit": limit}))

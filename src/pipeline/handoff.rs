@@ -7,6 +7,8 @@
 
 use serde_json::{Map, json};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
@@ -18,6 +20,33 @@ use crate::{
     },
     time::Timestamp,
 };
+
+/// Turns watched for a handoff, by conversation: the watch's id and its token.
+pub(super) type Watched = std::collections::HashMap<String, (u64, CancellationToken)>;
+
+/// Ids of watches, so that a watch that ends removes itself and not its successor.
+static NEXT_WATCH: AtomicU64 = AtomicU64::new(0);
+
+/// A turn watched for a handoff (see [`Inner::watch_replies`]).
+pub(super) struct ReplyWatch<'a> {
+    inner: &'a Inner,
+    conversation_id: String,
+    id: u64,
+    /// Cancelled by a handoff.
+    pub token: CancellationToken,
+}
+
+impl Drop for ReplyWatch<'_> {
+    fn drop(&mut self) {
+        let mut watched = self.inner.watched();
+        if watched
+            .get(&self.conversation_id)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            watched.remove(&self.conversation_id);
+        }
+    }
+}
 
 /// What the end user is told when an expert is asked to take over.
 pub const HANDOFF_NOTICE: &str = "You've asked for a person. An expert will join this conversation shortly; the assistant will stay quiet until then.";
@@ -84,31 +113,33 @@ pub async fn to_expert(
 }
 
 impl Inner {
-    /// The agent is about to write a reply in a conversation; the token is cancelled when the
-    /// conversation leaves the AI meanwhile. Lanes run one turn per conversation at a time, so
-    /// there is at most one.
-    pub(super) fn reply_started(&self, conversation_id: &str) -> CancellationToken {
+    /// A turn of a conversation begins, before it reads the conversation: a handoff committed
+    /// from now on cancels the returned watch's token, so the reply the agent may be writing is
+    /// abandoned. Lanes run one turn per conversation at a time, so there is one watch at most;
+    /// dropping it ends the watch. Handoffs of this process only: a reply written by another
+    /// instance is dropped when it is stored, as always.
+    pub(super) fn watch_replies(&self, conversation_id: &str) -> ReplyWatch<'_> {
+        let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
-        self.replies_in_progress()
-            .insert(conversation_id.to_owned(), token.clone());
-        token
+        self.watched()
+            .insert(conversation_id.to_owned(), (id, token.clone()));
+        ReplyWatch {
+            inner: self,
+            conversation_id: conversation_id.to_owned(),
+            id,
+            token,
+        }
     }
 
-    /// The agent's reply in a conversation is over, written or not.
-    pub(super) fn reply_ended(&self, conversation_id: &str) {
-        self.replies_in_progress().remove(conversation_id);
-    }
-
-    /// The conversation left the AI: the reply being written, if any, is abandoned.
+    /// The conversation was handed to the experts: the reply being written, if any, is
+    /// abandoned.
     pub(super) fn abandon_reply(&self, conversation_id: &str) {
-        if let Some(token) = self.replies_in_progress().remove(conversation_id) {
+        if let Some((_, token)) = self.watched().remove(conversation_id) {
             token.cancel();
         }
     }
 
-    fn replies_in_progress(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CancellationToken>> {
+    fn watched(&self) -> std::sync::MutexGuard<'_, Watched> {
         // A panic elsewhere cannot leave the map inconsistent: every change is one call.
         self.replies.lock().unwrap_or_else(|e| e.into_inner())
     }

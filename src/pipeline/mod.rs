@@ -26,7 +26,6 @@ pub mod turn;
 use std::{sync::Arc, time::Duration};
 
 use switchboard_channel::{Channel, InboundEvent, InboundMessage};
-use tokio_util::sync::CancellationToken;
 
 pub use handoff::{Handoff, HandoffError};
 pub use ingest::{Checkpoint, IngestError, Outcome};
@@ -71,7 +70,7 @@ pub(crate) struct Inner {
     /// The replies agents are writing now, by conversation: a handoff abandons its
     /// conversation's at once, so the user stops seeing it being written (and the agent's API
     /// stops being paid for it).
-    replies: std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>,
+    replies: std::sync::Mutex<handoff::Watched>,
 }
 
 impl Pipeline {

@@ -110,6 +110,9 @@ impl Inner {
     /// the lane yet, that message goes first (its job, arriving later, finds it answered).
     pub(super) async fn turn(self: &Arc<Self>, job: Job) {
         loop {
+            // Watched from before the conversation is read, so that no handoff slips in between.
+            let watch = self.watch_replies(&job.message.conversation_id);
+            let abandon = &watch.token;
             let next = conversations::get_with_next_turn(
                 &mut self.store.reader(),
                 &job.message.conversation_id,
@@ -126,12 +129,12 @@ impl Inner {
             let (conversation, next_turn) = match next {
                 // Deleted: the message is finished without an answer.
                 None => {
-                    self.run(job, None).await;
+                    self.run(job, None, abandon).await;
                     return;
                 }
                 // An expert owns it, or it is closed: nothing to answer, in any order.
                 Some(found) if found.conversation.mode != Mode::Ai => {
-                    self.run(job, Some(found.conversation)).await;
+                    self.run(job, Some(found.conversation), abandon).await;
                     return;
                 }
                 Some(WithNextTurn {
@@ -158,7 +161,7 @@ impl Inner {
                 return;
             };
             if next == job.message.id {
-                self.run(job, Some(conversation)).await;
+                self.run(job, Some(conversation), abandon).await;
                 return;
             }
             // An earlier message goes first, with its watcher when its job is already queued.
@@ -177,7 +180,7 @@ impl Inner {
                     }
                 },
             };
-            if !self.run(earlier, Some(conversation)).await {
+            if !self.run(earlier, Some(conversation), abandon).await {
                 // Leave both to the sweeper rather than trying again and again.
                 return;
             }
@@ -186,7 +189,12 @@ impl Inner {
 
     /// Runs one message's turn. Errors are logged (and `false` returned); the message then stays
     /// on the work list for the sweeper.
-    async fn run(self: &Arc<Self>, job: Job, conversation: Option<Conversation>) -> bool {
+    async fn run(
+        self: &Arc<Self>,
+        job: Job,
+        conversation: Option<Conversation>,
+        abandon: &CancellationToken,
+    ) -> bool {
         let span = info_span!(
             "turn",
             conversation = %job.message.conversation_id,
@@ -199,7 +207,7 @@ impl Inner {
             None => (None, None),
         };
         match self
-            .try_turn(&message, conversation, deltas.as_ref())
+            .try_turn(&message, conversation, deltas.as_ref(), abandon)
             .instrument(span.clone())
             .await
         {
@@ -224,6 +232,7 @@ impl Inner {
         message: &Message,
         conversation: Option<Conversation>,
         deltas: Option<&mpsc::UnboundedSender<String>>,
+        abandon: &CancellationToken,
     ) -> Result<TurnOutcome, StoreError> {
         let Some(conversation) = conversation.filter(|c| c.mode == Mode::Ai) else {
             // Deleted, or owned by an expert: nothing for the AI to answer. The expert's
@@ -287,11 +296,9 @@ impl Inner {
                 reply_to_seq: message.seq,
             },
         );
-        let abandon = self.reply_started(&conversation.id);
         let produced = self
-            .produce(&registered, request, &conversation.id, deltas, &abandon)
+            .produce(&registered, request, &conversation.id, deltas, abandon)
             .await;
-        self.reply_ended(&conversation.id);
         if let Some(error) = &produced.error {
             warn!(agent = %name, %error, "the agent failed; answering with the fallback message");
         }
@@ -307,12 +314,16 @@ impl Inner {
         lock_ttl: Duration,
         produced: Produced,
     ) -> Result<TurnOutcome, StoreError> {
-        let stored = if produced.abandoned {
-            None
-        } else {
-            self.store_reply(message, agent, lock_ttl, produced).await?
-        };
-        if let Some(outcome) = stored {
+        if produced.abandoned {
+            self.hub.end_reply(&message.conversation_id);
+            let mode = self.finish_abandoned(message).await?;
+            return Ok(TurnOutcome {
+                reply: None,
+                notices: Vec::new(),
+                mode,
+            });
+        }
+        if let Some(outcome) = self.store_reply(message, agent, lock_ttl, produced).await? {
             return Ok(outcome);
         }
         // The conversation was handed to an expert (or deleted, or the message answered by
@@ -574,6 +585,25 @@ impl Inner {
     }
 
     /// Marks a message handled without an answer; returns the conversation's mode.
+    /// A reply abandoned for a handoff: the message goes off the work list, like every message
+    /// that arrives in expert mode — unless the conversation is the AI's again already (released
+    /// in the moment between the handoff and its announcement), when the sweeper answers it.
+    async fn finish_abandoned(&self, message: &Message) -> Result<Mode, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let mode = conversations::get(&mut tx, &message.conversation_id)
+            .await?
+            .map_or(Mode::Closed, |c| c.mode);
+        if mode == Mode::Ai {
+            warn!(
+                "a reply was abandoned for a handoff that is undone already; the sweeper answers"
+            );
+            return Ok(mode);
+        }
+        messages::mark_handled(&mut tx, message).await?;
+        tx.commit().await?;
+        Ok(mode)
+    }
+
     async fn finish_unanswered(&self, message: &Message) -> Result<Mode, StoreError> {
         let mut tx = self.store.begin().await?;
         messages::mark_handled(&mut tx, message).await?;

@@ -87,6 +87,11 @@ impl Staff {
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone(),
             None => {
+                tracing::info!(
+                    "staff.jwt_secret is not set: staff tokens are signed with a secret generated \
+                     at the first start and kept in the database (settings.staff_jwt_secret); \
+                     set staff.jwt_secret in production"
+                );
                 settings::get_or_create(&store, "staff_jwt_secret", random_token, clock.now())
                     .await?
             }

@@ -92,7 +92,38 @@ pub async fn record(
     Ok(())
 }
 
-/// A page of the log, newest first, optionally of one actor or conversation.
+/// The action and time of `actor_id`'s latest entry about a conversation, if any.
+pub async fn latest(
+    db: &mut impl Db,
+    actor_id: &str,
+    conversation_id: &str,
+) -> Result<Option<(String, Timestamp)>, StoreError> {
+    db.fetch_optional(
+        query(
+            "SELECT action, created_at FROM audit_log WHERE conversation_id = $2 \
+             AND actor_id = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(actor_id)
+        .bind(conversation_id),
+    )
+    .await
+}
+
+/// The columns of an entry, and how a page of them is ordered.
+macro_rules! entries {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, actor_id, actor_role, action, conversation_id, detail, remote_addr, \
+             user_agent, created_at FROM audit_log ",
+            $where,
+            " ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        )
+    };
+}
+
+/// A page of the log, newest first, optionally of one actor or conversation. Each combination
+/// has its own statement, so that SQLite can use the index of the filtered column (it does not
+/// look through `$1 IS NULL OR …`).
 pub async fn page(
     db: &mut impl Db,
     actor_id: Option<&str>,
@@ -100,28 +131,34 @@ pub async fn page(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<Entry>, i64), StoreError> {
+    let (count, select) = match (actor_id.is_some(), conversation_id.is_some()) {
+        (false, false) => (
+            "SELECT COUNT(*) FROM audit_log WHERE $1 IS NULL AND $2 IS NULL",
+            entries!("WHERE $1 IS NULL AND $2 IS NULL"),
+        ),
+        (true, false) => (
+            "SELECT COUNT(*) FROM audit_log WHERE actor_id = $1 AND $2 IS NULL",
+            entries!("WHERE actor_id = $1 AND $2 IS NULL"),
+        ),
+        (false, true) => (
+            "SELECT COUNT(*) FROM audit_log WHERE $1 IS NULL AND conversation_id = $2",
+            entries!("WHERE $1 IS NULL AND conversation_id = $2"),
+        ),
+        (true, true) => (
+            "SELECT COUNT(*) FROM audit_log WHERE actor_id = $1 AND conversation_id = $2",
+            entries!("WHERE actor_id = $1 AND conversation_id = $2"),
+        ),
+    };
     let (total,): (i64,) = db
-        .fetch_one(
-            query(
-                "SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR actor_id = $1) \
-                 AND ($2 IS NULL OR conversation_id = $2)",
-            )
-            .bind(actor_id)
-            .bind(conversation_id),
-        )
+        .fetch_one(query(count).bind(actor_id).bind(conversation_id))
         .await?;
     let entries = db
         .fetch_all(
-            query(
-                "SELECT id, actor_id, actor_role, action, conversation_id, detail, remote_addr, \
-                 user_agent, created_at FROM audit_log WHERE ($1 IS NULL OR actor_id = $1) \
-                 AND ($2 IS NULL OR conversation_id = $2) ORDER BY created_at DESC, id DESC \
-                 LIMIT $3 OFFSET $4",
-            )
-            .bind(actor_id)
-            .bind(conversation_id)
-            .bind(limit)
-            .bind(offset),
+            query(select)
+                .bind(actor_id)
+                .bind(conversation_id)
+                .bind(limit)
+                .bind(offset),
         )
         .await?;
     Ok((entries, total))

@@ -72,6 +72,26 @@ pub async fn record(
     Ok(inserted == 1)
 }
 
+/// The newest failed verdicts (the review list), and how many there are in all. Its own
+/// statements, so that both backends read only the index of failures.
+pub async fn failed(db: &mut impl Db, limit: i64) -> Result<(Vec<Evaluation>, i64), StoreError> {
+    let (total,): (i64,) = db
+        .fetch_one(query("SELECT COUNT(*) FROM evaluations WHERE passed = 0"))
+        .await?;
+    let items = db
+        .fetch_all(
+            query(
+                "SELECT e.id, e.message_id, m.conversation_id, m.content, e.evaluator, e.passed, \
+                 e.score, e.detail, e.created_at FROM evaluations e \
+                 JOIN messages m ON m.id = e.message_id WHERE e.passed = 0 \
+                 ORDER BY e.created_at DESC, e.id DESC LIMIT $1",
+            )
+            .bind(limit),
+        )
+        .await?;
+    Ok((items, total))
+}
+
 /// Which results to list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Filter<'a> {

@@ -82,6 +82,16 @@ pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<String
     Ok(id)
 }
 
+/// Forgets media rows that no message came to link (a mail refused after its attachments were
+/// kept). The files stay: they are content-addressed and may be another row's too.
+pub async fn forget(tx: &mut Tx, ids: &[&str]) -> Result<(), StoreError> {
+    for id in ids {
+        tx.execute(query("DELETE FROM media WHERE id = $1 AND message_id IS NULL").bind(*id))
+            .await?;
+    }
+    Ok(())
+}
+
 /// A stored file by id.
 pub async fn get(db: &mut impl Db, id: &str) -> Result<Option<StoredMedia>, StoreError> {
     db.fetch_optional(

@@ -747,6 +747,11 @@ async fn staff_access_is_audited_and_supervisors_observe_and_search() {
         .staff_call(Method::GET, "/v1/supervisor/conversations", &sue, None)
         .await;
     assert_eq!(live_list["total"], 1);
+    // Conversations as everywhere else, with the end user's name.
+    let listed = &live_list["conversations"][0];
+    assert_eq!(listed["id"], id.as_str());
+    assert_eq!(listed["mode"], "expert");
+    assert!(listed.get("contact_name").is_some(), "{listed}");
 
     // The admin reads who did what, from where.
     let (status, log) = app

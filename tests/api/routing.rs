@@ -267,6 +267,14 @@ async fn a_reply_in_progress_is_dropped_when_an_expert_takes_over(backend: Backe
         .get("dev-1", &format!("/v1/conversations/{id}/messages"))
         .await;
     assert_eq!(roles(&page), ["user", "ai", "user", "system"]);
+    // The message is off the work list: nobody answers it later, should the AI get the
+    // conversation back.
+    assert_eq!(
+        switchboard::store::messages::pending_count(&mut app.store.reader())
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn concurrent_messages_get_one_reply_each_and_none_after_a_handoff(backend: Backend) {

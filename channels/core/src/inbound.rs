@@ -45,8 +45,9 @@ pub enum Intent {
 }
 
 impl Intent {
-    /// The intent of a text that is a command any channel understands: `/human` (any case) asks
-    /// for a person, on WhatsApp, by e-mail and in the widget as on Telegram.
+    /// The intent of a text that is a command any channel understands: a message that is just
+    /// `/human` (any case) asks for a person, on WhatsApp, by e-mail (once quotes and signature
+    /// are stripped) and in the widget as on Telegram.
     pub fn of_command(text: &str) -> Option<Intent> {
         text.trim()
             .eq_ignore_ascii_case("/human")

@@ -57,11 +57,12 @@ pub(super) struct LogoutForm {
 /// `; Secure` when cookies must only travel over HTTPS: as configured, or else whenever the
 /// gateway is reached over HTTPS.
 fn secure(state: &AppState) -> &'static str {
-    let secure = state
-        .config
-        .staff
-        .secure_cookies
-        .unwrap_or_else(|| state.public_url.starts_with("https://"));
+    let secure = state.config.staff.secure_cookies.unwrap_or_else(|| {
+        state
+            .public_url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    });
     if secure { "; Secure" } else { "" }
 }
 

@@ -17,8 +17,8 @@ use super::{
     views::{ConversationView, Lists, Me, TRANSCRIPT_LIMIT},
 };
 use crate::{
-    http::{AppState, extract::StaffUser, staff::audit},
-    store::{StoreError, audit as audit_log},
+    http::{AppState, extract::StaffUser},
+    store::audit as audit_log,
 };
 
 /// A conversation viewed again within this time by the same person is not logged again: the
@@ -111,39 +111,22 @@ pub(super) async fn lists(
 }
 
 /// A conversation the user may see, with its newest messages (marked read for its owner), and
-/// the access logged.
+/// the access logged (once per [`VIEW_LOGGED_FOR`]).
 async fn open(
     state: &AppState,
     staff: &StaffUser,
     id: &str,
 ) -> Result<ConversationView, HtmlError> {
+    let since = state.clock.now().minus(VIEW_LOGGED_FOR);
+    let logged = audit_log::latest(&mut state.store.reader(), &staff.user.id, id)
+        .await?
+        .is_some_and(|(action, at)| action == "view" && at > since);
+    let record = (!logged).then(|| json!({}));
     let (conversation, messages) = state
         .experts
-        .open(&staff.user, id, TRANSCRIPT_LIMIT)
+        .open(&staff.actor(), id, TRANSCRIPT_LIMIT, record)
         .await?;
-    log_view(state, staff, id).await?;
     ConversationView::load(state, &staff.user, conversation, messages).await
-}
-
-/// Records a `view` of a conversation, unless this person's latest entry about it is a view of
-/// the last [`VIEW_LOGGED_FOR`]. A view that cannot be recorded is refused.
-async fn log_view(state: &AppState, staff: &StaffUser, id: &str) -> Result<(), StoreError> {
-    let since = state.clock.now().minus(VIEW_LOGGED_FOR);
-    let (latest, _) = audit_log::page(
-        &mut state.store.reader(),
-        Some(&staff.user.id),
-        Some(id),
-        0,
-        1,
-    )
-    .await?;
-    let logged = latest
-        .first()
-        .is_some_and(|e| e.action == "view" && e.created_at > since);
-    if !logged {
-        audit(state, staff, "view", Some(id), json!({})).await?;
-    }
-    Ok(())
 }
 
 /// `GET /dashboard/conversations/{id}`

@@ -215,11 +215,7 @@ const FLAGGED_SHOWN: i64 = 10;
 
 impl Flagged {
     async fn load(db: &mut impl Db) -> Result<Flagged, HtmlError> {
-        let failed = evaluations::Filter {
-            passed: Some(false),
-            ..evaluations::Filter::default()
-        };
-        let (found, total) = evaluations::page(db, failed, 0, FLAGGED_SHOWN).await?;
+        let (found, total) = evaluations::failed(db, FLAGGED_SHOWN).await?;
         let rows = found
             .into_iter()
             .map(|e| FlaggedRow {
