@@ -176,10 +176,15 @@ pub struct StaffNotice {
 /// Staff notices kept for dashboards that fall behind; one that falls further reloads its lists.
 const STAFF_BUFFER: usize = 256;
 
-/// The hub. Cheap to clone.
+/// The hub. Cheap to clone: one pointer, which every idle event stream holds (a larger handle
+/// makes each stream's state cross an allocator size class).
 #[derive(Clone)]
 pub struct Hub {
-    topics: Arc<Mutex<HashMap<String, Topic>>>,
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    topics: Mutex<HashMap<String, Topic>>,
     staff: broadcast::Sender<Arc<StaffNotice>>,
     /// Cancelled at shutdown: ends the staff streams too.
     closing: tokio_util::sync::CancellationToken,
@@ -188,9 +193,11 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Self {
-            topics: Arc::default(),
-            staff: broadcast::channel(STAFF_BUFFER).0,
-            closing: tokio_util::sync::CancellationToken::new(),
+            inner: Arc::new(HubInner {
+                topics: Mutex::default(),
+                staff: broadcast::channel(STAFF_BUFFER).0,
+                closing: tokio_util::sync::CancellationToken::new(),
+            }),
         }
     }
 }
@@ -221,7 +228,7 @@ impl Drop for Subscription {
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
         // A panic while holding the lock cannot leave the map half-updated in a way that matters.
-        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts listening to a conversation.
@@ -338,23 +345,23 @@ impl Hub {
 
     fn send_staff(&self, notice: StaffNotice) {
         // An error only means no dashboard is open.
-        let _ = self.staff.send(Arc::new(notice));
+        let _ = self.inner.staff.send(Arc::new(notice));
     }
 
     /// Starts listening to staff notices.
     pub fn subscribe_staff(&self) -> broadcast::Receiver<Arc<StaffNotice>> {
-        self.staff.subscribe()
+        self.inner.staff.subscribe()
     }
 
     /// Ends every listener's stream (at shutdown).
     pub fn close(&self) {
-        self.closing.cancel();
+        self.inner.closing.cancel();
         self.lock().clear();
     }
 
     /// Completes when the hub closes (shutdown).
     pub async fn closed(&self) {
-        self.closing.cancelled().await;
+        self.inner.closing.cancelled().await;
     }
 
     /// How many conversations have listeners or a reply in progress.
