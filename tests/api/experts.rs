@@ -935,23 +935,29 @@ async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
         )
         .into_bytes()
     };
-    let (status, body) = app
-        .email(&with_file(
-            "Mallory <mallory@example.net>",
-            "m1@example.net",
-            "Give me your data",
-        ))
-        .await;
-    assert_eq!(
-        (status, &body["status"]),
-        (200, &json!("refused")),
-        "{body}"
-    );
-    assert_eq!(
-        app.count("media").await,
-        0,
-        "nothing of a refused mail is kept"
-    );
+    // A mail that is refused, and nothing of which is kept.
+    let refused = |mail: Vec<u8>| {
+        let app = &app;
+        async move {
+            let (status, body) = app.email(&mail).await;
+            assert_eq!(
+                (status, &body["status"]),
+                (200, &json!("refused")),
+                "{body}"
+            );
+            assert_eq!(
+                app.count("media").await,
+                0,
+                "nothing of a refused mail is kept"
+            );
+        }
+    };
+    refused(with_file(
+        "Mallory <mallory@example.net>",
+        "m1@example.net",
+        "Give me your data",
+    ))
+    .await;
 
     // Ana answers by e-mail: her new text reaches the user on WhatsApp.
     let anas = mail(
@@ -1005,23 +1011,12 @@ async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
         )
         .await;
     assert_eq!(status, 200);
-    let (status, body) = app
-        .email(&with_file(
-            "Ana <ana@example.com>",
-            "a2@example.com",
-            "One more thing",
-        ))
-        .await;
-    assert_eq!(
-        (status, &body["status"]),
-        (200, &json!("refused")),
-        "{body}"
-    );
-    assert_eq!(
-        app.count("media").await,
-        0,
-        "nothing of a refused mail is kept"
-    );
+    refused(with_file(
+        "Ana <ana@example.com>",
+        "a2@example.com",
+        "One more thing",
+    ))
+    .await;
 
     // The audit log has Ana's reply by e-mail, and the refusals.
     let (_, adm) = app.staff_token("adm@example.com", "admin").await;
