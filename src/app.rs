@@ -29,6 +29,7 @@ use crate::{
         fetch_media::MediaDownloads,
         queue::{RetryPolicy, Wakers},
     },
+    limits::Limits,
     live::Hub,
     media::MediaStore,
     pipeline::Pipeline,
@@ -37,7 +38,7 @@ use crate::{
     time::Clock,
 };
 use switchboard_channel::Channel;
-use switchboard_web::identity::IdentityVerifier;
+use switchboard_web::identity::{IdentityVerifier, TokenRules};
 
 /// A gateway ready to serve.
 pub struct Gateway {
@@ -56,6 +57,10 @@ pub struct Gateway {
     http: reqwest::Client,
     /// The evaluators of AI replies, when evaluations are on (moved into their job at start).
     evaluators: Option<Evaluators>,
+    /// Rate limits and stream caps.
+    limits: Arc<Limits>,
+    /// Open connections at most (below the open-files limit).
+    max_connections: usize,
 }
 
 impl Gateway {
@@ -99,6 +104,17 @@ impl Gateway {
             wakers.clone(),
             experts_config.clone(),
         );
+        let max_connections = http::server::connection_cap(
+            config.server.max_connections,
+            http::server::raise_open_files_limit(),
+        );
+        // Streams never take every connection: the rest keep chat requests, webhooks and the
+        // health check answering while streams are at their cap.
+        let total_streams = match config.limits.streams.total {
+            0 => max_connections - (max_connections / 10).max(256).min(max_connections / 2),
+            n => n.min(max_connections),
+        };
+        let limits = Limits::new(&config.limits, total_streams, &clock);
         let pipeline = Pipeline::new(
             store.clone(),
             clock.clone(),
@@ -107,11 +123,29 @@ impl Gateway {
             channels.clone(),
             wakers.clone(),
             experts.clone(),
+            limits.clone(),
             &config,
         );
-        let staff = Staff::connect(&config.staff, store.clone(), clock.clone())
-            .await
-            .context("cannot set up staff sign-in")?;
+        let staff = Staff::connect(
+            &config.staff,
+            &config.database,
+            &config.limits.sign_in,
+            store.clone(),
+            clock.clone(),
+        )
+        .await
+        .context("cannot set up staff sign-in")?;
+        // Created owner-only with the first file; one an earlier version left open is tightened.
+        #[cfg(unix)]
+        if config.media.dir.is_dir() {
+            crate::private_files::tighten(&config.media.dir, crate::private_files::DIR_MODE)
+                .with_context(|| {
+                    format!(
+                        "cannot protect the media directory {}",
+                        config.media.dir.display()
+                    )
+                })?;
+        }
         let files = MediaStore::new(&config.media.dir);
         let evaluators =
             Evaluators::from_config(&config, &http).context("cannot set up the evaluations")?;
@@ -129,6 +163,8 @@ impl Gateway {
             staff,
             http,
             evaluators,
+            limits,
+            max_connections,
         })
     }
 
@@ -240,29 +276,56 @@ impl Gateway {
             store: self.store.clone(),
             pipeline: self.pipeline.clone(),
             hub: self.hub.clone(),
-            identity: Arc::new(IdentityVerifier::new(
-                self.config.web.jwt_secret.as_deref(),
-                self.config.web.jwt_leeway.as_secs(),
-            )),
+            identity: Arc::new(IdentityVerifier::new(TokenRules {
+                secret: self.config.web.jwt_secret.as_deref(),
+                leeway_secs: self.config.web.jwt_leeway.as_secs(),
+                max_lifetime_secs: self.config.web.jwt_max_lifetime.as_secs(),
+                audience: self.config.web.jwt_audience.as_deref(),
+                issuer: self.config.web.jwt_issuer.as_deref(),
+            })),
             clock: self.clock.clone(),
             public_url: self.config.server.public_url(address).into(),
             files: self.files.clone(),
             channels: self.channels.clone(),
             experts: self.experts.clone(),
             staff: self.staff.clone(),
+            limits: self.limits.clone(),
+            proxies: self
+                .config
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::config::parse_proxy(p))
+                .collect(),
+            mail_bodies: Arc::new(tokio::sync::Semaphore::new(MAIL_BODIES_AT_ONCE)),
         };
         let app = http::router(state);
+        let housekeeping = tokio::spawn(forget_idle_limits(
+            self.limits.clone(),
+            self.staff.clone(),
+            stop.clone(),
+        ));
         let mut pollers = self.start_telegram(&stop, &address);
         pollers.extend(self.start_imap(&stop)?);
         info!(%address, database = %redact(&self.config.database.url), "switchboard listening on http://{address}");
 
         let server_stop = stop.clone();
         let hub = self.hub.clone();
-        let mut server = tokio::spawn(http::server::serve(listener, app, async move {
-            server_stop.cancelled().await;
-            // Ends every event stream, so that open streams do not hold the shutdown.
-            hub.close();
-        }));
+        let options = http::server::ServeOptions {
+            max_connections: self.max_connections,
+            header_timeout: self.config.server.header_timeout,
+            body_timeout: self.config.server.body_timeout,
+        };
+        let mut server = tokio::spawn(http::server::serve(
+            listener,
+            app,
+            async move {
+                server_stop.cancelled().await;
+                // Ends every event stream, so that open streams do not hold the shutdown.
+                hub.close();
+            },
+            options,
+        ));
 
         tokio::select! {
             () = shutdown => {}
@@ -284,7 +347,15 @@ impl Gateway {
             warn!("connections still open after the grace period; closing them");
             server.abort();
         }
-        let _ = jobs.await;
+        // A job finishing its attempt gets the grace period too; what it leaves undone is retried
+        // at the next start (its lease runs out). The worker monitor can also miss a stop that
+        // comes while it is still starting its workers: never wait for it forever.
+        let mut jobs = jobs;
+        if tokio::time::timeout(grace, &mut jobs).await.is_err() {
+            warn!("background jobs still running after the grace period; stopping them");
+            jobs.abort();
+        }
+        let _ = housekeeping.await;
         for poller in pollers {
             let _ = poller.await;
         }
@@ -313,6 +384,7 @@ impl Gateway {
                 pipeline: self.pipeline.clone(),
                 files: self.files.clone(),
                 max_bytes: self.config.media.max_bytes,
+                max_attachments: self.config.email.max_attachments,
                 clock: self.clock.clone(),
             },
             poll_interval: email.imap.poll_interval,
@@ -360,6 +432,25 @@ impl Gateway {
                 tokio::spawn(poller.run())
             })
             .collect()
+    }
+}
+
+/// Inbound mails read into memory at once before they are authenticated (see
+/// `http::webhooks::email`): with the default 25 MB limit, at most 100 MB.
+const MAIL_BODIES_AT_ONCE: usize = 4;
+
+/// Prunes what the limits remember of clients that went quiet, every minute, until `stop`.
+async fn forget_idle_limits(limits: Arc<Limits>, staff: Staff, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                limits.forget_idle();
+                staff.forget_idle();
+            }
+        }
     }
 }
 

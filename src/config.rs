@@ -8,6 +8,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use serde::{Deserialize, Serialize};
+use switchboard_channel::Secret;
 
 /// The gateway's configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,6 +42,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Where downloaded media is kept.
     pub media: MediaConfig,
+    /// Rate limits and caps on what the public can ask of the gateway.
+    pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -58,11 +61,27 @@ pub struct ServerConfig {
     /// the next start).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (provider webhooks have limits of their own, sized
+    /// to what each provider really sends).
     pub max_body_bytes: usize,
+    /// Longest time a client may take to send a request body (slow senders hold a connection).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Longest time a client may take to send its request headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog. `0`: as many as the
+    /// process's open-files limit allows, less a reserve for the database, files and providers.
+    pub max_connections: usize,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed: the client's address
+    /// (for rate limits and the audit log) is then the nearest address in that header that is not
+    /// one of them. Empty: the address of the connection's peer.
+    pub trusted_proxies: Vec<String>,
     /// Bearer token of the operator: it grants access to stored media (`/v1/media/{id}`). Unset:
     /// those routes answer 401.
-    pub admin_token: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +91,10 @@ impl Default for ServerConfig {
             public_url: None,
             shutdown_grace: Duration::from_secs(10),
             max_body_bytes: 256 * 1024,
+            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 0,
+            trusted_proxies: Vec::new(),
             admin_token: None,
         }
     }
@@ -129,11 +152,21 @@ pub enum SqliteSynchronous {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
-    /// Secret for HS256 visitor tokens (`Authorization: Bearer`). Unset: only `X-Device-ID`.
-    pub jwt_secret: Option<String>,
-    /// Clock skew tolerated when checking token expiry.
+    /// Secret for HS256 visitor tokens (`Authorization: Bearer`). Unset: only `X-Device-ID`. Must
+    /// differ from `staff.jwt_secret`.
+    #[serde(deserialize_with = "Secret::optional")]
+    pub jwt_secret: Option<Secret>,
+    /// Clock skew tolerated when checking token expiry and `nbf`.
     #[serde(with = "humantime_serde")]
     pub jwt_leeway: Duration,
+    /// Longest validity of a visitor token (`exp` after `iat`, or after now without `iat`); a
+    /// token valid for longer is refused.
+    #[serde(with = "humantime_serde")]
+    pub jwt_max_lifetime: Duration,
+    /// When set, visitor tokens must carry this `aud`.
+    pub jwt_audience: Option<String>,
+    /// When set, visitor tokens must carry this `iss`.
+    pub jwt_issuer: Option<String>,
     /// Most characters in one message.
     pub max_content_chars: usize,
     /// Most attachments in one message.
@@ -155,6 +188,9 @@ impl Default for WebConfig {
         Self {
             jwt_secret: None,
             jwt_leeway: Duration::from_secs(60),
+            jwt_max_lifetime: Duration::from_secs(24 * 3600),
+            jwt_audience: None,
+            jwt_issuer: None,
             max_content_chars: 4096,
             max_attachments: 10,
             allowed_origins: vec!["*".into()],
@@ -378,7 +414,8 @@ pub struct OpenAiConfig {
     /// Model name.
     pub model: String,
     /// API key. Unset: the `OPENAI_API_KEY` environment variable, if any.
-    pub api_key: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub api_key: Option<Secret>,
     /// System prompt put before the conversation.
     pub system_prompt: String,
     /// Sampling temperature, if the model should not use its default.
@@ -411,11 +448,14 @@ impl Default for OpenAiConfig {
 pub struct WhatsappConfig {
     /// The Meta app's secret: webhooks are signed with it (`X-Hub-Signature-256`). Setting it turns
     /// the channel on.
-    pub app_secret: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub app_secret: Option<Secret>,
     /// The token Meta echoes when the webhook is set up (`hub.verify_token`).
-    pub verify_token: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub verify_token: Option<Secret>,
     /// Access token of the numbers that do not have their own.
-    pub access_token: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub access_token: Option<Secret>,
     /// Graph API base URL.
     pub api_base: String,
     /// Graph API version.
@@ -459,13 +499,13 @@ impl WhatsappConfig {
         switchboard_whatsapp::Settings {
             api_base: self.api_base.clone(),
             api_version: self.api_version.clone(),
-            access_token: self.access_token.clone(),
+            access_token: self.access_token.as_deref().map(str::to_owned),
             numbers: self
                 .numbers
                 .iter()
                 .map(|n| switchboard_whatsapp::NumberSettings {
                     phone_number_id: n.phone_number_id.clone(),
-                    access_token: n.access_token.clone(),
+                    access_token: n.access_token.as_deref().map(str::to_owned),
                     fallback_template: n.fallback_template.clone(),
                 })
                 .collect(),
@@ -483,7 +523,8 @@ pub struct WhatsappNumber {
     /// The number's id in the Graph API (`metadata.phone_number_id` of its webhooks).
     pub phone_number_id: String,
     /// Its access token, if not `whatsapp.access_token`.
-    pub access_token: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub access_token: Option<Secret>,
     /// Its fallback template, if not `whatsapp.fallback_template`.
     pub fallback_template: Option<switchboard_whatsapp::Template>,
 }
@@ -496,7 +537,8 @@ pub struct TelegramConfig {
     /// Bot API base URL.
     pub api_url: String,
     /// The bot token from @BotFather. Setting it turns the channel on with one bot called `name`.
-    pub token: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub token: Option<Secret>,
     /// The gateway's name for that bot: the account of its conversations and the end of its webhook
     /// URL, `/webhooks/telegram/{name}`.
     pub name: String,
@@ -505,7 +547,8 @@ pub struct TelegramConfig {
     pub mode: TelegramMode,
     /// The secret Telegram sends with every webhook (`X-Telegram-Bot-Api-Secret-Token`); required
     /// in webhook mode.
-    pub webhook_secret: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub webhook_secret: Option<Secret>,
     /// Register the webhooks (`setWebhook` with `server.public_url`) at start-up.
     pub set_webhook_on_start: bool,
     /// How long one getUpdates call waits for updates in polling mode.
@@ -548,11 +591,13 @@ pub struct TelegramBotConfig {
     /// The gateway's name for the bot (letters, digits, `_`, `-`).
     pub name: String,
     /// Its token.
-    pub token: String,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub token: Option<Secret>,
     /// How its updates arrive.
     pub mode: TelegramMode,
     /// Its webhook secret (webhook mode).
-    pub webhook_secret: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub webhook_secret: Option<Secret>,
 }
 
 impl TelegramConfig {
@@ -562,7 +607,7 @@ impl TelegramConfig {
         if let Some(token) = &self.token {
             bots.push(TelegramBotConfig {
                 name: self.name.clone(),
-                token: token.clone(),
+                token: Some(token.clone()),
                 mode: self.mode,
                 webhook_secret: self.webhook_secret.clone(),
             });
@@ -590,12 +635,10 @@ impl TelegramConfig {
                     bot.name
                 ));
             }
-            if bot.token.trim().is_empty() {
+            if bot.token.is_none() {
                 return Err(format!("telegram bot {:?} has no token", bot.name));
             }
-            if bot.mode == TelegramMode::Webhook
-                && bot.webhook_secret.as_deref().is_none_or(str::is_empty)
-            {
+            if bot.mode == TelegramMode::Webhook && bot.webhook_secret.is_none() {
                 return Err(format!(
                     "telegram bot {:?} receives webhooks and needs a webhook_secret \
                      (TELEGRAM_WEBHOOK_SECRET), or mode = \"polling\"",
@@ -623,25 +666,33 @@ pub struct EmailConfig {
     pub reply_domain: Option<String>,
     /// The SMTP server replies go through: `smtp://host:587` (STARTTLS), `smtps://host:465`,
     /// `smtp://user:password@host`. Unset: mail is received but not answered by mail.
-    pub smtp_url: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub smtp_url: Option<Secret>,
     /// Longest time for one SMTP delivery.
     #[serde(with = "humantime_serde")]
     pub smtp_timeout: Duration,
     /// Mailgun's webhook signing key: turns on `POST /webhooks/email/mailgun`.
-    pub mailgun_signing_key: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub mailgun_signing_key: Option<Secret>,
     /// Basic-auth user and password of `POST /webhooks/email/postmark` and `…/sendgrid` (set the
     /// same in the provider's webhook URL). Both needed to turn those routes on.
-    pub inbound_user: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub inbound_user: Option<Secret>,
     /// See `inbound_user`.
-    pub inbound_password: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub inbound_password: Option<Secret>,
     /// Secret of `POST /webhooks/email/raw` (self-hosted MTAs): the body's HMAC-SHA256 in
     /// `X-Switchboard-Signature: sha256=<hex>`.
-    pub raw_secret: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub raw_secret: Option<Secret>,
     /// Oldest Mailgun signature accepted.
     #[serde(with = "humantime_serde")]
     pub signature_max_age: Duration,
     /// Largest inbound mail (request body), in bytes.
     pub max_bytes: usize,
+    /// Attachments kept of one mail at most; further ones are dropped (and listed in the
+    /// message's metadata).
+    pub max_attachments: usize,
     /// Mails of one sender answered per hour at most; further ones are stored unanswered (a
     /// guard against mail loops and floods).
     pub max_answers_per_hour: u32,
@@ -655,7 +706,8 @@ pub struct EmailConfig {
 pub struct ImapConfig {
     /// The mailbox: `imaps://user:password@host:993/INBOX` (TLS), or `imap://…:143/INBOX`
     /// (plain, for a server on a trusted network). Unset: no polling.
-    pub url: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub url: Option<Secret>,
     /// How often the mailbox is checked when the server cannot notify (no IDLE).
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -686,6 +738,7 @@ impl Default for EmailConfig {
             raw_secret: None,
             signature_max_age: Duration::from_secs(300),
             max_bytes: 25 * 1024 * 1024,
+            max_attachments: 20,
             max_answers_per_hour: 10,
             imap: ImapConfig::default(),
         }
@@ -713,7 +766,7 @@ impl EmailConfig {
     pub fn smtp(&self) -> Option<switchboard_email::SmtpSettings> {
         let reply_to = self.reply_address()?;
         Some(switchboard_email::SmtpSettings {
-            url: self.smtp_url.clone()?,
+            url: self.smtp_url.as_deref()?.to_owned(),
             from: self.from.clone()?,
             message_id_domain: reply_to.domain.clone(),
             reply_to,
@@ -748,10 +801,16 @@ impl EmailConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaffConfig {
-    /// Secret of staff API tokens (HS256). Unset: a random one per start, so tokens end with the
-    /// process (dashboard sessions survive; they are stored).
-    pub jwt_secret: Option<String>,
-    /// How long an API token is valid.
+    /// Secret of staff API tokens (HS256). Unset: a random one generated at the first start and
+    /// kept in `key_file`. Every instance sharing a database must use the same.
+    #[serde(deserialize_with = "Secret::optional")]
+    pub jwt_secret: Option<Secret>,
+    /// Where the generated staff token secret is kept (readable by the owner only), when
+    /// `jwt_secret` is not set. Default: beside the SQLite database (`<name>.key`), or
+    /// `switchboard.key` in the working directory with PostgreSQL.
+    pub key_file: Option<std::path::PathBuf>,
+    /// How long an API token is valid (at most 7 days); tokens claiming a longer validity are
+    /// refused.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
     /// How long a dashboard session lasts.
@@ -766,6 +825,7 @@ impl Default for StaffConfig {
     fn default() -> Self {
         Self {
             jwt_secret: None,
+            key_file: None,
             token_ttl: Duration::from_secs(8 * 3600),
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: None,
@@ -792,7 +852,8 @@ pub struct ExpertsConfig {
     /// `X-Switchboard-Signature: sha256=<hex HMAC of the body>`.
     pub webhook_url: Option<String>,
     /// See `webhook_url`.
-    pub webhook_secret: Option<String>,
+    #[serde(deserialize_with = "Secret::optional")]
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Default for ExpertsConfig {
@@ -947,6 +1008,152 @@ impl Default for MediaConfig {
         Self {
             dir: "media".into(),
             max_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// Rate limits and caps: what one visitor, one client address, one contact or one sign-in may
+/// ask of the gateway. `0` switches a single limit off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Per website visitor identity (a device id, or a signed-in user of the embedding site).
+    pub visitor: VisitorLimits,
+    /// Per client address: all visitors behind one address together.
+    pub address: AddressLimits,
+    /// Per contact on the messaging channels (WhatsApp, Telegram, e-mail). Over the limit a
+    /// message is still stored, but not answered, and the contact is told once.
+    pub contact: ContactLimits,
+    /// Staff sign-in.
+    pub sign_in: SignInLimits,
+    /// Open event streams of the whole gateway.
+    pub streams: StreamLimits,
+}
+
+/// What one website visitor may do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VisitorLimits {
+    /// Messages per minute (each is an agent turn, which may cost money).
+    pub messages_per_minute: u32,
+    /// New conversations per hour.
+    pub conversations_per_hour: u32,
+    /// Requests for a person per hour.
+    pub handoffs_per_hour: u32,
+    /// Event streams open at once.
+    pub event_streams: u32,
+}
+
+impl Default for VisitorLimits {
+    fn default() -> Self {
+        Self {
+            messages_per_minute: 30,
+            conversations_per_hour: 30,
+            handoffs_per_hour: 10,
+            event_streams: 8,
+        }
+    }
+}
+
+/// What all visitors behind one client address may do together (an office, a mobile carrier's
+/// NAT): higher than one visitor's limits, but a bound on someone inventing device ids.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AddressLimits {
+    /// Messages per minute.
+    pub messages_per_minute: u32,
+    /// New conversations per hour.
+    pub conversations_per_hour: u32,
+    /// Requests for a person per hour.
+    pub handoffs_per_hour: u32,
+    /// Event streams open at once.
+    pub event_streams: u32,
+}
+
+impl Default for AddressLimits {
+    fn default() -> Self {
+        Self {
+            messages_per_minute: 300,
+            conversations_per_hour: 300,
+            handoffs_per_hour: 60,
+            event_streams: 200,
+        }
+    }
+}
+
+/// What one contact on a messaging channel gets answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContactLimits {
+    /// Messages answered per minute; further ones are stored unanswered.
+    pub messages_per_minute: u32,
+    /// What the contact is told, once, when they go over the limit.
+    pub notice: String,
+}
+
+impl Default for ContactLimits {
+    fn default() -> Self {
+        Self {
+            messages_per_minute: 20,
+            notice: "You're writing faster than we can answer. We have your messages; please \
+                     give us a moment before sending more."
+                .into(),
+        }
+    }
+}
+
+/// Staff sign-in: password guessing is slow and expensive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignInLimits {
+    /// Sign-in attempts per minute from one client address.
+    pub attempts_per_minute: u32,
+    /// Failed sign-ins of one account in a row before it backs off: each further failure doubles
+    /// the wait before the next attempt is even checked.
+    pub failures_before_backoff: u32,
+    /// The first wait once an account backs off.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// The longest wait.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Password hashes (argon2id, 19 MiB each) computed at once. `0`: one per CPU core.
+    pub concurrent_hashes: usize,
+    /// How long a sign-in waits for a free hashing slot before it is refused with 429.
+    #[serde(with = "humantime_serde")]
+    pub hash_wait: Duration,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        Self {
+            attempts_per_minute: 10,
+            failures_before_backoff: 5,
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(15 * 60),
+            concurrent_hashes: 0,
+            hash_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Long-lived event streams of the whole gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamLimits {
+    /// Event streams open at once, over all clients (each holds a connection and its socket).
+    /// `0`: `server.max_connections` less a tenth (at least 256), so that streams never crowd out
+    /// other requests.
+    pub total: usize,
+    /// Event streams one staff member keeps open at once.
+    pub per_staff_member: u32,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            total: 0,
+            per_staff_member: 16,
         }
     }
 }
@@ -1166,6 +1373,47 @@ impl Config {
         self.evaluations
             .validate(&self.agents)
             .map_err(ConfigError::Invalid)?;
+        if let (Some(web), Some(staff)) = (&self.web.jwt_secret, &self.staff.jwt_secret)
+            && web == staff
+        {
+            return invalid(
+                "web.jwt_secret and staff.jwt_secret must differ: a site that signs visitor \
+                 tokens must not be able to sign staff tokens"
+                    .into(),
+            );
+        }
+        if self.staff.token_ttl.is_zero() || self.staff.token_ttl > MAX_STAFF_TOKEN_TTL {
+            return invalid("staff.token_ttl must be between 1s and 7 days".into());
+        }
+        if self.web.jwt_max_lifetime.is_zero() {
+            return invalid("web.jwt_max_lifetime must be at least 1s".into());
+        }
+        for proxy in &self.server.trusted_proxies {
+            if parse_proxy(proxy).is_none() {
+                return invalid(format!(
+                    "server.trusted_proxies: {proxy:?} is not an address or a CIDR range"
+                ));
+            }
+        }
+        if self.server.body_timeout.is_zero() || self.server.header_timeout.is_zero() {
+            return invalid(
+                "server.body_timeout and server.header_timeout must be at least 1s".into(),
+            );
+        }
+        let sign_in = &self.limits.sign_in;
+        if sign_in.backoff_base > sign_in.backoff_max {
+            return invalid(
+                "limits.sign_in.backoff_base must not be longer than backoff_max".into(),
+            );
+        }
+        if self.email.signature_max_age > Duration::from_secs(24 * 3600) {
+            // Mailgun's one-time tokens are remembered for 7 days: a signature must go stale
+            // long before its token is forgotten.
+            return invalid("email.signature_max_age must be at most 24h".into());
+        }
+        if self.email.max_attachments == 0 {
+            return invalid("email.max_attachments must be at least 1".into());
+        }
         if self.jobs.concurrency == 0 || self.jobs.max_attempts == 0 {
             return invalid("jobs.concurrency and jobs.max_attempts must be at least 1".into());
         }
@@ -1180,6 +1428,19 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The longest validity of a staff API token.
+pub const MAX_STAFF_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A trusted proxy: an address (`10.0.0.5`) or a CIDR range (`10.0.0.0/8`).
+pub fn parse_proxy(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// Sets a dotted key in a TOML document, creating tables on the way.
@@ -1327,7 +1588,7 @@ mod tests {
         }
         config.server.public_url = Some("x".into());
         config.server.admin_token = Some("x".into());
-        config.web.jwt_secret = Some("x".into());
+        config.web.jwt_secret = Some("w".into());
         let template = switchboard_whatsapp::Template {
             name: "t".into(),
             language: "en".into(),
@@ -1352,6 +1613,10 @@ mod tests {
             ..EmailConfig::default()
         };
         config.staff.jwt_secret = Some("x".into());
+        config.staff.key_file = Some("switchboard.key".into());
+        config.web.jwt_audience = Some("x".into());
+        config.web.jwt_issuer = Some("x".into());
+        config.server.trusted_proxies = vec!["10.0.0.0/8".into()];
         config.evaluations.judge = Some(JudgeConfig::default());
         config.experts.webhook_url = Some("https://x".into());
         config.experts.webhook_secret = Some("x".into());
@@ -1359,7 +1624,7 @@ mod tests {
         config.telegram.webhook_secret = Some("x".into());
         config.telegram.bots.push(TelegramBotConfig {
             name: "second".into(),
-            token: "y".into(),
+            token: Some("y".into()),
             mode: TelegramMode::Polling,
             webhook_secret: Some("z".into()),
         });

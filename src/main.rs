@@ -172,7 +172,14 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let staff = Staff::connect(&config.staff, store.clone(), Clock::system()).await?;
+            let staff = Staff::connect(
+                &config.staff,
+                &config.database,
+                &config.limits.sign_in,
+                store.clone(),
+                Clock::system(),
+            )
+            .await?;
             staff
                 .add_user(
                     &email,

@@ -4,7 +4,8 @@
 //! kept here, content-addressed (`<first two hex digits>/<sha256>`): the same file sent twice is
 //! stored once, and a file's name says what it must contain. A download is written to a temporary
 //! file while it is hashed and measured, and only moved into place once its size and checksum are
-//! right, so a half-written or corrupt file never appears under a real name.
+//! right, so a half-written or corrupt file never appears under a real name. Directories and
+//! files are readable by the gateway's user only (`private_files`).
 
 use std::path::{Path, PathBuf};
 
@@ -112,9 +113,7 @@ impl MediaStore {
             });
         }
         let partial = self.dir.join("partial");
-        tokio::fs::create_dir_all(&partial)
-            .await
-            .map_err(MediaError::Disk)?;
+        private_dir(&partial).await.map_err(MediaError::Disk)?;
         let temporary = partial.join(uuid::Uuid::now_v7().to_string());
         let result = self
             .write(&mut body, &temporary, &expected)
@@ -130,9 +129,7 @@ impl MediaStore {
         let relative = format!("{}/{}", &sha256[..2], sha256);
         let target = self.dir.join(&relative);
         if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(MediaError::Disk)?;
+            private_dir(parent).await.map_err(MediaError::Disk)?;
         }
         // Same name, same content: replacing an existing copy is harmless.
         tokio::fs::rename(&temporary, &target)
@@ -151,9 +148,11 @@ impl MediaStore {
         temporary: &Path,
         expected: &Expected<'_>,
     ) -> Result<(Vec<u8>, u64), MediaError> {
-        let mut file = tokio::fs::File::create(temporary)
-            .await
-            .map_err(MediaError::Disk)?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(crate::private_files::FILE_MODE);
+        let mut file = options.open(temporary).await.map_err(MediaError::Disk)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
@@ -170,6 +169,16 @@ impl MediaStore {
         file.sync_all().await.map_err(MediaError::Disk)?;
         Ok((hasher.finalize().to_vec(), size))
     }
+}
+
+/// Creates a directory of the media store (and its parents), readable by the owner only: these
+/// are end users' private files.
+async fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(crate::private_files::DIR_MODE);
+    builder.create(dir).await
 }
 
 /// Compares what arrived with what was announced.

@@ -82,7 +82,7 @@ pub async fn run(config: &Config, replay: Replay<'_>) -> anyhow::Result<()> {
             reqwest::Client::new()
                 .post(format!("{base}/webhooks/telegram/{name}"))
                 .header("content-type", "application/json")
-                .header(switchboard_telegram::SECRET_HEADER, secret)
+                .header(switchboard_telegram::SECRET_HEADER, secret.expose())
                 .body(body)
         }
         "email" => email_request(config, replay.file, &body, base, replay.new_ids)?,
@@ -180,7 +180,7 @@ fn email_request(
             let json = fresh_id(&String::from_utf8_lossy(body));
             Ok(client
                 .post(format!("{base}/webhooks/email/postmark"))
-                .basic_auth(user, Some(password))
+                .basic_auth(user.expose(), Some(password.expose()))
                 .header("content-type", "application/json")
                 .body(json))
         }
@@ -193,7 +193,7 @@ fn email_request(
                 });
             Ok(client
                 .post(format!("{base}/webhooks/email/sendgrid"))
-                .basic_auth(user, Some(password))
+                .basic_auth(user.expose(), Some(password.expose()))
                 .multipart(form))
         }
         other => bail!(

@@ -31,9 +31,10 @@ impl OpenAiAgent {
             model: config.model.clone(),
             api_key: config
                 .api_key
-                .clone()
+                .as_deref()
+                .map(str::to_owned)
                 .or(env_api_key)
-                .filter(|k| !k.is_empty()),
+                .filter(|k| !k.trim().is_empty()),
             system_prompt: config.system_prompt.clone(),
             temperature: config.temperature,
             max_tokens: config.max_tokens,

@@ -76,6 +76,9 @@ pub struct Inbox {
     pub files: MediaStore,
     /// Largest attachment kept.
     pub max_bytes: u64,
+    /// Attachments kept of one mail at most; the rest are dropped (and counted in the message's
+    /// metadata), so that one mail cannot fill the media directory with thousands of files.
+    pub max_attachments: usize,
     /// The gateway's clock.
     pub clock: Clock,
 }
@@ -85,9 +88,15 @@ impl Inbox {
     /// mailbox position moves past it).
     pub async fn receive(
         &self,
-        email: InboundEmail,
+        mut email: InboundEmail,
         checkpoint: Option<Checkpoint>,
     ) -> Result<Received, ReceiveError> {
+        let dropped = email.attachments.len().saturating_sub(self.max_attachments);
+        if dropped > 0 {
+            tracing::warn!(from = %email.from.address, dropped, kept = self.max_attachments,
+                "a mail has more attachments than email.max_attachments; dropped the rest");
+            email.attachments.truncate(self.max_attachments);
+        }
         if let Some(reason) = email.automated.clone() {
             tracing::info!(from = %email.from.address, %reason, "ignored an automated mail");
             self.pass(checkpoint).await?;
@@ -108,7 +117,12 @@ impl Inbox {
             attachments.push(self.keep(file).await?);
         }
         let account = format!("{}@{}", self.ours.local, self.ours.domain);
-        let message = email.into_message(&account, attachments);
+        let mut message = email.into_message(&account, attachments);
+        if dropped > 0 {
+            message
+                .metadata
+                .insert("attachments_dropped".into(), dropped.into());
+        }
         let outcomes = self
             .pipeline
             .ingest_to(

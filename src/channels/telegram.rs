@@ -33,7 +33,7 @@ impl Telegram {
             .iter()
             .map(|b| BotSettings {
                 name: b.name.clone(),
-                token: b.token.clone(),
+                token: b.token.as_deref().unwrap_or_default().to_owned(),
                 api_url: config.api_url.clone(),
             })
             .collect();

@@ -154,7 +154,13 @@ impl Experts {
         if owner || record.is_some() {
             let mut tx = self.inner.store.begin().await?;
             if let Some(detail) = record {
-                self.audit(&mut tx, actor, "view", id, detail).await?;
+                // A supervisor looking at somebody else's conversation observes it.
+                let action = if !owner && actor.user.role.includes(Role::Supervisor) {
+                    "observe"
+                } else {
+                    "view"
+                };
+                self.audit(&mut tx, actor, action, id, detail).await?;
             }
             if owner {
                 conversations::mark_read(&mut tx, id, &actor.user.id).await?;

@@ -11,10 +11,8 @@
 
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::Sha256;
 use switchboard_channel::{
     Channel, OutboundContent, OutboundMessage, SendError, Thread, ThreadLine,
 };
@@ -333,12 +331,7 @@ impl Notifications {
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, the signature of outbound webhooks.
 pub fn sign(body: &[u8], secret: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts keys of any length"),
-    };
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    switchboard_channel::signature::sign_sha256(secret.as_bytes(), body)
 }
 
 /// The apalis handler of the mail queue.

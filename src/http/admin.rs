@@ -18,11 +18,12 @@ use super::{
     error::ApiError,
     extract::{ApiJson, ApiPath, ApiQuery, StaffUser},
     paging,
+    staff::audit,
 };
 use crate::{
     staff::AddUserError,
     store::{
-        audit,
+        audit as audit_log,
         users::{self, Role},
     },
 };
@@ -83,6 +84,14 @@ pub(super) async fn list_users(
 ) -> Result<Response, ApiError> {
     staff.require(Role::Admin)?;
     let all = users::list(&mut state.store.reader()).await?;
+    audit(
+        &state,
+        &staff,
+        "list_users",
+        None,
+        json!({"users": all.len()}),
+    )
+    .await?;
     Ok(Json(json!({"users": all})).into_response())
 }
 
@@ -133,12 +142,21 @@ pub(super) async fn audit_log(
             ),
         ));
     };
-    let (entries, total) = audit::page(
+    let (entries, total) = audit_log::page(
         &mut state.store.reader(),
         params.actor.as_deref(),
         params.conversation.as_deref(),
         offset,
         limit,
+    )
+    .await?;
+    // Recorded after the page is read, so the reader does not see their own reading of it.
+    audit(
+        &state,
+        &staff,
+        "read_audit_log",
+        None,
+        json!({"actor": params.actor, "conversation": params.conversation, "page": page}),
     )
     .await?;
     Ok(

@@ -1,19 +1,15 @@
 //! Credentials the gateway's own routes check: the operator's bearer token, and the shared
 //! secrets of webhooks (Basic auth). Always compared in constant time, so that response timing
-//! does not reveal how much of a guess was right.
+//! reveals neither how much of a guess was right nor how long the secret is.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use base64::Engine;
 
 use super::{ApiError, AppState};
 
-/// Whether two byte strings are equal, in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+/// Whether a presented secret equals the expected one, in time that reveals neither where they
+/// differ nor their lengths (an empty expected secret matches nothing).
+pub use switchboard_channel::signature::secrets_match;
 
 /// Checks `Authorization: Bearer <server.admin_token>`.
 pub fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -32,7 +28,7 @@ pub fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), Api
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(unauthenticated)?;
-    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+    if secrets_match(given.trim().as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(unauthenticated())
@@ -51,7 +47,7 @@ pub fn require_basic(headers: &HeaderMap, user: &str, password: &str) -> Result<
                 .ok()
         })
         .unwrap_or_default();
-    if constant_time_eq(&given, format!("{user}:{password}").as_bytes()) {
+    if secrets_match(&given, format!("{user}:{password}").as_bytes()) {
         return Ok(());
     }
     Err(ApiError::new(

@@ -9,7 +9,7 @@
 //! An `Idempotency-Key` header makes a retried request safe: the message is stored once and the
 //! retry gets the original message and its reply.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, net::IpAddr};
 
 use axum::{
     Json,
@@ -20,9 +20,9 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use switchboard_channel::{Channel, InboundMessage};
+use switchboard_channel::{Channel, ConversationRef, InboundMessage};
 use switchboard_web::{
     request::{ChatRequest, Limits, RequestError},
     stream::{Chunk, Final},
@@ -31,9 +31,10 @@ use switchboard_web::{
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiJson, ApiQuery, Visitor},
+    extract::{ApiJson, ApiQuery, ClientAddress, Visitor},
 };
 use crate::{
+    limits::streams::StreamPermit,
     pipeline::{Outcome, ReplyWatch},
     store::{
         conversations::{self, Mode},
@@ -76,10 +77,12 @@ enum Accepted {
     },
 }
 
-/// Validates and ingests the visitor's message.
+/// Validates the visitor's message, counts it against their rates, and ingests it. A refusal
+/// stores nothing.
 async fn accept(
     state: &AppState,
     visitor: &Visitor,
+    address: IpAddr,
     headers: &HeaderMap,
     body: ChatRequest,
 ) -> Result<Accepted, ApiError> {
@@ -92,6 +95,11 @@ async fn accept(
         max_attachments: state.config.web.max_attachments,
     };
     let inbound: InboundMessage = body.into_inbound(&visitor.0, key, limits)?;
+    let new_conversation = matches!(inbound.conversation, ConversationRef::New);
+    state
+        .limits
+        .visitors
+        .message(&inbound.from.external_id, address, new_conversation)?;
     let (outcome, watch) = state
         .pipeline
         .ingest_and_watch(Channel::Web, inbound)
@@ -125,11 +133,12 @@ async fn accept(
 pub(super) async fn post_message(
     State(state): State<AppState>,
     visitor: Visitor,
+    ClientAddress(address): ClientAddress,
     ApiQuery(params): ApiQuery<SendParams>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    match accept(&state, &visitor, &headers, body).await? {
+    match accept(&state, &visitor, address, &headers, body).await? {
         Accepted::New { message, watch, .. } => {
             let reply = match (params.wait, watch) {
                 (true, Some(watch)) => {
@@ -149,7 +158,7 @@ pub(super) async fn post_message(
             let body = SendResponse {
                 conversation_id: message.conversation_id.clone(),
                 message,
-                reply,
+                reply: reply.map(Message::for_visitor),
             };
             Ok((status, Json(body)).into_response())
         }
@@ -157,7 +166,7 @@ pub(super) async fn post_message(
             let body = SendResponse {
                 conversation_id: message.conversation_id.clone(),
                 message,
-                reply: reply.map(|r| *r),
+                reply: reply.map(|r| r.for_visitor()),
             };
             Ok((StatusCode::OK, Json(body)).into_response())
         }
@@ -168,10 +177,11 @@ pub(super) async fn post_message(
 pub(super) async fn stream_message(
     State(state): State<AppState>,
     visitor: Visitor,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let accepted = accept(&state, &visitor, &headers, body).await?;
+    let accepted = accept(&state, &visitor, address, &headers, body).await?;
     let timeout = state.config.web.reply_timeout;
     let clock = state.clock.clone();
     let now = move || clock.now().to_datetime();
@@ -200,30 +210,36 @@ pub(super) async fn stream_message(
                     }
                 }
                 let mode = outcome.as_ref().map_or(mode, |o| o.mode);
-                let reply = outcome.and_then(|o| o.reply).map(|r| (r.id.clone(), r));
+                let reply = outcome.and_then(|o| o.reply).map(|r| (r.id.clone(), r.for_visitor()));
                 yield data(&Final::new(now(), message.conversation_id.clone(), message.id, reply, mode.to_string()));
             }
             Accepted::Repeat { message, reply, mode } => {
                 if let Some(reply) = &reply {
                     yield data(&Chunk::new(&reply.content, now()));
                 }
-                let reply = reply.map(|r| (r.id.clone(), *r));
+                let reply = reply.map(|r| (r.id.clone(), r.for_visitor()));
                 yield data(&Final::new(now(), message.conversation_id.clone(), message.id, reply, mode.to_string()));
             }
         }
     };
-    Ok(sse_response(events, &state))
+    Ok(sse_response(events, &state, None))
 }
 
 fn data(payload: &impl Serialize) -> Result<Event, Infallible> {
     Ok(Event::default().data(serde_json::to_string(payload).unwrap_or_default()))
 }
 
-/// An SSE response that proxies do not buffer.
+/// An SSE response that proxies do not buffer. A long-lived stream holds its place (`permit`,
+/// see `limits::streams`) until it ends.
 pub(super) fn sse_response(
     events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
     state: &AppState,
+    permit: Option<StreamPermit>,
 ) -> Response {
+    let events = events.map(move |event| {
+        let _held = &permit;
+        event
+    });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(state.config.web.heartbeat))
         .into_response();

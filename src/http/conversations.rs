@@ -5,7 +5,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -16,11 +15,11 @@ use switchboard_channel::Channel;
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiPath, ApiQuery, Visitor},
+    extract::{ApiBytes, ApiPath, ApiQuery, ClientAddress, Visitor},
 };
 use crate::store::{
     contacts,
-    conversations::{self, Conversation},
+    conversations::{self, Conversation, Mode},
     messages::{self, Message},
 };
 
@@ -152,6 +151,7 @@ pub(super) async fn messages(
     )
     .await?;
     let has_more = messages.first().is_some_and(|m| m.seq > 1);
+    let messages = messages.into_iter().map(Message::for_visitor).collect();
     Ok(Json(MessagePage { messages, has_more }))
 }
 
@@ -198,10 +198,19 @@ pub(super) struct HandoffResponse {
 pub(super) async fn handoff(
     State(state): State<AppState>,
     visitor: Visitor,
+    ClientAddress(address): ClientAddress,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let conversation = owned(&state, &visitor, &id).await?;
+    // Asking again while experts already have the conversation changes nothing; only a real
+    // handoff counts against the visitor's rate.
+    if conversation.mode == Mode::Ai {
+        state
+            .limits
+            .visitors
+            .handoff(&visitor.external_id(), address)?;
+    }
     // The body is optional.
     let request: HandoffRequest = if body.iter().all(u8::is_ascii_whitespace) {
         HandoffRequest::default()

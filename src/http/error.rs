@@ -7,7 +7,7 @@
 use axum::{
     Json,
     extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
-    http::{HeaderName, HeaderValue, StatusCode},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -15,6 +15,7 @@ use switchboard_web::{identity::IdentityError, request::RequestError};
 
 use crate::{
     experts::ExpertError,
+    limits::{Refused, streams::StreamRefused},
     pipeline::{HandoffError, IngestError},
     store::StoreError,
 };
@@ -71,6 +72,20 @@ impl ApiError {
         )
     }
 
+    /// 429 for a request over a limit: `Retry-After` says when trying again makes sense. The
+    /// request changed nothing.
+    pub fn rate_limited(refused: Refused) -> Self {
+        // Whole seconds, rounded up: "0" would invite an immediate retry.
+        let seconds =
+            refused.retry_after.as_secs() + u64::from(refused.retry_after.subsec_nanos() > 0);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("{}; try again in {} s", refused.reason, seconds.max(1)),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -85,6 +100,31 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        ApiError::rate_limited(refused)
+    }
+}
+
+impl From<StreamRefused> for ApiError {
+    fn from(refused: StreamRefused) -> Self {
+        // A place frees up when another stream of the same client ends; an owner or address at
+        // its maximum has to close one first, which a short wait will not change.
+        let retry_after = match refused {
+            StreamRefused::Total => std::time::Duration::from_secs(5),
+            StreamRefused::Owner | StreamRefused::Address => std::time::Duration::from_secs(30),
+        };
+        ApiError::rate_limited(Refused {
+            retry_after,
+            reason: match refused {
+                StreamRefused::Owner => "too many event streams open for this visitor or account",
+                StreamRefused::Address => "too many event streams open from this address",
+                StreamRefused::Total => "the gateway has too many event streams open",
+            },
+        })
     }
 }
 
@@ -188,13 +228,7 @@ impl From<JsonRejection> for ApiError {
                 format!("the body is not valid JSON: {}", e.body_text()),
             ),
             JsonRejection::JsonDataError(e) => ApiError::invalid("invalid_request", e.body_text()),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the request body is too large",
-                )
-            }
+            JsonRejection::BytesRejection(e) => ApiError::from(e),
             other => ApiError::new(other.status(), "invalid_request", other.body_text()),
         }
     }
@@ -209,8 +243,20 @@ impl From<BytesRejection> for ApiError {
                 "the request body is too large",
             );
         }
+        if super::server::is_body_timeout(&rejection) {
+            return body_timeout();
+        }
         ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
     }
+}
+
+/// 408: the body did not arrive within `server.body_timeout`.
+pub(crate) fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        "the request body took too long to arrive",
+    )
 }
 
 impl From<QueryRejection> for ApiError {

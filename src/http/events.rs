@@ -15,7 +15,8 @@
 //! `?access_token=`.
 //!
 //! A gateway holds one of these streams per watching visitor, so the idle stream is kept small:
-//! the replay happens before the response starts, and the live part keeps only a [`Cursor`].
+//! the live part keeps only a [`Cursor`]. A replay is read a page at a time as the client takes
+//! it, so a slow reader of a long conversation holds one page, not the conversation.
 
 use std::{convert::Infallible, future::Future, pin::Pin};
 
@@ -33,13 +34,14 @@ use super::{
     chat::sse_response,
     conversations::owned,
     error::ApiError,
-    extract::{ApiPath, ApiQuery, Visitor},
+    extract::{ApiPath, ApiQuery, ClientAddress, Visitor},
 };
 use crate::{
+    limits::streams::{StreamOwner, StreamPermit},
     live::{Delta, LiveEvent, Position, Streaming, Subscription},
     store::{
         Store, StoreError,
-        messages::{self, Direction, Message},
+        messages::{self, Direction, Message, Role},
     },
 };
 
@@ -58,6 +60,7 @@ pub(super) struct EventParams {
 /// `GET /v1/conversations/{id}/events`
 pub(super) async fn stream(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<EventParams>,
     headers: HeaderMap,
@@ -69,9 +72,31 @@ pub(super) async fn stream(
         params.device_id.as_deref(),
     )?;
     let conversation = owned(&state, &visitor, &id).await?;
+    let permit = state
+        .limits
+        .streams
+        .open(StreamOwner::Visitor(&visitor.external_id()), address)?;
     let from = resume_from(&headers, params.last_event_id.as_deref());
     // A visitor's stream lasts as long as they keep it open.
-    conversation_stream(&state, conversation.id, from, None, std::future::pending()).await
+    conversation_stream(
+        &state,
+        conversation.id,
+        from,
+        None,
+        std::future::pending(),
+        permit,
+        Audience::Visitor,
+    )
+    .await
+}
+
+/// Who reads a stream: website visitors see messages as [`Message::for_visitor`] shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Audience {
+    /// The end user.
+    Visitor,
+    /// Experts and supervisors.
+    Staff,
 }
 
 /// Where a client resumes: `Last-Event-ID` (or the query's `last_event_id`), else the start.
@@ -86,26 +111,78 @@ pub(super) fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Position 
 
 /// The event stream of a conversation the caller may see, from `from` (replayed from the
 /// database), then live until `until` completes; `first`, if any, is sent before everything else.
+/// The stream holds `permit` (its place among the open streams) until it ends.
+///
+/// The replay is read a page at a time as the client takes it: a slow reader of a long
+/// conversation holds one page in memory, not the conversation. The first page is read before the
+/// response starts (a missing conversation or a failing database is still an HTTP error); most
+/// streams need no more, and go live right after it.
 pub(super) async fn conversation_stream(
     state: &AppState,
     conversation_id: String,
     from: Position,
     first: Option<Event>,
     until: impl Future<Output = ()> + Send + 'static,
+    permit: StreamPermit,
+    audience: Audience,
 ) -> Result<Response, ApiError> {
     // Subscribe first, so nothing published during the replay is missed.
     let mut subscription = state.hub.subscribe(&conversation_id);
-    let mut cursor = Cursor::new(from);
+    let mut cursor = Cursor::new(from, audience);
     let mut replay: Vec<Event> = first.into_iter().collect();
-    replay.extend(cursor.catch_up(&state.store, &conversation_id).await?);
-    if let Some(streaming) = subscription.streaming.take() {
-        replay.extend(cursor.resume_reply(streaming));
-    }
-    let live = live(state.store.clone(), conversation_id, cursor, subscription);
+    let (page, complete) = cursor.page(&state.store, &conversation_id).await?;
+    replay.extend(page);
+    let store = state.store.clone();
+    let rest = if complete {
+        if let Some(streaming) = subscription.streaming.take() {
+            replay.extend(cursor.resume_reply(streaming));
+        }
+        live(store, conversation_id, cursor, subscription).left_stream()
+    } else {
+        // Boxed: only long replays pay for the extra state.
+        Box::pin(rest_then_live(store, conversation_id, cursor, subscription)).right_stream()
+    };
     let events = futures::stream::iter(replay.into_iter().map(Ok))
-        .chain(live)
+        .chain(rest)
         .take_until(until);
-    Ok(sse_response(events, state))
+    Ok(sse_response(events, state, Some(permit)))
+}
+
+/// The rest of a long replay, a page at a time, then the reply in progress and the live feed.
+fn rest_then_live(
+    store: Store,
+    conversation_id: String,
+    mut cursor: Cursor,
+    mut subscription: Subscription,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    async_stream::stream! {
+        loop {
+            match cursor.page(&store, &conversation_id).await {
+                Ok((events, complete)) => {
+                    for event in events {
+                        yield Ok(event);
+                    }
+                    if complete {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, conversation = %conversation_id, "event replay failed");
+                    return;
+                }
+            }
+        }
+        if let Some(streaming) = subscription.streaming.take() {
+            for event in cursor.resume_reply(streaming) {
+                yield Ok(event);
+            }
+        }
+        let live = live(store, conversation_id, cursor, subscription);
+        futures::pin_mut!(live);
+        while let Some(event) = live.next().await {
+            yield event;
+        }
+    }
 }
 
 /// Where a client is in a conversation's event stream, and what it has already seen.
@@ -120,6 +197,8 @@ pub(super) struct Cursor {
     /// Ids of messages answered by messages sent to this client: a reply in progress for one of
     /// them is already complete.
     answered: Vec<String>,
+    /// Who reads the stream.
+    audience: Audience,
 }
 
 /// What to do with a live event.
@@ -136,12 +215,13 @@ pub(super) enum Verdict {
 
 impl Cursor {
     /// A client at `from`.
-    pub(super) fn new(from: Position) -> Self {
+    pub(super) fn new(from: Position, audience: Audience) -> Self {
         Self {
             position: from,
             newest: from.seq,
             replayed_deltas: None,
             answered: Vec::new(),
+            audience,
         }
     }
 
@@ -160,24 +240,23 @@ impl Cursor {
         self.position
     }
 
-    /// The stored messages after the newest one sent, as events.
-    async fn catch_up(
+    /// The next page of stored messages after the newest one sent, as events, and whether it was
+    /// the last (nothing more is stored now).
+    async fn page(
         &mut self,
         store: &Store,
         conversation_id: &str,
-    ) -> Result<Vec<Event>, StoreError> {
-        let mut events = Vec::new();
-        loop {
-            let batch = stored_after(store, conversation_id, self.newest, REPLAY_BATCH).await?;
-            let full = batch.len() as i64 == REPLAY_BATCH;
-            for message in batch {
+    ) -> Result<(Vec<Event>, bool), StoreError> {
+        let batch = stored_after(store, conversation_id, self.newest, REPLAY_BATCH).await?;
+        let complete = (batch.len() as i64) < REPLAY_BATCH;
+        let events = batch
+            .into_iter()
+            .map(|message| {
                 let position = self.sent(&message);
-                events.push(sse(&LiveEvent::Message(message), position));
-            }
-            if !full {
-                return Ok(events);
-            }
-        }
+                sse(&LiveEvent::Message(message), position, self.audience)
+            })
+            .collect();
+        Ok((events, complete))
     }
 
     /// The deltas of the reply being written that the client has not seen, unless the replay
@@ -211,7 +290,7 @@ impl Cursor {
                 index,
                 content,
             });
-            events.push(sse(&delta, self.position));
+            events.push(sse(&delta, self.position, self.audience));
         }
         events
     }
@@ -242,11 +321,20 @@ impl Cursor {
     }
 }
 
-fn sse(event: &LiveEvent, position: Position) -> Event {
+fn sse(event: &LiveEvent, position: Position, audience: Audience) -> Event {
+    let data = match (audience, event) {
+        (Audience::Visitor, LiveEvent::Message(m)) if m.role == Role::Expert => {
+            serde_json::to_string(&LiveEvent::Message(m.clone().for_visitor()))
+        }
+        (Audience::Visitor, LiveEvent::Update(m)) if m.role == Role::Expert => {
+            serde_json::to_string(&LiveEvent::Update(m.clone().for_visitor()))
+        }
+        _ => serde_json::to_string(event),
+    };
     Event::default()
         .event(event.name())
         .id(position.to_string())
-        .data(serde_json::to_string(event).unwrap_or_default())
+        .data(data.unwrap_or_default())
 }
 
 /// Stored messages after `seq`. Boxed, so that an idle stream does not reserve room for a query
@@ -260,14 +348,18 @@ fn stored_after<'a>(
     Box::pin(async move { messages::after(&mut store.reader(), conversation_id, seq, limit).await })
 }
 
-/// Catches up from the database, boxed for the same reason as [`stored_after`].
-fn catch_up<'a>(
+/// The next page of a catch-up, boxed for the same reason as [`stored_after`].
+fn next_page<'a>(
     cursor: &'a mut Cursor,
     store: &'a Store,
     conversation_id: &'a str,
-) -> Pin<Box<dyn Future<Output = Result<Vec<Event>, StoreError>> + Send + 'a>> {
-    Box::pin(cursor.catch_up(store, conversation_id))
+) -> PageFuture<'a> {
+    Box::pin(cursor.page(store, conversation_id))
 }
+
+/// A page of events being read, boxed.
+type PageFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(Vec<Event>, bool), StoreError>> + Send + 'a>>;
 
 /// Follows the live feed from where the replay left the cursor.
 fn live(
@@ -281,7 +373,7 @@ fn live(
             match subscription.receiver.recv().await {
                 Ok(event) => match cursor.judge(&event) {
                     Verdict::Send(position) => {
-                        yield Ok(sse(&event, position));
+                        yield Ok(sse(&event, position, cursor.audience));
                         continue;
                     }
                     Verdict::Skip => continue,
@@ -292,15 +384,20 @@ fn live(
                 // The hub is gone: the gateway is shutting down.
                 Err(RecvError::Closed) => return,
             }
-            match catch_up(&mut cursor, &store, &conversation_id).await {
-                Ok(events) => {
-                    for event in events {
-                        yield Ok(event);
+            loop {
+                match next_page(&mut cursor, &store, &conversation_id).await {
+                    Ok((events, complete)) => {
+                        for event in events {
+                            yield Ok(event);
+                        }
+                        if complete {
+                            break;
+                        }
                     }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, conversation = %conversation_id, "event catch-up failed");
-                    return;
+                    Err(e) => {
+                        tracing::error!(error = %e, conversation = %conversation_id, "event catch-up failed");
+                        return;
+                    }
                 }
             }
         }
@@ -310,7 +407,7 @@ fn live(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{live::ReplyProgress, store::messages::Role, time::Timestamp};
+    use crate::{live::ReplyProgress, time::Timestamp};
     use sqlx::types::Json;
     use switchboard_channel::{Channel, DeliveryStatus};
 
@@ -350,7 +447,7 @@ mod tests {
 
     #[test]
     fn messages_go_out_once_in_order_and_gaps_are_detected() {
-        let mut cursor = Cursor::new(at(2, 0));
+        let mut cursor = Cursor::new(at(2, 0), Audience::Staff);
         assert_eq!(
             cursor.judge(&LiveEvent::Message(message(2, None))),
             Verdict::Skip
@@ -376,7 +473,7 @@ mod tests {
 
     #[test]
     fn replayed_deltas_are_not_repeated() {
-        let mut cursor = Cursor::new(at(3, 1));
+        let mut cursor = Cursor::new(at(3, 1), Audience::Staff);
         let streaming = Streaming {
             progress: Some(ReplyProgress {
                 reply_to: "m3".into(),
@@ -400,7 +497,7 @@ mod tests {
 
     #[test]
     fn a_finished_reply_is_not_resumed() {
-        let mut cursor = Cursor::new(at(3, 0));
+        let mut cursor = Cursor::new(at(3, 0), Audience::Staff);
         cursor.sent(&message(4, Some("m3")));
         let streaming = Streaming {
             progress: Some(ReplyProgress {

@@ -1,5 +1,7 @@
 //! Request extractors that answer in the API's error format, and the visitor identity.
 
+use std::net::IpAddr;
+
 use axum::{
     extract::{FromRequest, FromRequestParts, Path, Query},
     http::{HeaderMap, request::Parts},
@@ -76,10 +78,12 @@ impl FromRequestParts<AppState> for Visitor {
     }
 }
 
-/// Where a request comes from, for the audit log: the peer's address (and the address it
-/// forwards for, behind a proxy) and the user agent.
-#[derive(Debug, Clone, Default)]
+/// Where a request comes from: the client's address (for limits), and for the audit log the
+/// peer's address (with the address it forwards for, behind a proxy) and the user agent.
+#[derive(Debug, Clone)]
 pub struct Origin {
+    /// The client's address: see [`ClientAddress`].
+    pub address: IpAddr,
     /// `peer` or `peer (for forwarded)`.
     pub remote_addr: Option<String>,
     /// The `User-Agent` header.
@@ -87,20 +91,17 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub(crate) fn of(parts: &Parts) -> Origin {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip().to_string());
+    pub(crate) fn of(parts: &Parts, state: &AppState) -> Origin {
+        let peer = peer(parts);
         let forwarded = parts
             .headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned());
+            .map(|v| v.trim().chars().take(64).collect::<String>());
         let remote_addr = match (peer, forwarded) {
             (Some(peer), Some(forwarded)) => Some(format!("{peer} (for {forwarded})")),
-            (peer, forwarded) => peer.or(forwarded),
+            (peer, forwarded) => peer.map(|p| p.to_string()).or(forwarded),
         };
         let user_agent = parts
             .headers
@@ -108,10 +109,89 @@ impl Origin {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
         Origin {
+            address: client_address(parts, &state.proxies),
             remote_addr,
             user_agent,
         }
     }
+}
+
+/// Where the request comes from, as an extractor.
+#[derive(Debug, Clone)]
+pub struct RequestOrigin(pub Origin);
+
+impl FromRequestParts<AppState> for RequestOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(RequestOrigin(Origin::of(parts, state)))
+    }
+}
+
+/// The client's address: the connection's peer, or — when the peer is one of
+/// `server.trusted_proxies` — the nearest address in `X-Forwarded-For` that is not a trusted
+/// proxy (the header is read from the right: what the nearest proxy appended is what it saw; the
+/// left end is whatever the client claimed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(ClientAddress(client_address(parts, &state.proxies)))
+    }
+}
+
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_canonical())
+}
+
+fn client_address(parts: &Parts, proxies: &[ipnet::IpNet]) -> IpAddr {
+    let Some(peer) = peer(parts) else {
+        return IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    };
+    forwarded_client(peer, &parts.headers, proxies)
+}
+
+/// The client behind `peer` as trusted proxies tell it.
+pub(crate) fn forwarded_client(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    proxies: &[ipnet::IpNet],
+) -> IpAddr {
+    let trusted = |ip: &IpAddr| proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            // Garbage from the client's side of the chain: stop at the last address we trust.
+            break;
+        };
+        let ip = ip.to_canonical();
+        client = ip;
+        if !trusted(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// The name of the dashboard's session cookie.
@@ -178,7 +258,7 @@ impl FromRequestParts<AppState> for StaffUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         use axum::http::{Method, StatusCode};
-        let origin = Origin::of(parts);
+        let origin = Origin::of(parts, state);
         let forbidden = || {
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -220,8 +300,7 @@ impl FromRequestParts<AppState> for StaffUser {
                     .get("x-csrf-token")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                if !super::auth::constant_time_eq(echoed.as_bytes(), session.csrf_token.as_bytes())
-                {
+                if !super::auth::secrets_match(echoed.as_bytes(), session.csrf_token.as_bytes()) {
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
                         "csrf",
@@ -244,5 +323,54 @@ impl FromRequestParts<AppState> for StaffUser {
             "unauthenticated",
             "sign in: a staff bearer token or the dashboard's session",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(forwarded: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let proxies = [crate::config::parse_proxy("10.0.0.0/8").unwrap()];
+        let peer: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(
+            forwarded_client(peer, &headers(&["198.51.100.1"]), &proxies),
+            peer,
+            "an untrusted peer cannot claim another address"
+        );
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(
+            forwarded_client(
+                proxy,
+                &headers(&["1.1.1.1, 198.51.100.1, 10.9.9.9"]),
+                &proxies
+            ),
+            "198.51.100.1".parse::<IpAddr>().unwrap(),
+            "the nearest untrusted hop; what the client claimed on the left is ignored"
+        );
+        assert_eq!(
+            forwarded_client(proxy, &headers(&["1.1.1.1", "198.51.100.1"]), &proxies),
+            "198.51.100.1".parse::<IpAddr>().unwrap(),
+            "several headers read as one list"
+        );
+        assert_eq!(forwarded_client(proxy, &headers(&[]), &proxies), proxy);
+        assert_eq!(
+            forwarded_client(proxy, &headers(&["nonsense"]), &proxies),
+            proxy
+        );
+        assert_eq!(
+            forwarded_client(peer, &headers(&["198.51.100.1"]), &[]),
+            peer,
+            "no proxies configured: the peer"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `GET /v1/media/{id}`: the gateway's stored copy of a file a user sent, for the operator (and,
 //! later, experts on their dashboard). Only with the operator's bearer token: these are private
-//! files of end users.
+//! files of end users. A file is whatever its sender made it: it is served so that a browser
+//! never runs it (downloaded unless it is an image, audio or video; no sniffing; a sandbox).
 
 use axum::{
     body::Body,
@@ -35,9 +36,15 @@ pub(super) async fn get(
         header::CONTENT_LENGTH,
         HeaderValue::from(stored.size.max(0)),
     );
+    // The type is what the sender claimed: never let a browser guess another, and never let the
+    // file run anything (an HTML "image" would otherwise run script on the gateway's origin).
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'; style-src 'unsafe-inline'"),
     );
     headers.insert(
         header::CACHE_CONTROL,
@@ -46,15 +53,69 @@ pub(super) async fn get(
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", stored.sha256)) {
         headers.insert(header::ETAG, etag);
     }
-    let disposition = match &stored.filename {
-        Some(name) => format!(
-            "attachment; filename=\"{}\"",
-            name.replace(['"', '\\', '\r', '\n'], "_")
-        ),
-        None => "inline".to_owned(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
+    if let Ok(value) =
+        HeaderValue::from_str(&disposition(&stored.mime_type, stored.filename.as_deref()))
+    {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// `inline` only for media a browser shows without running anything (images but SVG, audio,
+/// video); everything else downloads as a file.
+fn disposition(mime: &str, filename: Option<&str>) -> String {
+    let mime = mime.trim().to_ascii_lowercase();
+    let (kind, subtype) = mime.split_once('/').unwrap_or((&mime, ""));
+    let shown = match kind {
+        "image" => !subtype.starts_with("svg"),
+        "audio" | "video" => true,
+        _ => false,
+    };
+    let kind = if shown { "inline" } else { "attachment" };
+    match filename {
+        Some(name) => {
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(200)
+                .collect();
+            format!("{kind}; filename=\"{safe}\"")
+        }
+        None => kind.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disposition;
+
+    #[test]
+    fn only_harmless_media_is_shown_inline() {
+        assert_eq!(disposition("image/jpeg", None), "inline");
+        assert_eq!(
+            disposition("audio/ogg", Some("note.ogg")),
+            "inline; filename=\"note.ogg\""
+        );
+        assert_eq!(disposition("video/mp4", None), "inline");
+        assert_eq!(disposition("image/svg+xml", None), "attachment");
+        assert_eq!(disposition("text/html", None), "attachment");
+        assert_eq!(
+            disposition("application/pdf", Some("a.pdf")),
+            "attachment; filename=\"a.pdf\""
+        );
+        assert_eq!(
+            disposition("text/plain", Some("x\"\r\nSet-Cookie: a=b")),
+            "attachment; filename=\"x___Set-Cookie: a=b\""
+        );
+        assert_eq!(
+            disposition("text/plain", Some("été.txt")),
+            "attachment; filename=\"_t_.txt\""
+        );
+    }
 }

@@ -38,8 +38,8 @@ use tower_http::{
 pub use error::ApiError;
 
 use crate::{
-    channels::Channels, config::Config, experts::Experts, live::Hub, media::MediaStore,
-    pipeline::Pipeline, staff::Staff, store::Store, time::Clock,
+    channels::Channels, config::Config, experts::Experts, limits::Limits, live::Hub,
+    media::MediaStore, pipeline::Pipeline, staff::Staff, store::Store, time::Clock,
 };
 use switchboard_web::identity::IdentityVerifier;
 
@@ -68,11 +68,21 @@ pub struct AppState {
     pub experts: Experts,
     /// Staff authentication.
     pub staff: Staff,
+    /// Rate limits and stream caps.
+    pub limits: Arc<Limits>,
+    /// Proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
+    pub proxies: Arc<[ipnet::IpNet]>,
+    /// Bounds how many inbound mails are read into memory at once before they are
+    /// authenticated (providers whose proof is inside the body).
+    pub mail_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// The gateway's routes.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    // The visitor API works from any site that embeds the widget (CORS, preflights included);
+    // its method-not-allowed answer is set before the CORS layer so that the layer wraps it too
+    // (an `OPTIONS` preflight is such a request until the layer answers it).
+    let visitor_api = Router::new()
         .route("/v1/chat/messages", post(chat::post_message))
         .route("/v1/chat/stream", post(chat::stream_message))
         .route("/v1/conversations", get(conversations::list))
@@ -89,19 +99,12 @@ pub fn router(state: AppState) -> Router {
             post(conversations::handoff),
         )
         .route("/v1/conversations/{id}/events", get(events::stream))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&state.config));
     Router::new()
-        .merge(api)
+        .merge(visitor_api)
         .route("/v1/media/{id}", get(media::get))
-        .route(
-            "/webhooks/whatsapp",
-            get(webhooks::whatsapp::verify).post(webhooks::whatsapp::receive),
-        )
-        .route(
-            "/webhooks/telegram/{bot}",
-            post(webhooks::telegram::receive),
-        )
-        .merge(email_webhooks(&state.config))
+        .merge(webhooks::routes(&state.config))
         .merge(staff_api())
         .merge(dashboard::routes())
         .route("/", get(pages::index))
@@ -109,16 +112,18 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::health))
         .route("/version", get(ops::version))
         .fallback(|| async { ApiError::not_found("route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not accept that method",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
 }
 
 /// The staff's API: sign-in, experts, supervisors, admins.
@@ -170,16 +175,6 @@ fn staff_api() -> Router<AppState> {
         .route("/v1/admin/audit", get(admin::audit_log))
 }
 
-/// The inbound mail routes, with their own body limit: mails with attachments are large.
-fn email_webhooks(config: &Config) -> Router<AppState> {
-    Router::new()
-        .route("/webhooks/email/mailgun", post(webhooks::email::mailgun))
-        .route("/webhooks/email/postmark", post(webhooks::email::postmark))
-        .route("/webhooks/email/sendgrid", post(webhooks::email::sendgrid))
-        .route("/webhooks/email/raw", post(webhooks::email::raw))
-        .layer(DefaultBodyLimit::max(config.email.max_bytes))
-}
-
 fn cors(config: &Config) -> CorsLayer {
     let origins = &config.web.allowed_origins;
     let allow_origin = if origins.iter().any(|o| o == "*") {
@@ -187,6 +182,7 @@ fn cors(config: &Config) -> CorsLayer {
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
+    // No credentials (cookies) cross origins: visitors identify with headers.
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
@@ -197,5 +193,6 @@ fn cors(config: &Config) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("last-event-id"),
         ])
+        .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600))
 }

@@ -6,49 +6,135 @@
 //! against 11 KB, measured with 8,000 idle event streams. A gateway keeps one event stream open per
 //! watching visitor, so that is the difference between meeting the memory budget and not.
 //! HTTP/2, when wanted, belongs to the reverse proxy in front.
+//!
+//! The loop also protects the process from its clients:
+//! - at most `max_connections` connections are open; further clients wait in the listen backlog
+//!   instead of exhausting the process's file descriptors (which would stop `accept`, the
+//!   database and the health check alike). The cap is set below the open-files limit, which is
+//!   raised to its maximum at start ([`raise_open_files_limit`]);
+//! - request headers (and the pause between two requests of a keep-alive connection) must arrive
+//!   within `header_timeout`, a request body within `body_timeout` of its headers (a client
+//!   trickling a body byte by byte holds its connection no longer than that);
+//! - failing `accept` calls back off instead of spinning.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use axum::{Router, extract::ConnectInfo};
-use hyper::server::conn::http1;
+use axum::{Router, body::Body, extract::ConnectInfo};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore, time::Instant};
 use tower::Service;
 use tracing::{debug, warn};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How the server treats its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Longest time for a request's headers, and longest pause between two requests.
+    pub header_timeout: Duration,
+    /// Longest time for a request's body, from its headers.
+    pub body_timeout: Duration,
+}
+
+/// File descriptors kept free of connections: the database, media files, outbound calls to
+/// providers and models, the listener.
+const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// Raises the soft open-files limit to the hard one (a server needs one descriptor per
+/// connection; the default soft limit is often 1,024) and returns the limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    #[cfg(unix)]
+    {
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => limit,
+            Err(e) => {
+                warn!(error = %e, "cannot raise the open-files limit");
+                rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        8192
+    }
+}
+
+/// The connection cap: the configured one, but never more than the open-files limit allows.
+pub fn connection_cap(configured: usize, open_files: u64) -> usize {
+    let allowed =
+        usize::try_from(open_files.saturating_sub(RESERVED_DESCRIPTORS).max(64)).unwrap_or(64);
+    match configured {
+        0 => allowed,
+        n if n > allowed => {
+            warn!(
+                configured = n,
+                allowed, "server.max_connections is above what the open-files limit allows"
+            );
+            allowed
+        }
+        n => n,
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and waits for open
 /// connections to finish their responses (the caller bounds that wait).
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    options: ServeOptions,
+) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(options.header_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let mut backoff = Duration::from_millis(5);
     tokio::pin!(shutdown);
     loop {
+        // Wait for a free place before accepting: beyond the cap, clients queue in the backlog.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
                     if let Err(e) = stream.set_nodelay(true) {
                         debug!(%peer, error = %e, "cannot disable Nagle's algorithm");
                     }
                     // The service is one pointer, as the bare router is: the connection's task
-                    // holds it, and capturing the router and the address side by side (40 bytes)
-                    // pushes the task into a larger allocator size class — 0.4 KB more for
-                    // every idle event stream, measured with the benchmark.
-                    let routed = Arc::new((app.clone(), peer));
+                    // holds it, and capturing several values side by side pushes the task into a
+                    // larger allocator size class — 0.4 KB more for every idle event stream,
+                    // measured with the benchmark. The connection's place goes in the same box.
+                    let routed = Arc::new((app.clone(), peer, permit));
+                    let body_timeout = options.body_timeout;
                     let service = TowerToHyperService::new(tower::service_fn(
-                        move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                            let (app, peer) = &*routed;
-                            // The peer's address, for the audit log.
+                        move |request: axum::http::Request<Incoming>| {
+                            let (app, peer, _) = &*routed;
+                            let mut request = request.map(|body| {
+                                Body::new(DeadlineBody::new(body, body_timeout))
+                            });
+                            // The peer's address, for limits and the audit log.
                             request.extensions_mut().insert(ConnectInfo(*peer));
                             // The router is always ready: no need to wait for it.
                             app.clone().call(request)
@@ -62,9 +148,11 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
                     });
                 }
                 Err(e) => {
-                    // Out of file descriptors, typically: back off instead of spinning.
-                    warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Out of file descriptors, typically: back off (up to a second) instead of
+                    // spinning, and let connections end meanwhile.
+                    warn!(error = %e, wait = ?backoff, "cannot accept a connection");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             },
             () = &mut shutdown => break,
@@ -72,4 +160,93 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A request body that must arrive before a deadline, set when its headers arrived.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Instant,
+    /// Armed the first time the body is not ready (most bodies are complete at once).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Instant::now() + timeout,
+            timer: None,
+        }
+    }
+}
+
+/// The error a body that missed its deadline ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimeout;
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                let deadline = self.deadline;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a body extraction failed because the body missed its deadline.
+pub(crate) fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_stays_below_the_open_files_limit() {
+        assert_eq!(connection_cap(0, 20_000), 19_488);
+        assert_eq!(connection_cap(1000, 20_000), 1000);
+        assert_eq!(connection_cap(50_000, 20_000), 19_488);
+        assert_eq!(connection_cap(0, 100), 64, "a floor for tiny limits");
+    }
+
+    #[test]
+    fn a_timeout_is_found_in_an_error_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrapped(#[source] BodyTimeout);
+        assert!(is_body_timeout(&Wrapped(BodyTimeout)));
+        assert!(!is_body_timeout(&std::io::Error::other("x")));
+    }
 }

@@ -33,11 +33,14 @@ use super::{
     AppState,
     chat::sse_response,
     error::ApiError,
-    events::{conversation_stream, resume_from},
-    extract::{ApiJson, ApiPath, ApiQuery, StaffUser},
-    staff_streams::access_ends,
+    events::{Audience, conversation_stream, resume_from},
+    extract::{ApiJson, ApiPath, ApiQuery, RequestOrigin, StaffUser},
+    staff_streams::{access_ends, stream_place},
 };
-use crate::store::{StoreError, audit, contacts, conversations, messages, users::Role};
+use crate::{
+    staff::{SignIn, SignInFrom},
+    store::{StoreError, audit, contacts, conversations, messages, users::Role},
+};
 
 /// Records a staff member's access before they get what they asked for: an access that cannot be
 /// recorded is refused (500), so nothing is seen unaudited. Actions that change a conversation
@@ -70,18 +73,30 @@ pub(super) struct Credentials {
 /// `POST /v1/auth/token`
 pub(super) async fn token(
     State(state): State<AppState>,
+    origin: RequestOrigin,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let Some(user) = state
+    let origin = origin.0;
+    let from = SignInFrom {
+        address: origin.address,
+        remote_addr: origin.remote_addr.as_deref(),
+        user_agent: origin.user_agent.as_deref(),
+        via: "api",
+    };
+    let user = match state
         .staff
-        .login(&credentials.email, &credentials.password)
+        .sign_in(&credentials.email, &credentials.password, &from)
         .await?
-    else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the e-mail address or the password is wrong",
-        ));
+    {
+        SignIn::Welcome(user) => user,
+        SignIn::Throttled(refused) => return Err(ApiError::rate_limited(refused)),
+        SignIn::Refused => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the e-mail address or the password is wrong",
+            ));
+        }
     };
     let (token, expires_at) = state.staff.issue_token(&user);
     Ok(Json(json!({"token": token, "expires_at": expires_at, "user": user})).into_response())
@@ -264,10 +279,20 @@ pub(super) async fn conversation_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let conversation = state.experts.visible(&staff.user, &id).await?;
+    let permit = stream_place(&state, &staff)?;
     audit(&state, &staff, "view", Some(&id), json!({"live": true})).await?;
     let from = resume_from(&headers, params.last_event_id.as_deref());
     let until = access_ends(state.clone(), staff, Some(conversation.id.clone()));
-    conversation_stream(&state, conversation.id, from, None, until).await
+    conversation_stream(
+        &state,
+        conversation.id,
+        from,
+        None,
+        until,
+        permit,
+        Audience::Staff,
+    )
+    .await
 }
 
 /// `GET /v1/expert/conversations/{id}/export`
@@ -315,6 +340,7 @@ pub(super) async fn events(
     State(state): State<AppState>,
     staff: StaffUser,
 ) -> Result<Response, ApiError> {
+    let permit = stream_place(&state, &staff)?;
     let receiver = state.hub.subscribe_staff();
     let user = staff.user.clone();
     let notices = BroadcastStream::new(receiver)
@@ -349,5 +375,5 @@ pub(super) async fn events(
             }
         });
     let hello = futures::stream::once(async { Ok(Event::default().event("hello").data("{}")) });
-    Ok(sse_response(hello.chain(notices), &state))
+    Ok(sse_response(hello.chain(notices), &state, Some(permit)))
 }

@@ -34,6 +34,17 @@ fn changes_access(kind: &str) -> bool {
     )
 }
 
+/// A place among the open event streams for a staff member's stream (see `limits::streams`).
+pub(super) fn stream_place(
+    state: &AppState,
+    staff: &StaffUser,
+) -> Result<crate::limits::streams::StreamPermit, super::ApiError> {
+    Ok(state.limits.streams.open(
+        crate::limits::streams::StreamOwner::Staff(&staff.user.id),
+        staff.origin.address,
+    )?)
+}
+
 /// Completes when `staff` may no longer watch: their credential stopped being valid or, with
 /// `conversation_id`, they may no longer see that conversation. Also completes at shutdown.
 pub(super) async fn access_ends(

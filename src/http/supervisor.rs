@@ -21,11 +21,11 @@ use serde_json::{Value, json};
 use super::{
     AppState,
     error::ApiError,
-    events::conversation_stream,
+    events::{Audience, conversation_stream},
     extract::{ApiPath, ApiQuery, StaffUser},
     paging,
     staff::audit,
-    staff_streams::access_ends,
+    staff_streams::{access_ends, stream_place},
 };
 use crate::{
     live::Position,
@@ -93,6 +93,7 @@ pub(super) async fn observe(
     let conversation = conversations::get(&mut state.store.reader(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let permit = stream_place(&state, &staff)?;
     audit(&state, &staff, "observe", Some(&id), json!({})).await?;
     let hello = Event::default()
         .event("observer")
@@ -105,6 +106,8 @@ pub(super) async fn observe(
         Position::default(),
         Some(hello),
         until,
+        permit,
+        Audience::Staff,
     )
     .await
 }

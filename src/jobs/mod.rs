@@ -8,7 +8,7 @@
 //!   keeps the stored state truthful.
 //! - `sweep` (`pipeline.sweep_schedule`): resumes messages that stayed unanswered longer than
 //!   `pipeline.sweep_grace` (a turn failed on a database error, say), and forgets delivery statuses
-//!   that never found their message. The sweep at start-up, which resumes what a crash left behind,
+//!   that never found their message and one-time webhook tokens too old to matter. The sweep at start-up, which resumes what a crash left behind,
 //!   runs before the gateway serves.
 //!
 //! And two durable queues ([`queue`]), whose jobs are written with the data they are about:
@@ -38,7 +38,7 @@ use crate::{
         notify::{self, Notifications},
     },
     pipeline::Pipeline,
-    store::{Store, conversations, jobs as job_store, messages, sessions},
+    store::{Store, conversations, jobs as job_store, messages, sessions, threads},
     time::Clock,
 };
 use deliver::Deliveries;
@@ -47,6 +47,11 @@ use queue::QueueSource;
 
 /// How long a delivery status waits for the message it refers to before it is forgotten.
 const EARLY_STATUS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long one-time values of webhooks (Mailgun's tokens, the Message-IDs of expert mails) are
+/// remembered: longer than any provider retries a delivery, and far longer than a Mailgun
+/// signature stays fresh (`email.signature_max_age`).
+const SEEN_TOKEN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What the jobs work with.
 #[derive(Clone)]
@@ -102,8 +107,10 @@ async fn sweep_tick(_tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynErro
     if resumed > 0 {
         info!(resumed, "resumed unanswered messages");
     }
+    let now = ctx.clock.now();
     let mut tx = ctx.store.begin().await?;
-    messages::forget_early_statuses(&mut tx, ctx.clock.now().minus(EARLY_STATUS_RETENTION)).await?;
+    messages::forget_early_statuses(&mut tx, now.minus(EARLY_STATUS_RETENTION)).await?;
+    threads::forget_seen_before(&mut tx, now.minus(SEEN_TOKEN_RETENTION)).await?;
     tx.commit().await?;
     Ok(())
 }

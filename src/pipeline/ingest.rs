@@ -15,9 +15,10 @@ use switchboard_channel::{
 
 use crate::{
     jobs::fetch_media::FetchMedia,
+    limits::contacts::{ContactFloods, ContactTurn},
     live::Hub,
     store::{
-        Store, StoreError, Tx, contacts,
+        Db, Store, StoreError, Tx, contacts,
         conversations::{self, Conversation, Mode, NewConversation},
         cursors, jobs,
         messages::{self, Direction, InboundAppend, Message, NewMessage, Role},
@@ -61,6 +62,12 @@ pub enum Outcome {
         /// Whether messages can reach them now.
         reachable: bool,
     },
+    /// The contact was told something the gateway decided (that they write faster than they
+    /// can be answered): an outbound notice, stored with its delivery job.
+    Notice {
+        /// The notice.
+        message: Message,
+    },
     /// The event changed nothing.
     Ignored {
         /// Why.
@@ -93,16 +100,19 @@ pub enum IngestError {
 const ATTEMPTS: usize = 3;
 
 /// What ingest needs to know about the channel a batch came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Source {
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
     /// The channel.
     pub channel: Channel,
     /// Whether its media must be downloaded (provider links expire): attachments then get a
     /// `fetch_media` job in the same transaction.
     pub fetches_media: bool,
     /// At most this many messages of one contact are answered per hour; further ones are stored
-    /// unanswered (mail loops, floods).
+    /// unanswered (mail loops).
     pub answers_per_hour: Option<u32>,
+    /// The per-contact rate of answers (messaging channels), and what a contact over it is told
+    /// once: over it, messages are stored unanswered.
+    pub floods: Option<(&'a ContactFloods, &'a str)>,
 }
 
 /// Something recorded in the transaction of a batch, so that the two are stored together or not
@@ -131,7 +141,7 @@ pub enum Checkpoint {
 pub async fn ingest(
     store: &Store,
     hub: &Hub,
-    source: Source,
+    source: Source<'_>,
     events: &[InboundEvent],
     checkpoint: Option<&Checkpoint>,
     now: Timestamp,
@@ -178,10 +188,7 @@ async fn append(
     let ConversationRef::Existing(conversation_id) = &inbound.conversation else {
         unreachable!("checked by appends_to_named_conversation")
     };
-    if let Some(provider_id) = &inbound.provider_message_id
-        && let Some(message) =
-            messages::find_by_provider_id(&mut store.reader(), channel, provider_id).await?
-    {
+    if let Some(message) = stored_before(&mut store.reader(), channel, inbound).await? {
         return Ok(Outcome::Duplicate { message });
     }
     let (attachments, metadata) = message_data(inbound);
@@ -195,6 +202,7 @@ async fn append(
             content: inbound.content.to_text(),
             attachments,
             provider_message_id: inbound.provider_message_id.clone(),
+            sender_key: inbound.sender_key.clone(),
             awaits_answer: inbound.content.expects_answer(),
             metadata,
         },
@@ -222,6 +230,25 @@ async fn append(
     }
 }
 
+/// The message stored before under the same provider id, or under the same sender's own key.
+async fn stored_before(
+    db: &mut impl Db,
+    channel: Channel,
+    inbound: &InboundMessage,
+) -> Result<Option<Message>, StoreError> {
+    if let Some(provider_id) = &inbound.provider_message_id
+        && let Some(message) = messages::find_by_provider_id(db, channel, provider_id).await?
+    {
+        return Ok(Some(message));
+    }
+    match &inbound.sender_key {
+        Some(key) => {
+            messages::find_by_sender_key(db, channel, &inbound.from.external_id, key).await
+        }
+        None => Ok(None),
+    }
+}
+
 /// The attachments and metadata stored with an inbound message.
 fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, Map<String, Value>) {
     let mut metadata = inbound.metadata.clone();
@@ -241,7 +268,7 @@ fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, Map<String, Value
 async fn try_ingest(
     store: &Store,
     hub: &Hub,
-    source: Source,
+    source: Source<'_>,
     events: &[InboundEvent],
     checkpoint: Option<&Checkpoint>,
     now: Timestamp,
@@ -256,7 +283,15 @@ async fn try_ingest(
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
         let outcome = match event {
-            InboundEvent::Message(message) => store_message(&mut tx, source, message, now).await?,
+            InboundEvent::Message(message) => {
+                let (outcome, notice) = store_message(&mut tx, source, message, now).await?;
+                if let Some(message) = notice {
+                    outcomes.push(outcome);
+                    Outcome::Notice { message }
+                } else {
+                    outcome
+                }
+            }
             InboundEvent::Edit(edit) => apply_edit(&mut tx, channel, edit, now).await?,
             InboundEvent::Status(update) => apply_status(&mut tx, channel, update, now).await?,
             InboundEvent::Reachability(change) => {
@@ -282,24 +317,24 @@ async fn try_ingest(
 fn publish(hub: &Hub, outcomes: &[Outcome]) {
     for outcome in outcomes {
         match outcome {
-            Outcome::Stored { message, .. } => hub.message(message),
+            Outcome::Stored { message, .. } | Outcome::Notice { message } => hub.message(message),
             Outcome::Edited { message } | Outcome::StatusUpdated { message } => hub.update(message),
             Outcome::Duplicate { .. } | Outcome::Ignored { .. } | Outcome::Reachability { .. } => {}
         }
     }
 }
 
+/// Stores one message; with it, when the contact just went over their rate, the notice telling
+/// them so.
 async fn store_message(
     tx: &mut Tx,
-    source: Source,
+    source: Source<'_>,
     inbound: &InboundMessage,
     now: Timestamp,
-) -> Result<Outcome, IngestError> {
+) -> Result<(Outcome, Option<Message>), IngestError> {
     let channel = source.channel;
-    if let Some(provider_id) = &inbound.provider_message_id
-        && let Some(message) = messages::find_by_provider_id(tx, channel, provider_id).await?
-    {
-        return Ok(Outcome::Duplicate { message });
+    if let Some(message) = stored_before(tx, channel, inbound).await? {
+        return Ok((Outcome::Duplicate { message }, None));
     }
     let text = inbound.content.to_text();
     let conversation = match &inbound.conversation {
@@ -363,6 +398,22 @@ async fn store_message(
             );
         }
     }
+    let mut tell = None;
+    if awaits_answer
+        && conversation.mode == Mode::Ai
+        && let Some((floods, notice)) = source.floods
+        && let ContactTurn::Quiet { tell: first } = floods.check(channel, &inbound.from.external_id)
+    {
+        awaits_answer = false;
+        metadata.insert(
+            "unanswered".into(),
+            json!(format!(
+                "more than {} messages a minute from this contact",
+                floods.per_minute()
+            )),
+        );
+        tell = first.then_some(notice);
+    }
     let reply_to = match &inbound.reply_to {
         Some(provider_id) => {
             metadata.insert("reply_to_provider_id".into(), json!(provider_id));
@@ -393,6 +444,17 @@ async fn store_message(
         now,
     )
     .await?;
+    if let (Some(message), Some(key)) = (&message, &inbound.sender_key) {
+        messages::record_sender_key(
+            tx,
+            channel,
+            &inbound.from.external_id,
+            key,
+            &message.id,
+            now,
+        )
+        .await?;
+    }
     if let Some(message) = &message
         && source.fetches_media
     {
@@ -400,16 +462,58 @@ async fn store_message(
             jobs::enqueue(tx, FetchMedia::job(message, index, &inbound.account), now).await?;
         }
     }
+    let notice = match (&message, tell) {
+        (Some(_), Some(notice)) => over_limit_notice(tx, &conversation.id, notice, now).await?,
+        _ => None,
+    };
     match message {
-        Some(message) => Ok(Outcome::Stored {
-            message,
-            mode: conversation.mode,
-            awaits_answer,
-        }),
+        Some(message) => Ok((
+            Outcome::Stored {
+                message,
+                mode: conversation.mode,
+                awaits_answer,
+            },
+            notice,
+        )),
         // A concurrent transaction stored the same provider message after our check: undo this
         // attempt entirely (it may have created a conversation) and let the retry find it.
         None => Err(IngestError::Store(StoreError::DuplicateRace)),
     }
+}
+
+/// Stores (with its delivery job) the notice that tells a contact they are over their rate.
+async fn over_limit_notice(
+    tx: &mut Tx,
+    conversation_id: &str,
+    notice: &str,
+    now: Timestamp,
+) -> Result<Option<Message>, StoreError> {
+    let Some(conversation) = conversations::take_seq(tx, conversation_id, now).await? else {
+        return Ok(None);
+    };
+    let mut metadata = Map::new();
+    metadata.insert("notice".into(), json!("rate_limited"));
+    messages::insert(
+        tx,
+        NewMessage {
+            conversation_id: conversation.id,
+            seq: conversation.last_seq,
+            channel: conversation.channel,
+            direction: Direction::Outbound,
+            role: Role::System,
+            author: None,
+            kind: "text",
+            content: notice.to_owned(),
+            attachments: Vec::new(),
+            provider_message_id: None,
+            reply_to: None,
+            status: messages::initial_status(conversation.channel),
+            awaits_answer: false,
+            metadata,
+        },
+        now,
+    )
+    .await
 }
 
 async fn new_conversation(

@@ -37,6 +37,7 @@ use crate::{
     config::Config,
     experts::Experts,
     jobs::queue::Wakers,
+    limits::Limits,
     live::Hub,
     store::{Store, StoreError, messages::needs_delivery},
     time::Clock,
@@ -63,6 +64,10 @@ pub(crate) struct Inner {
     evaluate_replies: bool,
     /// Per channel, how many messages of one contact are answered per hour at most.
     answers_per_hour: std::collections::HashMap<Channel, u32>,
+    /// Rate limits (per contact on the messaging channels).
+    limits: Arc<Limits>,
+    /// What a contact over their rate is told.
+    over_limit_notice: String,
     router: Router,
     default_agent: String,
     config: crate::config::PipelineConfig,
@@ -86,6 +91,7 @@ impl Pipeline {
         channels: Channels,
         wakers: Wakers,
         experts: Experts,
+        limits: Arc<Limits>,
         config: &Config,
     ) -> Self {
         Self {
@@ -99,6 +105,8 @@ impl Pipeline {
                 experts,
                 evaluate_replies: config.evaluations.enabled,
                 answers_per_hour: [(Channel::Email, config.email.max_answers_per_hour)].into(),
+                limits,
+                over_limit_notice: config.limits.contact.notice.clone(),
                 router: Router::new(&config.routing),
                 default_agent: config.routing.default_agent.clone(),
                 config: config.pipeline.clone(),
@@ -216,6 +224,10 @@ impl Inner {
             channel,
             fetches_media: self.channels.fetcher(channel).is_some(),
             answers_per_hour: self.answers_per_hour.get(&channel).copied(),
+            // Website visitors over their rate are refused (429) before their message is
+            // stored; a provider's message cannot be refused, only left unanswered.
+            floods: (channel != Channel::Web)
+                .then_some((&self.limits.contacts, self.over_limit_notice.as_str())),
         };
         let outcomes = ingest::ingest(
             &self.store,
@@ -227,6 +239,9 @@ impl Inner {
         )
         .await?;
         let mut watched = false;
+        if outcomes.iter().any(|o| matches!(o, Outcome::Notice { .. })) {
+            self.deliver_soon(channel);
+        }
         if source.fetches_media
             && outcomes.iter().any(|o| {
                 matches!(o, Outcome::Stored { message, .. } if !message.attachments.0.is_empty())

@@ -6,6 +6,7 @@
 //! HttpOnly, SameSite=Strict, Secure behind HTTPS, with a CSRF token that every state-changing
 //! dashboard request must echo. The database keeps only the SHA-256 of a session's cookie token.
 
+pub mod key;
 pub mod passwords;
 pub mod tokens;
 
@@ -15,10 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::StaffConfig,
+    limits::sign_in::SignInGuard,
     store::{
         Store, StoreError, audit, sessions,
         sessions::Session,
-        settings,
         users::{self, NewUser, Role, User},
     },
     time::{Clock, Timestamp},
@@ -72,57 +73,122 @@ struct Inner {
     store: Store,
     clock: Clock,
     keys: TokenKeys,
+    guard: SignInGuard,
+    hashing: passwords::Hashing,
     config: StaffConfig,
 }
 
+/// Where a sign-in attempt comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInFrom<'a> {
+    /// The client's address (limits).
+    pub address: std::net::IpAddr,
+    /// The address as the audit log records it (with the forwarded-for address behind a proxy).
+    pub remote_addr: Option<&'a str>,
+    /// The client's user agent.
+    pub user_agent: Option<&'a str>,
+    /// `api` or `dashboard`.
+    pub via: &'static str,
+}
+
+/// How a sign-in attempt ended.
+#[derive(Debug)]
+pub enum SignIn {
+    /// The login and password match an enabled account.
+    Welcome(User),
+    /// They do not.
+    Refused,
+    /// The attempt was not checked: too many attempts (answer 429 with `Retry-After`).
+    Throttled(crate::limits::Refused),
+}
+
 impl Staff {
-    /// Authentication over a store. Without a configured secret, tokens are signed with one
-    /// generated at the first start and kept in the database, so that a token is valid on every
-    /// instance and across restarts.
+    /// Authentication over a store. Without a configured secret, tokens are signed with a key
+    /// generated at the first start and kept in a key file readable by the owner only ([`key`]),
+    /// so that a token stays valid across restarts (and on every instance given the same key).
     pub async fn connect(
         config: &StaffConfig,
+        database: &crate::config::DatabaseConfig,
+        sign_in: &crate::config::SignInLimits,
         store: Store,
         clock: Clock,
-    ) -> Result<Self, StoreError> {
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.clone(),
-            None => {
-                tracing::info!(
-                    "staff.jwt_secret is not set: staff tokens are signed with a secret generated \
-                     at the first start and kept in the database (settings.staff_jwt_secret); \
-                     set staff.jwt_secret in production"
-                );
-                settings::get_or_create(&store, "staff_jwt_secret", random_token, clock.now())
-                    .await?
-            }
-        };
-        Ok(Self::new(config, store, clock, secret.as_bytes()))
+    ) -> Result<Self, key::KeyError> {
+        let file = key::key_file(config, database);
+        let secret = key::staff_secret(config.jwt_secret.as_ref(), &file, &store, &clock).await?;
+        Ok(Self::new(config, sign_in, store, clock, secret.as_bytes()))
     }
 
-    fn new(config: &StaffConfig, store: Store, clock: Clock, secret: &[u8]) -> Self {
+    fn new(
+        config: &StaffConfig,
+        sign_in: &crate::config::SignInLimits,
+        store: Store,
+        clock: Clock,
+        secret: &[u8],
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                keys: TokenKeys::new(secret, config.token_ttl),
+                guard: SignInGuard::new(sign_in, &clock),
+                hashing: passwords::Hashing::new(sign_in.concurrent_hashes, sign_in.hash_wait),
                 store,
                 clock,
-                keys: TokenKeys::new(secret),
                 config: config.clone(),
             }),
         }
     }
 
-    /// The account with this login and password, if they match. Takes as long for an unknown
-    /// login as for a wrong password.
-    pub async fn login(&self, email: &str, password: &str) -> Result<Option<User>, StoreError> {
-        let user = users::by_email(&mut self.inner.store.reader(), email).await?;
+    /// Signs a staff member in with their login and password. Attempts are limited per client
+    /// address and back off per account (a refused attempt is not even checked); an unknown login
+    /// takes as long as a wrong password. Every checked attempt is logged and audited, failures
+    /// with the login that was tried.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        from: &SignInFrom<'_>,
+    ) -> Result<SignIn, StoreError> {
+        let email = email.trim().to_lowercase();
+        if let Err(refused) = self.inner.guard.admit(&email, from.address) {
+            tracing::warn!(account = %email, address = %from.address, reason = refused.reason, "sign-in refused");
+            return Ok(SignIn::Throttled(refused));
+        }
+        let user = users::by_email(&mut self.inner.store.reader(), &email).await?;
         let hash = user
             .as_ref()
-            .map_or(passwords::decoy(), |u| u.password_hash.as_str())
-            .to_owned();
-        let password = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
-            .await
-            .unwrap_or(false);
-        Ok(user.filter(|_| matches))
+            .map_or(passwords::decoy(), |u| u.password_hash.as_str());
+        let matches = match self.inner.hashing.verify(password, hash).await {
+            Ok(matches) => matches,
+            Err(passwords::Busy) => {
+                tracing::warn!(account = %email, address = %from.address, "sign-in refused: too many at once");
+                return Ok(SignIn::Throttled(crate::limits::Refused {
+                    retry_after: std::time::Duration::from_secs(1),
+                    reason: "too many sign-ins at once",
+                }));
+            }
+        };
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin().await?;
+        let outcome = match user {
+            Some(user) if matches => {
+                self.inner.guard.succeeded(&email);
+                audit::record_sign_in(&mut tx, Some(&user), &email, true, from, now).await?;
+                tracing::info!(user = %user.id, role = %user.role, address = %from.address, via = from.via, "signed in");
+                SignIn::Welcome(user)
+            }
+            user => {
+                self.inner.guard.failed(&email);
+                audit::record_sign_in(&mut tx, user.as_ref(), &email, false, from, now).await?;
+                tracing::warn!(account = %email, address = %from.address, via = from.via, "a sign-in failed");
+                SignIn::Refused
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Forgets sign-in limits that no longer hold (called every minute).
+    pub fn forget_idle(&self) {
+        self.inner.guard.forget_idle();
     }
 
     /// A bearer token for a user, and when it expires.
@@ -208,10 +274,7 @@ impl Staff {
         if !valid || email.chars().any(char::is_whitespace) {
             return Err(AddUserError::BadEmail);
         }
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
-            .await
-            .map_err(|e| AddUserError::Password(passwords::PasswordError::Hash(e.to_string())))??;
+        let hash = self.inner.hashing.hash(password).await?;
         let display_name = match display_name.trim() {
             "" => email.split('@').next().unwrap_or_default().to_owned(),
             name => name.to_owned(),

@@ -26,6 +26,8 @@ pub struct Claims {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The longest validity a token may claim (`exp` after `iat`).
+    max_lifetime: std::time::Duration,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -37,11 +39,12 @@ impl std::fmt::Debug for TokenKeys {
 const AUDIENCE: &str = "staff";
 
 impl TokenKeys {
-    /// Keys from a secret.
-    pub fn new(secret: &[u8]) -> Self {
+    /// Keys from a secret; tokens claiming a validity longer than `max_lifetime` are refused.
+    pub fn new(secret: &[u8], max_lifetime: std::time::Duration) -> Self {
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            max_lifetime,
         }
     }
 
@@ -58,14 +61,20 @@ impl TokenKeys {
             .unwrap_or_default()
     }
 
-    /// The claims of a valid, unexpired staff token.
+    /// The claims of a valid staff token: signed with this key, unexpired, not before its `nbf`,
+    /// and claiming no longer a validity than the configured one.
     pub fn verify(&self, token: &str) -> Option<Claims> {
+        const LEEWAY: u64 = 30;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
-        validation.leeway = 30;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .ok()
-            .map(|data| data.claims)
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        let lifetime = u64::try_from(claims.exp.saturating_sub(claims.iat)).ok()?;
+        (lifetime <= self.max_lifetime.as_secs() + LEEWAY).then_some(claims)
     }
 }
 
@@ -77,14 +86,43 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_refuse_other_keys_and_expiry() {
-        let keys = TokenKeys::new(b"staff-secret");
+        let keys = TokenKeys::new(b"staff-secret", Duration::from_secs(3600));
         let now = Timestamp::from(chrono::Utc::now());
         let token = keys.issue("u1", Role::Expert, now, now.plus(Duration::from_secs(60)));
         let claims = keys.verify(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role), ("u1", Role::Expert));
-        assert!(TokenKeys::new(b"other").verify(&token).is_none());
+        assert!(
+            TokenKeys::new(b"other", Duration::from_secs(3600))
+                .verify(&token)
+                .is_none()
+        );
         let old = keys.issue("u1", Role::Expert, now, now.minus(Duration::from_secs(600)));
         assert!(keys.verify(&old).is_none(), "expired");
         assert!(keys.verify("not.a.token").is_none());
+    }
+
+    #[test]
+    fn tokens_claiming_too_long_a_validity_or_not_yet_valid_are_refused() {
+        let keys = TokenKeys::new(b"staff-secret", Duration::from_secs(3600));
+        let now = Timestamp::from(chrono::Utc::now());
+        let forever = keys.issue(
+            "u1",
+            Role::Admin,
+            now,
+            now.plus(Duration::from_secs(100 * 86400)),
+        );
+        assert!(
+            keys.verify(&forever).is_none(),
+            "longer than the maximum lifetime"
+        );
+        let secs = now.micros() / 1_000_000;
+        let later = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "u1", "role": "admin", "aud": "staff", "iat": secs,
+                                "exp": secs + 600, "nbf": secs + 300}),
+            &EncodingKey::from_secret(b"staff-secret"),
+        )
+        .unwrap();
+        assert!(keys.verify(&later).is_none(), "nbf in the future");
     }
 }

@@ -92,6 +92,40 @@ pub async fn record(
     Ok(())
 }
 
+/// Records a staff sign-in attempt that was checked: `sign_in`, or `sign_in_failed` with the
+/// login that was tried (the account, when it exists, is the actor; otherwise the actor is empty
+/// and its role `unknown`). Never the password.
+pub async fn record_sign_in(
+    db: &mut impl Db,
+    user: Option<&User>,
+    login: &str,
+    succeeded: bool,
+    from: &crate::staff::SignInFrom<'_>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let detail = serde_json::json!({"login": login, "via": from.via});
+    db.execute(
+        query(
+            "INSERT INTO audit_log (id, actor_id, actor_role, action, conversation_id, detail, \
+             remote_addr, user_agent, created_at) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(user.map_or("", |u| u.id.as_str()))
+        .bind(user.map_or("unknown", |u| u.role.as_str()))
+        .bind(if succeeded {
+            "sign_in"
+        } else {
+            "sign_in_failed"
+        })
+        .bind(detail)
+        .bind(from.remote_addr)
+        .bind(from.user_agent)
+        .bind(now),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The action and time of `actor_id`'s latest entry about a conversation, if any.
 pub async fn latest(
     db: &mut impl Db,

@@ -110,6 +110,22 @@ pub struct Message {
 }
 
 /// The columns of [`Message`], for statements built with `concat!`.
+impl Message {
+    /// The message as a website visitor may see it: an expert is named by the display name they
+    /// wrote under, never by their staff account's id.
+    pub fn for_visitor(mut self) -> Message {
+        if self.role == Role::Expert {
+            self.author = self
+                .metadata
+                .0
+                .get("expert_name")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+        }
+        self
+    }
+}
+
 macro_rules! columns {
     () => {
         " id, conversation_id, seq, channel, direction, role, author, kind, content, attachments, \
@@ -252,6 +268,52 @@ pub async fn find_by_provider_id(
         .bind(provider_message_id),
     )
     .await
+}
+
+/// The message a sender stored under their own key (a website visitor's `Idempotency-Key`):
+/// only ever one of their own messages.
+pub async fn find_by_sender_key(
+    db: &mut impl Db,
+    channel: Channel,
+    external_id: &str,
+    key: &str,
+) -> Result<Option<Message>, StoreError> {
+    db.fetch_optional(
+        query(with_columns!(
+            "SELECT",
+            "FROM messages WHERE id = (SELECT message_id FROM idempotency_keys \
+             WHERE channel = $1 AND external_id = $2 AND key = $3)"
+        ))
+        .bind(channel.as_str())
+        .bind(external_id)
+        .bind(key),
+    )
+    .await
+}
+
+/// Records a sender's key of a message stored in the same transaction. A concurrent request with
+/// the same key makes this a unique violation: the transaction is retried and finds the message.
+pub async fn record_sender_key(
+    tx: &mut Tx,
+    channel: Channel,
+    external_id: &str,
+    key: &str,
+    message_id: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.execute(
+        query(
+            "INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(channel.as_str())
+        .bind(external_id)
+        .bind(key)
+        .bind(message_id)
+        .bind(now),
+    )
+    .await?;
+    Ok(())
 }
 
 /// A message by id.
@@ -745,6 +807,8 @@ pub struct InboundAppend {
     pub attachments: Vec<Attachment>,
     /// The provider's id, for deduplication.
     pub provider_message_id: Option<String>,
+    /// The sender's own key of the message, for deduplication among their messages.
+    pub sender_key: Option<String>,
     /// Whether it needs a turn of the pipeline (not for reactions).
     pub awaits_answer: bool,
     /// Extra data.
@@ -773,7 +837,10 @@ pub async fn append_inbound(
             ", (SELECT mode FROM conversations WHERE id = $1) AS conversation_mode; \
              INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
              SELECT $5, $1, (SELECT seq FROM messages WHERE id = $5), $4 \
-             WHERE $10 = 1 AND changes() = 1; COMMIT;"
+             WHERE $10 = 1 AND changes() = 1; \
+             INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+             SELECT $2, $3, $12, $5, $4 WHERE $12 IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM messages WHERE id = $5); COMMIT;"
         ),
         concat!(
             "WITH conversation AS ( \
@@ -787,7 +854,9 @@ pub async fn append_inbound(
              FROM conversation RETURNING",
             columns!(),
             "), pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
-             SELECT id, conversation_id, seq, created_at FROM message WHERE $10 = 1) \
+             SELECT id, conversation_id, seq, created_at FROM message WHERE $10 = 1), \
+             keyed AS (INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+             SELECT $2, $3, $12, id, created_at FROM message WHERE $12::text IS NOT NULL) \
              SELECT message.*, conversation.mode AS conversation_mode FROM message, conversation"
         ),
     )
@@ -801,7 +870,8 @@ pub async fn append_inbound(
     .bind(serde_json::to_value(&new.attachments).unwrap_or_default())
     .bind(new.provider_message_id)
     .bind(i64::from(new.awaits_answer))
-    .bind(serde_json::Value::Object(new.metadata));
+    .bind(serde_json::Value::Object(new.metadata))
+    .bind(new.sender_key);
     Ok(store.write_once(write, after).await?.pop())
 }
 

@@ -326,7 +326,9 @@ impl Store {
     /// Connects to the configured database (creating an SQLite file if needed). Does not migrate.
     pub async fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
         let inner = if config.url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(&config.url)?
+            let options = SqliteConnectOptions::from_str(&config.url)?;
+            keep_private(options.get_filename())?;
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(match config.sqlite_synchronous {
@@ -484,6 +486,28 @@ impl Store {
             Inner::Postgres { pool } => pool.close().await,
         }
     }
+}
+
+/// Creates the SQLite file owner-only before SQLite opens it (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and tightens files an earlier version left readable by others.
+fn keep_private(file: &std::path::Path) -> Result<(), StoreError> {
+    let name = file.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| StoreError::Database(sqlx::Error::Io(e));
+    crate::private_files::ensure_file(file).map_err(failed)?;
+    #[cfg(unix)]
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = name.to_owned();
+        companion.push(suffix);
+        let companion = std::path::PathBuf::from(companion);
+        if companion.exists() {
+            crate::private_files::tighten(&companion, crate::private_files::FILE_MODE)
+                .map_err(failed)?;
+        }
+    }
+    Ok(())
 }
 
 /// How often the background connection copies the WAL into the database file.

@@ -77,6 +77,12 @@ pub async fn see_once(
     Ok(n == 1)
 }
 
+/// Forgets one-time values recorded before `before`. Returns how many.
+pub async fn forget_seen_before(tx: &mut Tx, before: Timestamp) -> Result<u64, StoreError> {
+    tx.execute(query("DELETE FROM seen_tokens WHERE created_at < $1").bind(before))
+        .await
+}
+
 /// Whether a one-time value was seen.
 pub async fn seen(db: &mut impl Db, scope: &str, token: &str) -> Result<bool, StoreError> {
     let row: Option<(i64,)> = db

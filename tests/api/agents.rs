@@ -156,10 +156,9 @@ async fn model_failures_get_the_polite_fallback(backend: Backend) {
 /// Nothing listens on the configured address: the user still gets an answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_model_gets_the_fallback() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Port 1 (tcpmux) has no listener on a test machine; a port freed by this test could be
+    // taken by another test's server before the model is called.
+    let closed = "127.0.0.1:1";
     let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
         c.agents.insert(
             "gpt".into(),

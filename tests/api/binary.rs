@@ -2,14 +2,7 @@
 //! middle of its reply (and is answered after the restart), SIGTERM stops it cleanly,
 //! `switchboard migrate` prepares a database, and `switchboard replay` posts recorded webhooks.
 
-use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use serde_json::json;
 
@@ -19,83 +12,11 @@ use crate::{
         Backend, SseReader, TestDb,
         fake::{FakeModel, ModelBehaviour},
         json_response,
+        process::Gateway,
     },
 };
 
 both_backends!(an_acknowledged_message_survives_a_crash_mid_reply);
-
-/// The gateway binary, running.
-struct Gateway {
-    child: Child,
-    address: SocketAddr,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Gateway {
-    fn start(config: &Path) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env_remove("DATABASE_URL")
-            .env_remove("SWITCHBOARD_LISTEN")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the gateway binary");
-        let (tx, lines) = mpsc::channel();
-        for output in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut seen = Vec::new();
-        let address = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("the gateway did not start; it said: {seen:#?}"));
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let address = rest.split_whitespace().next().expect("an address");
-                break address.parse().expect("a socket address");
-            }
-            seen.push(line);
-        };
-        Gateway {
-            child,
-            address,
-            lines,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// `kill -9`: no shutdown, no flushing, nothing.
-    fn kill(mut self) {
-        self.child.kill().expect("kill the gateway");
-        let _ = self.child.wait();
-    }
-
-    /// Everything the gateway logged so far.
-    fn log(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn an_acknowledged_message_survives_a_crash_mid_reply(backend: Backend) {
     let db = TestDb::create(&backend).await;
@@ -200,14 +121,14 @@ async fn sigterm_stops_the_gateway_cleanly() {
     assert_eq!(health.status(), 200);
     let status = Command::new("kill")
         .arg("-TERM")
-        .arg(gateway.child.id().to_string())
+        .arg(gateway.pid().to_string())
         .status()
         .unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(exit) = gateway.child.try_wait().unwrap() {
+            if let Some(exit) = gateway.try_wait() {
                 return exit;
             }
             assert!(
@@ -408,7 +329,7 @@ async fn email_fixtures_are_replayed_through_their_routes() {
     let smtp_url = smtp.url();
     let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, move |config| {
         config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp_url);
+        config.email.smtp_url = Some(smtp_url.into());
         config.email.raw_secret = Some("raw-secret".into());
         config.email.mailgun_signing_key = Some("mailgun-key".into());
         config.email.inbound_user = Some("postmaster".into());

@@ -90,6 +90,9 @@ impl Browser {
                 ]
             }),
         );
+        // The console, for tests that must see no errors there (a refused CORS request is only
+        // reported on the console).
+        capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         let mut browser = Browser {
             driver: child,
             url: format!("http://127.0.0.1:{port}"),
@@ -122,6 +125,32 @@ impl Browser {
     /// The first session.
     pub(crate) fn client(&self) -> &Client {
         self.client.as_ref().expect("a session")
+    }
+}
+
+/// The browser console's entries since the last call (chromedriver's log endpoint).
+pub(crate) async fn console(client: &Client) -> Vec<serde_json::Value> {
+    #[derive(Debug)]
+    struct BrowserLog;
+    impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+        fn endpoint(
+            &self,
+            base: &url::Url,
+            session: Option<&str>,
+        ) -> Result<url::Url, url::ParseError> {
+            base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+        }
+
+        fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+            (
+                http::Method::POST,
+                Some(json!({"type": "browser"}).to_string()),
+            )
+        }
+    }
+    match client.issue_cmd(BrowserLog).await {
+        Ok(serde_json::Value::Array(entries)) => entries,
+        other => panic!("cannot read the browser console: {other:?}"),
     }
 }
 
@@ -273,6 +302,130 @@ async fn a_visitor_chats_with_the_assistant_in_a_real_browser() {
             .await
             .iter()
             .any(|t| t.contains("expert"))
+    );
+    if let Some(client) = browser.client.clone() {
+        let _ = client.close().await;
+    }
+}
+
+/// A customer's site on another origin embeds the widget with the one line the gateway's page
+/// shows: preflighted requests (JSON bodies, identity and idempotency headers) and the event stream
+/// all cross origins, the history comes back after a reload, and the console stays clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_works_embedded_on_another_site() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let greeting = match &app.config.agents["assistant"] {
+        AgentConfig::Scripted(s) => s.greeting.clone(),
+        _ => unreachable!(),
+    };
+    let embed = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Shop</title></head><body>\
+         <h1>Our shop</h1>\
+         <script>window.pageErrors = [];\
+           addEventListener('error', e => pageErrors.push(String(e.message)));\
+           addEventListener('unhandledrejection', e => pageErrors.push(String(e.reason)));</script>\
+         <script src=\"{}/widget.js\" data-open=\"true\" async></script></body></html>",
+        app.url("")
+    );
+    let site = crate::helpers::fake::serve(
+        axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(move || {
+                    let page = embed.clone();
+                    async move { axum::response::Html(page) }
+                }),
+            )
+            .route(
+                "/favicon.ico",
+                axum::routing::get(|| async { axum::http::StatusCode::NO_CONTENT }),
+            ),
+    )
+    .await;
+    // localhost is another origin than the gateway's 127.0.0.1 (and another port too).
+    let page = format!("http://localhost:{}/", site.address.port());
+    let client = browser.client();
+    client.goto(&page).await.unwrap();
+    let input = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#sbw-input"))
+        .await
+        .expect("the widget opens on the customer's page");
+    input.send_keys("hello").await.unwrap();
+    client
+        .find(Locator::Css("#sbw-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let errors = texts(client, ".sbw-error").await;
+        assert!(errors.is_empty(), "the widget shows an error: {errors:?}");
+        if texts(client, ".sbw-msg.sbw-ai").await.first() == Some(&greeting) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reply on the other site"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // After a reload the conversation comes back from the gateway, across origins.
+    client.refresh().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if texts(client, ".sbw-msg.sbw-ai").await == std::slice::from_ref(&greeting)
+            && texts(client, ".sbw-msg.sbw-user").await == ["hello"]
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no history after the reload"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The event stream (opened after the history loaded) carries the experts' notice across
+    // origins too.
+    client
+        .find(Locator::Css("#sbw-human"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !texts(client, "#sbw-status")
+        .await
+        .join("")
+        .contains("expert")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no expert notice");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let page_errors = client
+        .execute("return window.pageErrors", vec![])
+        .await
+        .unwrap();
+    assert_eq!(page_errors, json!([]), "errors on the page");
+    let problems: Vec<serde_json::Value> = console(client)
+        .await
+        .into_iter()
+        .filter(|entry| entry["level"] == "SEVERE" || entry["level"] == "WARNING")
+        .collect();
+    assert!(problems.is_empty(), "console: {problems:#?}");
+    assert_eq!(
+        app.count("messages").await,
+        3,
+        "hello, the greeting, the handoff notice"
     );
     if let Some(client) = browser.client.clone() {
         let _ = client.close().await;

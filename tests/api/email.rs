@@ -33,7 +33,7 @@ const OPERATOR: &str = "operator-token";
 fn on_email(smtp: &FakeSmtp) -> impl FnOnce(&mut Config) + '_ {
     move |config: &mut Config| {
         config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp.url());
+        config.email.smtp_url = Some(smtp.url().into());
         config.email.raw_secret = Some(RAW_SECRET.into());
         config.email.mailgun_signing_key = Some(MAILGUN_KEY.into());
         config.email.inbound_user = Some("postmaster".into());

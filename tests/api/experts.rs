@@ -845,7 +845,7 @@ async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
         config.whatsapp.access_token = Some("wa-token".into());
         config.whatsapp.api_base = graph.base_url();
         config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp.url());
+        config.email.smtp_url = Some(smtp.url().into());
         config.email.raw_secret = Some("raw-secret".into());
         config.experts.webhook_url = Some(format!("http://{}/hook", hook.address));
         config.experts.webhook_secret = Some("hook-secret".into());

@@ -26,8 +26,8 @@ fn on_imap<'a>(
 ) -> impl FnOnce(&mut switchboard::config::Config) + 'a {
     move |config| {
         config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp.url());
-        config.email.imap.url = Some(dovecot.url());
+        config.email.smtp_url = Some(smtp.url().into());
+        config.email.imap.url = Some(dovecot.url().into());
         // Long enough that only IDLE can explain a prompt answer.
         config.email.imap.poll_interval = Duration::from_secs(120);
     }

@@ -25,6 +25,7 @@ both_backends!(
 fn message(id: &str, from: &str, text: &str) -> InboundEvent {
     InboundEvent::Message(InboundMessage {
         provider_message_id: Some(id.into()),
+        sender_key: None,
         account: "15550001111".into(),
         from: ContactRef {
             external_id: from.into(),

@@ -103,6 +103,10 @@ pub struct InboundMessage {
     /// The provider's id of the message. Providers retry deliveries; the pipeline stores a message
     /// once per `(channel, provider_message_id)`. `None` when the channel has no such id.
     pub provider_message_id: Option<String>,
+    /// An id the sender chose for the message (the web API's `Idempotency-Key`): unique only
+    /// among that sender's messages, so the pipeline stores a message once per
+    /// `(channel, sender, key)` — two senders using the same key never meet.
+    pub sender_key: Option<String>,
     /// Which of our identities received it: a WhatsApp phone number id, a Telegram bot name, an
     /// inbound address. Empty for channels with a single identity (web).
     pub account: String,

@@ -12,6 +12,8 @@ mod channel;
 mod inbound;
 mod media;
 mod outbound;
+mod secret;
+pub mod signature;
 pub mod text;
 
 pub use channel::{Channel, UnknownChannel};
@@ -25,3 +27,4 @@ pub use outbound::{
     Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread, ThreadLine,
     TypingTarget,
 };
+pub use secret::Secret;

@@ -212,6 +212,7 @@ impl InboundEmail {
         };
         InboundMessage {
             provider_message_id: Some(self.message_id),
+            sender_key: None,
             account: account.to_owned(),
             from: ContactRef {
                 external_id: self.from.address,

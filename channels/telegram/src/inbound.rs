@@ -187,6 +187,7 @@ fn new_message(message: &Message, bot: &BotIdentity) -> Result<InboundMessage, &
     let chat_id = message.chat.id.0;
     Ok(InboundMessage {
         provider_message_id: Some(provider_message_id(chat_id, message.id.0)),
+        sender_key: None,
         account: bot.name.clone(),
         from: read.contact,
         conversation: ConversationRef::Current,
@@ -378,6 +379,7 @@ fn button_press(query: &CallbackQuery, bot: &BotIdentity) -> Result<InboundMessa
     }
     Ok(InboundMessage {
         provider_message_id: Some(format!("callback:{}", query.id.0)),
+        sender_key: None,
         account: bot.name.clone(),
         from: contact,
         conversation: ConversationRef::Current,

@@ -19,5 +19,10 @@ pub use inbound::{
     verify_secret,
 };
 pub use outbound::{TelegramBot, TelegramBots};
+
+/// The largest webhook body accepted. An update carries one message (4,096 characters of text or
+/// a 1,024-character caption, their entities, the message it replies to, file ids — never the
+/// files), a few kilobytes; 1 MiB leaves room for anything Telegram adds.
+pub const MAX_UPDATE_BYTES: usize = 1024 * 1024;
 pub use settings::{BotIdentity, BotSettings};
 pub use teloxide::types::Update;

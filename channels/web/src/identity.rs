@@ -69,6 +69,8 @@ pub enum IdentityError {
 /// Checks visitor identities; built once from the configuration and shared.
 pub struct IdentityVerifier {
     jwt: Option<(DecodingKey, Validation)>,
+    /// The longest validity a token may have (`exp` after `iat`, or after now without `iat`).
+    max_lifetime_secs: u64,
 }
 
 impl std::fmt::Debug for IdentityVerifier {
@@ -82,22 +84,56 @@ impl std::fmt::Debug for IdentityVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
     #[serde(default)]
     name: Option<String>,
 }
 
+/// What a visitor token must satisfy.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRules<'a> {
+    /// The HS256 secret shared with the embedding site; `None`: tokens are not accepted.
+    pub secret: Option<&'a str>,
+    /// Clock skew tolerated for `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: u64,
+    /// The longest validity a token may have, in seconds (0: no maximum).
+    pub max_lifetime_secs: u64,
+    /// The `aud` a token must carry, when set.
+    pub audience: Option<&'a str>,
+    /// The `iss` a token must carry, when set.
+    pub issuer: Option<&'a str>,
+}
+
 impl IdentityVerifier {
-    /// A verifier that accepts device ids, and HS256 tokens signed with `jwt_secret` when one is given.
-    /// Tokens must carry `sub` and `exp`; `leeway_secs` tolerates clock skew.
-    pub fn new(jwt_secret: Option<&str>, leeway_secs: u64) -> Self {
-        let jwt = jwt_secret.filter(|s| !s.is_empty()).map(|secret| {
+    /// A verifier that accepts device ids, and HS256 tokens following `rules` when a secret is
+    /// given. Tokens must carry `sub` and `exp`; a `nbf` in the future is refused.
+    pub fn new(rules: TokenRules<'_>) -> Self {
+        let jwt = rules.secret.filter(|s| !s.trim().is_empty()).map(|secret| {
             let mut validation = Validation::new(Algorithm::HS256);
-            validation.set_required_spec_claims(&["exp", "sub"]);
-            validation.leeway = leeway_secs;
-            validation.validate_aud = false;
+            let mut required = vec!["exp", "sub"];
+            required.extend(rules.audience.map(|_| "aud"));
+            required.extend(rules.issuer.map(|_| "iss"));
+            validation.set_required_spec_claims(&required);
+            validation.leeway = rules.leeway_secs;
+            validation.validate_nbf = true;
+            match rules.audience {
+                Some(audience) => validation.set_audience(&[audience]),
+                None => validation.validate_aud = false,
+            }
+            if let Some(issuer) = rules.issuer {
+                validation.set_issuer(&[issuer]);
+            }
             (DecodingKey::from_secret(secret.as_bytes()), validation)
         });
-        Self { jwt }
+        Self {
+            jwt,
+            max_lifetime_secs: match rules.max_lifetime_secs {
+                0 => u64::MAX,
+                n => n.saturating_add(rules.leeway_secs),
+            },
+        }
     }
 
     /// Identifies a visitor from the `Authorization` header value and the `X-Device-ID` header value
@@ -131,11 +167,25 @@ impl IdentityVerifier {
                 ErrorKind::ExpiredSignature => "the token has expired",
                 ErrorKind::InvalidSignature => "the signature does not match",
                 ErrorKind::InvalidAlgorithm => "only HS256 tokens are accepted",
-                ErrorKind::MissingRequiredClaim(_) => "the token must carry 'sub' and 'exp'",
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "the token must carry 'sub' and 'exp' (and 'aud', 'iss' when required)"
+                }
                 ErrorKind::ImmatureSignature => "the token is not valid yet",
+                ErrorKind::InvalidAudience => "the token's 'aud' is not this gateway's",
+                ErrorKind::InvalidIssuer => "the token's 'iss' is not the expected issuer",
                 _ => "the token is malformed",
             })
         })?;
+        let issued = data
+            .claims
+            .iat
+            .unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let lifetime = u64::try_from(data.claims.exp.saturating_sub(issued)).unwrap_or(0);
+        if lifetime > self.max_lifetime_secs {
+            return Err(IdentityError::InvalidToken(
+                "the token is valid for longer than this gateway accepts",
+            ));
+        }
         let subject = data.claims.sub.trim();
         if subject.is_empty() || subject.len() > 256 {
             return Err(IdentityError::InvalidToken(
@@ -181,9 +231,67 @@ mod tests {
         chrono::Utc::now().timestamp() + 3600
     }
 
+    fn rules(secret: &str) -> TokenRules<'_> {
+        TokenRules {
+            secret: Some(secret),
+            max_lifetime_secs: 24 * 3600,
+            ..TokenRules::default()
+        }
+    }
+
+    #[test]
+    fn lifetimes_nbf_audience_and_issuer_are_checked() {
+        let now = chrono::Utc::now().timestamp();
+        let verifier = IdentityVerifier::new(rules("s3cret"));
+        let long = token(
+            "s3cret",
+            json!({"sub": "u1", "iat": now, "exp": now + 30 * 86400}),
+        );
+        let long_without_iat = token("s3cret", json!({"sub": "u1", "exp": now + 30 * 86400}));
+        let not_yet = token(
+            "s3cret",
+            json!({"sub": "u1", "nbf": now + 600, "exp": now + 3600}),
+        );
+        for t in [long, long_without_iat, not_yet] {
+            assert!(
+                matches!(
+                    verifier.identify(Some(&format!("Bearer {t}")), None),
+                    Err(IdentityError::InvalidToken(_))
+                ),
+                "{t}"
+            );
+        }
+        let strict = IdentityVerifier::new(TokenRules {
+            audience: Some("chat.example.com"),
+            issuer: Some("https://shop.example.com"),
+            ..rules("s3cret")
+        });
+        let good = token(
+            "s3cret",
+            json!({"sub": "u1", "exp": now + 600, "aud": "chat.example.com",
+                   "iss": "https://shop.example.com"}),
+        );
+        assert!(
+            strict
+                .identify(Some(&format!("Bearer {good}")), None)
+                .is_ok()
+        );
+        for claims in [
+            json!({"sub": "u1", "exp": now + 600, "iss": "https://shop.example.com"}),
+            json!({"sub": "u1", "exp": now + 600, "aud": "other", "iss": "https://shop.example.com"}),
+            json!({"sub": "u1", "exp": now + 600, "aud": "chat.example.com", "iss": "https://evil"}),
+        ] {
+            let t = token("s3cret", claims);
+            assert!(
+                strict.identify(Some(&format!("Bearer {t}")), None).is_err(),
+                "{t}"
+            );
+        }
+    }
+
     #[test]
     fn device_ids_are_checked() {
-        let verifier = IdentityVerifier::new(None, 0);
+        let verifier = IdentityVerifier::new(TokenRules::default());
         assert_eq!(
             verifier.identify(None, Some("dev-123_abc:9")),
             Ok(Identity::Device("dev-123_abc:9".into()))
@@ -205,7 +313,7 @@ mod tests {
 
     #[test]
     fn tokens_need_a_configured_secret() {
-        let verifier = IdentityVerifier::new(None, 0);
+        let verifier = IdentityVerifier::new(TokenRules::default());
         let t = token("s3cret", json!({"sub": "u1", "exp": in_an_hour()}));
         assert_eq!(
             verifier.identify(Some(&format!("Bearer {t}")), Some("dev1")),
@@ -215,7 +323,7 @@ mod tests {
 
     #[test]
     fn valid_tokens_identify_users_and_win_over_devices() {
-        let verifier = IdentityVerifier::new(Some("s3cret"), 0);
+        let verifier = IdentityVerifier::new(rules("s3cret"));
         let t = token(
             "s3cret",
             json!({"sub": "u1", "name": "Ada", "exp": in_an_hour()}),
@@ -235,7 +343,7 @@ mod tests {
 
     #[test]
     fn bad_tokens_are_refused() {
-        let verifier = IdentityVerifier::new(Some("s3cret"), 0);
+        let verifier = IdentityVerifier::new(rules("s3cret"));
         let forged = token("other", json!({"sub": "u1", "exp": in_an_hour()}));
         let expired = token(
             "s3cret",

@@ -94,7 +94,8 @@ impl ChatRequest {
     /// Validates the request and turns it into the normalized message the pipeline ingests.
     ///
     /// `idempotency_key` is the client's `Idempotency-Key` header: a retried request with the same key
-    /// is stored once. Keys are scoped to the visitor, so one visitor can never collide with another.
+    /// is stored once. The key becomes the message's `sender_key`, which the pipeline stores scoped
+    /// to the visitor, so one visitor can never collide with another.
     pub fn into_inbound(
         self,
         identity: &Identity,
@@ -136,13 +137,14 @@ impl ChatRequest {
             },
         };
         let from = identity.contact();
-        let provider_message_id = match idempotency_key {
+        let sender_key = match idempotency_key {
             None => None,
-            Some(key) if is_valid_key(key) => Some(format!("{}/{key}", from.external_id)),
+            Some(key) if is_valid_key(key) => Some(key.to_owned()),
             Some(_) => return Err(RequestError::InvalidIdempotencyKey),
         };
         Ok(InboundMessage {
-            provider_message_id,
+            provider_message_id: None,
+            sender_key,
             account: String::new(),
             from,
             conversation,
@@ -298,7 +300,10 @@ mod tests {
         let msg = request(serde_json::json!({"content": "hi"}))
             .into_inbound(&visitor(), Some("k-1"), LIMITS)
             .unwrap();
-        assert_eq!(msg.provider_message_id.as_deref(), Some("device:dev1/k-1"));
+        // The key travels beside the sender, never glued to it: the pipeline scopes it.
+        assert_eq!(msg.sender_key.as_deref(), Some("k-1"));
+        assert_eq!(msg.from.external_id, "device:dev1");
+        assert_eq!(msg.provider_message_id, None);
         let bad = request(serde_json::json!({"content": "hi"}));
         assert_eq!(
             bad.into_inbound(&visitor(), Some("has space"), LIMITS)

@@ -427,6 +427,7 @@ impl WireMessage {
         let content = self.content(&mut extra);
         Ok(InboundMessage {
             provider_message_id: Some(id),
+            sender_key: None,
             account,
             from: ContactRef {
                 external_id: from,

@@ -19,6 +19,10 @@ mod settings;
 mod verify;
 
 pub use inbound::{ParseError, parse};
+
+/// The largest webhook body accepted: Meta's documented maximum for a webhook payload is 3 MB
+/// (a batch of messages and statuses).
+pub const MAX_WEBHOOK_BYTES: usize = 3 * 1024 * 1024;
 pub use media::WhatsappMedia;
 pub use outbound::WhatsappSender;
 pub use settings::{NumberSettings, Settings, Template};

@@ -8,16 +8,10 @@
 //!
 //! Both comparisons run in constant time so that timing does not leak the secret byte by byte.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
+use switchboard_channel::signature;
 
 /// The header carrying the body's signature, in lowercase as HTTP libraries normalize it.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
-
-/// What precedes the hex digest in the header value.
-const PREFIX: &str = "sha256=";
 
 /// Why a webhook signature is refused.
 ///
@@ -46,27 +40,18 @@ pub fn verify_signature(
     body: &[u8],
     app_secret: &str,
 ) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?.trim();
-    // Meta sends a lowercase prefix; proxies that rewrite headers have been seen to change case.
-    let digest = match header.split_at_checked(PREFIX.len()) {
-        Some((prefix, digest)) if prefix.eq_ignore_ascii_case(PREFIX) => digest,
-        _ => return Err(SignatureError::Malformed),
-    };
-    let digest = hex::decode(digest).map_err(|_| SignatureError::Malformed)?;
-    if digest.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
-    keyed(app_secret, body)
-        .verify_slice(&digest)
-        .map_err(|_| SignatureError::Mismatch)
+    signature::verify_sha256(header, body, app_secret.as_bytes()).map_err(|e| match e {
+        signature::SignatureError::Missing => SignatureError::Missing,
+        signature::SignatureError::Malformed => SignatureError::Malformed,
+        signature::SignatureError::Mismatch => SignatureError::Mismatch,
+    })
 }
 
 /// Signs a body as Meta does: returns the whole header value, `sha256=<lowercase hex>`.
 ///
 /// Used to replay recorded webhooks against a running gateway, and by tests.
 pub fn sign(body: &[u8], app_secret: &str) -> String {
-    let digest = keyed(app_secret, body).finalize().into_bytes();
-    format!("{PREFIX}{}", hex::encode(digest))
+    signature::sign_sha256(app_secret.as_bytes(), body)
 }
 
 /// Answers the GET handshake Meta sends when the webhook is (re)configured.
@@ -89,20 +74,9 @@ pub fn verify_subscription<'a>(
     tokens_match(token, expected_token).then_some(challenge)
 }
 
-/// An HMAC-SHA256 of `body` keyed with `secret`, ready to finalize or verify.
-fn keyed(secret: &str, body: &[u8]) -> HmacSha256 {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac
-}
-
-/// Compares two tokens in constant time, independent of where they differ and of their lengths:
-/// both are reduced to a MAC under a fixed key and the MACs are compared with `verify_slice`.
+/// Compares two tokens in constant time, independent of where they differ and of their lengths.
 fn tokens_match(given: &str, expected: &str) -> bool {
-    const KEY: &str = "switchboard whatsapp verify token";
-    let expected = keyed(KEY, expected.as_bytes()).finalize().into_bytes();
-    keyed(KEY, given.as_bytes()).verify_slice(&expected).is_ok()
+    signature::secrets_match(given.as_bytes(), expected.as_bytes())
 }
 
 #[cfg(test)]

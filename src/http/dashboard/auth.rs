@@ -16,9 +16,10 @@ use serde::Deserialize;
 use super::{HtmlError, LOGIN_PATH, render};
 use crate::http::{
     AppState,
-    auth::constant_time_eq,
-    extract::{Origin, SESSION_COOKIE, StaffUser, cookie},
+    auth::secrets_match,
+    extract::{Origin, RequestOrigin, SESSION_COOKIE, StaffUser, cookie},
 };
+use crate::staff::{SignIn, SignInFrom};
 
 /// The cookie holding the sign-in form's CSRF token (double submit).
 pub(super) const LOGIN_CSRF_COOKIE: &str = "sb_login_csrf";
@@ -123,7 +124,7 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<StaffUser>,
         user,
         csrf: Some(session.csrf_token),
         credential: crate::staff::Credential::Session(token.to_owned()),
-        origin: Origin::of(parts),
+        origin: Origin::of(parts, state),
     }))
 }
 
@@ -209,13 +210,14 @@ pub(super) async fn login_form(
 /// redirect (303) to the dashboard.
 pub(super) async fn login(
     State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, HtmlError> {
     let Form(form) =
         form.map_err(|_| HtmlError::bad_request("Send the sign-in form as a web form."))?;
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(form.csrf.as_bytes(), expected.as_bytes()) {
+    if expected.is_empty() || !secrets_match(form.csrf.as_bytes(), expected.as_bytes()) {
         return Err(HtmlError::new(
             StatusCode::FORBIDDEN,
             "Sign-in form expired",
@@ -224,22 +226,44 @@ pub(super) async fn login(
         ));
     }
     let email = form.email.trim();
-    let Some(user) = state.staff.login(email, &form.password).await? else {
-        tracing::info!("a dashboard sign-in failed");
-        return login_page(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            expected,
-            email,
-            Some("The e-mail address or the password is wrong."),
-        );
+    let from = SignInFrom {
+        address: origin.address,
+        remote_addr: origin.remote_addr.as_deref(),
+        user_agent: origin.user_agent.as_deref(),
+        via: "dashboard",
+    };
+    let user = match state.staff.sign_in(email, &form.password, &from).await? {
+        SignIn::Welcome(user) => user,
+        SignIn::Refused => {
+            return login_page(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                expected,
+                email,
+                Some("The e-mail address or the password is wrong."),
+            );
+        }
+        SignIn::Throttled(refused) => {
+            let wait = refused.retry_after.as_secs().max(1);
+            let mut page = login_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                expected,
+                email,
+                Some(&format!(
+                    "Too many sign-in attempts. Please wait {wait} seconds and try again."
+                )),
+            )?;
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return Ok(page);
+        }
     };
     // A session this browser had before ends: one browser, one session.
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
         state.staff.close_session(old).await?;
     }
     let (token, _csrf) = state.staff.open_session(&user).await?;
-    tracing::info!(user = %user.id, role = %user.role, "signed in to the dashboard");
     let mut response = Redirect::to("/dashboard").into_response();
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, session_cookie(&state, &token)?);
@@ -263,7 +287,7 @@ pub(super) async fn logout(
         state.staff.from_session(token).await?
     };
     if let Some((user, session)) = session {
-        if !constant_time_eq(form.csrf.as_bytes(), session.csrf_token.as_bytes()) {
+        if !secrets_match(form.csrf.as_bytes(), session.csrf_token.as_bytes()) {
             return Err(HtmlError::new(
                 StatusCode::FORBIDDEN,
                 "Not signed out",

@@ -120,7 +120,7 @@ async fn open(
     let since = state.clock.now().minus(VIEW_LOGGED_FOR);
     let logged = audit_log::latest(&mut state.store.reader(), &staff.user.id, id)
         .await?
-        .is_some_and(|(action, at)| action == "view" && at > since);
+        .is_some_and(|(action, at)| matches!(action.as_str(), "view" | "observe") && at > since);
     let record = (!logged).then(|| json!({}));
     let (conversation, messages) = state
         .experts

@@ -5,15 +5,15 @@ use std::collections::HashMap;
 
 use axum::{
     Json,
-    extract::{Query, State},
-    http::{HeaderMap, StatusCode},
+    extract::{Query, Request, State},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use switchboard_channel::Channel;
 use switchboard_whatsapp::{SIGNATURE_HEADER, parse, verify_signature, verify_subscription};
 
-use super::{channel_off, summary};
-use crate::http::{ApiError, AppState, extract::ApiBytes};
+use super::{body, channel_off, summary};
+use crate::http::{ApiError, AppState};
 
 /// `GET /webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: answers the
 /// challenge when the token is ours.
@@ -45,15 +45,18 @@ pub async fn verify(
 /// answers 200 once all of it is stored.
 pub async fn receive(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiBytes(body): ApiBytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let Some(secret) = &state.config.whatsapp.app_secret else {
         return Err(channel_off("whatsapp"));
     };
-    let signature = headers
+    let signature = request
+        .headers()
         .get(SIGNATURE_HEADER)
-        .and_then(|value| value.to_str().ok());
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let signature = signature.as_deref();
+    let body = body(request, switchboard_whatsapp::MAX_WEBHOOK_BYTES).await?;
     if let Err(e) = verify_signature(signature, &body, secret) {
         tracing::warn!(reason = %e, "refused a WhatsApp webhook with a bad signature");
         return Err(ApiError::new(

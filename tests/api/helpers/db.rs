@@ -48,6 +48,8 @@ enum Cleanup {
     Postgres {
         base: String,
         schema: String,
+        /// Files that belong with the database (the staff key), removed when dropped.
+        dir: tempfile::TempDir,
     },
 }
 
@@ -78,6 +80,7 @@ impl TestDb {
                     cleanup: Cleanup::Postgres {
                         base: base.clone(),
                         schema,
+                        dir: tempfile::tempdir().expect("temporary directory"),
                     },
                 }
             }
@@ -85,9 +88,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A directory for files that belong with a PostgreSQL database; `None` on SQLite, whose
+    /// database file's directory serves.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match &self.cleanup {
+            Cleanup::Sqlite(_) => None,
+            Cleanup::Postgres { dir, .. } => Some(dir.path()),
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Cleanup::Postgres { base, schema } = &self.cleanup {
+        if let Cleanup::Postgres { base, schema, .. } = &self.cleanup {
             let (base, schema) = (base.clone(), schema.clone());
             // Drop runs inside the test's runtime; use a thread with its own.
             let _ = std::thread::spawn(move || {

@@ -6,6 +6,7 @@ mod db;
 pub mod dovecot;
 pub mod fake;
 pub mod graph;
+pub mod process;
 pub mod smtp;
 pub mod sse;
 
@@ -59,6 +60,17 @@ pub fn test_config(database_url: &str) -> Config {
     config.jobs.retry_base = Duration::from_millis(20);
     config.jobs.retry_max = Duration::from_millis(200);
     config.jobs.poll_interval = Duration::from_millis(200);
+    // Every test client comes from 127.0.0.1, many send fast: the limits are tested on their own
+    // (`limits.rs`), and elsewhere they are high enough never to refuse.
+    let limits = &mut config.limits;
+    limits.visitor.messages_per_minute = 100_000;
+    limits.visitor.conversations_per_hour = 100_000;
+    limits.visitor.handoffs_per_hour = 100_000;
+    limits.address.messages_per_minute = 100_000;
+    limits.address.conversations_per_hour = 100_000;
+    limits.address.handoffs_per_hour = 100_000;
+    limits.contact.messages_per_minute = 100_000;
+    limits.sign_in.attempts_per_minute = 100_000;
     config
 }
 
@@ -70,12 +82,25 @@ impl TestApp {
 
     /// Starts a gateway after `configure` adjusted the test configuration.
     pub async fn spawn_with(backend: &Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_with_clock(backend, Clock::system(), configure).await
+    }
+
+    /// Like [`TestApp::spawn_with`], on a clock the test moves.
+    pub async fn spawn_with_clock(
+        backend: &Backend,
+        clock: Clock,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let db = TestDb::create(backend).await;
         let media = tempfile::tempdir().expect("a media directory");
         let mut config = test_config(&db.url);
         config.media.dir = media.path().to_owned();
+        if let Some(dir) = db.dir() {
+            // PostgreSQL has no file to keep the staff key beside (SQLite's default).
+            config.staff.key_file = Some(dir.join("staff.key"));
+        }
         configure(&mut config);
-        let mut app = Self::start(config, Clock::system()).await;
+        let mut app = Self::start(config, clock).await;
         app.db = Some(db);
         app.media = Some(media);
         app

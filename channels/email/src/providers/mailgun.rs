@@ -13,15 +13,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
+use switchboard_channel::signature;
 
 use super::form::{Form, FormFile, fill_from_header_fields, header_block, token_from_envelope};
 use crate::inbound::{addresses, header_draft};
 use crate::{InboundEmail, ParseError, ReplyAddress, parse_mime};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The form fields that differ between deliveries of the same mail, left out of the
 /// fingerprint of a mail without a Message-ID.
@@ -56,15 +53,8 @@ pub fn verify(
     now: DateTime<Utc>,
     max_age: Duration,
 ) -> Result<(), MailgunError> {
-    if signing_key.is_empty() {
-        return Err(MailgunError::Invalid);
-    }
-    let signature = hex::decode(signature.trim()).map_err(|_| MailgunError::Invalid)?;
-    if signature.len() != 32 {
-        return Err(MailgunError::Invalid);
-    }
-    keyed(signing_key, timestamp, token)
-        .verify_slice(&signature)
+    let signed = [timestamp.as_bytes(), token.as_bytes()].concat();
+    signature::verify_hex_mac(signature, &signed, signing_key.as_bytes())
         .map_err(|_| MailgunError::Invalid)?;
     // Signed but unreadable: Mailgun always sends seconds, so this is not Mailgun.
     let sent = timestamp
@@ -82,15 +72,8 @@ pub fn verify(
 ///
 /// Used to replay recorded requests against a running gateway, and by tests.
 pub fn sign(signing_key: &str, timestamp: &str, token: &str) -> String {
-    hex::encode(keyed(signing_key, timestamp, token).finalize().into_bytes())
-}
-
-fn keyed(signing_key: &str, timestamp: &str, token: &str) -> HmacSha256 {
-    let mut mac =
-        HmacSha256::new_from_slice(signing_key.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(timestamp.as_bytes());
-    mac.update(token.as_bytes());
-    mac
+    let signed = [timestamp.as_bytes(), token.as_bytes()].concat();
+    hex::encode(signature::hmac_sha256(signing_key.as_bytes(), &signed))
 }
 
 /// Reads the mail of a Mailgun forward request: `fields` are the form's `(name, value)` pairs,

@@ -6,18 +6,12 @@
 //! so that the route can be public without anyone being able to post mail "from" a customer.
 //! `switchboard replay` signs the `.eml` fixtures the same way.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use switchboard_channel::signature;
 
 use crate::{InboundEmail, ParseError, ReplyAddress, parse_mime};
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// The header carrying the body's signature, lowercase as HTTP libraries normalize it.
 pub const SIGNATURE_HEADER: &str = "x-switchboard-signature";
-
-/// What precedes the hex digest in the header value.
-const PREFIX: &str = "sha256=";
 
 /// Why a raw mail request is refused.
 ///
@@ -43,8 +37,7 @@ pub enum SignatureError {
 ///
 /// Used by MTA hooks and `switchboard replay`, and by tests.
 pub fn sign(body: &[u8], secret: &str) -> String {
-    let digest = keyed(secret, body).finalize().into_bytes();
-    format!("{PREFIX}{}", hex::encode(digest))
+    signature::sign_sha256(secret.as_bytes(), body)
 }
 
 /// Checks the [`SIGNATURE_HEADER`] value (`None` when the request has none) against the raw body,
@@ -54,31 +47,17 @@ pub fn verify(header: Option<&str>, body: &[u8], secret: &str) -> Result<(), Sig
     if secret.is_empty() {
         return Err(SignatureError::NoSecret);
     }
-    let header = header.ok_or(SignatureError::Missing)?.trim();
-    let digest = match header.split_at_checked(PREFIX.len()) {
-        Some((prefix, digest)) if prefix.eq_ignore_ascii_case(PREFIX) => digest,
-        _ => return Err(SignatureError::Malformed),
-    };
-    let digest = hex::decode(digest).map_err(|_| SignatureError::Malformed)?;
-    if digest.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
-    keyed(secret, body)
-        .verify_slice(&digest)
-        .map_err(|_| SignatureError::Mismatch)
+    signature::verify_sha256(header, body, secret.as_bytes()).map_err(|e| match e {
+        signature::SignatureError::Missing => SignatureError::Missing,
+        signature::SignatureError::Malformed => SignatureError::Malformed,
+        signature::SignatureError::Mismatch => SignatureError::Mismatch,
+    })
 }
 
 /// Reads the mail of a verified request: the body is the raw mail. The same as
 /// [`parse_mime`], named for the route.
 pub fn parse(body: &[u8], ours: &ReplyAddress) -> Result<InboundEmail, ParseError> {
     parse_mime(body, ours)
-}
-
-fn keyed(secret: &str, body: &[u8]) -> HmacSha256 {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac
 }
 
 #[cfg(test)]

@@ -178,6 +178,7 @@ fn a_private_text_is_a_message_from_the_chat() {
         message,
         InboundMessage {
             provider_message_id: Some("218485655:42".into()),
+            sender_key: None,
             account: "support".into(),
             from: ContactRef {
                 external_id: "218485655".into(),

@@ -1,0 +1,196 @@
+//! Limits on what the public can ask of the gateway: rates, caps on open streams, and the cost of
+//! signing in.
+//!
+//! The gateway faces the internet. Every website visitor's message is an agent turn (with a paid
+//! model, money), every event stream holds a connection, every sign-in attempt costs a 19 MiB
+//! password hash. Each of these is bounded here, per visitor identity, per client address, per
+//! contact and in total, with defaults a real site can live with (`[limits]` in the
+//! configuration; `0` switches one off):
+//!
+//! - [`VisitorRates`]: messages, new conversations and handoffs of the website API;
+//! - [`streams`]: open event streams;
+//! - [`contacts`]: answers per contact on the messaging channels (over the limit a message is
+//!   stored, not answered);
+//! - [`sign_in`]: staff sign-in attempts, with a backoff per account.
+//!
+//! A refusal of a request is answered `429` with `Retry-After` and changes nothing. The checks are
+//! in memory and cost nothing measurable on the path from a message to its reply; what they
+//! remember is pruned every minute ([`Limits::forget_idle`]).
+
+pub mod contacts;
+pub mod rate;
+pub mod sign_in;
+pub mod streams;
+
+use std::{hash::BuildHasher, net::IpAddr, sync::Arc, time::Duration};
+
+use crate::{config::LimitsConfig, time::Clock};
+use contacts::ContactFloods;
+use rate::Rate;
+use sign_in::SignInGuard;
+use streams::StreamSlots;
+
+/// A request over a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// When trying again makes sense.
+    pub retry_after: Duration,
+    /// Which limit, for people.
+    pub reason: &'static str,
+}
+
+/// Every limit of the gateway. Shared (`Arc`) by the HTTP side and the pipeline.
+pub struct Limits {
+    /// The website API's rates.
+    pub visitors: VisitorRates,
+    /// Open event streams.
+    pub streams: Arc<StreamSlots>,
+    /// Staff sign-in.
+    pub sign_in: SignInGuard,
+    /// Answers per contact on the messaging channels.
+    pub contacts: ContactFloods,
+}
+
+impl Limits {
+    /// The limits of a configuration; `total_streams` is the cap on open event streams, derived
+    /// from the connection cap when not configured.
+    pub fn new(config: &LimitsConfig, total_streams: usize, clock: &Clock) -> Arc<Self> {
+        Arc::new(Self {
+            visitors: VisitorRates::new(config, clock),
+            streams: StreamSlots::new(
+                config.visitor.event_streams,
+                config.streams.per_staff_member,
+                config.address.event_streams,
+                total_streams,
+            ),
+            sign_in: SignInGuard::new(&config.sign_in, clock),
+            contacts: ContactFloods::new(config.contact.messages_per_minute, clock),
+        })
+    }
+
+    /// Forgets keys that are idle again, so memory follows the active clients only.
+    pub fn forget_idle(&self) {
+        self.visitors.forget_idle();
+        self.sign_in.forget_idle();
+        self.contacts.forget_idle();
+    }
+}
+
+/// What website visitors may do, per visitor and per client address.
+pub struct VisitorRates {
+    messages: Rate<u64>,
+    conversations: Rate<u64>,
+    handoffs: Rate<u64>,
+    address_messages: Rate<IpAddr>,
+    address_conversations: Rate<IpAddr>,
+    address_handoffs: Rate<IpAddr>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl VisitorRates {
+    fn new(config: &LimitsConfig, clock: &Clock) -> Self {
+        let (visitor, address) = (&config.visitor, &config.address);
+        Self {
+            messages: Rate::per_minute(visitor.messages_per_minute, clock),
+            conversations: Rate::per_hour(visitor.conversations_per_hour, clock),
+            handoffs: Rate::per_hour(visitor.handoffs_per_hour, clock),
+            address_messages: Rate::per_minute(address.messages_per_minute, clock),
+            address_conversations: Rate::per_hour(address.conversations_per_hour, clock),
+            address_handoffs: Rate::per_hour(address.handoffs_per_hour, clock),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Counts a message of `visitor` (their web contact id) from `address`; starting a new
+    /// conversation counts against that rate too.
+    pub fn message(
+        &self,
+        visitor: &str,
+        address: IpAddr,
+        new_conversation: bool,
+    ) -> Result<(), Refused> {
+        let key = self.hasher.hash_one(visitor);
+        if new_conversation {
+            self.conversations
+                .check(&key)
+                .map_err(refused("too many new conversations from this visitor"))?;
+            self.address_conversations
+                .check(&address)
+                .map_err(refused("too many new conversations from this address"))?;
+        }
+        self.messages
+            .check(&key)
+            .map_err(refused("too many messages from this visitor"))?;
+        self.address_messages
+            .check(&address)
+            .map_err(refused("too many messages from this address"))
+    }
+
+    /// Counts a request for a person.
+    pub fn handoff(&self, visitor: &str, address: IpAddr) -> Result<(), Refused> {
+        self.handoffs
+            .check(&self.hasher.hash_one(visitor))
+            .map_err(refused("too many requests for a person from this visitor"))?;
+        self.address_handoffs
+            .check(&address)
+            .map_err(refused("too many requests for a person from this address"))
+    }
+
+    fn forget_idle(&self) {
+        self.messages.forget_idle();
+        self.conversations.forget_idle();
+        self.handoffs.forget_idle();
+        self.address_messages.forget_idle();
+        self.address_conversations.forget_idle();
+        self.address_handoffs.forget_idle();
+    }
+}
+
+fn refused(reason: &'static str) -> impl Fn(Duration) -> Refused {
+    move |retry_after| Refused {
+        retry_after,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AddressLimits, VisitorLimits};
+
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const OFFICE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn visitors_and_addresses_are_limited_separately() {
+        let config = LimitsConfig {
+            visitor: VisitorLimits {
+                messages_per_minute: 2,
+                conversations_per_hour: 1,
+                ..VisitorLimits::default()
+            },
+            address: AddressLimits {
+                messages_per_minute: 3,
+                ..AddressLimits::default()
+            },
+            ..LimitsConfig::default()
+        };
+        let limits = Limits::new(&config, 10, &Clock::system());
+        let rates = &limits.visitors;
+        rates.message("device:a", HOME, true).unwrap();
+        assert_eq!(
+            rates.message("device:a", HOME, true).unwrap_err().reason,
+            "too many new conversations from this visitor"
+        );
+        rates.message("device:a", HOME, false).unwrap();
+        let refused = rates.message("device:a", HOME, false).unwrap_err();
+        assert_eq!(refused.reason, "too many messages from this visitor");
+        assert!(refused.retry_after > Duration::ZERO);
+        rates.message("device:b", HOME, false).unwrap();
+        assert_eq!(
+            rates.message("device:c", HOME, false).unwrap_err().reason,
+            "too many messages from this address"
+        );
+        rates.message("device:c", OFFICE, false).unwrap();
+    }
+}

@@ -1,0 +1,121 @@
+//! The real `switchboard` binary as a child process: started on a configuration file (in the
+//! file's directory, so that nothing it creates lands in the project), its log, its memory, and
+//! `kill -9`.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+/// The gateway binary, running.
+pub struct Gateway {
+    child: Child,
+    address: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Gateway {
+    /// Starts `switchboard --config <config> serve` and waits until it listens.
+    pub fn start(config: &Path) -> Gateway {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env_remove("SWITCHBOARD_LISTEN")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = config.parent() {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().expect("start the gateway binary");
+        let (tx, lines) = mpsc::channel();
+        for output in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut seen = Vec::new();
+        let address = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the gateway did not start; it said: {seen:#?}"));
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let address = rest.split_whitespace().next().expect("an address");
+                break address.parse().expect("a socket address");
+            }
+            seen.push(line);
+        };
+        Gateway {
+            child,
+            address,
+            lines,
+        }
+    }
+
+    /// A URL on the gateway.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, once it exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("the gateway's status")
+    }
+
+    /// `kill -9`: no shutdown, no flushing, nothing.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill the gateway");
+        let _ = self.child.wait();
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// The resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the gateway's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
