@@ -129,7 +129,7 @@ impl Gateway {
         let staff = Staff::connect(
             &config.staff,
             &config.database,
-            &config.limits.sign_in,
+            &config.limits,
             store.clone(),
             clock.clone(),
         )

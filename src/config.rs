@@ -76,7 +76,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed: the client's address
     /// (for rate limits and the audit log) is then the nearest address in that header that is not
-    /// one of them. Empty: the address of the connection's peer.
+    /// one of them. Default: this machine's loopback addresses (a reverse proxy on the same host);
+    /// every other peer is the client itself.
     pub trusted_proxies: Vec<String>,
     /// Bearer token of the operator: it grants access to stored media (`/v1/media/{id}`). Unset:
     /// those routes answer 401.
@@ -94,7 +95,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
             max_connections: 0,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             admin_token: None,
         }
     }
@@ -1014,9 +1015,13 @@ impl Default for MediaConfig {
 
 /// Rate limits and caps: what one visitor, one client address, one contact or one sign-in may
 /// ask of the gateway. `0` switches a single limit off.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Clients on this machine (a loopback address no trusted proxy forwarded for: health checks,
+    /// scripts, load tests of the operator) are not held to the visitor and address limits. The
+    /// gateway's total caps and the per-account sign-in backoff still apply.
+    pub exempt_local: bool,
     /// Per website visitor identity (a device id, or a signed-in user of the embedding site).
     pub visitor: VisitorLimits,
     /// Per client address: all visitors behind one address together.
@@ -1028,6 +1033,19 @@ pub struct LimitsConfig {
     pub sign_in: SignInLimits,
     /// Open event streams of the whole gateway.
     pub streams: StreamLimits,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            exempt_local: true,
+            visitor: VisitorLimits::default(),
+            address: AddressLimits::default(),
+            contact: ContactLimits::default(),
+            sign_in: SignInLimits::default(),
+            streams: StreamLimits::default(),
+        }
+    }
 }
 
 /// What one website visitor may do.

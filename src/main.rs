@@ -175,7 +175,7 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             let staff = Staff::connect(
                 &config.staff,
                 &config.database,
-                &config.limits.sign_in,
+                &config.limits,
                 store.clone(),
                 Clock::system(),
             )

@@ -11,7 +11,11 @@
 //! - [`streams`]: open event streams;
 //! - [`contacts`]: answers per contact on the messaging channels (over the limit a message is
 //!   stored, not answered);
-//! - [`sign_in`]: staff sign-in attempts, with a backoff per account.
+//! - [`sign_in`]: staff sign-in attempts, with a backoff per account (held by `staff`).
+//!
+//! Clients on the gateway's own machine (loopback, not forwarded by a proxy) are exempt from the
+//! per-visitor and per-address limits by default (`limits.exempt_local`): they are the operator's
+//! health checks, scripts and load tests. Totals that protect the process apply to everyone.
 //!
 //! A refusal of a request is answered `429` with `Retry-After` and changes nothing. The checks are
 //! in memory and cost nothing measurable on the path from a message to its reply; what they
@@ -27,7 +31,6 @@ use std::{hash::BuildHasher, net::IpAddr, sync::Arc, time::Duration};
 use crate::{config::LimitsConfig, time::Clock};
 use contacts::ContactFloods;
 use rate::Rate;
-use sign_in::SignInGuard;
 use streams::StreamSlots;
 
 /// A request over a limit.
@@ -39,14 +42,17 @@ pub struct Refused {
     pub reason: &'static str,
 }
 
+/// Whether a client address is this machine's own (and exempt, when so configured).
+fn local(address: IpAddr) -> bool {
+    address.to_canonical().is_loopback()
+}
+
 /// Every limit of the gateway. Shared (`Arc`) by the HTTP side and the pipeline.
 pub struct Limits {
     /// The website API's rates.
     pub visitors: VisitorRates,
     /// Open event streams.
     pub streams: Arc<StreamSlots>,
-    /// Staff sign-in.
-    pub sign_in: SignInGuard,
     /// Answers per contact on the messaging channels.
     pub contacts: ContactFloods,
 }
@@ -62,8 +68,8 @@ impl Limits {
                 config.streams.per_staff_member,
                 config.address.event_streams,
                 total_streams,
+                config.exempt_local,
             ),
-            sign_in: SignInGuard::new(&config.sign_in, clock),
             contacts: ContactFloods::new(config.contact.messages_per_minute, clock),
         })
     }
@@ -71,7 +77,6 @@ impl Limits {
     /// Forgets keys that are idle again, so memory follows the active clients only.
     pub fn forget_idle(&self) {
         self.visitors.forget_idle();
-        self.sign_in.forget_idle();
         self.contacts.forget_idle();
     }
 }
@@ -85,6 +90,7 @@ pub struct VisitorRates {
     address_conversations: Rate<IpAddr>,
     address_handoffs: Rate<IpAddr>,
     hasher: std::collections::hash_map::RandomState,
+    exempt_local: bool,
 }
 
 impl VisitorRates {
@@ -98,6 +104,7 @@ impl VisitorRates {
             address_conversations: Rate::per_hour(address.conversations_per_hour, clock),
             address_handoffs: Rate::per_hour(address.handoffs_per_hour, clock),
             hasher: Default::default(),
+            exempt_local: config.exempt_local,
         }
     }
 
@@ -109,6 +116,9 @@ impl VisitorRates {
         address: IpAddr,
         new_conversation: bool,
     ) -> Result<(), Refused> {
+        if self.exempt_local && local(address) {
+            return Ok(());
+        }
         let key = self.hasher.hash_one(visitor);
         if new_conversation {
             self.conversations
@@ -128,6 +138,9 @@ impl VisitorRates {
 
     /// Counts a request for a person.
     pub fn handoff(&self, visitor: &str, address: IpAddr) -> Result<(), Refused> {
+        if self.exempt_local && local(address) {
+            return Ok(());
+        }
         self.handoffs
             .check(&self.hasher.hash_one(visitor))
             .map_err(refused("too many requests for a person from this visitor"))?;
@@ -160,6 +173,34 @@ mod tests {
 
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
     const OFFICE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn the_operators_own_machine_is_exempt_unless_configured_otherwise() {
+        let strict = LimitsConfig {
+            visitor: VisitorLimits {
+                messages_per_minute: 1,
+                ..VisitorLimits::default()
+            },
+            ..LimitsConfig::default()
+        };
+        let limits = Limits::new(&strict, 10, &Clock::system());
+        for _ in 0..5 {
+            limits.visitors.message("device:a", LOCAL, true).unwrap();
+        }
+        limits.visitors.message("device:a", HOME, false).unwrap();
+        assert!(limits.visitors.message("device:a", HOME, false).is_err());
+        let limits = Limits::new(
+            &LimitsConfig {
+                exempt_local: false,
+                ..strict
+            },
+            10,
+            &Clock::system(),
+        );
+        limits.visitors.message("device:a", LOCAL, false).unwrap();
+        assert!(limits.visitors.message("device:a", LOCAL, false).is_err());
+    }
 
     #[test]
     fn visitors_and_addresses_are_limited_separately() {

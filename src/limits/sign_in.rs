@@ -22,6 +22,7 @@ pub struct SignInGuard {
     failures_before_backoff: u32,
     backoff_base: Duration,
     backoff_max: Duration,
+    exempt_local: bool,
     clock: Clock,
 }
 
@@ -35,8 +36,9 @@ struct Failures {
 }
 
 impl SignInGuard {
-    /// The guard of these limits.
-    pub fn new(config: &SignInLimits, clock: &Clock) -> Self {
+    /// The guard of these limits; with `exempt_local`, loopback clients are not held to the
+    /// address rate (the account backoff holds for everyone).
+    pub fn new(config: &SignInLimits, exempt_local: bool, clock: &Clock) -> Self {
         Self {
             per_address: Rate::per_minute(config.attempts_per_minute, clock),
             failures: Mutex::new(HashMap::new()),
@@ -44,18 +46,21 @@ impl SignInGuard {
             failures_before_backoff: config.failures_before_backoff,
             backoff_base: config.backoff_base,
             backoff_max: config.backoff_max,
+            exempt_local,
             clock: clock.clone(),
         }
     }
 
     /// Whether an attempt on `account` from `address` may be checked now.
     pub fn admit(&self, account: &str, address: IpAddr) -> Result<(), Refused> {
-        self.per_address
-            .check(&address)
-            .map_err(|retry_after| Refused {
-                retry_after,
-                reason: "too many sign-in attempts from this address",
-            })?;
+        if !(self.exempt_local && address.to_canonical().is_loopback()) {
+            self.per_address
+                .check(&address)
+                .map_err(|retry_after| Refused {
+                    retry_after,
+                    reason: "too many sign-in attempts from this address",
+                })?;
+        }
         let now = self.clock.now();
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match failures.get(&self.key(account)) {
@@ -132,6 +137,7 @@ mod tests {
                 backoff_max: Duration::from_secs(60),
                 ..SignInLimits::default()
             },
+            true,
             clock,
         )
     }
@@ -188,6 +194,7 @@ mod tests {
                 attempts_per_minute: 2,
                 ..SignInLimits::default()
             },
+            true,
             &clock,
         );
         guard.admit("a@example.com", HOME).unwrap();

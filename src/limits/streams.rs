@@ -52,6 +52,8 @@ pub struct StreamSlots {
     /// Open streams by key; a key is absent at zero.
     open: Mutex<HashMap<u64, u32>>,
     hasher: std::collections::hash_map::RandomState,
+    /// Clients on this machine are held to the total only.
+    exempt_local: bool,
 }
 
 /// An open stream's place: given back when dropped.
@@ -62,8 +64,15 @@ pub struct StreamPermit {
 }
 
 impl StreamSlots {
-    /// Caps; 0 is no cap (the total is always capped: `total_max` at least 1).
-    pub fn new(visitor_max: u32, staff_max: u32, address_max: u32, total_max: usize) -> Arc<Self> {
+    /// Caps; 0 is no cap (the total is always capped: `total_max` at least 1). With
+    /// `exempt_local`, streams of loopback clients count against the total only.
+    pub fn new(
+        visitor_max: u32,
+        staff_max: u32,
+        address_max: u32,
+        total_max: usize,
+        exempt_local: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             visitor_max,
             staff_max,
@@ -72,6 +81,7 @@ impl StreamSlots {
             total: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
             hasher: Default::default(),
+            exempt_local,
         })
     }
 
@@ -81,15 +91,17 @@ impl StreamSlots {
         owner: StreamOwner<'_>,
         address: IpAddr,
     ) -> Result<StreamPermit, StreamRefused> {
+        let local = self.exempt_local && address.to_canonical().is_loopback();
         let (owner_key, owner_max) = match owner {
             StreamOwner::Visitor(id) => (self.key(&("visitor", id)), self.visitor_max),
             StreamOwner::Staff(id) => (self.key(&("staff", id)), self.staff_max),
         };
+        let owner_max = if local { 0 } else { owner_max };
         let address_key = self.key(&("address", address));
         // Staff are not counted against their address: a support team shares an office's.
         let address_max = match owner {
-            StreamOwner::Visitor(_) => self.address_max,
-            StreamOwner::Staff(_) => 0,
+            StreamOwner::Visitor(_) if !local => self.address_max,
+            _ => 0,
         };
         if self
             .total
@@ -114,7 +126,12 @@ impl StreamSlots {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(refused);
         }
-        *open.entry(owner_key).or_default() += 1;
+        let owner = if owner_max > 0 {
+            *open.entry(owner_key).or_default() += 1;
+            owner_key
+        } else {
+            0
+        };
         let address = if address_max > 0 {
             *open.entry(address_key).or_default() += 1;
             address_key
@@ -123,7 +140,7 @@ impl StreamSlots {
         };
         Ok(StreamPermit {
             slots: self.clone(),
-            owner: owner_key,
+            owner,
             address,
         })
     }
@@ -171,7 +188,7 @@ mod tests {
 
     #[test]
     fn each_cap_holds_and_places_come_back() {
-        let slots = StreamSlots::new(2, 3, 3, 5);
+        let slots = StreamSlots::new(2, 3, 3, 5, true);
         let a1 = slots.open(StreamOwner::Visitor("a"), HOME).unwrap();
         let _a2 = slots.open(StreamOwner::Visitor("a"), HOME).unwrap();
         assert_eq!(
@@ -198,8 +215,27 @@ mod tests {
     }
 
     #[test]
+    fn local_clients_count_against_the_total_only() {
+        let slots = StreamSlots::new(1, 1, 1, 3, true);
+        let local = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let _a = slots.open(StreamOwner::Visitor("a"), local).unwrap();
+        let _b = slots.open(StreamOwner::Visitor("a"), local).unwrap();
+        let _c = slots.open(StreamOwner::Visitor("a"), local).unwrap();
+        assert_eq!(
+            slots.open(StreamOwner::Visitor("a"), local).err(),
+            Some(StreamRefused::Total)
+        );
+        let strict = StreamSlots::new(1, 1, 1, 3, false);
+        let _a = strict.open(StreamOwner::Visitor("a"), local).unwrap();
+        assert_eq!(
+            strict.open(StreamOwner::Visitor("a"), local).err(),
+            Some(StreamRefused::Owner)
+        );
+    }
+
+    #[test]
     fn zero_is_no_cap_except_for_the_total() {
-        let slots = StreamSlots::new(0, 0, 0, 0);
+        let slots = StreamSlots::new(0, 0, 0, 0, true);
         let _one = slots.open(StreamOwner::Visitor("a"), HOME).unwrap();
         assert_eq!(
             slots.open(StreamOwner::Visitor("a"), HOME).err(),

@@ -109,26 +109,27 @@ impl Staff {
     pub async fn connect(
         config: &StaffConfig,
         database: &crate::config::DatabaseConfig,
-        sign_in: &crate::config::SignInLimits,
+        limits: &crate::config::LimitsConfig,
         store: Store,
         clock: Clock,
     ) -> Result<Self, key::KeyError> {
         let file = key::key_file(config, database);
         let secret = key::staff_secret(config.jwt_secret.as_ref(), &file, &store, &clock).await?;
-        Ok(Self::new(config, sign_in, store, clock, secret.as_bytes()))
+        Ok(Self::new(config, limits, store, clock, secret.as_bytes()))
     }
 
     fn new(
         config: &StaffConfig,
-        sign_in: &crate::config::SignInLimits,
+        limits: &crate::config::LimitsConfig,
         store: Store,
         clock: Clock,
         secret: &[u8],
     ) -> Self {
+        let sign_in = &limits.sign_in;
         Self {
             inner: Arc::new(Inner {
                 keys: TokenKeys::new(secret, config.token_ttl),
-                guard: SignInGuard::new(sign_in, &clock),
+                guard: SignInGuard::new(sign_in, limits.exempt_local, &clock),
                 hashing: passwords::Hashing::new(sign_in.concurrent_hashes, sign_in.hash_wait),
                 store,
                 clock,

@@ -161,6 +161,34 @@ async fn behind_a_trusted_proxy_each_client_address_has_its_own_rate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_the_operators_own_machine_is_exempt_and_a_local_proxy_is_believed() {
+    // The defaults: loopback clients are exempt, loopback proxies are trusted.
+    let defaults = switchboard::config::Config::defaults();
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.limits.exempt_local = defaults.limits.exempt_local;
+        c.server.trusted_proxies = defaults.server.trusted_proxies.clone();
+        c.limits.visitor.messages_per_minute = 1;
+    })
+    .await;
+    // A health check, a script, a load test on the gateway's machine: not limited.
+    for _ in 0..3 {
+        let (status, body) = app.send("local-script", json!({"content": "hi"})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // A visitor forwarded by a reverse proxy on the same machine is a visitor like any other.
+    let forwarded = || {
+        call(
+            app.request(Method::POST, "/v1/chat/messages", "visitor")
+                .header("X-Forwarded-For", "198.51.100.23")
+                .json(&json!({"content": "hi"})),
+        )
+    };
+    assert_eq!(forwarded().await.0, 200);
+    let (status, retry_after, body) = forwarded().await;
+    assert_rate_limited(status, &body, retry_after.as_deref());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_conversations_and_handoffs_have_rates_of_their_own() {
     let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
         c.limits.visitor.conversations_per_hour = 2;
