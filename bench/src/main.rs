@@ -123,7 +123,12 @@ fn serve(database_url: String, graph: Option<String>) -> anyhow::Result<()> {
             config.log.filter = "warn".into();
             let dir = tempfile::tempdir()?;
             config.media.dir = dir.path().join("media");
-            config.staff.key_file = Some(dir.path().join("staff.key"));
+            // Every gateway the benchmark starts on one database must sign staff tokens with the
+            // same key: beside the SQLite file (the default), or one file for PostgreSQL schemas.
+            if !config.database.url.starts_with("sqlite:") {
+                config.staff.key_file =
+                    Some(std::env::temp_dir().join("switchboard-bench-staff.key"));
+            }
             // The load comes from one address and few identities: limits that check every
             // request (so their cost is measured; the load's own machine is not exempt) but
             // never refuse one.

@@ -316,22 +316,7 @@ impl Experts {
         metadata.insert("mode".into(), json!(mode));
         messages::insert(
             tx,
-            NewMessage {
-                conversation_id: conversation.id.clone(),
-                seq: conversation.last_seq,
-                channel: conversation.channel,
-                direction: Direction::Outbound,
-                role: Author::System,
-                author: None,
-                kind: "text",
-                content: text.to_owned(),
-                attachments: Vec::new(),
-                provider_message_id: None,
-                reply_to: None,
-                status: messages::initial_status(conversation.channel),
-                awaits_answer: false,
-                metadata,
-            },
+            NewMessage::system_notice(conversation, text, metadata),
             self.inner.clock.now(),
         )
         .await

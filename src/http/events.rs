@@ -132,57 +132,20 @@ pub(super) async fn conversation_stream(
     let mut replay: Vec<Event> = first.into_iter().collect();
     let (page, complete) = cursor.page(&state.store, &conversation_id).await?;
     replay.extend(page);
-    let store = state.store.clone();
-    let rest = if complete {
-        if let Some(streaming) = subscription.streaming.take() {
-            replay.extend(cursor.resume_reply(streaming));
-        }
-        live(store, conversation_id, cursor, subscription).left_stream()
-    } else {
-        // Boxed: only long replays pay for the extra state.
-        Box::pin(rest_then_live(store, conversation_id, cursor, subscription)).right_stream()
-    };
+    if complete && let Some(streaming) = subscription.streaming.take() {
+        replay.extend(cursor.resume_reply(streaming));
+    }
+    let live = live(
+        state.store.clone(),
+        conversation_id,
+        cursor,
+        subscription,
+        !complete,
+    );
     let events = futures::stream::iter(replay.into_iter().map(Ok))
-        .chain(rest)
+        .chain(live)
         .take_until(until);
     Ok(sse_response(events, state, Some(permit)))
-}
-
-/// The rest of a long replay, a page at a time, then the reply in progress and the live feed.
-fn rest_then_live(
-    store: Store,
-    conversation_id: String,
-    mut cursor: Cursor,
-    mut subscription: Subscription,
-) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    async_stream::stream! {
-        loop {
-            match cursor.page(&store, &conversation_id).await {
-                Ok((events, complete)) => {
-                    for event in events {
-                        yield Ok(event);
-                    }
-                    if complete {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, conversation = %conversation_id, "event replay failed");
-                    return;
-                }
-            }
-        }
-        if let Some(streaming) = subscription.streaming.take() {
-            for event in cursor.resume_reply(streaming) {
-                yield Ok(event);
-            }
-        }
-        let live = live(store, conversation_id, cursor, subscription);
-        futures::pin_mut!(live);
-        while let Some(event) = live.next().await {
-            yield event;
-        }
-    }
 }
 
 /// Where a client is in a conversation's event stream, and what it has already seen.
@@ -361,44 +324,56 @@ fn next_page<'a>(
 type PageFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(Vec<Event>, bool), StoreError>> + Send + 'a>>;
 
-/// Follows the live feed from where the replay left the cursor.
+/// Follows the live feed from where the replay left the cursor; `behind` when the replay is not
+/// complete yet (it goes on a page at a time, then resumes the reply in progress). Whenever the
+/// feed runs ahead of what was sent (a gap, or a client too slow for the feed), the stream catches
+/// up from the database, a page at a time.
 fn live(
     store: Store,
     conversation_id: String,
     mut cursor: Cursor,
     mut subscription: Subscription,
+    mut behind: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     async_stream::stream! {
         loop {
+            if behind {
+                loop {
+                    match next_page(&mut cursor, &store, &conversation_id).await {
+                        Ok((events, complete)) => {
+                            for event in events {
+                                yield Ok(event);
+                            }
+                            if complete {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, conversation = %conversation_id, "event catch-up failed");
+                            return;
+                        }
+                    }
+                }
+                behind = false;
+                // After the first replay only: the reply being written when the client came.
+                if let Some(streaming) = subscription.streaming.take() {
+                    for event in cursor.resume_reply(streaming) {
+                        yield Ok(event);
+                    }
+                }
+            }
             match subscription.receiver.recv().await {
                 Ok(event) => match cursor.judge(&event) {
                     Verdict::Send(position) => {
                         yield Ok(sse(&event, position, cursor.audience));
-                        continue;
                     }
-                    Verdict::Skip => continue,
-                    Verdict::Gap => {}
+                    Verdict::Skip => {}
+                    Verdict::Gap => behind = true,
                 },
                 // Too slow: catch up on stored messages; missed deltas are superseded by them.
-                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Lagged(_)) => behind = true,
                 // The hub is gone: the gateway is shutting down.
                 Err(RecvError::Closed) => return,
-            }
-            loop {
-                match next_page(&mut cursor, &store, &conversation_id).await {
-                    Ok((events, complete)) => {
-                        for event in events {
-                            yield Ok(event);
-                        }
-                        if complete {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, conversation = %conversation_id, "event catch-up failed");
-                        return;
-                    }
-                }
             }
         }
     }

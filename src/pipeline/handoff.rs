@@ -16,7 +16,7 @@ use crate::{
     store::{
         StoreError, Tx,
         conversations::{self, Conversation, Mode},
-        messages::{self, Direction, Message, NewMessage, Role},
+        messages::{self, Message, NewMessage},
     },
     time::Timestamp,
 };
@@ -91,22 +91,7 @@ pub async fn to_expert(
     metadata.insert("reason".into(), json!(reason));
     messages::insert(
         tx,
-        NewMessage {
-            conversation_id: conversation.id,
-            seq: conversation.last_seq,
-            channel: conversation.channel,
-            direction: Direction::Outbound,
-            role: Role::System,
-            author: None,
-            kind: "text",
-            content: HANDOFF_NOTICE.into(),
-            attachments: Vec::new(),
-            provider_message_id: None,
-            reply_to: None,
-            status: messages::initial_status(conversation.channel),
-            awaits_answer: false,
-            metadata,
-        },
+        NewMessage::system_notice(&conversation, HANDOFF_NOTICE, metadata),
         now,
     )
     .await

@@ -495,22 +495,7 @@ async fn over_limit_notice(
     metadata.insert("notice".into(), json!("rate_limited"));
     messages::insert(
         tx,
-        NewMessage {
-            conversation_id: conversation.id,
-            seq: conversation.last_seq,
-            channel: conversation.channel,
-            direction: Direction::Outbound,
-            role: Role::System,
-            author: None,
-            kind: "text",
-            content: notice.to_owned(),
-            attachments: Vec::new(),
-            provider_message_id: None,
-            reply_to: None,
-            status: messages::initial_status(conversation.channel),
-            awaits_answer: false,
-            metadata,
-        },
+        NewMessage::system_notice(&conversation, notice, metadata),
         now,
     )
     .await

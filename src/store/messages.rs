@@ -188,6 +188,33 @@ pub fn initial_status(channel: Channel) -> DeliveryStatus {
     }
 }
 
+impl NewMessage {
+    /// A notice of the gateway to the end user (a handoff, a release, a rate limit), as the next
+    /// message of `conversation` (whose seq was just taken), delivered on its channel.
+    pub fn system_notice(
+        conversation: &super::conversations::Conversation,
+        content: &str,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> NewMessage {
+        NewMessage {
+            conversation_id: conversation.id.clone(),
+            seq: conversation.last_seq,
+            channel: conversation.channel,
+            direction: Direction::Outbound,
+            role: Role::System,
+            author: None,
+            kind: "text",
+            content: content.to_owned(),
+            attachments: Vec::new(),
+            provider_message_id: None,
+            reply_to: None,
+            status: initial_status(conversation.channel),
+            awaits_answer: false,
+            metadata,
+        }
+    }
+}
+
 /// Stores a message (and puts it on the pipeline's work list when it awaits an answer, or on the
 /// delivery queue when it is outbound on a channel that needs delivery). Returns `None` when a
 /// message with the same provider id is already stored on the channel (a provider retry).
