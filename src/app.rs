@@ -297,7 +297,7 @@ impl Gateway {
                 .iter()
                 .filter_map(|p| crate::config::parse_proxy(p))
                 .collect(),
-            mail_bodies: Arc::new(tokio::sync::Semaphore::new(MAIL_BODIES_AT_ONCE)),
+            unverified_bodies: Arc::new(tokio::sync::Semaphore::new(UNVERIFIED_BODIES_KIB)),
         };
         let app = http::router(state);
         let housekeeping = tokio::spawn(forget_idle_limits(
@@ -313,6 +313,8 @@ impl Gateway {
         let hub = self.hub.clone();
         let options = http::server::ServeOptions {
             max_connections: self.max_connections,
+            max_per_address: self.config.server.max_connections_per_address,
+            unlimited: self.unlimited_peers(),
             header_timeout: self.config.server.header_timeout,
             body_timeout: self.config.server.body_timeout,
         };
@@ -366,6 +368,26 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The peers a client address's limits never apply to: trusted proxies (every client comes
+    /// through them), and this machine when it is exempt from limits.
+    fn unlimited_peers(&self) -> Arc<[ipnet::IpNet]> {
+        let mut peers: Vec<ipnet::IpNet> = self
+            .config
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| crate::config::parse_proxy(p))
+            .collect();
+        if self.config.limits.exempt_local {
+            peers.extend(
+                ["127.0.0.0/8", "::1"]
+                    .iter()
+                    .filter_map(|p| crate::config::parse_proxy(p)),
+            );
+        }
+        peers.into()
+    }
+
     /// Starts polling the IMAP mailbox, when one is configured.
     fn start_imap(
         &self,
@@ -435,9 +457,10 @@ impl Gateway {
     }
 }
 
-/// Inbound mails read into memory at once before they are authenticated (see
-/// `http::webhooks::email`): with the default 25 MB limit, at most 100 MB.
-const MAIL_BODIES_AT_ONCE: usize = 4;
+/// Memory for webhook bodies read before they are authenticated (a body is signed as a whole, so
+/// it has to be read to be checked): 64 MiB, in KiB. Small deliveries never wait for each other;
+/// a flood of large forged ones waits here instead of taking the process's memory.
+const UNVERIFIED_BODIES_KIB: usize = 64 * 1024;
 
 /// Prunes what the limits remember of clients that went quiet, every minute, until `stop`.
 async fn forget_idle_limits(limits: Arc<Limits>, staff: Staff, stop: CancellationToken) {

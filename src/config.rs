@@ -72,8 +72,13 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     /// Open connections at most; further clients wait in the listen backlog. `0`: as many as the
-    /// process's open-files limit allows, less a reserve for the database, files and providers.
+    /// process's open-files limit allows, less a reserve for the database, files and providers,
+    /// up to 65,536.
     pub max_connections: usize,
+    /// Open connections of one client address (an IPv6 /64) at most; further ones are closed at
+    /// once. Trusted proxies (and this machine, when `limits.exempt_local`) are not limited. `0`:
+    /// no limit.
+    pub max_connections_per_address: usize,
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed: the client's address
     /// (for rate limits and the audit log) is then the nearest address in that header that is not
     /// one of them. Default: this machine's loopback addresses (a reverse proxy on the same host);
@@ -95,6 +100,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
             max_connections: 0,
+            max_connections_per_address: 512,
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             admin_token: None,
         }

@@ -50,11 +50,19 @@ pub fn ensure_file(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Writes a new owner-only file with `contents`; fails if it exists.
+/// Writes a new owner-only file with `contents`, all at once: it appears complete or not at all
+/// (written aside, then linked into place), so a process reading it never sees half of it. Fails
+/// with `AlreadyExists` when another process put it there first.
 pub fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = create_new(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
+    let aside = path.with_extension(format!("{}.new", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut file = create_new(&aside)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    })();
+    let linked = written.and_then(|()| fs::hard_link(&aside, path));
+    let _ = fs::remove_file(&aside);
+    linked
 }
 
 /// Removes read, write and execute rights of group and others from `path`, if it has any.

@@ -133,6 +133,7 @@ fn serve(database_url: String, graph: Option<String>) -> anyhow::Result<()> {
             // request (so their cost is measured; the load's own machine is not exempt) but
             // never refuse one.
             config.limits.exempt_local = false;
+            config.server.max_connections_per_address = 0;
             let visitor = &mut config.limits.visitor;
             visitor.messages_per_minute = u32::MAX;
             visitor.conversations_per_hour = u32::MAX;

@@ -22,7 +22,7 @@ use axum::{
 };
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use switchboard_channel::{Channel, ConversationRef, InboundMessage};
+use switchboard_channel::{Channel, InboundMessage};
 use switchboard_web::{
     request::{ChatRequest, Limits, RequestError},
     stream::{Chunk, Final},
@@ -95,14 +95,16 @@ async fn accept(
         max_attachments: state.config.web.max_attachments,
     };
     let inbound: InboundMessage = body.into_inbound(&visitor.0, key, limits)?;
-    let new_conversation = matches!(inbound.conversation, ConversationRef::New);
-    state
-        .limits
-        .visitors
-        .message(&inbound.from.external_id, address, new_conversation)?;
+    // Counted once the message is known not to be a retry: a retried request with its
+    // Idempotency-Key gets its original answer, whatever the rate.
+    let rates = state.limits.clone();
+    let sender = inbound.from.external_id.clone();
+    let admit = Box::new(move |new_conversation| {
+        rates.visitors.message(&sender, address, new_conversation)
+    });
     let (outcome, watch) = state
         .pipeline
-        .ingest_and_watch(Channel::Web, inbound)
+        .ingest_and_watch(Channel::Web, inbound, Some(admit))
         .await?;
     match outcome {
         Outcome::Stored { message, mode, .. } => Ok(Accepted::New {

@@ -54,9 +54,33 @@ fn check_limit(limit: i64) -> Result<i64, ApiError> {
     }
 }
 
+/// A conversation as its end user sees it: who answers (the AI's agent, or an expert — never
+/// which staff account), not the staff's bookkeeping.
+#[derive(Debug)]
+pub(super) struct VisitorView(pub Conversation);
+
+impl Serialize for VisitorView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let c = &self.0;
+        let mut st = s.serialize_struct("Conversation", 9)?;
+        st.serialize_field("id", &c.id)?;
+        st.serialize_field("channel", &c.channel)?;
+        st.serialize_field("title", &c.title)?;
+        st.serialize_field("mode", &c.mode)?;
+        st.serialize_field("agent", &c.active_agent)?;
+        st.serialize_field("lock_expires_at", &c.lock_expires_at())?;
+        st.serialize_field("queued_at", &c.queued_at)?;
+        st.serialize_field("last_seq", &c.last_seq)?;
+        st.serialize_field("created_at", &c.created_at)?;
+        st.serialize_field("updated_at", &c.updated_at)?;
+        st.end()
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub(super) struct ConversationPage {
-    conversations: Vec<Conversation>,
+    conversations: Vec<VisitorView>,
     page: i64,
     limit: i64,
     total: i64,
@@ -82,7 +106,7 @@ pub(super) async fn list(
         None => (Vec::new(), 0),
     };
     Ok(Json(ConversationPage {
-        conversations,
+        conversations: conversations.into_iter().map(VisitorView).collect(),
         page: params.page,
         limit,
         total,
@@ -110,8 +134,8 @@ pub(super) async fn get_one(
     State(state): State<AppState>,
     visitor: Visitor,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Conversation>, ApiError> {
-    Ok(Json(owned(&state, &visitor, &id).await?))
+) -> Result<Json<VisitorView>, ApiError> {
+    Ok(Json(VisitorView(owned(&state, &visitor, &id).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,7 +213,7 @@ pub(super) struct HandoffRequest {
 
 #[derive(Debug, Serialize)]
 pub(super) struct HandoffResponse {
-    conversation: Conversation,
+    conversation: VisitorView,
     /// The notice shown to the visitor; `null` when an expert already had the conversation.
     message: Option<Message>,
 }
@@ -232,8 +256,8 @@ pub(super) async fn handoff(
         .unwrap_or_else(|| "the visitor asked for a person".into());
     let handoff = state.pipeline.handoff(&conversation.id, &reason).await?;
     Ok(Json(HandoffResponse {
-        conversation: handoff.conversation,
-        message: handoff.notice,
+        conversation: VisitorView(handoff.conversation),
+        message: handoff.notice.map(Message::for_visitor),
     })
     .into_response())
 }

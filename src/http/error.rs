@@ -148,6 +148,7 @@ impl From<IngestError> for ApiError {
                 "replayed",
                 "this request was already received; its one-time token cannot be used again",
             ),
+            IngestError::Limited(refused) => ApiError::rate_limited(refused),
             IngestError::Store(e) => ApiError::internal(&e),
             IngestError::Internal(e) => ApiError::internal(&e),
         }

@@ -78,13 +78,14 @@ impl FromRequestParts<AppState> for Visitor {
     }
 }
 
-/// Where a request comes from: the client's address (for limits), and for the audit log the
-/// peer's address (with the address it forwards for, behind a proxy) and the user agent.
+/// Where a request comes from: the client's address (for limits and the audit log) and the user
+/// agent.
 #[derive(Debug, Clone)]
 pub struct Origin {
     /// The client's address: see [`ClientAddress`].
     pub address: IpAddr,
-    /// `peer` or `peer (for forwarded)`.
+    /// The client's address as the audit log records it: `client`, or `client (via proxy)` when a
+    /// trusted proxy forwarded the request.
     pub remote_addr: Option<String>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
@@ -92,24 +93,21 @@ pub struct Origin {
 
 impl Origin {
     pub(crate) fn of(parts: &Parts, state: &AppState) -> Origin {
-        let peer = peer(parts);
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().chars().take(64).collect::<String>());
-        let remote_addr = match (peer, forwarded) {
-            (Some(peer), Some(forwarded)) => Some(format!("{peer} (for {forwarded})")),
-            (peer, forwarded) => peer.map(|p| p.to_string()).or(forwarded),
-        };
+        let address = client_address(parts, &state.proxies);
+        let remote_addr = peer(parts).map(|peer| {
+            if peer == address {
+                address.to_string()
+            } else {
+                format!("{address} (via {peer})")
+            }
+        });
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
         Origin {
-            address: client_address(parts, &state.proxies),
+            address,
             remote_addr,
             user_agent,
         }
@@ -163,6 +161,11 @@ fn client_address(parts: &Parts, proxies: &[ipnet::IpNet]) -> IpAddr {
     forwarded_client(peer, &parts.headers, proxies)
 }
 
+/// The client of a request a trusted proxy forwarded without saying for whom in a way that can be
+/// read (an `X-Forwarded-For` hop that is not an address): not the proxy, and not this machine —
+/// all such requests share the limits of this one address.
+pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
 /// The client behind `peer` as trusted proxies tell it.
 pub(crate) fn forwarded_client(
     peer: IpAddr,
@@ -181,17 +184,27 @@ pub(crate) fn forwarded_client(
         .flat_map(|v| v.split(','))
         .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-            // Garbage from the client's side of the chain: stop at the last address we trust.
-            break;
+        let Some(ip) = hop_address(hop) else {
+            return UNKNOWN_CLIENT;
         };
-        let ip = ip.to_canonical();
         client = ip;
         if !trusted(&ip) {
             break;
         }
     }
     client
+}
+
+/// An `X-Forwarded-For` hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:5678`,
+/// optionally quoted.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim().trim_matches('"');
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    hop.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
 }
 
 /// The name of the dashboard's session cookie.
@@ -362,10 +375,20 @@ mod tests {
             "198.51.100.1".parse::<IpAddr>().unwrap(),
             "several headers read as one list"
         );
+        // A proxy that says for nobody: the proxy is the client (it may be a tool of its own).
         assert_eq!(forwarded_client(proxy, &headers(&[]), &proxies), proxy);
+        // A hop that cannot be read is nobody we know, and never the proxy itself.
         assert_eq!(
             forwarded_client(proxy, &headers(&["nonsense"]), &proxies),
-            proxy
+            UNKNOWN_CLIENT
+        );
+        assert_eq!(
+            forwarded_client(proxy, &headers(&["198.51.100.1:4711"]), &proxies),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            forwarded_client(proxy, &headers(&["\"[2001:db8::7]:4711\""]), &proxies),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
         );
         assert_eq!(
             forwarded_client(peer, &headers(&["198.51.100.1"]), &[]),

@@ -72,9 +72,9 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
     pub proxies: Arc<[ipnet::IpNet]>,
-    /// Bounds how many inbound mails are read into memory at once before they are
-    /// authenticated (providers whose proof is inside the body).
-    pub mail_bodies: Arc<tokio::sync::Semaphore>,
+    /// The memory webhook bodies may take before they are authenticated (providers whose proof
+    /// covers the body), in KiB: see `webhooks::unverified_body`.
+    pub unverified_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// The gateway's routes.

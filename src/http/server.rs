@@ -11,7 +11,8 @@
 //! - at most `max_connections` connections are open; further clients wait in the listen backlog
 //!   instead of exhausting the process's file descriptors (which would stop `accept`, the
 //!   database and the health check alike). The cap is set below the open-files limit, which is
-//!   raised to its maximum at start ([`raise_open_files_limit`]);
+//!   raised to its maximum at start ([`raise_open_files_limit`]); one client address may hold at
+//!   most `max_per_address` of them (further connections are closed at once);
 //! - request headers (and the pause between two requests of a keep-alive connection) must arrive
 //!   within `header_timeout`, a request body within `body_timeout` of its headers (a client
 //!   trickling a body byte by byte holds its connection no longer than that);
@@ -39,10 +40,16 @@ use tower::Service;
 use tracing::{debug, warn};
 
 /// How the server treats its clients.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Open connections at most.
     pub max_connections: usize,
+    /// Open connections of one client address at most (0: no limit), so that one client cannot
+    /// take every place; addresses in `unlimited` (trusted proxies, and this machine when it is
+    /// exempt from limits) are not counted.
+    pub max_per_address: usize,
+    /// Peers the per-address limit does not apply to.
+    pub unlimited: Arc<[ipnet::IpNet]>,
     /// Longest time for a request's headers, and longest pause between two requests.
     pub header_timeout: Duration,
     /// Longest time for a request's body, from its headers.
@@ -52,6 +59,10 @@ pub struct ServeOptions {
 /// File descriptors kept free of connections: the database, media files, outbound calls to
 /// providers and models, the listener.
 const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// The most connections by default, whatever the open-files limit (which is often a million):
+/// an idle connection costs about 12 KB, so this bounds their memory near 800 MB.
+const DEFAULT_MAX_CONNECTIONS: u64 = 65_536;
 
 /// Raises the soft open-files limit to the hard one (a server needs one descriptor per
 /// connection; the default soft limit is often 1,024) and returns the limit in force.
@@ -72,12 +83,13 @@ pub fn raise_open_files_limit() -> u64 {
     }
 }
 
-/// The connection cap: the configured one, but never more than the open-files limit allows.
+/// The connection cap: the configured one, but never more than the open-files limit allows; by
+/// default what the limit allows, up to 65,536.
 pub fn connection_cap(configured: usize, open_files: u64) -> usize {
     let allowed =
         usize::try_from(open_files.saturating_sub(RESERVED_DESCRIPTORS).max(64)).unwrap_or(64);
     match configured {
-        0 => allowed,
+        0 => allowed.min(DEFAULT_MAX_CONNECTIONS as usize),
         n if n > allowed => {
             warn!(
                 configured = n,
@@ -104,6 +116,7 @@ pub async fn serve(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     let mut backoff = Duration::from_millis(5);
     tokio::pin!(shutdown);
     loop {
@@ -119,14 +132,28 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
+                    let limited = options.max_per_address > 0
+                        && !options.unlimited.iter().any(|net| net.contains(&peer.ip().to_canonical()));
+                    let slot = if limited {
+                        match per_address.take(&per_address, peer.ip(), options.max_per_address) {
+                            Some(slot) => Some(slot),
+                            None => {
+                                // Closed at once: the client has its share of connections.
+                                debug!(%peer, "too many connections from one address; closing");
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     if let Err(e) = stream.set_nodelay(true) {
                         debug!(%peer, error = %e, "cannot disable Nagle's algorithm");
                     }
                     // The service is one pointer, as the bare router is: the connection's task
                     // holds it, and capturing several values side by side pushes the task into a
                     // larger allocator size class — 0.4 KB more for every idle event stream,
-                    // measured with the benchmark. The connection's place goes in the same box.
-                    let routed = Arc::new((app.clone(), peer, permit));
+                    // measured with the benchmark. The connection's places go in the same box.
+                    let routed = Arc::new((app.clone(), peer, (permit, slot)));
                     let body_timeout = options.body_timeout;
                     let service = TowerToHyperService::new(tower::service_fn(
                         move |request: axum::http::Request<Incoming>| {
@@ -160,6 +187,50 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Open connections by client address (IPv6: by /64).
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>);
+
+/// A connection's place among its address's; given back when dropped.
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    key: std::net::IpAddr,
+}
+
+impl PerAddress {
+    /// A place for another connection of `address`, unless it has `max` already.
+    fn take(
+        &self,
+        this: &Arc<PerAddress>,
+        address: std::net::IpAddr,
+        max: usize,
+    ) -> Option<AddressSlot> {
+        let key = crate::limits::address_key(address);
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(key).or_default();
+        if *count as usize >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: this.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// A request body that must arrive before a deadline, set when its headers arrived.
@@ -236,6 +307,11 @@ mod tests {
     #[test]
     fn the_connection_cap_stays_below_the_open_files_limit() {
         assert_eq!(connection_cap(0, 20_000), 19_488);
+        assert_eq!(
+            connection_cap(0, 1_048_576),
+            65_536,
+            "a default bound on memory"
+        );
         assert_eq!(connection_cap(1000, 20_000), 1000);
         assert_eq!(connection_cap(50_000, 20_000), 19_488);
         assert_eq!(connection_cap(0, 100), 64, "a floor for tiny limits");

@@ -280,7 +280,14 @@ pub(super) async fn conversation_events(
 ) -> Result<Response, ApiError> {
     let conversation = state.experts.visible(&staff.user, &id).await?;
     let permit = stream_place(&state, &staff)?;
-    audit(&state, &staff, "view", Some(&id), json!({"live": true})).await?;
+    // A supervisor watching somebody else's conversation observes it.
+    let mine = conversation.expert_id.as_deref() == Some(staff.user.id.as_str());
+    let action = if !mine && staff.user.role.includes(Role::Supervisor) {
+        "observe"
+    } else {
+        "view"
+    };
+    audit(&state, &staff, action, Some(&id), json!({"live": true})).await?;
     let from = resume_from(&headers, params.last_event_id.as_deref());
     let until = access_ends(state.clone(), staff, Some(conversation.id.clone()));
     conversation_stream(

@@ -71,6 +71,16 @@ impl ContactFloods {
         ContactTurn::Quiet { tell }
     }
 
+    /// Takes back the telling of a contact whose notice was not stored after all (its
+    /// transaction failed): the next message over the rate tells them.
+    pub fn untell(&self, channel: Channel, external_id: &str) {
+        let key = self.hasher.hash_one((channel.as_str(), external_id));
+        self.told
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
+
     /// Forgets contacts that are quiet again.
     pub fn forget_idle(&self) {
         self.rate.forget_idle();
@@ -111,6 +121,12 @@ mod tests {
             floods.check(Channel::Whatsapp, "1"),
             ContactTurn::Quiet { tell: false },
             "told within the hour already"
+        );
+        floods.untell(Channel::Whatsapp, "1");
+        assert_eq!(
+            floods.check(Channel::Whatsapp, "1"),
+            ContactTurn::Quiet { tell: true },
+            "a notice that was not stored is told again"
         );
         clock.advance(TELL_AGAIN_AFTER);
         floods.check(Channel::Whatsapp, "1");

@@ -47,6 +47,18 @@ fn local(address: IpAddr) -> bool {
     address.to_canonical().is_loopback()
 }
 
+/// The key under which an address is limited: an IPv4 address, or the /64 network of an IPv6
+/// address — one subscriber gets a whole /64 and can use any address in it.
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(network))
+        }
+        v4 => v4,
+    }
+}
+
 /// Every limit of the gateway. Shared (`Arc`) by the HTTP side and the pipeline.
 pub struct Limits {
     /// The website API's rates.
@@ -120,6 +132,7 @@ impl VisitorRates {
             return Ok(());
         }
         let key = self.hasher.hash_one(visitor);
+        let address = address_key(address);
         if new_conversation {
             self.conversations
                 .check(&key)
@@ -145,7 +158,7 @@ impl VisitorRates {
             .check(&self.hasher.hash_one(visitor))
             .map_err(refused("too many requests for a person from this visitor"))?;
         self.address_handoffs
-            .check(&address)
+            .check(&address_key(address))
             .map_err(refused("too many requests for a person from this address"))
     }
 
@@ -200,6 +213,18 @@ mod tests {
         );
         limits.visitors.message("device:a", LOCAL, false).unwrap();
         assert!(limits.visitors.message("device:a", LOCAL, false).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_address() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let same_network: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(one), address_key(same_network));
+        assert_ne!(address_key(one), address_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(address_key(mapped), HOME);
+        assert_eq!(address_key(HOME), HOME);
     }
 
     #[test]

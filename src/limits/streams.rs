@@ -97,7 +97,7 @@ impl StreamSlots {
             StreamOwner::Staff(id) => (self.key(&("staff", id)), self.staff_max),
         };
         let owner_max = if local { 0 } else { owner_max };
-        let address_key = self.key(&("address", address));
+        let address_key = self.key(&("address", super::address_key(address)));
         // Staff are not counted against their address: a support team shares an office's.
         let address_max = match owner {
             StreamOwner::Visitor(_) if !local => self.address_max,

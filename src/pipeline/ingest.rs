@@ -15,7 +15,10 @@ use switchboard_channel::{
 
 use crate::{
     jobs::fetch_media::FetchMedia,
-    limits::contacts::{ContactFloods, ContactTurn},
+    limits::{
+        Refused,
+        contacts::{ContactFloods, ContactTurn},
+    },
     live::Hub,
     store::{
         Db, Store, StoreError, Tx, contacts,
@@ -90,6 +93,9 @@ pub enum IngestError {
     /// The request's one-time value was used before: a replayed webhook.
     #[error("this request was already received (its one-time token was used)")]
     Replayed,
+    /// The sender is over one of their rates: nothing was stored.
+    #[error("{}", .0.reason)]
+    Limited(Refused),
     /// The ingest task panicked or was cancelled by a shutdown.
     #[error("ingest failed: {0}")]
     Internal(String),
@@ -113,7 +119,14 @@ pub struct Source<'a> {
     /// The per-contact rate of answers (messaging channels), and what a contact over it is told
     /// once: over it, messages are stored unanswered.
     pub floods: Option<(&'a ContactFloods, &'a str)>,
+    /// Counts a new message against its sender's rates before it is stored (website visitors:
+    /// over a rate, the message is refused and nothing is stored). Called only once the message
+    /// is known not to be a retry of a stored one.
+    pub admit: Option<&'a Admission>,
 }
+
+/// Counts a new message against its sender's rates; `true` when it starts a conversation.
+pub type Admission = dyn Fn(bool) -> Result<(), Refused> + Send + Sync;
 
 /// Something recorded in the transaction of a batch, so that the two are stored together or not
 /// at all.
@@ -146,14 +159,13 @@ pub async fn ingest(
     checkpoint: Option<&Checkpoint>,
     now: Timestamp,
 ) -> Result<Vec<Outcome>, IngestError> {
-    let channel = source.channel;
     let mut attempt = 1;
     loop {
         let result = match events {
             [InboundEvent::Message(message)]
                 if checkpoint.is_none() && appends_to_named_conversation(message) =>
             {
-                append(store, hub, channel, message, now)
+                append(store, hub, source, message, now)
                     .await
                     .map(|o| vec![o])
             }
@@ -181,15 +193,19 @@ fn appends_to_named_conversation(message: &InboundMessage) -> bool {
 async fn append(
     store: &Store,
     hub: &Hub,
-    channel: Channel,
+    source: Source<'_>,
     inbound: &InboundMessage,
     now: Timestamp,
 ) -> Result<Outcome, IngestError> {
+    let channel = source.channel;
     let ConversationRef::Existing(conversation_id) = &inbound.conversation else {
         unreachable!("checked by appends_to_named_conversation")
     };
     if let Some(message) = stored_before(&mut store.reader(), channel, inbound).await? {
         return Ok(Outcome::Duplicate { message });
+    }
+    if let Some(admit) = source.admit {
+        admit(false).map_err(IngestError::Limited)?;
     }
     let (attachments, metadata) = message_data(inbound);
     let appended = messages::append_inbound(
@@ -281,10 +297,19 @@ async fn try_ingest(
         return Err(IngestError::Replayed);
     }
     let mut outcomes = Vec::with_capacity(events.len());
+    // Contacts told they are over their rate, in case this transaction does not commit.
+    let mut told = Told {
+        floods: source.floods.map(|(floods, _)| floods),
+        channel,
+        contacts: Vec::new(),
+    };
     for event in events {
         let outcome = match event {
             InboundEvent::Message(message) => {
                 let (outcome, notice) = store_message(&mut tx, source, message, now).await?;
+                if notice.is_some() {
+                    told.contacts.push(message.from.external_id.clone());
+                }
                 if let Some(message) = notice {
                     outcomes.push(outcome);
                     Outcome::Notice { message }
@@ -311,6 +336,7 @@ async fn try_ingest(
         cursors::set(&mut tx, name, value, now).await?;
     }
     tx.commit_then(|| publish(hub, &outcomes)).await?;
+    told.contacts.clear();
     Ok(outcomes)
 }
 
@@ -320,6 +346,24 @@ fn publish(hub: &Hub, outcomes: &[Outcome]) {
             Outcome::Stored { message, .. } | Outcome::Notice { message } => hub.message(message),
             Outcome::Edited { message } | Outcome::StatusUpdated { message } => hub.update(message),
             Outcome::Duplicate { .. } | Outcome::Ignored { .. } | Outcome::Reachability { .. } => {}
+        }
+    }
+}
+
+/// The contacts a transaction told they are over their rate: if it does not commit, nobody was
+/// told, and the next message over the rate tells them again.
+struct Told<'a> {
+    floods: Option<&'a ContactFloods>,
+    channel: Channel,
+    contacts: Vec<String>,
+}
+
+impl Drop for Told<'_> {
+    fn drop(&mut self) {
+        if let Some(floods) = self.floods {
+            for contact in &self.contacts {
+                floods.untell(self.channel, contact);
+            }
         }
     }
 }
@@ -335,6 +379,10 @@ async fn store_message(
     let channel = source.channel;
     if let Some(message) = stored_before(tx, channel, inbound).await? {
         return Ok((Outcome::Duplicate { message }, None));
+    }
+    if let Some(admit) = source.admit {
+        admit(matches!(inbound.conversation, ConversationRef::New))
+            .map_err(IngestError::Limited)?;
     }
     let text = inbound.content.to_text();
     let conversation = match &inbound.conversation {

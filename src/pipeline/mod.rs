@@ -141,7 +141,7 @@ impl Pipeline {
         // message is always dispatched.
         spawn_detached(async move {
             inner
-                .ingest(channel, events, checkpoint, None)
+                .ingest(channel, events, checkpoint, None, None)
                 .await
                 .map(|(o, _)| o)
         })
@@ -149,11 +149,14 @@ impl Pipeline {
     }
 
     /// Ingests one message and follows its answer as it is produced. The watch is `None` when no
-    /// answer will come from this turn (a duplicate, or a message that needs none).
+    /// answer will come from this turn (a duplicate, or a message that needs none). `admit`, if
+    /// given, counts a message that is not a retry against its sender's rates before it is stored
+    /// ([`IngestError::Limited`] when over one).
     pub async fn ingest_and_watch(
         &self,
         channel: Channel,
         message: InboundMessage,
+        admit: Option<Box<ingest::Admission>>,
     ) -> Result<(Outcome, Option<ReplyWatch>), IngestError> {
         let inner = self.inner.clone();
         let (watcher, watch) = turn::watch();
@@ -164,6 +167,7 @@ impl Pipeline {
                     vec![InboundEvent::Message(message)],
                     None,
                     Some(watcher),
+                    admit.as_deref(),
                 )
                 .await
         })
@@ -218,6 +222,7 @@ impl Inner {
         events: Vec<InboundEvent>,
         checkpoint: Option<Checkpoint>,
         mut watcher: Option<turn::ReplyWatcher>,
+        admit: Option<&ingest::Admission>,
     ) -> Result<(Vec<Outcome>, bool), IngestError> {
         let now = self.clock.now();
         let source = ingest::Source {
@@ -228,6 +233,7 @@ impl Inner {
             // stored; a provider's message cannot be refused, only left unanswered.
             floods: (channel != Channel::Web)
                 .then_some((&self.limits.contacts, self.over_limit_notice.as_str())),
+            admit,
         };
         let outcomes = ingest::ingest(
             &self.store,

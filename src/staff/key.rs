@@ -85,38 +85,35 @@ pub async fn staff_secret(
     let mut tx = store.begin().await?;
     tx.execute(query("DELETE FROM settings WHERE name = $1").bind(LEGACY_SETTING))
         .await?;
-    let stored: Option<(String,)> = tx
-        .fetch_optional(
-            query("SELECT value FROM settings WHERE name = $1").bind(FINGERPRINT_SETTING),
+    // The first instance to get here records its key; the others compare (two instances starting
+    // at once on PostgreSQL both insert, and only one insert counts).
+    tx.execute(
+        query(
+            "INSERT INTO settings (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(FINGERPRINT_SETTING)
+        .bind(fingerprint.as_str())
+        .bind(clock.now()),
+    )
+    .await?;
+    let (stored,): (String,) = tx
+        .fetch_one(query("SELECT value FROM settings WHERE name = $1").bind(FINGERPRINT_SETTING))
+        .await?;
+    if stored != fingerprint {
+        if generated {
+            return Err(KeyError::Mismatch(file.to_owned()));
+        }
+        tracing::warn!(
+            "staff.jwt_secret changed: staff tokens issued with the previous secret are no \
+             longer accepted"
+        );
+        tx.execute(
+            query("UPDATE settings SET value = $2 WHERE name = $1")
+                .bind(FINGERPRINT_SETTING)
+                .bind(fingerprint),
         )
         .await?;
-    match stored {
-        Some((stored,)) if stored == fingerprint => {}
-        Some(_) if generated => return Err(KeyError::Mismatch(file.to_owned())),
-        Some(_) => {
-            tracing::warn!(
-                "staff.jwt_secret changed: staff tokens issued with the previous secret are no \
-                 longer accepted"
-            );
-            tx.execute(
-                query("UPDATE settings SET value = $2 WHERE name = $1")
-                    .bind(FINGERPRINT_SETTING)
-                    .bind(fingerprint),
-            )
-            .await?;
-        }
-        None => {
-            tx.execute(
-                query(
-                    "INSERT INTO settings (name, value, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(FINGERPRINT_SETTING)
-                .bind(fingerprint)
-                .bind(clock.now()),
-            )
-            .await?;
-        }
     }
     tx.commit().await?;
     Ok(secret)
@@ -152,4 +149,38 @@ async fn read_or_create(file: &Path, store: &Store) -> Result<Secret, KeyError> 
     private_files::tighten(file, private_files::FILE_MODE).map_err(failed)?;
     let text = std::fs::read_to_string(file).map_err(failed)?;
     Secret::new(text.trim()).ok_or_else(|| KeyError::Empty(file.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn instances_starting_together_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("db.sqlite").display()),
+            ..crate::config::DatabaseConfig::default()
+        };
+        let store = Store::connect(&config).await.unwrap();
+        store.migrate().await.unwrap();
+        let file = dir.path().join("staff.key");
+        let clock = Clock::system();
+        let starts = (0..8).map(|_| staff_secret(None, &file, &store, &clock));
+        let keys: Vec<Secret> = futures::future::try_join_all(starts).await.unwrap();
+        assert!(keys.iter().all(|k| k == &keys[0]), "one key for all");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), keys[0].expose());
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".new")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "nothing written aside is left behind");
+        store.close().await;
+    }
 }

@@ -149,10 +149,13 @@ impl Staff {
         from: &SignInFrom<'_>,
     ) -> Result<SignIn, StoreError> {
         let email = email.trim().to_lowercase();
-        if let Err(refused) = self.inner.guard.admit(&email, from.address) {
-            tracing::warn!(account = %email, address = %from.address, reason = refused.reason, "sign-in refused");
-            return Ok(SignIn::Throttled(refused));
-        }
+        let checking = match self.inner.guard.admit(&email, from.address) {
+            Ok(checking) => checking,
+            Err(refused) => {
+                tracing::warn!(account = %email, address = %from.address, reason = refused.reason, "sign-in refused");
+                return Ok(SignIn::Throttled(refused));
+            }
+        };
         let user = users::by_email(&mut self.inner.store.reader(), &email).await?;
         let hash = user
             .as_ref()
@@ -168,17 +171,25 @@ impl Staff {
             }
         };
         let now = self.inner.clock.now();
+        let attempt = |user, succeeded| audit::SignInAttempt {
+            user,
+            login: &email,
+            succeeded,
+            via: from.via,
+            remote_addr: from.remote_addr,
+            user_agent: from.user_agent,
+        };
         let mut tx = self.inner.store.begin().await?;
         let outcome = match user {
             Some(user) if matches => {
-                self.inner.guard.succeeded(&email);
-                audit::record_sign_in(&mut tx, Some(&user), &email, true, from, now).await?;
+                checking.succeeded();
+                audit::record_sign_in(&mut tx, attempt(Some(&user), true), now).await?;
                 tracing::info!(user = %user.id, role = %user.role, address = %from.address, via = from.via, "signed in");
                 SignIn::Welcome(user)
             }
             user => {
-                self.inner.guard.failed(&email);
-                audit::record_sign_in(&mut tx, user.as_ref(), &email, false, from, now).await?;
+                checking.failed();
+                audit::record_sign_in(&mut tx, attempt(user.as_ref(), false), now).await?;
                 tracing::warn!(account = %email, address = %from.address, via = from.via, "a sign-in failed");
                 SignIn::Refused
             }
@@ -204,7 +215,7 @@ impl Staff {
 
     /// The enabled account a bearer token belongs to.
     pub async fn from_token(&self, token: &str) -> Result<Option<User>, StoreError> {
-        let Some(claims) = self.inner.keys.verify(token) else {
+        let Some(claims) = self.inner.keys.verify(token, self.inner.clock.now()) else {
             return Ok(None);
         };
         users::get(&mut self.inner.store.reader(), &claims.sub).await

@@ -63,7 +63,7 @@ impl TokenKeys {
 
     /// The claims of a valid staff token: signed with this key, unexpired, not before its `nbf`,
     /// and claiming no longer a validity than the configured one.
-    pub fn verify(&self, token: &str) -> Option<Claims> {
+    pub fn verify(&self, token: &str, now: Timestamp) -> Option<Claims> {
         const LEEWAY: u64 = 30;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
@@ -73,7 +73,13 @@ impl TokenKeys {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .ok()?
             .claims;
-        let lifetime = u64::try_from(claims.exp.saturating_sub(claims.iat)).ok()?;
+        // Counted from when it was issued, never from later than now: a token claiming to be
+        // issued in the future is refused.
+        let now = now.micros() / 1_000_000;
+        if claims.iat > now.saturating_add_unsigned(LEEWAY) {
+            return None;
+        }
+        let lifetime = u64::try_from(claims.exp.saturating_sub(claims.iat.min(now))).ok()?;
         (lifetime <= self.max_lifetime.as_secs() + LEEWAY).then_some(claims)
     }
 }
@@ -89,16 +95,16 @@ mod tests {
         let keys = TokenKeys::new(b"staff-secret", Duration::from_secs(3600));
         let now = Timestamp::from(chrono::Utc::now());
         let token = keys.issue("u1", Role::Expert, now, now.plus(Duration::from_secs(60)));
-        let claims = keys.verify(&token).unwrap();
+        let claims = keys.verify(&token, now).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role), ("u1", Role::Expert));
         assert!(
             TokenKeys::new(b"other", Duration::from_secs(3600))
-                .verify(&token)
+                .verify(&token, now)
                 .is_none()
         );
         let old = keys.issue("u1", Role::Expert, now, now.minus(Duration::from_secs(600)));
-        assert!(keys.verify(&old).is_none(), "expired");
-        assert!(keys.verify("not.a.token").is_none());
+        assert!(keys.verify(&old, now).is_none(), "expired");
+        assert!(keys.verify("not.a.token", now).is_none());
     }
 
     #[test]
@@ -112,7 +118,7 @@ mod tests {
             now.plus(Duration::from_secs(100 * 86400)),
         );
         assert!(
-            keys.verify(&forever).is_none(),
+            keys.verify(&forever, now).is_none(),
             "longer than the maximum lifetime"
         );
         let secs = now.micros() / 1_000_000;
@@ -123,6 +129,6 @@ mod tests {
             &EncodingKey::from_secret(b"staff-secret"),
         )
         .unwrap();
-        assert!(keys.verify(&later).is_none(), "nbf in the future");
+        assert!(keys.verify(&later, now).is_none(), "nbf in the future");
     }
 }

@@ -92,18 +92,40 @@ pub async fn record(
     Ok(())
 }
 
+/// A sign-in attempt as the audit log records it.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInAttempt<'a> {
+    /// The account, when the login names one.
+    pub user: Option<&'a User>,
+    /// The login that was tried.
+    pub login: &'a str,
+    /// Whether the password matched.
+    pub succeeded: bool,
+    /// The way in: `api` or `dashboard`.
+    pub via: &'static str,
+    /// The client's address.
+    pub remote_addr: Option<&'a str>,
+    /// The client's user agent.
+    pub user_agent: Option<&'a str>,
+}
+
 /// Records a staff sign-in attempt that was checked: `sign_in`, or `sign_in_failed` with the
 /// login that was tried (the account, when it exists, is the actor; otherwise the actor is empty
 /// and its role `unknown`). Never the password.
 pub async fn record_sign_in(
     db: &mut impl Db,
-    user: Option<&User>,
-    login: &str,
-    succeeded: bool,
-    from: &crate::staff::SignInFrom<'_>,
+    attempt: SignInAttempt<'_>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let detail = serde_json::json!({"login": login, "via": from.via});
+    let SignInAttempt {
+        user,
+        login,
+        succeeded,
+        via,
+        remote_addr,
+        user_agent,
+    } = attempt;
+    let detail = serde_json::json!({"login": login, "via": via});
     db.execute(
         query(
             "INSERT INTO audit_log (id, actor_id, actor_role, action, conversation_id, detail, \
@@ -118,8 +140,8 @@ pub async fn record_sign_in(
             "sign_in_failed"
         })
         .bind(detail)
-        .bind(from.remote_addr)
-        .bind(from.user_agent)
+        .bind(remote_addr)
+        .bind(user_agent)
         .bind(now),
     )
     .await?;

@@ -637,6 +637,19 @@ async fn visitors_see_an_experts_name_never_their_account_id() {
         .unwrap();
     assert_eq!(expert["author"], "ana");
     assert!(!page.to_string().contains(&ana_id));
+    // Nor does the conversation name the staff account that has it.
+    let (_, conversation) = app
+        .get("visitor-1", &format!("/v1/conversations/{id}"))
+        .await;
+    assert_eq!(conversation["mode"], "expert");
+    assert!(
+        !conversation.to_string().contains(&ana_id),
+        "{conversation}"
+    );
+    let (_, list) = app.get("visitor-1", "/v1/conversations").await;
+    assert!(!list.to_string().contains(&ana_id), "{list}");
+    let (_, again) = app.handoff("visitor-1", &id).await;
+    assert!(!again.to_string().contains(&ana_id), "{again}");
     // Staff still see who wrote it.
     let (_, staff_view) = app
         .staff_call(
@@ -664,15 +677,7 @@ async fn refused_before_the_body(app: &TestApp, head: &str, status: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_refuse_before_reading_the_body_and_take_only_their_providers_sizes() {
-    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
-        c.email.from = Some("Support <support@mail.example.com>".into());
-        c.email.inbound_user = Some("postmaster".into());
-        c.email.inbound_password = Some("inbound-password".into());
-        c.telegram.token = Some("123:abc".into());
-        c.telegram.webhook_secret = Some("telegram-secret".into());
-        c.telegram.api_url = "http://127.0.0.1:1".into();
-    })
-    .await;
+    let off = TestApp::spawn(&Backend::Sqlite).await;
     let post = |path: &str, extra: &str| {
         format!(
             "POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n\
@@ -680,8 +685,30 @@ async fn webhooks_refuse_before_reading_the_body_and_take_only_their_providers_s
         )
     };
     // A channel that is off.
-    refused_before_the_body(&app, &post("/webhooks/whatsapp", ""), 404).await;
-    refused_before_the_body(&app, &post("/webhooks/email/mailgun", ""), 404).await;
+    refused_before_the_body(&off, &post("/webhooks/whatsapp", ""), 404).await;
+    refused_before_the_body(&off, &post("/webhooks/email/mailgun", ""), 404).await;
+
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.whatsapp.app_secret = Some("app-secret".into());
+        c.whatsapp.verify_token = Some("verify".into());
+        c.email.from = Some("Support <support@mail.example.com>".into());
+        c.email.raw_secret = Some(RAW_SECRET.into());
+        c.email.inbound_user = Some("postmaster".into());
+        c.email.inbound_password = Some("inbound-password".into());
+        c.telegram.token = Some("123:abc".into());
+        c.telegram.webhook_secret = Some("telegram-secret".into());
+        c.telegram.api_url = "http://127.0.0.1:1".into();
+    })
+    .await;
+    // A signed body without a signature is refused unread.
+    refused_before_the_body(&app, &post("/webhooks/whatsapp", ""), 401).await;
+    refused_before_the_body(&app, &post("/webhooks/email/raw", ""), 401).await;
+    refused_before_the_body(
+        &app,
+        &post("/webhooks/whatsapp", "X-Hub-Signature-256: sha256=123\r\n"),
+        401,
+    )
+    .await;
     // Credentials in the headers are checked first.
     refused_before_the_body(
         &app,
@@ -818,6 +845,18 @@ async fn reading_accounts_and_the_audit_log_is_audited_and_supervisors_observe()
         )
         .await;
     assert_eq!(status, 200);
+    // …and watching it live is observing too.
+    let live = app
+        .as_staff(
+            Method::GET,
+            &format!("/v1/expert/conversations/{id}/events"),
+            &sue,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    drop(live);
     let (status, _) = app
         .staff_call(Method::GET, "/v1/admin/users", &root, None)
         .await;
@@ -846,6 +885,7 @@ async fn reading_accounts_and_the_audit_log_is_audited_and_supervisors_observe()
         .iter()
         .filter(|e| e["actor_role"] == "supervisor" && e["conversation_id"] == id.as_str())
         .collect();
-    assert_eq!(sues.len(), 1, "{sues:?}");
-    assert_eq!(sues[0]["action"], "observe");
+    assert_eq!(sues.len(), 2, "{sues:?}");
+    assert!(sues.iter().all(|e| e["action"] == "observe"), "{sues:?}");
+    assert!(sues.iter().any(|e| e["detail"]["live"] == true), "{sues:?}");
 }

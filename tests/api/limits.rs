@@ -327,6 +327,70 @@ async fn over_the_connection_cap_clients_wait_until_a_connection_closes() {
     drop(idle_two);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_only_its_share_of_connections() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.server.max_connections_per_address = 2;
+    })
+    .await;
+    let held_one = TcpStream::connect(app.address).await.unwrap();
+    let held_two = TcpStream::connect(app.address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third connection from the same address is closed at once.
+    let mut third = TcpStream::connect(app.address).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), third.read(&mut byte))
+        .await
+        .expect("closed promptly");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // Once one of its connections ends, the address gets a place again.
+    drop(held_one);
+    app.eventually(
+        Duration::from_secs(10),
+        "a place for the address",
+        || async {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            client
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        },
+    )
+    .await;
+    drop(held_two);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_message_gets_its_answer_whatever_the_rate() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.limits.visitor.messages_per_minute = 1;
+    })
+    .await;
+    let send = |key: &'static str| {
+        call(
+            app.request(Method::POST, "/v1/chat/messages", "dev-retry")
+                .header("Idempotency-Key", key)
+                .json(&json!({"content": "hello"})),
+        )
+    };
+    let (status, _, first) = send("k-1").await;
+    assert_eq!(status, 200, "{first}");
+    // The client did not see the answer and sends again: the same message, not a refusal.
+    let (status, _, again) = send("k-1").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["message"]["id"], first["message"]["id"]);
+    // A new message is over the rate.
+    let (status, retry_after, body) = send("k-2").await;
+    assert_rate_limited(status, &body, retry_after.as_deref());
+    assert_eq!(app.count("messages").await, 2, "the message and its reply");
+}
+
 /// A text message webhook from `user`.
 fn whatsapp_text(app: &TestApp, user: &str, id: &str, body: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -509,6 +573,62 @@ async fn failed_sign_ins_back_off_per_account_and_are_audited() {
         !log.to_string().contains("wrong-password"),
         "passwords are never recorded"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_guesses_on_one_account_is_checked_one_at_a_time() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.limits.sign_in.failures_before_backoff = 3;
+        c.limits.sign_in.backoff_base = Duration::from_secs(600);
+    })
+    .await;
+    let (_, admin) = app.staff_token("root@example.com", "admin").await;
+    app.staff
+        .add_user(
+            "ana@example.com",
+            "Ana",
+            "expert".parse().unwrap(),
+            "correct-horse-battery",
+            3,
+            None,
+        )
+        .await
+        .unwrap();
+    let guesses = (0..30).map(|i| {
+        let client = app.client.clone();
+        let url = app.url("/v1/auth/token");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": "ana@example.com", "password": format!("guess-{i:04}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 3,
+        "at most three guesses are checked before the account backs off: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        30 - checked,
+        "{statuses:?}"
+    );
+    let (_, log) = app
+        .staff_call(Method::GET, "/v1/admin/audit?limit=100", &admin, None)
+        .await;
+    let failed = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "sign_in_failed")
+        .count();
+    assert_eq!(failed, checked, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,22 @@ pub fn verify_sha256(header: Option<&str>, body: &[u8], key: &[u8]) -> Result<()
     verify_hex_mac(digest, body, key)
 }
 
+/// Whether a `sha256=<hex>` signature header is there and well formed, before the body it signs
+/// is even read: a request without one is refused without reading anything.
+pub fn check_sha256_format(header: Option<&str>) -> Result<(), SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?.trim();
+    match header.split_at_checked(SHA256_PREFIX.len()) {
+        Some((prefix, digest))
+            if prefix.eq_ignore_ascii_case(SHA256_PREFIX)
+                && digest.len() == 64
+                && digest.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(())
+        }
+        _ => Err(SignatureError::Malformed),
+    }
+}
+
 /// Checks a bare hex HMAC-SHA256 (no prefix) of `message` under `key`, in constant time. An empty
 /// key never verifies.
 pub fn verify_hex_mac(digest: &str, message: &[u8], key: &[u8]) -> Result<(), SignatureError> {
@@ -141,6 +157,19 @@ mod tests {
             verify_sha256(Some("md5=00"), b"body", b"key"),
             Err(SignatureError::Malformed)
         );
+    }
+
+    #[test]
+    fn the_format_is_checked_without_the_body() {
+        assert_eq!(check_sha256_format(Some(&sign_sha256(b"k", b"b"))), Ok(()));
+        assert_eq!(check_sha256_format(None), Err(SignatureError::Missing));
+        for bad in ["sha256=", "sha256=xyz", "sha1=00", "", "sha256=0123"] {
+            assert_eq!(
+                check_sha256_format(Some(bad)),
+                Err(SignatureError::Malformed),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct IdentityVerifier {
     jwt: Option<(DecodingKey, Validation)>,
     /// The longest validity a token may have (`exp` after `iat`, or after now without `iat`).
     max_lifetime_secs: u64,
+    /// Clock skew tolerated.
+    leeway_secs: u64,
 }
 
 impl std::fmt::Debug for IdentityVerifier {
@@ -133,6 +135,7 @@ impl IdentityVerifier {
                 0 => u64::MAX,
                 n => n.saturating_add(rules.leeway_secs),
             },
+            leeway_secs: rules.leeway_secs,
         }
     }
 
@@ -176,10 +179,19 @@ impl IdentityVerifier {
                 _ => "the token is malformed",
             })
         })?;
-        let issued = data
+        // The validity counts from when it was issued, but never from later than now: a token
+        // cannot shorten its own lifetime by claiming to be issued in the future.
+        let now = chrono::Utc::now().timestamp();
+        if data
             .claims
             .iat
-            .unwrap_or_else(|| chrono::Utc::now().timestamp());
+            .is_some_and(|iat| iat > now.saturating_add_unsigned(self.leeway_secs))
+        {
+            return Err(IdentityError::InvalidToken(
+                "the token claims to be issued later",
+            ));
+        }
+        let issued = data.claims.iat.map_or(now, |iat| iat.min(now));
         let lifetime = u64::try_from(data.claims.exp.saturating_sub(issued)).unwrap_or(0);
         if lifetime > self.max_lifetime_secs {
             return Err(IdentityError::InvalidToken(

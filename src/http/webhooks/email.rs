@@ -23,7 +23,10 @@ use axum::{
 use serde_json::json;
 use switchboard_email::{InboundEmail, ReplyAddress, parse_mime, providers};
 
-use super::{body, channel_off, refuse_announced_over, summary};
+use super::{
+    announced_length, body, channel_off, refuse_announced_over, reserve_unverified, summary,
+    unverified_body,
+};
 use crate::{
     channels::email::{Inbox, ReceiveError, Received},
     http::{ApiError, AppState, auth::require_basic},
@@ -41,8 +44,11 @@ pub async fn mailgun(
     ) else {
         return Err(channel_off("email (mailgun)"));
     };
-    // The proof of origin is inside the body: bound how many unproven bodies are held at once.
-    let _reading = read_slot(&state).await?;
+    // The proof of origin is inside the body: it takes its place in the budget of unproven
+    // bodies while it is read and checked.
+    let limit = state.config.email.max_bytes;
+    refuse_announced_over(&request, limit).map_err(|_| too_large())?;
+    let _reserved = reserve_unverified(&state, announced_length(&request), limit).await?;
     let fields = form_fields(&state, request).await?;
     let field = |name: &str| {
         fields
@@ -116,41 +122,26 @@ pub async fn raw(State(state): State<AppState>, request: Request) -> Result<Resp
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let signature = signature.as_deref();
-    let _reading = read_slot(&state).await?;
-    let body = body(request, state.config.email.max_bytes).await?;
+    // Not signed: refused unread.
+    if let Err(e) = switchboard_channel::signature::check_sha256_format(signature) {
+        tracing::warn!(reason = %e, "refused a raw mail without a signature");
+        return Err(bad_raw_signature());
+    }
+    let (body, _reserved) = unverified_body(&state, request, state.config.email.max_bytes).await?;
     if providers::raw::verify(signature, &body, &secret).is_err() {
         tracing::warn!("refused a raw mail with a bad signature");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
-            "the X-Switchboard-Signature header is missing or does not match the body",
-        ));
+        return Err(bad_raw_signature());
     }
     let email = parse_mime(&body, &ours).map_err(invalid)?;
     receive(&state, &ours, email, None).await
 }
 
-/// A place to read an unauthenticated mail body into memory: a few at a time, so that a flood of
-/// large forged mails cannot take the process's memory (40 × 24 MB took 630 MiB).
-async fn read_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    tokio::time::timeout(
-        state.config.server.body_timeout,
-        state.mail_bodies.clone().acquire_owned(),
+fn bad_raw_signature() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        "the X-Switchboard-Signature header is missing or does not match the body",
     )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "too many mails are being received at once; try again",
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("10"),
-        )
-    })
 }
 
 fn invalid(e: impl std::fmt::Display) -> ApiError {

@@ -6,9 +6,10 @@
 //! answering an error is always safe and answering 200 always means "stored".
 //!
 //! Nobody's body is read before it has to be: a route of a channel that is off answers 404 at
-//! once, and a route whose proof of origin is in the headers (Basic auth, Telegram's secret)
-//! checks it first. Each route takes bodies up to its provider's real maximum, within
-//! `server.body_timeout`.
+//! once, a route whose proof of origin is in the headers (Basic auth, Telegram's secret) checks it
+//! first, and a signed body without a well-formed signature header is refused unread. Each route
+//! takes bodies up to its provider's real maximum, within `server.body_timeout`; bodies read
+//! before they can be authenticated share a memory budget ([`unverified_body`]).
 
 pub mod email;
 pub mod telegram;
@@ -57,14 +58,62 @@ async fn body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     ApiBytes::from_request(request, &()).await.map(|b| b.0)
 }
 
-/// 413 for a request whose `Content-Length` is over `limit`.
-fn refuse_announced_over(request: &Request, limit: usize) -> Result<(), ApiError> {
-    let announced = request
+/// Reads a body whose proof of origin is inside it (a signature over the bytes, a signed form),
+/// within the gateway's budget for such bodies: the memory a body may take is reserved first
+/// (what its `Content-Length` announces, else `limit`), and kept until the returned permit is
+/// dropped — after the body was checked. Bodies that would not fit wait, up to
+/// `server.body_timeout`, then are refused (503).
+async fn unverified_body(
+    state: &AppState,
+    request: Request,
+    limit: usize,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    refuse_announced_over(&request, limit)?;
+    let reserved = reserve_unverified(state, announced_length(&request), limit).await?;
+    Ok((body(request, limit).await?, reserved))
+}
+
+/// Reserves room for an unauthenticated body of the `announced` length (see
+/// [`unverified_body`]); the caller has refused bodies announced over `limit`.
+async fn reserve_unverified(
+    state: &AppState,
+    announced: Option<u64>,
+    limit: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let announced = announced.map_or(limit as u64, |n| n.min(limit as u64));
+    let kib = u32::try_from(announced.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    tokio::time::timeout(
+        state.config.server.body_timeout,
+        state.unverified_bodies.clone().acquire_many_owned(kib),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many large deliveries are being received at once; try again",
+        )
+        .with_header(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("10"),
+        )
+    })
+}
+
+/// The body length a request announces.
+fn announced_length(request: &Request) -> Option<u64> {
+    request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match announced {
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// 413 for a request whose `Content-Length` is over `limit`.
+fn refuse_announced_over(request: &Request, limit: usize) -> Result<(), ApiError> {
+    match announced_length(request) {
         Some(length) if length > limit as u64 => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",

@@ -12,7 +12,7 @@ use axum::{
 use switchboard_channel::Channel;
 use switchboard_whatsapp::{SIGNATURE_HEADER, parse, verify_signature, verify_subscription};
 
-use super::{body, channel_off, summary};
+use super::{channel_off, summary, unverified_body};
 use crate::http::{ApiError, AppState};
 
 /// `GET /webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: answers the
@@ -56,14 +56,16 @@ pub async fn receive(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     let signature = signature.as_deref();
-    let body = body(request, switchboard_whatsapp::MAX_WEBHOOK_BYTES).await?;
+    // A request that is not signed is refused before its body is read.
+    if let Err(e) = switchboard_channel::signature::check_sha256_format(signature) {
+        tracing::warn!(reason = %e, "refused a WhatsApp webhook without a signature");
+        return Err(bad_signature());
+    }
+    let (body, _reserved) =
+        unverified_body(&state, request, switchboard_whatsapp::MAX_WEBHOOK_BYTES).await?;
     if let Err(e) = verify_signature(signature, &body, secret) {
         tracing::warn!(reason = %e, "refused a WhatsApp webhook with a bad signature");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
-            "the X-Hub-Signature-256 header is missing or does not match the body",
-        ));
+        return Err(bad_signature());
     }
     let events = parse(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()))?;
@@ -74,4 +76,12 @@ pub async fn receive(
         Vec::new()
     };
     Ok(Json(summary(received, &outcomes)).into_response())
+}
+
+fn bad_signature() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        "the X-Hub-Signature-256 header is missing or does not match the body",
+    )
 }
