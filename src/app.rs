@@ -13,16 +13,12 @@ use tracing::{info, warn};
 
 use crate::{
     agents::AgentRegistry,
-    channels::{
-        Channels,
-        email::Inbox,
-        imap_poll::{ImapPoller, MailboxUrl},
-        telegram_poll::Poller,
-    },
-    config::{Config, ExpertsConfig, TelegramMode},
+    channels::Channels,
+    config::{Config, ExpertsConfig},
     evaluations::{Evaluators, job::Evaluations},
     experts::{Experts, notify::Notifications},
     http::{self, AppState},
+    inbox::ChannelInbox,
     jobs::{
         self, JobContext,
         deliver::Deliveries,
@@ -37,7 +33,6 @@ use crate::{
     store::Store,
     time::Clock,
 };
-use switchboard_channel::Channel;
 use switchboard_web::identity::{IdentityVerifier, TokenRules};
 
 /// A gateway ready to serve.
@@ -51,7 +46,7 @@ pub struct Gateway {
     wakers: Wakers,
     files: MediaStore,
     experts: Experts,
-    /// The experts' settings as they apply (no mail notifications without SMTP).
+    /// The experts' settings as they apply (no mail notifications without a channel that mails staff).
     experts_config: ExpertsConfig,
     staff: Staff,
     http: reqwest::Client,
@@ -72,18 +67,7 @@ impl Gateway {
     /// Like [`Gateway::build`], with a clock tests can move.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Gateway> {
         let http = http_client()?;
-        let channels = Channels::from_config(&config, &http)?;
-        Self::build_with(config, clock, http, channels).await
-    }
-
-    /// Like [`Gateway::build_with_clock`], with the channels' connectors given (tests put
-    /// instrumented ones in).
-    pub async fn build_with(
-        config: Config,
-        clock: Clock,
-        http: reqwest::Client,
-        channels: Channels,
-    ) -> anyhow::Result<Gateway> {
+        let channels = Channels::from_config(&config).context("invalid configuration")?;
         let store = Store::connect(&config.database).await.with_context(|| {
             format!("cannot open the database {}", redact(&config.database.url))
         })?;
@@ -96,7 +80,7 @@ impl Gateway {
         let wakers = Wakers::default();
         let mut experts_config = config.experts.clone();
         // Mailing experts needs a way to send mail.
-        experts_config.notify_by_email &= channels.sender(Channel::Email).is_some();
+        experts_config.notify_by_email &= channels.staff_mailer().is_some();
         let experts = Experts::new(
             store.clone(),
             clock.clone(),
@@ -231,7 +215,7 @@ impl Gateway {
                 notifications: Arc::new(Notifications {
                     store: self.store.clone(),
                     clock: self.clock.clone(),
-                    channels: self.channels.clone(),
+                    mailer: self.channels.staff_mailer(),
                     http: self.http.clone(),
                     config: self.experts_config.clone(),
                     public_url: self.config.server.public_url(address),
@@ -305,8 +289,7 @@ impl Gateway {
             self.staff.clone(),
             stop.clone(),
         ));
-        let mut pollers = self.start_telegram(&stop, &address);
-        pollers.extend(self.start_imap(&stop)?);
+        let pollers = self.start_channels(&stop, &address);
         info!(%address, database = %redact(&self.config.database.url), "switchboard listening on http://{address}");
 
         let server_stop = stop.clone();
@@ -388,71 +371,32 @@ impl Gateway {
         peers.into()
     }
 
-    /// Starts polling the IMAP mailbox, when one is configured.
-    fn start_imap(
-        &self,
-        stop: &CancellationToken,
-    ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-        let email = &self.config.email;
-        let (Some(url), Some(ours)) = (&email.imap.url, email.reply_address()) else {
-            return Ok(None);
-        };
-        let poller = ImapPoller {
-            url: MailboxUrl::parse(url)?,
-            inbox: Inbox {
-                experts: self.experts.clone(),
-                ours,
-                store: self.store.clone(),
-                pipeline: self.pipeline.clone(),
-                files: self.files.clone(),
-                max_bytes: self.config.media.max_bytes,
-                max_attachments: self.config.email.max_attachments,
-                clock: self.clock.clone(),
-            },
-            poll_interval: email.imap.poll_interval,
-            mark_seen: email.imap.mark_seen,
-            stop: stop.clone(),
-        };
-        Ok(Some(tokio::spawn(poller.run())))
-    }
-
-    /// Starts what the Telegram bots need beside the server: who they are (for group chats), their
-    /// webhooks when asked to register them, and a poller for each bot in polling mode.
-    fn start_telegram(
+    /// Starts what the channels run beside the server (pollers, webhook registrations).
+    fn start_channels(
         &self,
         stop: &CancellationToken,
         address: &std::net::SocketAddr,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let Some(telegram) = self.channels.telegram().cloned() else {
-            return Vec::new();
-        };
-        let config = &self.config.telegram;
-        let webhook_bots = telegram.names(TelegramMode::Webhook);
         let public_url = self.config.server.public_url(*address);
-        let register = config.set_webhook_on_start;
-        let identifying = telegram.clone();
-        tokio::spawn(async move {
-            for name in &webhook_bots {
-                identifying.identify(name).await;
-            }
-            if register && let Err(e) = identifying.set_webhooks(&public_url).await {
-                tracing::error!(error = %e, "cannot register the Telegram webhooks");
-            }
-        });
-        telegram
-            .names(TelegramMode::Polling)
-            .into_iter()
-            .map(|bot| {
-                let poller = Poller {
-                    telegram: telegram.clone(),
-                    bot,
+        self.channels
+            .plugins()
+            .flat_map(|plugin| {
+                let inbox = ChannelInbox {
+                    channel: plugin.channel(),
                     pipeline: self.pipeline.clone(),
+                    experts: self.experts.clone(),
                     store: self.store.clone(),
-                    timeout: config.poll_timeout,
-                    stop: stop.clone(),
+                    files: self.files.clone(),
+                    max_bytes: self.config.media.max_bytes,
+                    clock: self.clock.clone(),
                 };
-                tokio::spawn(poller.run())
+                plugin.start(switchboard_channel::StartContext {
+                    inbox: Arc::new(inbox),
+                    public_url: public_url.clone(),
+                    stop: stop.clone(),
+                })
             })
+            .map(tokio::spawn)
             .collect()
     }
 }

@@ -1,6 +1,6 @@
 //! Switchboard: a multi-channel messaging bot gateway.
 //!
-//! WhatsApp, Telegram, e-mail and website chat reach one conversation pipeline: channel adapters
+//! Messaging channels and the website chat reach one conversation pipeline: channel adapters
 //! (the `switchboard-*` crates under `channels/`) normalize inbound messages, the [`pipeline`]
 //! stores them durably and answers them in order per conversation with an [`agents`] agent or
 //! hands them to a human, and replies go back through the channel they came from.
@@ -14,6 +14,7 @@ pub mod config;
 pub mod evaluations;
 pub mod experts;
 pub mod http;
+pub mod inbox;
 pub mod jobs;
 pub mod limits;
 pub mod live;

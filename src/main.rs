@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use switchboard::{
     app::Gateway,
-    channels::telegram::Telegram,
+    channels,
     config::Config,
     replay,
     staff::Staff,
@@ -43,9 +43,9 @@ enum Command {
     /// Bring the database schema up to date, then exit.
     Migrate,
     /// Post a recorded provider payload (a file under webhooks/<channel>/) to a running gateway,
-    /// signed like the provider would (needs the channel's secret, e.g. WHATSAPP_APP_SECRET).
+    /// signed like the provider would (needs the channel's secret as the gateway has it).
     Replay {
-        /// The payload, e.g. webhooks/whatsapp/text.json.
+        /// The payload, e.g. webhooks/<channel>/text.json.
         file: PathBuf,
         /// The gateway's base URL. Default: its configured listen address.
         #[arg(long)]
@@ -54,20 +54,19 @@ enum Command {
         /// (without it, a second replay is recognised as a provider retry).
         #[arg(long)]
         new_ids: bool,
-        /// The Telegram bot to post to (default: the only one, or `telegram.name`).
-        #[arg(long)]
-        bot: Option<String>,
-    },
-    /// Telegram bot administration.
-    Telegram {
-        #[command(subcommand)]
-        command: TelegramCommand,
+        /// The channel's account to post to, when it has several (a bot's name). Default: the
+        /// only one.
+        #[arg(long, alias = "bot")]
+        account: Option<String>,
     },
     /// Staff accounts: experts, supervisors, admins.
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// A channel's own commands: `switchboard <channel> <command>` (listed below).
+    #[command(external_subcommand)]
+    Channel(Vec<String>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,17 +91,15 @@ enum UserCommand {
     List,
 }
 
-#[derive(Debug, Subcommand)]
-enum TelegramCommand {
-    /// Register the webhook of every bot in webhook mode with Telegram, at
-    /// <server.public_url>/webhooks/telegram/<name>, with its secret and the updates the gateway
-    /// reads.
-    SetWebhook,
-}
-
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref(), |name| std::env::var(name).ok())?;
+    let matches = Cli::command().after_help(channel_commands()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let mut config = Config::load(cli.config.as_deref(), env)?;
+    channels::configure(&mut config, env)?;
     telemetry::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,7 +119,7 @@ fn main() -> anyhow::Result<()> {
                 file,
                 url,
                 new_ids,
-                bot,
+                account,
             } => {
                 replay::run(
                     &config,
@@ -130,14 +127,12 @@ fn main() -> anyhow::Result<()> {
                         file: &file,
                         url,
                         new_ids,
-                        bot,
+                        account,
                     },
                 )
                 .await
             }
-            Command::Telegram {
-                command: TelegramCommand::SetWebhook,
-            } => set_webhook(&config).await,
+            Command::Channel(args) => channel_command(&config, &args).await,
             Command::User { command } => user(&config, command).await,
         }
     })
@@ -213,25 +208,41 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     result
 }
 
-/// `switchboard telegram set-webhook`
-async fn set_webhook(config: &Config) -> anyhow::Result<()> {
-    let Some(telegram) = Telegram::from_config(&config.telegram)? else {
-        anyhow::bail!("no Telegram bot is configured (TELEGRAM_BOT_TOKEN or telegram.token)");
+/// `switchboard <channel> <command>`: a channel's own command.
+async fn channel_command(config: &Config, args: &[String]) -> anyhow::Result<()> {
+    let (name, command) = match args {
+        [name, command] => (name.as_str(), command.as_str()),
+        _ => anyhow::bail!(
+            "usage: switchboard <channel> <command>\n\n{}",
+            channel_commands()
+        ),
     };
-    let Some(public_url) = &config.server.public_url else {
+    let Some(kind) = channels::kind(name) else {
         anyhow::bail!(
-            "set server.public_url (SWITCHBOARD_PUBLIC_URL) to the gateway's public https:// \
-             address: Telegram posts the updates there"
+            "no such command or channel: {name}\n\n{}",
+            channel_commands()
         );
     };
-    let registered = telegram.set_webhooks(public_url).await?;
-    if registered.is_empty() {
-        anyhow::bail!("no bot is in webhook mode");
-    }
-    for url in registered {
-        println!("registered {url}");
-    }
+    let host = switchboard_channel::plugin::CommandHost {
+        public_url: config.server.public_url.clone(),
+    };
+    let printed = kind
+        .run_command(channels::section(config, kind), command, &host)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("{printed}");
     Ok(())
+}
+
+/// The channels' commands, for the help text.
+fn channel_commands() -> String {
+    let mut text = String::from("Channel commands:\n");
+    for kind in channels::KINDS {
+        for (command, help) in kind.commands() {
+            text.push_str(&format!("  {} {command}\n      {help}\n", kind.channel()));
+        }
+    }
+    text
 }
 
 /// Completes on Ctrl-C or SIGTERM.

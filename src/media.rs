@@ -1,6 +1,6 @@
 //! The media directory: the gateway's own copies of the files users send.
 //!
-//! Provider links to media expire (minutes on WhatsApp), so files are downloaded right away and
+//! Provider links to media expire (within minutes, on some providers), so files are downloaded right away and
 //! kept here, content-addressed (`<first two hex digits>/<sha256>`): the same file sent twice is
 //! stored once, and a file's name says what it must contain. A download is written to a temporary
 //! file while it is hashed and measured, and only moved into place once its size and checksum are

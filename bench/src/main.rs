@@ -144,15 +144,15 @@ fn serve(database_url: String, graph: Option<String>) -> anyhow::Result<()> {
             address.event_streams = u32::MAX;
             config.limits.contact.messages_per_minute = u32::MAX;
             if let Some(api) = graph.as_deref().and_then(|g| g.strip_prefix("telegram=")) {
-                config.telegram.token = Some(telegram::TOKEN.into());
-                config.telegram.name = "bench".into();
-                config.telegram.webhook_secret = Some(telegram::SECRET.into());
-                config.telegram.api_url = api.to_owned();
+                config.set("telegram.token", telegram::TOKEN);
+                config.set("telegram.name", "bench");
+                config.set("telegram.webhook_secret", telegram::SECRET);
+                config.set("telegram.api_url", api.to_owned());
             } else if let Some(graph) = graph {
-                config.whatsapp.app_secret = Some(WHATSAPP_SECRET.into());
-                config.whatsapp.verify_token = Some("bench".into());
-                config.whatsapp.access_token = Some("bench-token".into());
-                config.whatsapp.api_base = graph;
+                config.set("whatsapp.app_secret", WHATSAPP_SECRET);
+                config.set("whatsapp.verify_token", "bench");
+                config.set("whatsapp.access_token", "bench-token");
+                config.set("whatsapp.api_base", graph);
             }
             switchboard::telemetry::init(&config.log);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -32,7 +32,7 @@ pub struct AgentRequest {
     pub channel: Channel,
     /// The most recent messages, oldest first; the last one is the message to answer.
     pub history: Vec<ContextLine>,
-    /// The user has just opened the conversation (Telegram's `/start`): greet them.
+    /// The user has just opened the conversation (a `/start` command): greet them.
     pub opening: bool,
 }
 
@@ -53,8 +53,8 @@ pub enum AgentEvent {
         /// Why, for the expert and the log.
         reason: String,
     },
-    /// Answers the user can pick with a tap; channels that can show buttons do (Telegram's inline
-    /// keyboard, WhatsApp's reply buttons), and a tap comes back as the choice's title.
+    /// Answers the user can pick with a tap; channels that can show buttons do (inline keyboards,
+    /// reply buttons), and a tap comes back as the choice's title.
     Choices(Vec<Choice>),
 }
 

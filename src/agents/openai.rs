@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(agent.url, "http://x/v1/chat/completions");
         let request = AgentRequest {
             conversation_id: "c".into(),
-            channel: switchboard_channel::Channel::Web,
+            channel: switchboard_channel::Channel::WEB,
             history: vec![
                 crate::store::messages::ContextLine {
                     role: Role::User,

@@ -114,7 +114,7 @@ mod tests {
     async fn ask(agent: &ScriptedAgent, message: &str) -> (String, bool) {
         let request = AgentRequest {
             conversation_id: "c".into(),
-            channel: Channel::Web,
+            channel: Channel::WEB,
             history: vec![ContextLine {
                 role: Role::User,
                 content: message.into(),
@@ -148,7 +148,7 @@ mod tests {
         let agent = agent();
         let opening = AgentRequest {
             conversation_id: "c".into(),
-            channel: Channel::Telegram,
+            channel: Channel::named("chat"),
             history: vec![ContextLine {
                 role: Role::User,
                 content: "/start".into(),
@@ -202,7 +202,7 @@ mod tests {
         let agent = agent();
         let request = AgentRequest {
             conversation_id: "c".into(),
-            channel: Channel::Web,
+            channel: Channel::WEB,
             history: vec![ContextLine {
                 role: Role::User,
                 content: "hello".into(),

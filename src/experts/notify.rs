@@ -1,7 +1,7 @@
 //! Telling an expert that a conversation is theirs, besides their dashboard (which hears it live):
 //!
 //! - an e-mail with the conversation so far, whose reply address carries a token bound to that
-//!   conversation and that expert — replying to it answers the end user (see `channels::email`);
+//!   conversation and that expert — replying to it answers the end user (see `inbox`);
 //! - a JSON notice POSTed to `experts.webhook_url`, signed in `X-Switchboard-Signature:
 //!   sha256=<hex HMAC-SHA256 of the body>` with `experts.webhook_secret`, for integrations.
 //!
@@ -13,13 +13,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard_channel::{
-    Channel, OutboundContent, OutboundMessage, SendError, Thread, ThreadLine,
-};
+use switchboard_channel::{OutboundContent, OutboundMessage, SendError, Thread, ThreadLine};
 use tracing::{error, warn};
 
 use crate::{
-    channels::Channels,
     config::ExpertsConfig,
     jobs::queue::{RetryPolicy, Wake},
     store::{
@@ -86,8 +83,8 @@ pub struct Notifications {
     pub store: Store,
     /// The gateway's clock.
     pub clock: Clock,
-    /// The channels (e-mail's sender).
-    pub channels: Channels,
+    /// Sends the notification mails, when a channel can mail staff.
+    pub mailer: Option<std::sync::Arc<dyn switchboard_channel::Sender>>,
     /// For webhooks.
     pub http: reqwest::Client,
     /// Webhook URL and secret.
@@ -158,8 +155,8 @@ impl Notifications {
         let Some(current) = self.current(&job).await? else {
             return self.finish(&job).await;
         };
-        let Some(sender) = self.channels.sender(Channel::Email).cloned() else {
-            warn!("experts.notify_by_email is on, but e-mail cannot be sent (email.smtp_url)");
+        let Some(sender) = self.mailer.clone() else {
+            warn!("experts.notify_by_email is on, but no channel can send mail to staff");
             return self.finish(&job).await;
         };
         let Current {

@@ -1,9 +1,8 @@
-//! Credentials the gateway's own routes check: the operator's bearer token, and the shared
-//! secrets of webhooks (Basic auth). Always compared in constant time, so that response timing
-//! reveals neither how much of a guess was right nor how long the secret is.
+//! The operator's bearer token, the credential of the gateway's own operations routes. Always
+//! compared in constant time, so that response timing reveals neither how much of a guess was
+//! right nor how long the secret is.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use base64::Engine;
+use axum::http::{HeaderMap, StatusCode, header};
 
 use super::{ApiError, AppState};
 
@@ -33,30 +32,4 @@ pub fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), Api
     } else {
         Err(unauthenticated())
     }
-}
-
-/// Checks `Authorization: Basic` against a user and password; a refusal asks for Basic auth.
-pub fn require_basic(headers: &HeaderMap, user: &str, password: &str) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|v| {
-            base64::engine::general_purpose::STANDARD
-                .decode(v.trim())
-                .ok()
-        })
-        .unwrap_or_default();
-    if secrets_match(&given, format!("{user}:{password}").as_bytes()) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "this webhook needs the configured Basic auth user and password",
-    )
-    .with_header(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"switchboard\""),
-    ))
 }

@@ -104,7 +104,7 @@ async fn accept(
     });
     let (outcome, watch) = state
         .pipeline
-        .ingest_and_watch(Channel::Web, inbound, Some(admit))
+        .ingest_and_watch(Channel::WEB, inbound, Some(admit))
         .await?;
     match outcome {
         Outcome::Stored { message, mode, .. } => Ok(Accepted::New {

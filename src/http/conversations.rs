@@ -97,7 +97,7 @@ pub(super) async fn list(
         return Err(ApiError::invalid("invalid_query", "page starts at 1"));
     }
     let mut reader = state.store.reader();
-    let contact = contacts::find_id(&mut reader, Channel::Web, &visitor.external_id()).await?;
+    let contact = contacts::find_id(&mut reader, Channel::WEB, &visitor.external_id()).await?;
     let (conversations, total) = match contact {
         Some(contact) => {
             let offset = (params.page - 1).saturating_mul(limit);
@@ -122,7 +122,7 @@ pub(super) async fn owned(
     conversations::get_for_owner(
         &mut state.store.reader(),
         id,
-        Channel::Web,
+        Channel::WEB,
         &visitor.external_id(),
     )
     .await?

@@ -391,7 +391,7 @@ mod tests {
             id: format!("m{seq}"),
             conversation_id: "c".into(),
             seq,
-            channel: Channel::Web,
+            channel: Channel::WEB,
             direction: if reply_to.is_some() {
                 Direction::Outbound
             } else {

@@ -20,7 +20,7 @@ pub mod server;
 mod staff;
 mod staff_streams;
 mod supervisor;
-mod webhooks;
+mod webhook;
 
 use std::{sync::Arc, time::Duration};
 
@@ -73,7 +73,7 @@ pub struct AppState {
     /// Proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
     pub proxies: Arc<[ipnet::IpNet]>,
     /// The memory webhook bodies may take before they are authenticated (providers whose proof
-    /// covers the body), in KiB: see `webhooks::unverified_body`.
+    /// covers the body), in KiB: see `webhook::reserve_unverified`.
     pub unverified_bodies: Arc<tokio::sync::Semaphore>,
 }
 
@@ -104,7 +104,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(visitor_api)
         .route("/v1/media/{id}", get(media::get))
-        .merge(webhooks::routes(&state.config))
+        .merge(webhook::routes())
         .merge(staff_api())
         .merge(dashboard::routes())
         .route("/", get(pages::index))

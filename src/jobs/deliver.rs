@@ -8,8 +8,8 @@
 //!   resumes after the parts already sent instead of repeating them;
 //! - quotes the user's message when the user wrote again since (the answer would be ambiguous
 //!   otherwise);
-//! - tells the channel whether its customer-service window is open (WhatsApp: 24 hours after the
-//!   user's last message), so the channel can substitute a template or refuse;
+//! - tells the channel whether its customer-service window is open (some providers allow free text
+//!   only for 24 hours after the user's last message), so the channel can substitute a template or refuse;
 //! - on a transient failure (rate limit, provider outage) retries with exponential backoff, waiting
 //!   at least as long as the provider asked; on a permanent one marks the message failed with the
 //!   reason, and so does giving up after too many attempts.
@@ -343,7 +343,7 @@ const THREAD_REFERENCES: i64 = 20;
 /// How many earlier messages a threaded message shows below itself.
 const THREAD_HISTORY: i64 = 6;
 
-/// The longest text shown above buttons; WhatsApp's limit, the tightest of the channels.
+/// The longest text shown above buttons: the tightest limit of the channels'.
 const CHOICES_BODY_LIMIT: usize = 1024;
 
 /// What a message is sent as: its attachments, then its text split to the channel's limit, the

@@ -1,7 +1,7 @@
 //! Downloading the files users send, right after their message is stored.
 //!
-//! WhatsApp's (and Telegram's) webhooks carry a media id, not the file; the link to the file is
-//! valid for minutes. A `fetch_media` job per attachment is added in the transaction that stores
+//! Some providers' webhooks carry a media id, not the file, and the link to the file is valid
+//! for minutes (the channels whose plug-in has a media fetcher). A `fetch_media` job per attachment is added in the transaction that stores
 //! the message, so the download starts at once and survives a restart. The file goes to the media
 //! directory ([`MediaStore`]) after its size, checksum and MIME type were checked against what the
 //! provider announced; the message's attachment then names the stored copy (`media_id`). A

@@ -48,9 +48,9 @@ use queue::QueueSource;
 /// How long a delivery status waits for the message it refers to before it is forgotten.
 const EARLY_STATUS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// How long one-time values of webhooks (Mailgun's tokens, the Message-IDs of expert mails) are
-/// remembered: longer than any provider retries a delivery, and far longer than a Mailgun
-/// signature stays fresh (`email.signature_max_age`).
+/// How long one-time values of webhooks (signed requests' nonces, the ids of staff replies) are
+/// remembered: longer than any provider retries a delivery, and far longer than a signed
+/// request stays fresh (the channels allow at most a day).
 const SEEN_TOKEN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What the jobs work with.

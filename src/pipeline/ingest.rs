@@ -128,26 +128,7 @@ pub struct Source<'a> {
 /// Counts a new message against its sender's rates; `true` when it starts a conversation.
 pub type Admission = dyn Fn(bool) -> Result<(), Refused> + Send + Sync;
 
-/// Something recorded in the transaction of a batch, so that the two are stored together or not
-/// at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Checkpoint {
-    /// A provider stream's position after the batch (Telegram's update offset, `store::cursors`).
-    Cursor {
-        /// The stream's name.
-        name: String,
-        /// The position after the batch.
-        value: String,
-    },
-    /// A signed webhook's one-time value (Mailgun's token): a value seen before refuses the
-    /// batch as a replay ([`IngestError::Replayed`]).
-    Once {
-        /// Whose values these are.
-        scope: String,
-        /// The value.
-        token: String,
-    },
-}
+pub use switchboard_channel::Checkpoint;
 
 /// Ingests a batch in one transaction (recording `checkpoint` with it), publishes what changed to
 /// the live hub, and returns one outcome per event.

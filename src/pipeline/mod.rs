@@ -62,8 +62,6 @@ pub(crate) struct Inner {
     experts: Experts,
     /// Queue an evaluation of every reply the agent wrote.
     evaluate_replies: bool,
-    /// Per channel, how many messages of one contact are answered per hour at most.
-    answers_per_hour: std::collections::HashMap<Channel, u32>,
     /// Rate limits (per contact on the messaging channels).
     limits: Arc<Limits>,
     /// What a contact over their rate is told.
@@ -104,7 +102,6 @@ impl Pipeline {
                 wakers,
                 experts,
                 evaluate_replies: config.evaluations.enabled,
-                answers_per_hour: [(Channel::Email, config.email.max_answers_per_hour)].into(),
                 limits,
                 over_limit_notice: config.limits.contact.notice.clone(),
                 router: Router::new(&config.routing),
@@ -128,7 +125,7 @@ impl Pipeline {
 
     /// Like [`Pipeline::ingest`], recording a checkpoint in the same transaction: a stream's
     /// position (the batch and the position after it are stored together or not at all, so a
-    /// restart neither loses nor repeats what was read: Telegram's long polling; an empty batch
+    /// restart neither loses nor repeats what was read: a poller's position; an empty batch
     /// just moves it), or a webhook's one-time token (a replay is refused).
     pub async fn ingest_to(
         &self,
@@ -228,10 +225,10 @@ impl Inner {
         let source = ingest::Source {
             channel,
             fetches_media: self.channels.fetcher(channel).is_some(),
-            answers_per_hour: self.answers_per_hour.get(&channel).copied(),
+            answers_per_hour: self.channels.policy(channel).answers_per_hour,
             // Website visitors over their rate are refused (429) before their message is
             // stored; a provider's message cannot be refused, only left unanswered.
-            floods: (channel != Channel::Web)
+            floods: (channel != Channel::WEB)
                 .then_some((&self.limits.contacts, self.over_limit_notice.as_str())),
             admit,
         };

@@ -551,10 +551,10 @@ impl Inner {
         Ok(stored.then_some(outcome))
     }
 
-    /// Shows the user, on channels that can, that their message is being answered (WhatsApp also
-    /// marks it read). Runs beside the turn: it must never delay or fail the answer.
+    /// Shows the user, on channels that can, that their message is being answered (some also
+    /// mark it read). Runs beside the turn: it must never delay or fail the answer.
     fn show_typing(self: &Arc<Self>, conversation: &Conversation, message: &Message) {
-        let Some(sender) = self.channels.sender(conversation.channel).cloned() else {
+        let Some(sender) = self.channels.sender(conversation.channel) else {
             return;
         };
         let inner = self.clone();

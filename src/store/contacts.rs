@@ -161,7 +161,7 @@ pub struct Found {
     pub external_id: String,
     /// Its name.
     pub display_name: Option<String>,
-    /// Its username on the channel (Telegram), when known.
+    /// Its username on the channel, when it has usernames and it is known.
     pub username: Option<String>,
     /// When it first wrote.
     pub created_at: Timestamp,

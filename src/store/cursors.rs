@@ -1,4 +1,5 @@
-//! Cursors: how far the gateway has read a provider's stream (Telegram's update offset).
+//! Cursors: how far the gateway has read a provider's stream (a poller's position: an update offset, a
+//! mailbox's last UID).
 
 use super::{Db, StoreError, Tx, query};
 use crate::time::Timestamp;

@@ -175,7 +175,7 @@ pub struct NewMessage {
 /// Whether outbound messages of a channel are delivered by a job. Web replies are delivered by
 /// being stored and published; every other channel needs its provider's API.
 pub fn needs_delivery(channel: Channel) -> bool {
-    channel != Channel::Web
+    channel != Channel::WEB
 }
 
 /// The delivery status an outbound message starts with: a web message is delivered by being

@@ -222,10 +222,10 @@ fn replay(address: std::net::SocketAddr, secret: &str, extra: &[&str]) -> (bool,
 async fn replay_posts_a_recorded_webhook_signed() {
     let graph = crate::helpers::graph::FakeGraph::start().await;
     let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, |config| {
-        config.whatsapp.app_secret = Some("replay-secret".into());
-        config.whatsapp.verify_token = Some("replay-token".into());
-        config.whatsapp.access_token = Some("token".into());
-        config.whatsapp.api_base = graph.base_url();
+        config.set("whatsapp.app_secret", "replay-secret");
+        config.set("whatsapp.verify_token", "replay-token");
+        config.set("whatsapp.access_token", "token");
+        config.set("whatsapp.api_base", graph.base_url());
     })
     .await;
     let address = app.address;
@@ -306,10 +306,10 @@ async fn telegram_webhooks_are_registered_and_replayed() {
 
     // A recorded update replayed with the secret reaches the gateway's bot.
     let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, |config| {
-        config.telegram.token = Some("7000000001:test-token".into());
-        config.telegram.name = "support".into();
-        config.telegram.webhook_secret = Some("replay-secret".into());
-        config.telegram.api_url = api.api_url();
+        config.set("telegram.token", "7000000001:test-token");
+        config.set("telegram.name", "support");
+        config.set("telegram.webhook_secret", "replay-secret");
+        config.set("telegram.api_url", api.api_url());
     })
     .await;
     let url = format!("http://{}", app.address);
@@ -328,12 +328,15 @@ async fn email_fixtures_are_replayed_through_their_routes() {
     let smtp = crate::helpers::smtp::FakeSmtp::start().await;
     let smtp_url = smtp.url();
     let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, move |config| {
-        config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp_url.into());
-        config.email.raw_secret = Some("raw-secret".into());
-        config.email.mailgun_signing_key = Some("mailgun-key".into());
-        config.email.inbound_user = Some("postmaster".into());
-        config.email.inbound_password = Some("inbound-password".into());
+        config.set(
+            "email.from",
+            "Switchboard Support <support@mail.example.com>",
+        );
+        config.set("email.smtp_url", smtp_url);
+        config.set("email.raw_secret", "raw-secret");
+        config.set("email.mailgun_signing_key", "mailgun-key");
+        config.set("email.inbound_user", "postmaster");
+        config.set("email.inbound_password", "inbound-password");
     })
     .await;
     let url = format!("http://{}", app.address);

@@ -11,7 +11,7 @@ use switchboard::{
     config::Config,
     store::{Db, messages, query},
 };
-use switchboard_channel::{Channel, DeliveryStatus};
+use switchboard_channel::DeliveryStatus;
 use switchboard_email::providers;
 
 use crate::{
@@ -32,12 +32,15 @@ const OPERATOR: &str = "operator-token";
 /// Points the e-mail channel at the fake SMTP server, with every inbound route on.
 fn on_email(smtp: &FakeSmtp) -> impl FnOnce(&mut Config) + '_ {
     move |config: &mut Config| {
-        config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp.url().into());
-        config.email.raw_secret = Some(RAW_SECRET.into());
-        config.email.mailgun_signing_key = Some(MAILGUN_KEY.into());
-        config.email.inbound_user = Some("postmaster".into());
-        config.email.inbound_password = Some("inbound-password".into());
+        config.set(
+            "email.from",
+            "Switchboard Support <support@mail.example.com>",
+        );
+        config.set("email.smtp_url", smtp.url());
+        config.set("email.raw_secret", RAW_SECRET);
+        config.set("email.mailgun_signing_key", MAILGUN_KEY);
+        config.set("email.inbound_user", "postmaster");
+        config.set("email.inbound_password", "inbound-password");
         config.server.admin_token = Some(OPERATOR.into());
     }
 }
@@ -126,7 +129,7 @@ async fn a_mail_is_answered_by_mail_in_its_thread(backend: Backend) {
     assert_eq!(app.count("messages").await, 2);
     let stored = messages::find_quoted(
         &mut app.store.reader(),
-        Channel::Email,
+        switchboard_email::CHANNEL,
         message_id.trim_matches(['<', '>']),
     )
     .await
@@ -191,7 +194,7 @@ async fn a_reply_continues_its_conversation_with_only_the_new_text(backend: Back
     assert_eq!(app.count("conversations").await, 1, "the same conversation");
     let stored = messages::find_by_provider_id(
         &mut app.store.reader(),
-        Channel::Email,
+        switchboard_email::CHANNEL,
         "second@example.org",
     )
     .await
@@ -441,7 +444,7 @@ async fn attachments_are_kept_and_served_to_the_operator() {
     assert_eq!(status, 200, "{body}");
     let stored = messages::find_by_provider_id(
         &mut app.store.reader(),
-        Channel::Email,
+        switchboard_email::CHANNEL,
         "b8f2c1d4-3e5a-4f6b-9c7d-8e9f0a1b2c3d@example.com",
     )
     .await
@@ -473,7 +476,7 @@ async fn a_flood_of_mail_is_answered_only_up_to_the_hourly_limit() {
     let smtp = FakeSmtp::start().await;
     let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
         on_email(&smtp)(config);
-        config.email.max_answers_per_hour = 2;
+        config.set("email.max_answers_per_hour", 2_i64);
     })
     .await;
     for n in 0..3 {
@@ -491,7 +494,7 @@ async fn a_flood_of_mail_is_answered_only_up_to_the_hourly_limit() {
     assert_eq!(smtp.received().len(), 2);
     let last = messages::find_by_provider_id(
         &mut app.store.reader(),
-        Channel::Email,
+        switchboard_email::CHANNEL,
         "flood-2@example.org",
     )
     .await
@@ -512,7 +515,7 @@ async fn oversized_mail_is_refused_clearly() {
     let smtp = FakeSmtp::start().await;
     let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
         on_email(&smtp)(config);
-        config.email.max_bytes = 10_000;
+        config.set("email.max_bytes", 10_000_i64);
     })
     .await;
     let big = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 20_000]);

@@ -840,13 +840,16 @@ async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
     let smtp = crate::helpers::smtp::FakeSmtp::start().await;
     let (hook, hooked) = webhook_receiver().await;
     let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
-        config.whatsapp.app_secret = Some("wa-secret".into());
-        config.whatsapp.verify_token = Some("wa-verify".into());
-        config.whatsapp.access_token = Some("wa-token".into());
-        config.whatsapp.api_base = graph.base_url();
-        config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp.url().into());
-        config.email.raw_secret = Some("raw-secret".into());
+        config.set("whatsapp.app_secret", "wa-secret");
+        config.set("whatsapp.verify_token", "wa-verify");
+        config.set("whatsapp.access_token", "wa-token");
+        config.set("whatsapp.api_base", graph.base_url());
+        config.set(
+            "email.from",
+            "Switchboard Support <support@mail.example.com>",
+        );
+        config.set("email.smtp_url", smtp.url());
+        config.set("email.raw_secret", "raw-secret");
         config.experts.webhook_url = Some(format!("http://{}/hook", hook.address));
         config.experts.webhook_secret = Some("hook-secret".into());
     })

@@ -110,7 +110,9 @@ fn load(toml: &str) -> Result<Config, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switchboard.toml");
     std::fs::write(&path, toml).unwrap();
-    Config::load(Some(&path), |_| None).map_err(|e| e.to_string())
+    let mut config = Config::load(Some(&path), |_| None).map_err(|e| e.to_string())?;
+    switchboard::channels::configure(&mut config, |_| None).map_err(|e| e.to_string())?;
+    Ok(config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +125,11 @@ async fn empty_secrets_switch_features_off_and_never_open_them() {
          [staff]\njwt_secret = \"\"\n[web]\njwt_secret = \" \"\n[server]\nadmin_token = \"\"\n",
     )
     .expect("empty secrets are no secrets, not errors");
-    assert!(config.whatsapp.app_secret.is_none());
+    let running = switchboard::channels::Channels::from_config(&config).unwrap();
+    assert!(
+        running.by_name("whatsapp").is_none() && running.by_name("email").is_none(),
+        "{running:?}"
+    );
     assert!(config.staff.jwt_secret.is_none());
     assert!(config.web.jwt_secret.is_none());
     let base = test_config(&db.url);
@@ -287,8 +293,8 @@ fn mail_with_attachments(message_id: &str, types: &[&str]) -> Vec<u8> {
 
 /// Turns on the raw mail route (answers are not mailed).
 fn on_raw_mail(config: &mut Config) {
-    config.email.from = Some("Support <support@mail.example.com>".into());
-    config.email.raw_secret = Some(RAW_SECRET.into());
+    config.set("email.from", "Support <support@mail.example.com>");
+    config.set("email.raw_secret", RAW_SECRET);
     config.server.admin_token = Some(OPERATOR.into());
 }
 
@@ -566,7 +572,7 @@ async fn stored_media_never_runs_in_a_browser() {
 async fn a_mail_keeps_only_its_first_attachments() {
     let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
         on_raw_mail(c);
-        c.email.max_attachments = 3;
+        c.set("email.max_attachments", 3_i64);
     })
     .await;
     let types = ["application/pdf"; 12];
@@ -689,15 +695,15 @@ async fn webhooks_refuse_before_reading_the_body_and_take_only_their_providers_s
     refused_before_the_body(&off, &post("/webhooks/email/mailgun", ""), 404).await;
 
     let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
-        c.whatsapp.app_secret = Some("app-secret".into());
-        c.whatsapp.verify_token = Some("verify".into());
-        c.email.from = Some("Support <support@mail.example.com>".into());
-        c.email.raw_secret = Some(RAW_SECRET.into());
-        c.email.inbound_user = Some("postmaster".into());
-        c.email.inbound_password = Some("inbound-password".into());
-        c.telegram.token = Some("123:abc".into());
-        c.telegram.webhook_secret = Some("telegram-secret".into());
-        c.telegram.api_url = "http://127.0.0.1:1".into();
+        c.set("whatsapp.app_secret", "app-secret");
+        c.set("whatsapp.verify_token", "verify");
+        c.set("email.from", "Support <support@mail.example.com>");
+        c.set("email.raw_secret", RAW_SECRET);
+        c.set("email.inbound_user", "postmaster");
+        c.set("email.inbound_password", "inbound-password");
+        c.set("telegram.token", "123:abc");
+        c.set("telegram.webhook_secret", "telegram-secret");
+        c.set("telegram.api_url", "http://127.0.0.1:1");
     })
     .await;
     // A signed body without a signature is refused unread.
@@ -768,8 +774,8 @@ async fn a_body_that_trickles_in_is_cut_off() {
 async fn one_time_webhook_tokens_are_forgotten_when_too_old_to_matter() {
     let clock = Clock::system();
     let app = TestApp::spawn_with_clock(&Backend::Sqlite, clock.clone(), |c| {
-        c.email.from = Some("Support <support@mail.example.com>".into());
-        c.email.mailgun_signing_key = Some("mailgun-key".into());
+        c.set("email.from", "Support <support@mail.example.com>");
+        c.set("email.mailgun_signing_key", "mailgun-key");
         c.pipeline.sweep_schedule = "* * * * * *".into();
     })
     .await;

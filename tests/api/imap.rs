@@ -25,11 +25,14 @@ fn on_imap<'a>(
     smtp: &'a FakeSmtp,
 ) -> impl FnOnce(&mut switchboard::config::Config) + 'a {
     move |config| {
-        config.email.from = Some("Switchboard Support <support@mail.example.com>".into());
-        config.email.smtp_url = Some(smtp.url().into());
-        config.email.imap.url = Some(dovecot.url().into());
+        config.set(
+            "email.from",
+            "Switchboard Support <support@mail.example.com>",
+        );
+        config.set("email.smtp_url", smtp.url());
+        config.set("email.imap.url", dovecot.url());
         // Long enough that only IDLE can explain a prompt answer.
-        config.email.imap.poll_interval = Duration::from_secs(120);
+        config.set("email.imap.poll_interval", "120s");
     }
 }
 

@@ -7,7 +7,7 @@ use switchboard::{
     store::{Db, conversations, messages, query},
 };
 use switchboard_channel::{
-    Channel, ContactRef, Content, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
+    ContactRef, Content, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
     InboundMessage, ProviderError, Reaction, StatusUpdate,
 };
 
@@ -39,6 +39,7 @@ fn message(id: &str, from: &str, text: &str) -> InboundEvent {
         content: Content::Text { body: text.into() },
         intent: None,
         metadata: Map::new(),
+        files: Vec::new(),
     })
 }
 
@@ -58,7 +59,7 @@ async fn a_batch_is_stored_in_order_and_retries_are_dropped(backend: Backend) {
     ];
     let outcomes = app
         .pipeline
-        .ingest(Channel::Whatsapp, batch.clone())
+        .ingest(switchboard_whatsapp::CHANNEL, batch.clone())
         .await
         .unwrap();
     let (a, b, c) = (
@@ -74,7 +75,11 @@ async fn a_batch_is_stored_in_order_and_retries_are_dropped(backend: Backend) {
     assert_eq!((a.seq, b.seq), (1, 2));
 
     // The provider retries the whole delivery: nothing new is stored or answered.
-    let retried = app.pipeline.ingest(Channel::Whatsapp, batch).await.unwrap();
+    let retried = app
+        .pipeline
+        .ingest(switchboard_whatsapp::CHANNEL, batch)
+        .await
+        .unwrap();
     assert!(
         retried
             .iter()
@@ -93,7 +98,7 @@ async fn a_batch_is_stored_in_order_and_retries_are_dropped(backend: Backend) {
     let later = app
         .pipeline
         .ingest(
-            Channel::Whatsapp,
+            switchboard_whatsapp::CHANNEL,
             vec![message("wamid.4", "16505551234", "third")],
         )
         .await
@@ -143,7 +148,10 @@ async fn a_batch_is_stored_in_order_and_retries_are_dropped(backend: Backend) {
 async fn reactions_and_edits_are_recorded_without_an_answer(backend: Backend) {
     let app = TestApp::spawn_with(&backend, |c| c.routing.default_agent = "echo".into()).await;
     app.pipeline
-        .ingest(Channel::Telegram, vec![message("tg.1", "42", "helo")])
+        .ingest(
+            switchboard_telegram::CHANNEL,
+            vec![message("tg.1", "42", "helo")],
+        )
         .await
         .unwrap();
     app.all_answered().await;
@@ -173,7 +181,7 @@ async fn reactions_and_edits_are_recorded_without_an_answer(backend: Backend) {
     });
     let outcomes = app
         .pipeline
-        .ingest(Channel::Telegram, vec![reaction, edit])
+        .ingest(switchboard_telegram::CHANNEL, vec![reaction, edit])
         .await
         .unwrap();
     assert!(
@@ -212,7 +220,7 @@ async fn reactions_and_edits_are_recorded_without_an_answer(backend: Backend) {
     });
     let outcomes = app
         .pipeline
-        .ingest(Channel::Telegram, vec![unknown])
+        .ingest(switchboard_telegram::CHANNEL, vec![unknown])
         .await
         .unwrap();
     assert!(matches!(outcomes[0], Outcome::Ignored { .. }));
@@ -229,7 +237,7 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
     // An outbound message the provider accepted under the id "wamid.out".
     app.pipeline
         .ingest(
-            Channel::Whatsapp,
+            switchboard_whatsapp::CHANNEL,
             vec![message("wamid.in", "16505551234", "hi")],
         )
         .await
@@ -243,9 +251,15 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
         .await
         .unwrap();
     let mut tx = app.store.begin().await.unwrap();
-    messages::record_part(&mut tx, Channel::Whatsapp, &reply_id, 0, "wamid.out")
-        .await
-        .unwrap();
+    messages::record_part(
+        &mut tx,
+        switchboard_whatsapp::CHANNEL,
+        &reply_id,
+        0,
+        "wamid.out",
+    )
+    .await
+    .unwrap();
     tx.execute(query(
         "UPDATE messages SET status = 'sent', error = NULL WHERE role = 'ai'",
     ))
@@ -265,24 +279,34 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
         })
     };
     let current = || async {
-        messages::find_by_provider_id(&mut app.store.reader(), Channel::Whatsapp, "wamid.out")
-            .await
-            .unwrap()
-            .unwrap()
-            .status
+        messages::find_by_provider_id(
+            &mut app.store.reader(),
+            switchboard_whatsapp::CHANNEL,
+            "wamid.out",
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .status
     };
     let applied = |outcomes: Vec<Outcome>| matches!(outcomes[0], Outcome::StatusUpdated { .. });
 
     assert!(applied(
         app.pipeline
-            .ingest(Channel::Whatsapp, vec![status(DeliveryStatus::Delivered)])
+            .ingest(
+                switchboard_whatsapp::CHANNEL,
+                vec![status(DeliveryStatus::Delivered)]
+            )
             .await
             .unwrap()
     ));
     assert_eq!(current().await, DeliveryStatus::Delivered);
     assert!(applied(
         app.pipeline
-            .ingest(Channel::Whatsapp, vec![status(DeliveryStatus::Read)])
+            .ingest(
+                switchboard_whatsapp::CHANNEL,
+                vec![status(DeliveryStatus::Read)]
+            )
             .await
             .unwrap()
     ));
@@ -295,7 +319,7 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
     ] {
         assert!(!applied(
             app.pipeline
-                .ingest(Channel::Whatsapp, vec![status(late)])
+                .ingest(switchboard_whatsapp::CHANNEL, vec![status(late)])
                 .await
                 .unwrap()
         ));
@@ -310,15 +334,21 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
         .unwrap();
     assert!(applied(
         app.pipeline
-            .ingest(Channel::Whatsapp, vec![status(DeliveryStatus::Failed)])
+            .ingest(
+                switchboard_whatsapp::CHANNEL,
+                vec![status(DeliveryStatus::Failed)]
+            )
             .await
             .unwrap()
     ));
-    let failed =
-        messages::find_by_provider_id(&mut app.store.reader(), Channel::Whatsapp, "wamid.out")
-            .await
-            .unwrap()
-            .unwrap();
+    let failed = messages::find_by_provider_id(
+        &mut app.store.reader(),
+        switchboard_whatsapp::CHANNEL,
+        "wamid.out",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(failed.status, DeliveryStatus::Failed);
     assert_eq!(
         failed.error.as_deref(),
@@ -333,7 +363,7 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
     });
     assert!(!applied(
         app.pipeline
-            .ingest(Channel::Whatsapp, vec![stray])
+            .ingest(switchboard_whatsapp::CHANNEL, vec![stray])
             .await
             .unwrap()
     ));

@@ -410,11 +410,11 @@ fn whatsapp_text(app: &TestApp, user: &str, id: &str, body: &str) -> Vec<u8> {
 async fn messaging_contacts_over_their_rate_are_stored_unanswered_and_told_once(backend: Backend) {
     let graph = FakeGraph::start().await;
     let app = TestApp::spawn_with(&backend, |c| {
-        c.whatsapp.app_secret = Some("secret".into());
-        c.whatsapp.verify_token = Some("verify".into());
-        c.whatsapp.access_token = Some("token".into());
-        c.whatsapp.api_base = graph.base_url();
-        c.whatsapp.mark_read = false;
+        c.set("whatsapp.app_secret", "secret");
+        c.set("whatsapp.verify_token", "verify");
+        c.set("whatsapp.access_token", "token");
+        c.set("whatsapp.api_base", graph.base_url());
+        c.set("whatsapp.mark_read", false);
         c.routing.default_agent = "echo".into();
         c.limits.contact.messages_per_minute = 2;
     })

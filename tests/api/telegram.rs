@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard::{
-    config::{Config, TelegramMode},
-    replay::refresh_telegram,
+    config::Config,
     store::{Db, messages, query},
 };
-use switchboard_channel::{Channel, DeliveryStatus};
+use switchboard_channel::DeliveryStatus;
 
 use crate::{
     both_backends,
@@ -33,14 +32,14 @@ const TOKEN: &str = "7000000001:test-token";
 const CHAT: i64 = 218_485_655;
 
 /// Points the Telegram channel at the fake, with one bot in `mode`.
-fn on_telegram(api: &FakeBotApi, mode: TelegramMode) -> impl FnOnce(&mut Config) + '_ {
+fn on_telegram<'a>(api: &'a FakeBotApi, mode: &'static str) -> impl FnOnce(&mut Config) + 'a {
     move |config: &mut Config| {
-        config.telegram.api_url = api.api_url();
-        config.telegram.token = Some(TOKEN.into());
-        config.telegram.name = BOT.into();
-        config.telegram.mode = mode;
-        config.telegram.webhook_secret = Some(SECRET.into());
-        config.telegram.poll_timeout = Duration::from_secs(1);
+        config.set("telegram.api_url", api.api_url());
+        config.set("telegram.token", TOKEN);
+        config.set("telegram.name", BOT);
+        config.set("telegram.mode", mode);
+        config.set("telegram.webhook_secret", SECRET);
+        config.set("telegram.poll_timeout", "1s");
     }
 }
 
@@ -48,7 +47,8 @@ fn on_telegram(api: &FakeBotApi, mode: TelegramMode) -> impl FnOnce(&mut Config)
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/webhooks/telegram/{name}", env!("CARGO_MANIFEST_DIR"));
     let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    refresh_telegram(&body, chrono::Utc::now().timestamp(), false).expect("a Telegram update")
+    switchboard_telegram::refresh_telegram(&body, chrono::Utc::now().timestamp(), false)
+        .expect("a Telegram update")
 }
 
 /// A private text message update.
@@ -86,7 +86,7 @@ async fn replies(app: &TestApp) -> Vec<messages::Message> {
 
 async fn a_text_update_is_answered_in_its_chat(backend: Backend) {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&backend, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&backend, on_telegram(&api, "webhook")).await;
     let (status, body) = app.telegram(BOT, Some(SECRET), &fixture("text.json")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["stored"], 1);
@@ -135,7 +135,7 @@ async fn a_text_update_is_answered_in_its_chat(backend: Backend) {
 
 async fn forged_and_misdirected_updates_store_nothing(backend: Backend) {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&backend, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&backend, on_telegram(&api, "webhook")).await;
     let body = fixture("text.json");
     for (what, secret) in [("no secret", None), ("a wrong secret", Some("guess"))] {
         let (status, reply) = app.telegram(BOT, secret, &body).await;
@@ -173,7 +173,7 @@ async fn forged_and_misdirected_updates_store_nothing(backend: Backend) {
 
 async fn a_repeated_update_is_answered_once(backend: Backend) {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&backend, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&backend, on_telegram(&api, "webhook")).await;
     let body = fixture("text.json");
     let posts = (0..10).map(|_| app.telegram(BOT, Some(SECRET), &body));
     let answers = futures::future::join_all(posts).await;
@@ -195,7 +195,7 @@ async fn a_repeated_update_is_answered_once(backend: Backend) {
 async fn polling_confirms_offsets_across_a_restart(backend: Backend) {
     let api = FakeBotApi::start().await;
     let app = TestApp::spawn_with(&backend, |config| {
-        on_telegram(&api, TelegramMode::Polling)(config);
+        on_telegram(&api, "polling")(config);
         config.routing.default_agent = "echo".into();
     })
     .await;
@@ -233,7 +233,7 @@ async fn polling_confirms_offsets_across_a_restart(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_replies_arrive_after_the_wait() {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, "webhook")).await;
     api.fail_next([Failure::RetryAfter(1)]);
     let started = std::time::Instant::now();
     app.telegram(BOT, Some(SECRET), &fixture("text.json")).await;
@@ -255,7 +255,7 @@ async fn rate_limited_replies_arrive_after_the_wait() {
 async fn long_replies_go_out_as_two_messages_in_order() {
     let api = FakeBotApi::start().await;
     let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
-        on_telegram(&api, TelegramMode::Webhook)(config);
+        on_telegram(&api, "webhook")(config);
         config.routing.default_agent = "echo".into();
         config.web.max_content_chars = 10_000;
     })
@@ -277,7 +277,7 @@ async fn long_replies_go_out_as_two_messages_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_greets_and_human_hands_over() {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, "webhook")).await;
     app.telegram(BOT, Some(SECRET), &fixture("start.json"))
         .await;
     api.wait_for_sends(1).await;
@@ -339,7 +339,7 @@ async fn start_greets_and_human_hands_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_users_are_unreachable_until_they_come_back() {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, "webhook")).await;
     let unreachable = || async {
         let (since,): (Option<i64>,) = app
             .store
@@ -390,7 +390,7 @@ async fn blocked_users_are_unreachable_until_they_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn button_presses_are_answered_and_stored() {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, "webhook")).await;
     let (status, body) = app
         .telegram(BOT, Some(SECRET), &fixture("callback_query.json"))
         .await;
@@ -406,7 +406,7 @@ async fn button_presses_are_answered_and_stored() {
     );
     let pressed = messages::find_by_provider_id(
         &mut app.store.reader(),
-        Channel::Telegram,
+        switchboard_telegram::CHANNEL,
         "callback:938457102934857213",
     )
     .await
@@ -420,7 +420,7 @@ async fn button_presses_are_answered_and_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_only_hear_what_is_addressed_to_the_bot() {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, "webhook")).await;
     // The bot learns its username at start-up (getMe).
     api.wait(|| !api.calls_of("getMe").is_empty(), "getMe")
         .await;
@@ -448,7 +448,7 @@ async fn groups_only_hear_what_is_addressed_to_the_bot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn photos_are_downloaded_with_getfile() {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, "webhook")).await;
     let update: Value = serde_json::from_slice(&fixture("photo.json")).unwrap();
     let largest = update["message"]["photo"]
         .as_array()
@@ -483,7 +483,7 @@ async fn photos_are_downloaded_with_getfile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_error_is_retried() {
     let api = FakeBotApi::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, TelegramMode::Webhook)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_telegram(&api, "webhook")).await;
     api.fail_next([Failure::ServerError]);
     app.telegram(BOT, Some(SECRET), &fixture("text.json")).await;
     // teloxide pauses 10 s after a 5xx before it reports it.

@@ -8,10 +8,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::{
     config::Config,
-    replay::refresh_whatsapp,
     store::{Db, messages, query},
 };
-use switchboard_channel::{Channel, DeliveryStatus};
+use switchboard_channel::DeliveryStatus;
 
 use crate::{
     both_backends,
@@ -42,10 +41,10 @@ const OPERATOR: &str = "test-operator-token";
 /// Points the WhatsApp channel at the fake.
 fn on_whatsapp(graph: &FakeGraph) -> impl FnOnce(&mut Config) + '_ {
     move |config: &mut Config| {
-        config.whatsapp.app_secret = Some(SECRET.into());
-        config.whatsapp.verify_token = Some("test-verify-token".into());
-        config.whatsapp.access_token = Some("test-access-token".into());
-        config.whatsapp.api_base = graph.base_url();
+        config.set("whatsapp.app_secret", SECRET);
+        config.set("whatsapp.verify_token", "test-verify-token");
+        config.set("whatsapp.access_token", "test-access-token");
+        config.set("whatsapp.api_base", graph.base_url());
         config.server.admin_token = Some(OPERATOR.into());
     }
 }
@@ -54,7 +53,8 @@ fn on_whatsapp(graph: &FakeGraph) -> impl FnOnce(&mut Config) + '_ {
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/webhooks/whatsapp/{name}", env!("CARGO_MANIFEST_DIR"));
     let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    refresh_whatsapp(&body, chrono::Utc::now().timestamp(), false).expect("a WhatsApp payload")
+    switchboard_whatsapp::refresh_whatsapp(&body, chrono::Utc::now().timestamp(), false)
+        .expect("a WhatsApp payload")
 }
 
 /// A status webhook for a message we sent.
@@ -397,11 +397,15 @@ async fn outside_the_window_a_template_goes_instead(backend: Backend) {
     let graph = FakeGraph::start().await;
     let app = TestApp::spawn_with(&backend, |config| {
         on_whatsapp(&graph)(config);
-        config.whatsapp.fallback_template = Some(switchboard_whatsapp::Template {
+        let template = switchboard_whatsapp::Template {
             name: "follow_up".into(),
             language: "en_US".into(),
             components: json!([]),
-        });
+        };
+        config.set(
+            "whatsapp.fallback_template",
+            toml::Value::try_from(template).unwrap(),
+        );
         // Slow retries, so that the test decides when the next attempt happens.
         config.jobs.retry_base = Duration::from_secs(1);
     })
@@ -604,7 +608,7 @@ async fn media_is_downloaded_checked_and_served_to_the_operator(backend: Backend
             || async {
                 let found = messages::find_by_provider_id(
                     &mut app.store.reader(),
-                    Channel::Whatsapp,
+                    switchboard_whatsapp::CHANNEL,
                     "wamid.corrupt",
                 )
                 .await
@@ -685,11 +689,14 @@ async fn a_reply_to_our_message_links_to_it() {
     quoting["entry"][0]["changes"][0]["value"]["messages"][0]["context"] =
         json!({"from": "15550783881", "id": "wamid.out.1"});
     app.whatsapp(&serde_json::to_vec(&quoting).unwrap()).await;
-    let stored =
-        messages::find_by_provider_id(&mut app.store.reader(), Channel::Whatsapp, "wamid.q.2")
-            .await
-            .unwrap()
-            .unwrap();
+    let stored = messages::find_by_provider_id(
+        &mut app.store.reader(),
+        switchboard_whatsapp::CHANNEL,
+        "wamid.q.2",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(stored.reply_to.as_deref(), Some(ours.id.as_str()));
     assert_eq!(stored.metadata.0["reply_to_provider_id"], "wamid.out.1");
 }
@@ -699,14 +706,11 @@ async fn each_number_answers_with_its_own_token() {
     let graph = FakeGraph::start().await;
     let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
         on_whatsapp(&graph)(config);
-        config
-            .whatsapp
-            .numbers
-            .push(switchboard::config::WhatsappNumber {
-                phone_number_id: "222000111".into(),
-                access_token: Some("second-number-token".into()),
-                fallback_template: None,
-            });
+        let number: toml::Table =
+            "phone_number_id = \"222000111\"\naccess_token = \"second-number-token\""
+                .parse()
+                .unwrap();
+        config.set("whatsapp.numbers", toml::Value::Array(vec![number.into()]));
     })
     .await;
     app.whatsapp(&text(&app, "wamid.n.1", "hello first number"))

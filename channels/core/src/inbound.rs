@@ -127,6 +127,31 @@ pub struct InboundMessage {
     pub intent: Option<Intent>,
     /// Channel-specific facts worth keeping (referral, forwarded flag, raw type…).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Files that travel inside the message (a mail's attachments), not behind a provider link:
+    /// the gateway keeps them in its media directory, and each attachment of the content whose
+    /// source is [`Attachment::inline`] `n` becomes the stored copy of `files[n]`.
+    pub files: Vec<InlineFile>,
+}
+
+/// A file carried inside a message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// The bytes.
+    pub bytes: bytes::Bytes,
+    /// MIME type.
+    pub mime_type: String,
+    /// File name, when the sender gave one.
+    pub filename: Option<String>,
+}
+
+impl std::fmt::Debug for InlineFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineFile")
+            .field("bytes", &self.bytes.len())
+            .field("mime_type", &self.mime_type)
+            .field("filename", &self.filename)
+            .finish()
+    }
 }
 
 /// The user edited one of their messages.
@@ -274,6 +299,29 @@ pub struct Attachment {
     pub media_id: Option<String>,
 }
 
+/// The source prefix of an attachment whose file travels inside its message.
+const INLINE: &str = "inline:";
+
+impl Attachment {
+    /// An attachment whose file is `files[index]` of its message.
+    pub fn inline(index: usize, file: &InlineFile) -> Attachment {
+        Attachment {
+            kind: MediaKind::of_mime_type(&file.mime_type),
+            source: format!("{INLINE}{index}"),
+            mime_type: Some(file.mime_type.clone()),
+            filename: file.filename.clone(),
+            size: Some(file.bytes.len() as u64),
+            sha256: None,
+            media_id: None,
+        }
+    }
+
+    /// The index of the inline file this attachment stands for.
+    pub fn inline_index(&self) -> Option<usize> {
+        self.source.strip_prefix(INLINE)?.parse().ok()
+    }
+}
+
 /// The kind of an attached file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -293,6 +341,16 @@ pub enum MediaKind {
 }
 
 impl MediaKind {
+    /// The kind of a file by its MIME type.
+    pub fn of_mime_type(mime_type: &str) -> MediaKind {
+        match mime_type.split('/').next().unwrap_or_default() {
+            "image" => MediaKind::Image,
+            "audio" => MediaKind::Audio,
+            "video" => MediaKind::Video,
+            _ => MediaKind::Document,
+        }
+    }
+
     /// The lowercase name.
     pub const fn as_str(self) -> &'static str {
         match self {

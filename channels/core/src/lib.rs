@@ -5,26 +5,41 @@
 //! [`Sender`]. The gateway's pipeline only ever sees these types, which is what lets a new channel be
 //! added without touching the pipeline.
 //!
+//! It also defines the plug-in contract ([`ChannelKind`], [`ChannelPlugin`]): a channel crate owns
+//! its configuration section, its webhooks ([`Webhook`]), its pollers (which feed the gateway's
+//! [`Inbox`]), its sender and media fetcher, and the signer of `switchboard replay`; the gateway
+//! hosts it.
+//!
 //! This crate deliberately knows nothing about HTTP servers or storage: an adapter verifies and parses,
 //! the gateway decides what to store and when to answer.
 
 mod channel;
+mod error;
 mod inbound;
+mod inbox;
 mod media;
 mod outbound;
+pub mod plugin;
 mod secret;
 pub mod signature;
 pub mod text;
+pub mod webhook;
 
 pub use channel::{Channel, UnknownChannel};
+pub use error::{ParseError, error_chain};
+/// The HTTP types of [`WebhookRequest`] and [`WebhookError`], for channel crates.
+pub use http;
 pub use inbound::{
     Attachment, ContactRef, Content, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
-    InboundMessage, Intent, InteractiveReply, Location, MediaKind, ProviderError, Reachability,
-    Reaction, SharedContact, StatusUpdate, UnknownStatus,
+    InboundMessage, InlineFile, Intent, InteractiveReply, Location, MediaKind, ProviderError,
+    Reachability, Reaction, SharedContact, StatusUpdate, UnknownStatus,
 };
+pub use inbox::{Checkpoint, Inbox, InboxError, Ingested, StaffReply};
 pub use media::{MediaDownload, MediaFetcher};
 pub use outbound::{
     Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread, ThreadLine,
     TypingTarget,
 };
+pub use plugin::{ChannelKind, ChannelPlugin, ConfigError, Policy, StartContext};
 pub use secret::Secret;
+pub use webhook::{BodyCheck, Webhook, WebhookAnswer, WebhookError, WebhookRequest};

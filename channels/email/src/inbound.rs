@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use switchboard_channel::{
-    Attachment, ContactRef, Content, ConversationRef, InboundMessage, MediaKind,
+    Attachment, ContactRef, Content, ConversationRef, InboundMessage, InlineFile, MediaKind,
 };
 
 pub(crate) use mime::{addresses, header_draft, ids, rfc822_date};
@@ -83,12 +83,7 @@ impl EmailAttachment {
     /// What kind of file it is, from its MIME type: what the gateway stores in
     /// [`Attachment::kind`].
     pub fn media_kind(&self) -> MediaKind {
-        match self.mime_type.split('/').next() {
-            Some("image") => MediaKind::Image,
-            Some("audio") => MediaKind::Audio,
-            Some("video") => MediaKind::Video,
-            _ => MediaKind::Document,
-        }
+        MediaKind::of_mime_type(&self.mime_type)
     }
 }
 
@@ -132,27 +127,16 @@ pub struct InboundEmail {
     pub reply_token: Option<String>,
 }
 
-/// A request that does not carry a usable mail.
+/// A request that does not carry a usable mail: the core [`ParseError`] with the subject
+/// `not an e-mail`.
 ///
 /// The gateway refuses it (a provider should not retry it). Its message says what is wrong, e.g.
-/// `not an e-mail: no From address`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an e-mail: {reason}")]
-pub struct ParseError {
-    reason: String,
-}
+/// `not an e-mail: no From address`; [`ParseError::reason`] is the part after the colon.
+pub use switchboard_channel::ParseError;
 
-impl ParseError {
-    pub(crate) fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
-
-    /// What is wrong, without the leading "not an e-mail".
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
+/// A [`ParseError`] of this channel: `not an e-mail: {reason}`.
+pub(crate) fn not_an_email(reason: impl Into<String>) -> ParseError {
+    ParseError::new("not an e-mail", reason)
 }
 
 /// Parses a raw RFC 5322 mail (the body of a `message/rfc822` request, Mailgun's `body-mime`,
@@ -166,13 +150,18 @@ pub fn parse_mime(raw: &[u8], ours: &ReplyAddress) -> Result<InboundEmail, Parse
 }
 
 impl InboundEmail {
-    /// The normalized message of this mail, received on `account` (the inbound address or
-    /// provider route it came through).
+    /// The normalized message of this mail, received on `account` (the gateway's inbound
+    /// address).
     ///
-    /// `attachments` are the gateway's normalized copies of [`InboundEmail::attachments`], in the
-    /// same order, once it stored the files; with none the content is the text, with some it is
-    /// media captioned by the text.
-    pub fn into_message(self, account: &str, attachments: Vec<Attachment>) -> InboundMessage {
+    /// The attachments travel inside the message ([`InboundMessage::files`], in MIME order) and
+    /// the content names them as [`Attachment::inline`]; the gateway stores the files and puts
+    /// its copies in their place. Without attachments the content is the text, with some it is
+    /// media captioned by the text (no caption when the mail has no text).
+    ///
+    /// The message's provider id is the mail's Message-ID and its sender the lowercased From
+    /// address: what deduplicates a provider's retries and what the gateway compares with an
+    /// expert's address when a reply to a staff notification comes in.
+    pub fn into_message(self, account: &str) -> InboundMessage {
         let mut references = Vec::with_capacity(self.in_reply_to.len() + self.references.len());
         // Newest first: the message replied to, then the thread from its end back to the start.
         for id in self.in_reply_to.iter().chain(self.references.iter().rev()) {
@@ -202,11 +191,24 @@ impl InboundEmail {
             metadata.insert("automated".into(), json!(reason));
         }
 
-        let content = if attachments.is_empty() {
+        let files: Vec<InlineFile> = self
+            .attachments
+            .into_iter()
+            .map(|file| InlineFile {
+                bytes: file.bytes.into(),
+                mime_type: file.mime_type,
+                filename: file.filename,
+            })
+            .collect();
+        let content = if files.is_empty() {
             Content::Text { body: self.text }
         } else {
             Content::Media {
-                attachments,
+                attachments: files
+                    .iter()
+                    .enumerate()
+                    .map(|(index, file)| Attachment::inline(index, file))
+                    .collect(),
                 caption: (!self.text.is_empty()).then_some(self.text),
             }
         };
@@ -229,6 +231,7 @@ impl InboundEmail {
             subject,
             intent: None,
             metadata,
+            files,
         }
     }
 }
@@ -278,7 +281,7 @@ impl Draft {
         let from = self
             .from
             .filter(|from| from.address.contains('@'))
-            .ok_or_else(|| ParseError::new("no From address"))?;
+            .ok_or_else(|| not_an_email("no From address"))?;
         let message_id = self
             .message_id
             .map(|id| {

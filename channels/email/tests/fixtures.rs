@@ -253,7 +253,7 @@ fn gmail_reply() {
         "Hi,\n\nThanks for the quick answer. Could you send the parcel to my office address instead? It\u{2019}s Rue de la Loi 42, 1040 Brussels.\n\nKim"
     );
 
-    let message = email.into_message(ACCOUNT, vec![]);
+    let message = email.into_message(ACCOUNT);
     assert_eq!(
         message.provider_message_id.as_deref(),
         Some("CAKx7Fb2Tq4wNc6Yr8Pz1Lm3Vb5Xd7Hf9Js1Kg3Wa5Qe7Rt9Uy@mail.gmail.com")
@@ -410,7 +410,7 @@ fn html_only() {
     let html = email.html.as_deref().unwrap();
     assert!(html.starts_with("<html><head>"));
     assert!(html.contains(r#"<blockquote type="cite""#));
-    let message = email.into_message(ACCOUNT, vec![]);
+    let message = email.into_message(ACCOUNT);
     assert_eq!(message.metadata["stripped"], true);
     assert!(
         message.metadata["html"]
@@ -453,7 +453,7 @@ fn latin1() {
             .original
             .contains("Die Kosten der Rücksendung übernehmen wir.")
     );
-    let message = email.into_message(ACCOUNT, vec![]);
+    let message = email.into_message(ACCOUNT);
     // `AW:` is German for `Re:`.
     assert_eq!(
         message.subject.as_deref(),
@@ -500,21 +500,29 @@ fn attachment() {
         "c057a226cec9aa80be3921f42430573191129d355be01070495002095eecd7c9"
     );
 
-    // The gateway stores the file, then passes its copy along.
-    let stored = Attachment {
-        kind: pdf.media_kind(),
-        source: "mail:b8f2c1d4-3e5a-4f6b-9c7d-8e9f0a1b2c3d@example.com/1".into(),
-        mime_type: Some(pdf.mime_type.clone()),
-        filename: pdf.filename.clone(),
+    // The file travels inside the message; the gateway stores it and puts its copy in place
+    // of the inline attachment.
+    let message = email.clone().into_message(ACCOUNT);
+    let [file] = message.files.as_slice() else {
+        panic!("expected one file, got {:?}", message.files);
+    };
+    assert_eq!(file.filename.as_deref(), Some("invoice-4471.pdf"));
+    assert_eq!(file.mime_type, "application/pdf");
+    assert_eq!(file.bytes.len(), 610);
+    let inline = Attachment {
+        kind: MediaKind::Document,
+        source: "inline:0".into(),
+        mime_type: Some("application/pdf".into()),
+        filename: Some("invoice-4471.pdf".into()),
         size: Some(610),
         sha256: None,
-        media_id: Some("01JC8Z5Q6R7S8T9V0W1X2Y3Z4A".into()),
+        media_id: None,
     };
-    let message = email.into_message(ACCOUNT, vec![stored.clone()]);
+    assert_eq!(Attachment::inline(0, file), inline);
     assert_eq!(
         message.content,
         Content::Media {
-            attachments: vec![stored],
+            attachments: vec![inline],
             caption: Some(
                 "Hello,\n\nthe desk lamp I received yesterday arrived broken: the base is cracked.\nI attached the invoice. Can you send a replacement?\n\nPriya".into()
             ),
@@ -546,7 +554,7 @@ fn new_mail() {
     assert_eq!(email.automated, None);
     assert_eq!(email.reply_token, None);
 
-    let message = email.into_message(ACCOUNT, vec![]);
+    let message = email.into_message(ACCOUNT);
     assert_eq!(
         message.conversation,
         ConversationRef::Thread {
@@ -596,7 +604,7 @@ fn auto_reply() {
         email.text,
         "Thank you for your message. I am out of the office until Monday, 17 November, with no access to e-mail.\n\nFor urgent matters please contact purchasing@contoso.example.\n\nLena Schmidt"
     );
-    let message = email.into_message(ACCOUNT, vec![]);
+    let message = email.into_message(ACCOUNT);
     assert_eq!(
         message.metadata["automated"],
         "auto-submitted: auto-replied"
@@ -796,7 +804,7 @@ fn sendgrid_request() {
             .original
             .contains("> Votre commande n°4420 sera livrée jeudi")
     );
-    let message = email.into_message(ACCOUNT, vec![]);
+    let message = email.into_message(ACCOUNT);
     assert_eq!(
         message.subject.as_deref(),
         Some("Livraison de la commande n°4420")

@@ -50,7 +50,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchboard_channel::{
     ContactRef, Content, ConversationRef, InboundEdit, InboundEvent, InboundMessage, Intent,
-    InteractiveReply, Reachability,
+    InteractiveReply, ParseError, Reachability,
 };
 use teloxide::types::{
     CallbackQuery, Chat, ChatKind, ChatMemberKind, ChatMemberUpdated, InlineKeyboardButtonKind,
@@ -65,29 +65,15 @@ use crate::BotIdentity;
 const NOT_ADDRESSED: &str = "group message not addressed to the bot";
 
 /// Why anything happening in a channel yields nothing.
-const CHANNEL: &str = "channel chats are not handled";
+const CHANNEL_CHAT: &str = "channel chats are not handled";
 
-/// A webhook body that is not a Telegram update.
-///
-/// The gateway answers it with `400`. Its message says what is wrong, e.g.
+/// What a body that is not a Telegram update is refused as (`400`): the message reads
 /// `not a Telegram update: missing update_id`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a Telegram update: {reason}")]
-pub struct ParseError {
-    reason: String,
-}
+const NOT_AN_UPDATE: &str = "not a Telegram update";
 
-impl ParseError {
-    fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
-
-    /// What is wrong with the body, without the leading "not a Telegram update".
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
+/// The refusal of a body that is not an update.
+fn not_an_update(reason: impl Into<String>) -> ParseError {
+    ParseError::new(NOT_AN_UPDATE, reason)
 }
 
 /// One update, normalized.
@@ -113,22 +99,28 @@ pub struct ParsedUpdate {
 /// send is accepted, if need be with no events and [`ParsedUpdate::ignored`] set. Call it only after
 /// [`verify_secret`] accepted the request.
 pub fn parse(body: &[u8], bot: &BotIdentity) -> Result<ParsedUpdate, ParseError> {
+    Ok(parse_update(decode(body)?, bot))
+}
+
+/// Reads one webhook body as an [`Update`], without normalizing it (see [`parse`], which does
+/// both): the webhook hands the update to the same delivery as long polling.
+pub fn decode(body: &[u8]) -> Result<Update, ParseError> {
     let raw: Value = serde_json::from_slice(body)
-        .map_err(|err| ParseError::new(format!("invalid JSON: {err}")))?;
+        .map_err(|err| not_an_update(format!("invalid JSON: {err}")))?;
     let Value::Object(fields) = &raw else {
-        return Err(ParseError::new("the body is not a JSON object"));
+        return Err(not_an_update("the body is not a JSON object"));
     };
     if !fields.contains_key("update_id") {
-        return Err(ParseError::new("missing update_id"));
+        return Err(not_an_update("missing update_id"));
     }
-    let mut update = Update::deserialize(&raw).map_err(|err| ParseError::new(err.to_string()))?;
+    let mut update = Update::deserialize(&raw).map_err(|err| not_an_update(err.to_string()))?;
     // teloxide reads an update it cannot decode (a kind newer than it, a malformed message) as
     // `Error` with an empty value, and fills in the raw update when it fetches updates itself. Do
     // the same, so that `parse_update` can name what was skipped.
     if let UpdateKind::Error(value) = &mut update.kind {
         *value = raw;
     }
-    Ok(parse_update(update, bot))
+    Ok(update)
 }
 
 /// Normalizes one update, from a webhook ([`parse`]) or from long polling. Never fails: what the
@@ -197,6 +189,7 @@ fn new_message(message: &Message, bot: &BotIdentity) -> Result<InboundMessage, &
         content: read.content,
         intent: read.intent,
         metadata: read.metadata,
+        files: Vec::new(),
     })
 }
 
@@ -221,7 +214,7 @@ fn edit(message: &Message, bot: &BotIdentity) -> Result<InboundEdit, &'static st
 /// Reads a message or an edited one: fails with the reason to ignore it for channel and service
 /// messages and for group messages not addressed to the bot.
 fn read_message(message: &Message, bot: &BotIdentity) -> Result<ReadMessage, &'static str> {
-    let chat_type = chat_type(&message.chat).ok_or(CHANNEL)?;
+    let chat_type = chat_type(&message.chat).ok_or(CHANNEL_CHAT)?;
     let mut metadata = Map::new();
     let content = content::content(message, &mut metadata)?;
     let command = addressing::command(message, bot);
@@ -359,7 +352,7 @@ fn button_press(query: &CallbackQuery, bot: &BotIdentity) -> Result<InboundMessa
     let (contact, chat_type, reply_to, title) = match &query.message {
         Some(carrier) => {
             let chat = carrier.chat();
-            let chat_type = chat_type(chat).ok_or(CHANNEL)?;
+            let chat_type = chat_type(chat).ok_or(CHANNEL_CHAT)?;
             // An inaccessible message (too old) still names its chat, but not its keyboard.
             let title = carrier
                 .regular_message()
@@ -394,6 +387,7 @@ fn button_press(query: &CallbackQuery, bot: &BotIdentity) -> Result<InboundMessa
         }),
         intent: None,
         metadata,
+        files: Vec::new(),
     })
 }
 
@@ -418,7 +412,7 @@ fn reachability(
     update: &ChatMemberUpdated,
     bot: &BotIdentity,
 ) -> Result<Reachability, &'static str> {
-    chat_type(&update.chat).ok_or(CHANNEL)?;
+    chat_type(&update.chat).ok_or(CHANNEL_CHAT)?;
     // `my_chat_member` is about the bot by definition; a mismatch means a misconfigured identity,
     // and reporting someone else's status as ours would silence a conversation.
     if let Some(bot_id) = bot.user_id

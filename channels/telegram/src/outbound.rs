@@ -1,7 +1,7 @@
 //! The Bot API client of each configured bot: sending, typing, polling, webhooks, downloads.
 //!
 //! [`TelegramBots`] holds one [`TelegramBot`] per configured bot and is the channel's [`Sender`]
-//! and [`MediaFetcher`]; the account of a message picks the bot. The gateway's poller and webhook
+//! and [`MediaFetcher`]; the account of a message picks the bot. The crate's poller and webhook
 //! set-up use the per-bot methods ([`TelegramBot::get_updates`], [`TelegramBot::set_webhook`]…).
 //!
 //! Three things shape this module beyond translating calls:
@@ -28,7 +28,7 @@ mod classify;
 mod media;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
@@ -99,7 +99,7 @@ const ALLOWED_UPDATES: [AllowedUpdate; 4] = [
 
 /// One bot's Bot API client.
 ///
-/// Cheap to share: the gateway's poller, webhook handler and sender hold it through an [`Arc`].
+/// Cheap to share: the poller, the webhook and the sender hold it through an [`Arc`].
 pub struct TelegramBot {
     name: String,
     /// API calls, throttled to Telegram's limits (only sends are throttled; teloxide passes other
@@ -137,7 +137,7 @@ impl Clients {
                         "http_client",
                         format!(
                             "cannot set up the HTTP client: {}",
-                            classify::error_chain(&err)
+                            switchboard_channel::error_chain(&err)
                         ),
                     )
                 })

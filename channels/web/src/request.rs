@@ -154,6 +154,7 @@ impl ChatRequest {
             content,
             intent: None,
             metadata: serde_json::Map::new(),
+            files: Vec::new(),
         })
     }
 }

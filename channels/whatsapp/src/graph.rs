@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode, header::RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use switchboard_channel::SendError;
+use switchboard_channel::{SendError, error_chain};
 
 use crate::Settings;
 
@@ -72,7 +72,8 @@ pub(crate) fn path_segment<'a>(id: &'a str, what: &str) -> Result<&'a str, SendE
 pub(crate) fn request_failed(err: reqwest::Error) -> SendError {
     let timed_out = err.is_timeout();
     let unbuildable = err.is_builder();
-    // The URL of a media download carries a signature; it has no place in a stored reason.
+    // The URL of a media download carries a signature; it has no place in a stored reason. Its
+    // causes say why (refused, timed out, TLS): reqwest's own message says only that it failed.
     let reason = error_chain(&err.without_url());
     if unbuildable {
         SendError::permanent(
@@ -84,22 +85,6 @@ pub(crate) fn request_failed(err: reqwest::Error) -> SendError {
     } else {
         SendError::transient(format!("the Graph API could not be reached: {reason}"))
     }
-}
-
-/// An error and its causes on one line: reqwest's own message ("error sending request") says
-/// little without the hyper or I/O error underneath it.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Reads a successful answer as JSON. A 2xx the API would never send (not JSON, say) most likely

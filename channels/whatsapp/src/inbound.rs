@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use switchboard_channel::{
     Attachment, ContactRef, Content, ConversationRef, DeliveryStatus, InboundEvent, InboundMessage,
-    InteractiveReply, Location, MediaKind, ProviderError, Reaction, SharedContact, StatusUpdate,
+    InteractiveReply, Location, MediaKind, ParseError, ProviderError, Reaction, SharedContact,
+    StatusUpdate,
 };
 
 /// The `object` of every WhatsApp Business Account webhook.
@@ -30,27 +31,14 @@ const OBJECT: &str = "whatsapp_business_account";
 /// reviews…) are not conversations.
 const MESSAGES_FIELD: &str = "messages";
 
-/// A body that is not a WhatsApp webhook the gateway can ingest.
-///
-/// The gateway answers it with `400`. Its message says what is wrong, e.g.
+/// What a body that is not a WhatsApp webhook is called in its [`ParseError`]: the gateway
+/// answers it with `400` and a message such as
 /// `not a WhatsApp Business Account webhook: missing entry`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a WhatsApp Business Account webhook: {reason}")]
-pub struct ParseError {
-    reason: String,
-}
+const NOT_WHATSAPP: &str = "not a WhatsApp Business Account webhook";
 
-impl ParseError {
-    fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
-
-    /// What is wrong with the body, without the leading "not a WhatsApp … webhook".
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
+/// The error for a body that is not a webhook the gateway can ingest, because of `reason`.
+fn invalid(reason: impl Into<String>) -> ParseError {
+    ParseError::new(NOT_WHATSAPP, reason)
 }
 
 /// Parses a webhook body into every event it carries, in document order: entries in order, and
@@ -59,37 +47,35 @@ impl ParseError {
 /// Changes of other fields are skipped, as are statuses whose name the gateway does not know.
 /// Call it only after [`verify_signature`](crate::verify_signature) accepted the body.
 pub fn parse(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
-    let envelope: Value = serde_json::from_slice(body)
-        .map_err(|err| ParseError::new(format!("invalid JSON: {err}")))?;
+    let envelope: Value =
+        serde_json::from_slice(body).map_err(|err| invalid(format!("invalid JSON: {err}")))?;
     let Value::Object(mut envelope) = envelope else {
-        return Err(ParseError::new("the body is not a JSON object"));
+        return Err(invalid("the body is not a JSON object"));
     };
     match envelope.get("object") {
         Some(Value::String(object)) if object == OBJECT => {}
         Some(Value::String(object)) => {
-            return Err(ParseError::new(format!(
-                "object is {object:?}, not {OBJECT:?}"
-            )));
+            return Err(invalid(format!("object is {object:?}, not {OBJECT:?}")));
         }
-        Some(_) => return Err(ParseError::new("object is not a string")),
-        None => return Err(ParseError::new("missing object")),
+        Some(_) => return Err(invalid("object is not a string")),
+        None => return Err(invalid("missing object")),
     }
     let entries = match envelope.remove("entry") {
         Some(Value::Array(entries)) => entries,
-        Some(_) => return Err(ParseError::new("entry is not an array")),
-        None => return Err(ParseError::new("missing entry")),
+        Some(_) => return Err(invalid("entry is not an array")),
+        None => return Err(invalid("missing entry")),
     };
 
     let mut events = Vec::new();
     for (entry_index, entry) in entries.into_iter().enumerate() {
         let entry = Entry::deserialize(entry)
-            .map_err(|err| ParseError::new(format!("entry {entry_index}: {err}")))?;
+            .map_err(|err| invalid(format!("entry {entry_index}: {err}")))?;
         for (change_index, change) in entry.changes.into_iter().enumerate() {
             if change.field.as_deref() != Some(MESSAGES_FIELD) {
                 continue;
             }
             let at = |what: String| {
-                ParseError::new(format!(
+                invalid(format!(
                     "entry {entry_index}, change {change_index}: {what}"
                 ))
             };
@@ -441,6 +427,7 @@ impl WireMessage {
             content,
             intent: None,
             metadata: extra,
+            files: Vec::new(),
         })
     }
 

@@ -52,19 +52,14 @@ impl Stamp {
 
 /// A channel as people call it.
 fn channel_label(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Web => "Web chat",
-        Channel::Whatsapp => "WhatsApp",
-        Channel::Telegram => "Telegram",
-        Channel::Email => "E-mail",
-    }
+    crate::channels::label(channel)
 }
 
 /// An end user's name, or a stand-in when the channel did not tell one.
 fn contact_label(name: Option<String>, channel: Channel) -> String {
     match name {
         Some(name) if !name.trim().is_empty() => name,
-        _ if channel == Channel::Web => "Website visitor".to_owned(),
+        _ if channel == Channel::WEB => "Website visitor".to_owned(),
         _ => format!("Unnamed {} contact", channel_label(channel)),
     }
 }

@@ -193,15 +193,19 @@ impl TestApp {
         json_response(response).await
     }
 
+    /// A text setting of a channel's section (`whatsapp.app_secret`), which the test configured.
+    pub fn channel_setting(&self, key: &str) -> String {
+        let (section, key) = key.split_once('.').expect("section.key");
+        self.config.channels[section][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{section}.{key} in the test configuration"))
+            .to_owned()
+    }
+
     /// `POST /webhooks/whatsapp` with a body signed with the configured app secret.
     pub async fn whatsapp(&self, body: &[u8]) -> (u16, Value) {
-        let secret = self
-            .config
-            .whatsapp
-            .app_secret
-            .as_deref()
-            .expect("a WhatsApp app secret in the test configuration");
-        self.whatsapp_signed(body, &switchboard_whatsapp::sign(body, secret))
+        let secret = self.channel_setting("whatsapp.app_secret");
+        self.whatsapp_signed(body, &switchboard_whatsapp::sign(body, &secret))
             .await
     }
 
@@ -234,19 +238,14 @@ impl TestApp {
 
     /// `POST /webhooks/email/raw` with a body signed with the configured raw secret.
     pub async fn email(&self, raw: &[u8]) -> (u16, Value) {
-        let secret = self
-            .config
-            .email
-            .raw_secret
-            .as_deref()
-            .expect("an e-mail raw secret in the test configuration");
+        let secret = self.channel_setting("email.raw_secret");
         let response = self
             .client
             .post(self.url("/webhooks/email/raw"))
             .header("content-type", "message/rfc822")
             .header(
                 "x-switchboard-signature",
-                switchboard_email::providers::raw::sign(raw, secret),
+                switchboard_email::providers::raw::sign(raw, &secret),
             )
             .body(raw.to_vec())
             .send()

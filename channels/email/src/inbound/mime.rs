@@ -11,17 +11,19 @@ use mail_parser::{
     HeaderValue, Message, MessageParser, MimeHeaders, PartType, parsers::MessageStream,
 };
 
-use super::{Address, Draft, EmailAttachment, InboundEmail, ParseError, normalize_newlines};
+use super::{
+    Address, Draft, EmailAttachment, InboundEmail, ParseError, normalize_newlines, not_an_email,
+};
 use crate::ReplyAddress;
 
 /// Parses a raw mail; see [`parse_mime`](super::parse_mime).
 pub(super) fn parse(raw: &[u8], ours: &ReplyAddress) -> Result<InboundEmail, ParseError> {
     if raw.iter().all(u8::is_ascii_whitespace) {
-        return Err(ParseError::new("the body is empty"));
+        return Err(not_an_email("the body is empty"));
     }
     let message = MessageParser::default()
         .parse(raw)
-        .ok_or_else(|| ParseError::new("no mail headers"))?;
+        .ok_or_else(|| not_an_email("no mail headers"))?;
     let mut draft = Draft::default();
     read_headers(&message, &mut draft);
     // A body may come in several parts of the same type (Apple Mail splits the text around an

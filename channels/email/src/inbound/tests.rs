@@ -354,21 +354,17 @@ fn email() -> InboundEmail {
     }
 }
 
-fn stored(filename: &str) -> Attachment {
-    Attachment {
-        kind: MediaKind::Document,
-        source: format!("media/{filename}"),
-        mime_type: Some("application/pdf".into()),
+fn pdf(filename: &str) -> EmailAttachment {
+    EmailAttachment {
         filename: Some(filename.into()),
-        size: Some(9),
-        sha256: None,
-        media_id: Some(format!("id-{filename}")),
+        mime_type: "application/pdf".into(),
+        bytes: b"%PDF-1.4\n".to_vec(),
     }
 }
 
 #[test]
 fn into_message_fills_every_field() {
-    let message = email().into_message("support@mail.example.com", vec![]);
+    let message = email().into_message("support@mail.example.com");
     assert_eq!(
         message.provider_message_id.as_deref(),
         Some("CA1@mail.gmail.com")
@@ -430,7 +426,7 @@ fn into_message_of_a_new_unstripped_mail() {
     email.text = "Are you open?".into();
     email.original = "Are you open?  ".into();
     email.automated = Some("auto-submitted: auto-replied".into());
-    let message = email.into_message("support@mail.example.com", vec![]);
+    let message = email.into_message("support@mail.example.com");
     assert_eq!(
         message.conversation,
         ConversationRef::Thread {
@@ -450,25 +446,46 @@ fn into_message_of_a_new_unstripped_mail() {
 
 #[test]
 fn into_message_with_attachments_is_media_captioned_by_the_text() {
-    let files = vec![stored("a.pdf"), stored("b.pdf")];
-    let message = email().into_message("support@mail.example.com", files.clone());
+    let mut email = email();
+    email.attachments = vec![pdf("a.pdf"), pdf("b.pdf")];
+    let message = email.clone().into_message("support@mail.example.com");
+    // The files travel inside the message, in order; the content names them.
+    assert_eq!(message.files.len(), 2);
+    assert_eq!(message.files[1].filename.as_deref(), Some("b.pdf"));
+    assert_eq!(message.files[1].mime_type, "application/pdf");
+    assert_eq!(&message.files[1].bytes[..], b"%PDF-1.4\n");
+    let attachments: Vec<Attachment> = message
+        .files
+        .iter()
+        .enumerate()
+        .map(|(index, file)| Attachment::inline(index, file))
+        .collect();
+    assert_eq!(attachments[1].inline_index(), Some(1));
+    assert_eq!(attachments[1].kind, MediaKind::Document);
+    assert_eq!(attachments[1].size, Some(9));
     assert_eq!(
         message.content,
         Content::Media {
-            attachments: files.clone(),
+            attachments: attachments.clone(),
             caption: Some("Thanks!".into()),
         }
     );
-    let mut silent = email();
+    let mut silent = email;
     silent.text = String::new();
-    let message = silent.into_message("support@mail.example.com", files.clone());
+    let message = silent.into_message("support@mail.example.com");
     assert_eq!(
         message.content,
         Content::Media {
-            attachments: files,
+            attachments,
             caption: None,
         }
     );
+}
+
+#[test]
+fn into_message_without_attachments_has_no_files() {
+    let message = email().into_message("support@mail.example.com");
+    assert!(message.files.is_empty());
 }
 
 #[test]
@@ -476,7 +493,7 @@ fn into_message_truncates_huge_html() {
     let mut email = email();
     // Multi-byte characters across the limit: the cut must fall on a character boundary.
     email.html = Some("é".repeat(MAX_HTML_METADATA));
-    let message = email.into_message("support@mail.example.com", vec![]);
+    let message = email.into_message("support@mail.example.com");
     let html = message.metadata["html"].as_str().unwrap();
     assert_eq!(html.len(), MAX_HTML_METADATA);
     assert_eq!(message.metadata["html_truncated"], true);

@@ -21,7 +21,7 @@
 use std::error::Error as _;
 
 use lettre::transport::smtp::Error;
-use switchboard_channel::SendError;
+use switchboard_channel::{SendError, error_chain};
 
 use super::compose::{REASON_LIMIT, cut};
 
@@ -84,7 +84,7 @@ pub(super) fn classify(error: &Error) -> Failure {
             failure
         };
     }
-    let chain = chain(error);
+    let chain = error_chain(error);
     if error.is_timeout() {
         return Failure::transient(format!("the SMTP server did not answer in time: {chain}"));
     }
@@ -153,19 +153,4 @@ fn is_tls_handshake(error: &Error) -> bool {
         source = cause.source();
     }
     false
-}
-
-/// An error and its causes on one line, without repeating what a cause's text already says.
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

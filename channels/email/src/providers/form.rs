@@ -51,7 +51,7 @@ impl<'a> Form<'a> {
     }
 
     /// The file fields `<prefix><n>` (`attachment-1`, `attachment1`…) in the order of `n`, with
-    /// their names: for each, the bytes, the file name and the MIME type the gateway's form
+    /// their names: for each, the bytes, the file name and the MIME type the webhook's form
     /// decoder passed along as `<field>.filename` and `<field>.content-type`, if it did.
     pub(super) fn files(&self, prefix: &str) -> Vec<FormFile<'a>> {
         let mut files: Vec<(u32, FormFile<'a>)> = self

@@ -8,7 +8,8 @@
 //! Every request is signed: `signature` is the hex HMAC-SHA256 of `timestamp` followed by
 //! `token`, keyed with the webhook signing key. [`verify`] checks it and refuses old (or future)
 //! timestamps, so a captured request cannot be replayed later; the gateway also remembers the
-//! tokens it saw within that window and refuses them a second time.
+//! tokens it saw (each is handed over as a one-time checkpoint with the mail) and refuses them a
+//! second time.
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use serde_json::Value;
 use switchboard_channel::signature;
 
 use super::form::{Form, FormFile, fill_from_header_fields, header_block, token_from_envelope};
-use crate::inbound::{addresses, header_draft};
+use crate::inbound::{addresses, header_draft, not_an_email};
 use crate::{InboundEmail, ParseError, ReplyAddress, parse_mime};
 
 /// The form fields that differ between deliveries of the same mail, left out of the
@@ -77,7 +78,7 @@ pub fn sign(signing_key: &str, timestamp: &str, token: &str) -> String {
 }
 
 /// Reads the mail of a Mailgun forward request: `fields` are the form's `(name, value)` pairs,
-/// decoded by the gateway (URL-encoded or multipart alike).
+/// decoded by the webhook (URL-encoded or multipart alike).
 ///
 /// `body-mime` (a route URL ending in `mime`) is read as raw MIME. Otherwise the mail is rebuilt
 /// from the parsed fields: `from` (else the `From` of `message-headers`, else `sender`),
@@ -100,7 +101,7 @@ pub fn parse(
         .iter()
         .all(|name| form.get(name).is_none())
     {
-        return Err(ParseError::new(
+        return Err(not_an_email(
             "not a Mailgun inbound request: no body-mime, from, sender or message-headers",
         ));
     }

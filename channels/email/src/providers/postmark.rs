@@ -7,7 +7,7 @@
 //! after `+` of the address the mail was sent to, which is the thread token when that address is
 //! the gateway's.
 //!
-//! Postmark does not sign its requests: the gateway protects the route with Basic auth (in the
+//! Postmark does not sign its requests: the route is protected with Basic auth (in the
 //! webhook URL Postmark is given).
 
 use base64::Engine;
@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::inbound::{Address, addresses, header_draft, rfc822_date};
+use crate::inbound::{Address, addresses, header_draft, not_an_email, rfc822_date};
 use crate::{EmailAttachment, InboundEmail, ParseError, ReplyAddress};
 
 use super::form::header_block;
@@ -29,21 +29,21 @@ use super::form::header_block;
 /// skipped, with a warning). A mail without a `Message-ID` header is identified by the hash of
 /// the body.
 pub fn parse(json: &[u8], ours: &ReplyAddress) -> Result<InboundEmail, ParseError> {
-    let value: Value = serde_json::from_slice(json)
-        .map_err(|err| ParseError::new(format!("invalid JSON: {err}")))?;
+    let value: Value =
+        serde_json::from_slice(json).map_err(|err| not_an_email(format!("invalid JSON: {err}")))?;
     let Value::Object(object) = &value else {
-        return Err(ParseError::new("the body is not a JSON object"));
+        return Err(not_an_email("the body is not a JSON object"));
     };
     if !["From", "FromFull", "MessageID"]
         .iter()
         .any(|key| object.contains_key(*key))
     {
-        return Err(ParseError::new(
+        return Err(not_an_email(
             "not a Postmark inbound message: no From, FromFull or MessageID",
         ));
     }
     let inbound = Inbound::deserialize(&value)
-        .map_err(|err| ParseError::new(format!("not a Postmark inbound message: {err}")))?;
+        .map_err(|err| not_an_email(format!("not a Postmark inbound message: {err}")))?;
 
     let headers = inbound.headers.unwrap_or_default();
     let mut draft = header_draft(&header_block(headers.iter().map(|header| {

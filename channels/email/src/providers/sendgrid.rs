@@ -7,7 +7,7 @@
 //! to UTF-8), `attachments` (how many), `attachment-info` (JSON: each file's name and type) and
 //! the files `attachment1`…`attachmentN`.
 //!
-//! SendGrid does not sign inbound posts: the gateway protects the route with Basic auth (in the
+//! SendGrid does not sign inbound posts: the route is protected with Basic auth (in the
 //! URL SendGrid is given).
 
 use std::collections::HashMap;
@@ -16,11 +16,11 @@ use mail_parser::decoders::charsets::map::charset_decoder;
 use serde::Deserialize;
 
 use super::form::{Form, FormFile, token_from_envelope};
-use crate::inbound::{addresses, header_draft};
+use crate::inbound::{addresses, header_draft, not_an_email};
 use crate::{InboundEmail, ParseError, ReplyAddress, parse_mime};
 
 /// Reads the mail of a SendGrid Inbound Parse request: `fields` are the multipart form's
-/// `(name, value)` pairs, decoded by the gateway.
+/// `(name, value)` pairs, decoded by the webhook.
 ///
 /// `email` (raw mode) is read as raw MIME. Otherwise the mail is rebuilt from the parsed fields:
 /// the headers from `headers`, then `from`, `to`, `cc`, `subject` over them; the envelope
@@ -42,7 +42,7 @@ pub fn parse(
         .iter()
         .all(|name| form.get(name).is_none())
     {
-        return Err(ParseError::new(
+        return Err(not_an_email(
             "not a SendGrid Inbound Parse request: no email, from, headers or envelope",
         ));
     }

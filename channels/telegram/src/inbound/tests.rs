@@ -194,6 +194,7 @@ fn a_private_text_is_a_message_from_the_chat() {
             },
             intent: None,
             metadata,
+            files: Vec::new(),
         }
     );
 }
@@ -866,7 +867,7 @@ fn a_press_in_a_channel_is_still_answered() {
         parsed.callback_query_id.as_deref(),
         Some("4382bfdwdsb323b2d9")
     );
-    assert_eq!(ignored(parsed), CHANNEL);
+    assert_eq!(ignored(parsed), CHANNEL_CHAT);
 }
 
 // --- membership ------------------------------------------------------------------------------------------

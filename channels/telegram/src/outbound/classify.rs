@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard_channel::SendError;
+use switchboard_channel::{SendError, error_chain};
 use teloxide::{ApiError, RequestError, types::ChatId};
 
 /// The code of a refused bot token: every call of the bot fails until an operator replaces it.
@@ -288,22 +288,6 @@ fn excerpt(raw: &str) -> String {
         excerpt.push('…');
     }
     format!("{excerpt:?}")
-}
-
-/// An error and its causes on one line: reqwest's own message ("error sending request") says
-/// little without the hyper or I/O error underneath it.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

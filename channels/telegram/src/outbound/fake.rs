@@ -7,9 +7,9 @@
 //! check them alike.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -115,6 +115,8 @@ impl Reply {
 struct Shared {
     requests: Arc<Mutex<Vec<Recorded>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
+    /// Answers for one method (as teloxide spells it: `GetUpdates`), before the queue above.
+    method_replies: Arc<Mutex<HashMap<String, VecDeque<Reply>>>>,
 }
 
 /// The running fake; stops when dropped.
@@ -151,6 +153,25 @@ impl FakeBotApi {
     /// Queues the answer to the next request that has none yet.
     pub(crate) fn reply(&self, reply: Reply) {
         self.shared.replies.lock().unwrap().push_back(reply);
+    }
+
+    /// Queues the answer to the next call of `method` (`GetUpdates`), whatever comes between.
+    pub(crate) fn reply_to(&self, method: &str, reply: Reply) {
+        self.shared
+            .method_replies
+            .lock()
+            .unwrap()
+            .entry(method.to_owned())
+            .or_default()
+            .push_back(reply);
+    }
+
+    /// The calls of one method received so far.
+    pub(crate) fn calls_of(&self, method: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.api_method() == method)
+            .collect()
     }
 
     /// The requests received so far.
@@ -299,7 +320,18 @@ async fn answer(
         requests.push(recorded);
         requests.len()
     };
-    let queued = shared.replies.lock().unwrap().pop_front();
+    let for_method = shared
+        .method_replies
+        .lock()
+        .unwrap()
+        .get_mut(&api_method)
+        .and_then(VecDeque::pop_front);
+    let queued = for_method.or_else(|| shared.replies.lock().unwrap().pop_front());
+    if queued.is_none() && api_method == "GetUpdates" {
+        // A long poll without updates takes a while; answering at once would make a poller
+        // spin.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let reply = queued.unwrap_or_else(|| {
         if is_file {
             Reply::raw(200, "application/octet-stream", "abc")

@@ -87,7 +87,7 @@ impl TelegramBot {
 
     /// Classifies a download that failed before its first byte, by the file server's status.
     fn download_failure(&self, err: &reqwest::Error) -> SendError {
-        let reason = self.without_token(&classify::error_chain(err));
+        let reason = self.without_token(&switchboard_channel::error_chain(err));
         let error = match err.status() {
             Some(StatusCode::NOT_FOUND) => SendError::permanent(
                 MEDIA_NOT_FOUND,
@@ -143,7 +143,7 @@ fn until_error(
                 } else {
                     io::ErrorKind::Other
                 };
-                let mut text = classify::error_chain(&err);
+                let mut text = switchboard_channel::error_chain(&err);
                 if !token.is_empty() {
                     text = text.replace(&token, "<token>");
                 }

@@ -1,19 +1,30 @@
-//! The gateway's Telegram bots: their connectors, who they are on Telegram, their webhook secrets.
+//! The configured bots as the gateway runs them: their clients, who they are on Telegram, their
+//! webhook secrets, and the one way their updates reach the gateway ([`Telegram::deliver`]).
 //!
 //! Parsing group chats needs the bot's own username and user id (a message there counts only when
 //! it mentions or answers the bot), which only `getMe` tells; [`Telegram::identify`] asks at
 //! start-up and whenever a poller starts, and parsing uses what is known by then.
+//!
+//! Updates arrive by webhook (one per request) or by long polling (a batch per `getUpdates`),
+//! but what happens to them is the same: normalized with the bot's identity, handed to the
+//! gateway's [`Inbox`] (with the poller's position, when there is one), and their button presses
+//! answered once stored. Both go through [`Telegram::deliver`] so that the two paths cannot drift
+//! apart.
 
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
 };
 
-use anyhow::Context;
-use switchboard_telegram::{BotIdentity, BotSettings, TelegramBots};
+use switchboard_channel::{Checkpoint, Inbox, InboxError, Ingested};
+use teloxide::types::Update;
 use tracing::{info, warn};
 
-use crate::config::{TelegramBotConfig, TelegramConfig, TelegramMode};
+use crate::{
+    BotIdentity, BotSettings, TelegramBots,
+    config::{Config, TelegramBotConfig, TelegramMode},
+    parse_update,
+};
 
 /// The configured Telegram bots.
 pub struct Telegram {
@@ -22,9 +33,28 @@ pub struct Telegram {
     identities: RwLock<HashMap<String, BotIdentity>>,
 }
 
+impl std::fmt::Debug for Telegram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telegram")
+            .field("bots", &self.bots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of delivered updates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// What the inbox did with their events (nothing, when they had none and there was no
+    /// position to keep).
+    pub ingested: Ingested,
+    /// Why updates yielded no events, in their order (see [`crate::ParsedUpdate::ignored`]).
+    pub ignored: Vec<&'static str>,
+}
+
 impl Telegram {
-    /// The bots of the configuration; `None` when no bot is configured.
-    pub fn from_config(config: &TelegramConfig) -> anyhow::Result<Option<Telegram>> {
+    /// The bots of the configuration; `None` when no bot is configured. Needs a Tokio runtime
+    /// (each bot's throttle runs as a task).
+    pub fn from_config(config: &Config) -> Result<Option<Telegram>, String> {
         let bots = config.all_bots();
         if bots.is_empty() {
             return Ok(None);
@@ -38,8 +68,7 @@ impl Telegram {
             })
             .collect();
         let clients = TelegramBots::new(settings)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("cannot set up the Telegram bots")?;
+            .map_err(|e| format!("cannot set up the Telegram bots: {e}"))?;
         let identities = bots
             .iter()
             .map(|b| {
@@ -62,7 +91,7 @@ impl Telegram {
         &self.bots
     }
 
-    /// The names of the bots in a mode.
+    /// The names of the bots in a mode, in order.
     pub fn names(&self, mode: TelegramMode) -> Vec<String> {
         let mut names: Vec<String> = self
             .configs
@@ -124,14 +153,48 @@ impl Telegram {
         });
     }
 
+    /// Normalizes the updates of bot `name` and hands their events to `inbox` in one batch with
+    /// `checkpoint`, then answers their button presses.
+    ///
+    /// The inbox is asked only when there is something to keep: events, or a position (a batch of
+    /// updates that all yield nothing still moves a poller past them). Button presses are answered
+    /// only once the batch is stored: an error leaves the provider to deliver them again.
+    pub async fn deliver(
+        &self,
+        name: &str,
+        updates: Vec<Update>,
+        checkpoint: Option<Checkpoint>,
+        inbox: &dyn Inbox,
+    ) -> Result<Delivered, InboxError> {
+        let identity = self.identity(name);
+        let mut events = Vec::new();
+        let mut callbacks = Vec::new();
+        let mut ignored = Vec::new();
+        for update in updates {
+            let parsed = parse_update(update, &identity);
+            events.extend(parsed.events);
+            callbacks.extend(parsed.callback_query_id);
+            ignored.extend(parsed.ignored);
+        }
+        let ingested = if events.is_empty() && checkpoint.is_none() {
+            Ingested::default()
+        } else {
+            inbox.ingest(events, checkpoint).await?
+        };
+        for id in callbacks {
+            self.answer_callback(name, id);
+        }
+        Ok(Delivered { ingested, ignored })
+    }
+
     /// Registers the webhook of every bot in webhook mode at `{public_url}/webhooks/telegram/{name}`.
     /// Returns the URLs registered.
-    pub async fn set_webhooks(&self, public_url: &str) -> anyhow::Result<Vec<String>> {
+    pub async fn set_webhooks(&self, public_url: &str) -> Result<Vec<String>, String> {
         if !public_url.starts_with("https://") {
-            anyhow::bail!(
+            return Err(format!(
                 "Telegram only posts webhooks to HTTPS URLs; set server.public_url \
                  (SWITCHBOARD_PUBLIC_URL) to the gateway's https:// address, got {public_url:?}"
-            );
+            ));
         }
         let mut registered = Vec::new();
         for name in self.names(TelegramMode::Webhook) {
@@ -145,8 +208,7 @@ impl Telegram {
             );
             bot.set_webhook(&url, secret)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("cannot register the webhook of bot {name}"))?;
+                .map_err(|e| format!("cannot register the webhook of bot {name}: {e}"))?;
             info!(bot = %name, %url, "Telegram webhook registered");
             registered.push(url);
         }

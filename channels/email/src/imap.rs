@@ -1,18 +1,23 @@
 //! Polling a mailbox over IMAP, for deployments without an inbound mail provider.
 //!
-//! The poller logs in, selects the mailbox and reads mails by UID, each one into the [`Inbox`]
-//! together with its UID (and the mailbox's UIDVALIDITY) as the mailbox's cursor, in one
-//! transaction: after a crash it resumes with the next UID, so no mail is missed or read twice.
-//! Mails already in the mailbox when the gateway first polls it are left alone (the gateway should
-//! not answer a years-old inbox). Between rounds it waits with IDLE when the server offers it —
-//! new mail is then read within moments — and otherwise polls every `email.imap.poll_interval`.
-//! A broken connection is retried with backoff.
+//! The poller logs in, selects the mailbox and reads mails by UID, handing each to the gateway's
+//! [`Inbox`] together with its UID (and the mailbox's UIDVALIDITY) as the mailbox's cursor, in
+//! one transaction: after a crash it resumes with the next UID, so no mail is missed or read
+//! twice. Mails already in the mailbox when the gateway first polls it are left alone (the
+//! gateway should not answer a years-old inbox). Between rounds it waits with IDLE when the
+//! server offers it — new mail is then read within moments — and otherwise polls every
+//! `email.imap.poll_interval`. A broken connection is retried with backoff.
+//!
+//! A mail the gateway refuses for good (an attachment larger than it keeps, say) is passed over
+//! with a warning, as an unreadable one is: retrying it would stop the mailbox at that mail
+//! forever. Only a failure of the gateway itself (its database) or a rate limit keeps the cursor
+//! where it is, to be tried again after the backoff.
 
 use std::{sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures::StreamExt;
-use switchboard_channel::Channel;
+use switchboard_channel::{Checkpoint, Inbox, InboxError};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -21,8 +26,10 @@ use tokio_rustls::{TlsConnector, rustls};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::email::Inbox;
-use crate::{pipeline::Checkpoint, store::cursors};
+use crate::{
+    ReplyAddress, parse_mime,
+    receive::{Received, receive},
+};
 
 /// How long one IDLE waits before it is renewed (servers drop IDLE after 30 minutes).
 const IDLE_ROUND: Duration = Duration::from_secs(25 * 60);
@@ -61,29 +68,46 @@ impl std::fmt::Debug for MailboxUrl {
     }
 }
 
+/// An IMAP URL that cannot be used. Its message never contains the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MailboxUrlError(String);
+
 impl MailboxUrl {
     /// Reads `imaps://user:password@host[:port][/mailbox]` or `imap://…`.
-    pub fn parse(url: &str) -> anyhow::Result<MailboxUrl> {
-        let parsed = reqwest::Url::parse(url).context("email.imap.url is not a URL")?;
+    pub fn parse(url: &str) -> Result<MailboxUrl, MailboxUrlError> {
+        let fail = |message: String| MailboxUrlError(message);
+        let parsed =
+            url::Url::parse(url).map_err(|e| fail(format!("email.imap.url is not a URL: {e}")))?;
         let tls = match parsed.scheme() {
             "imaps" => true,
             "imap" => false,
-            other => bail!("email.imap.url must start with imaps:// or imap://, not {other}://"),
+            other => {
+                return Err(fail(format!(
+                    "email.imap.url must start with imaps:// or imap://, not {other}://"
+                )));
+            }
         };
         let host = parsed
             .host_str()
-            .context("email.imap.url has no host")?
+            .ok_or_else(|| fail("email.imap.url has no host".into()))?
             .to_owned();
-        let decode = |s: &str| {
-            percent_decode(s)
-                .with_context(|| format!("email.imap.url: bad percent-encoding in {s:?}"))
+        let decode = |part: &str, what: &str| {
+            // The part itself is not shown: it may be the password.
+            percent_decode(part).ok_or_else(|| {
+                fail(format!(
+                    "email.imap.url: bad percent-encoding in the {what}"
+                ))
+            })
         };
-        let user = decode(parsed.username())?;
-        let password = decode(parsed.password().unwrap_or_default())?;
+        let user = decode(parsed.username(), "user")?;
+        let password = decode(parsed.password().unwrap_or_default(), "password")?;
         if user.is_empty() {
-            bail!("email.imap.url needs a user: imaps://user:password@host/INBOX");
+            return Err(fail(
+                "email.imap.url needs a user: imaps://user:password@host/INBOX".into(),
+            ));
         }
-        let mailbox = decode(parsed.path().trim_start_matches('/'))?;
+        let mailbox = decode(parsed.path().trim_start_matches('/'), "mailbox")?;
         Ok(MailboxUrl {
             tls,
             port: parsed.port().unwrap_or(if tls { 993 } else { 143 }),
@@ -99,21 +123,22 @@ impl MailboxUrl {
     }
 }
 
-fn percent_decode(s: &str) -> anyhow::Result<String> {
+/// `%xx` escapes decoded; `None` for a truncated escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).context("truncated escape")?;
-            out.push(u8::from_str_radix(hex, 16)?);
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    Ok(String::from_utf8(out)?)
+    String::from_utf8(out).ok()
 }
 
 /// The connection to the server, plain or TLS.
@@ -127,7 +152,11 @@ pub struct ImapPoller {
     /// The mailbox.
     pub url: MailboxUrl,
     /// Where its mails go.
-    pub inbox: Inbox,
+    pub inbox: Arc<dyn Inbox>,
+    /// The gateway's reply address (thread tokens, the account).
+    pub ours: ReplyAddress,
+    /// Attachments kept of one mail at most.
+    pub max_attachments: usize,
     /// How often to look when the server cannot notify.
     pub poll_interval: Duration,
     /// Mark fetched mails read.
@@ -234,20 +263,18 @@ impl ImapPoller {
 
     /// The cursor's name: one per mailbox.
     fn cursor_name(&self) -> String {
-        format!(
-            "imap:{}@{}/{}",
-            self.url.user, self.url.host, self.url.mailbox
-        )
+        cursor_name(&self.url)
     }
 
     /// The last UID read. A mailbox polled for the first time (or whose UIDs were renumbered,
     /// UIDVALIDITY changed) starts after its current last mail.
     async fn position(&self, validity: u32, uid_next: Option<u32>) -> anyhow::Result<u32> {
-        let stored = cursors::get(&mut self.inbox.store.reader(), &self.cursor_name()).await?;
-        if let Some((v, uid)) = stored.as_deref().and_then(|s| s.split_once(':'))
-            && v.parse::<u32>().ok() == Some(validity)
-            && let Ok(uid) = uid.parse::<u32>()
-        {
+        let stored = self
+            .inbox
+            .position(&self.cursor_name())
+            .await
+            .context("cannot read the mailbox's position")?;
+        if let Some(uid) = stored.as_deref().and_then(|s| resume_after(s, validity)) {
             return Ok(uid);
         }
         let start = uid_next.unwrap_or(1).saturating_sub(1);
@@ -255,16 +282,12 @@ impl ImapPoller {
         Ok(start)
     }
 
-    /// Moves the cursor without a mail (the start position, an unreadable mail).
+    /// Moves the cursor without a mail (the start position, an unreadable or refused mail).
     async fn advance(&self, validity: u32, uid: u32) -> anyhow::Result<()> {
         self.inbox
-            .pipeline
-            .ingest_to(
-                Channel::Email,
-                Vec::new(),
-                Some(self.checkpoint(validity, uid)),
-            )
-            .await?;
+            .ingest(Vec::new(), Some(self.checkpoint(validity, uid)))
+            .await
+            .context("cannot store the mailbox's position")?;
         Ok(())
     }
 
@@ -291,12 +314,28 @@ impl ImapPoller {
         uids.sort_unstable();
         for uid in uids {
             let raw = self.fetch(session, uid).await?;
-            match switchboard_email::parse_mime(&raw, &self.inbox.ours) {
+            match parse_mime(&raw, &self.ours) {
                 Ok(email) => {
-                    self.inbox
-                        .receive(email, Some(self.checkpoint(validity, uid)))
-                        .await
-                        .with_context(|| format!("cannot store the mail with UID {uid}"))?;
+                    let checkpoint = Some(self.checkpoint(validity, uid));
+                    match receive(
+                        &*self.inbox,
+                        &self.ours,
+                        self.max_attachments,
+                        email,
+                        checkpoint,
+                    )
+                    .await
+                    {
+                        Ok(Received::Ingested(_) | Received::Ignored { .. }) => {}
+                        Err(e) if retry_later(&e) => {
+                            return Err(anyhow::Error::new(e)
+                                .context(format!("cannot store the mail with UID {uid}")));
+                        }
+                        Err(e) => {
+                            warn!(uid, error = %e, "the gateway refused a mail; passed over");
+                            self.advance(validity, uid).await?;
+                        }
+                    }
                 }
                 Err(e) => {
                     warn!(uid, error = %e, "skipping an unreadable mail");
@@ -345,6 +384,28 @@ impl ImapPoller {
     }
 }
 
+/// The name of a mailbox's cursor: `imap:{user}@{host}/{mailbox}`.
+pub(crate) fn cursor_name(url: &MailboxUrl) -> String {
+    format!("imap:{}@{}/{}", url.user, url.host, url.mailbox)
+}
+
+/// The last UID read, from a stored position `{uidvalidity}:{uid}`, when it is of the mailbox's
+/// current UIDVALIDITY.
+fn resume_after(stored: &str, validity: u32) -> Option<u32> {
+    let (v, uid) = stored.split_once(':')?;
+    (v.parse::<u32>().ok()? == validity).then_some(())?;
+    uid.parse().ok()
+}
+
+/// Whether a mail the inbox did not take may be taken later: the gateway failed, or a rate was
+/// exceeded. Any other refusal would come again with every try.
+fn retry_later(error: &InboxError) -> bool {
+    matches!(
+        error,
+        InboxError::Unavailable(_) | InboxError::Limited { .. }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +438,27 @@ mod tests {
             MailboxUrl::parse("imaps://host/INBOX").is_err(),
             "a user is needed"
         );
+        let bad = MailboxUrl::parse("imaps://bob:s%ZZcret@host").unwrap_err();
+        assert!(!bad.to_string().contains("cret"), "{bad}");
+        assert_eq!(cursor_name(&plain), "imap:bob@127.0.0.1/INBOX");
+    }
+
+    #[test]
+    fn positions_of_another_uidvalidity_are_not_resumed() {
+        assert_eq!(resume_after("7:42", 7), Some(42));
+        assert_eq!(resume_after("7:42", 8), None);
+        assert_eq!(resume_after("garbage", 7), None);
+        assert_eq!(resume_after("7:x", 7), None);
+    }
+
+    #[test]
+    fn only_passing_trouble_is_retried() {
+        assert!(retry_later(&InboxError::Unavailable("db".into())));
+        assert!(retry_later(&InboxError::Limited {
+            reason: "slow down".into(),
+            retry_after: 5
+        }));
+        assert!(!retry_later(&InboxError::TooLarge { limit: 1 }));
+        assert!(!retry_later(&InboxError::ConversationClosed));
     }
 }

@@ -1,37 +1,33 @@
 //! Long polling for Telegram bots without a public URL.
 //!
 //! Telegram confirms updates by offset: calling `getUpdates(offset = n + 1)` drops every update up
-//! to `n` for good. The poller therefore stores a batch and the id of its last update in one
-//! transaction ([`Pipeline::ingest_to`] with a cursor) before it asks for the next batch: after a
-//! crash before the commit, the same updates come again (and are recognised by their ids); after
-//! it, the stored offset confirms them. A restart neither loses nor repeats an update.
+//! to `n` for good. The poller therefore hands a batch to the gateway's [`Inbox`] with the id of
+//! its last update as a [`Checkpoint::Cursor`], which the inbox stores in the same transaction,
+//! before it asks for the next batch; the next offset is read back from the inbox
+//! ([`Inbox::position`]). After a crash before the commit (or a failed ingest), the same updates
+//! come again (and are recognised by their ids); after it, the stored offset confirms them. A
+//! restart neither loses nor repeats an update.
 
 use std::{sync::Arc, time::Duration};
 
-use switchboard_channel::{Channel, SendError};
-use switchboard_telegram::parse_update;
+use switchboard_channel::{Checkpoint, Inbox, InboxError, SendError};
+use teloxide::types::Update;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::telegram::Telegram;
-use crate::{
-    pipeline::{Checkpoint, Pipeline},
-    store::{Store, cursors},
-};
+use crate::bots::Telegram;
 
 /// The most updates one getUpdates call returns.
 const BATCH: u8 = 100;
 
-/// What one poller needs.
-pub struct Poller {
+/// One bot's poller.
+pub(crate) struct Poller {
     /// The bots.
     pub telegram: Arc<Telegram>,
     /// Which bot this poller reads for.
     pub bot: String,
-    /// Where updates go.
-    pub pipeline: Pipeline,
-    /// Where the offset is kept.
-    pub store: Store,
+    /// Where updates go, and where the offset is kept.
+    pub inbox: Arc<dyn Inbox>,
     /// How long one getUpdates call waits for updates.
     pub timeout: Duration,
     /// Ends the loop.
@@ -110,38 +106,23 @@ impl Poller {
     }
 
     /// The offset of the next getUpdates call: one past the last update stored.
-    async fn offset(&self) -> Result<i32, crate::store::StoreError> {
-        let last = cursors::get(&mut self.store.reader(), &self.cursor_name()).await?;
+    async fn offset(&self) -> Result<i32, InboxError> {
+        let last = self.inbox.position(&self.cursor_name()).await?;
         Ok(last
             .and_then(|v| v.parse::<i64>().ok())
             .map_or(0, |last| i32::try_from(last + 1).unwrap_or(i32::MAX)))
     }
 
     /// Stores a batch with the id of its last update, then answers its button presses.
-    async fn store_batch(
-        &self,
-        updates: Vec<switchboard_telegram::Update>,
-    ) -> Result<(), crate::pipeline::IngestError> {
-        let identity = self.telegram.identity(&self.bot);
-        let mut last = 0u32;
-        let mut events = Vec::new();
-        let mut callbacks = Vec::new();
-        for update in updates {
-            let parsed = parse_update(update, &identity);
-            last = last.max(parsed.update_id);
-            events.extend(parsed.events);
-            callbacks.extend(parsed.callback_query_id);
-        }
+    async fn store_batch(&self, updates: Vec<Update>) -> Result<(), InboxError> {
+        let last = updates.iter().map(|u| u.id.0).max().unwrap_or_default();
         let cursor = Checkpoint::Cursor {
             name: self.cursor_name(),
             value: last.to_string(),
         };
-        self.pipeline
-            .ingest_to(Channel::Telegram, events, Some(cursor))
+        self.telegram
+            .deliver(&self.bot, updates, Some(cursor), self.inbox.as_ref())
             .await?;
-        for id in callbacks {
-            self.telegram.answer_callback(&self.bot, id);
-        }
         Ok(())
     }
 
@@ -157,4 +138,16 @@ impl Poller {
 /// 1 s, 2 s, 4 s … up to a minute.
 fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(0), Duration::from_secs(1));
+    }
 }
