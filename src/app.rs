@@ -16,11 +16,14 @@ use crate::{
     channels::Channels,
     config::{Config, ExpertsConfig},
     evaluations::{Evaluators, job::Evaluations},
-    experts::{Experts, notify::Notifications},
+    experts::{
+        AssignmentRound, Experts,
+        notify::{MailQueue, Notifications, WebhookQueue},
+    },
     http::{self, AppState},
     inbox::ChannelInbox,
     jobs::{
-        self, JobContext,
+        Jobs, QueueHandler, ScheduledTask, Work,
         deliver::Deliveries,
         fetch_media::MediaDownloads,
         queue::{RetryPolicy, Wakers},
@@ -28,7 +31,8 @@ use crate::{
     limits::Limits,
     live::Hub,
     media::MediaStore,
-    pipeline::Pipeline,
+    pipeline::{Pipeline, router::ExpireLocks, sweeper::Sweep},
+    shared::Shared,
     staff::Staff,
     store::Store,
     time::Clock,
@@ -38,12 +42,10 @@ use switchboard_web::identity::{IdentityVerifier, TokenRules};
 /// A gateway ready to serve.
 pub struct Gateway {
     config: Arc<Config>,
-    store: Store,
+    /// The database, clock, live hub and queue wakers every service shares.
+    shared: Shared,
     pipeline: Pipeline,
-    hub: Hub,
-    clock: Clock,
     channels: Channels,
-    wakers: Wakers,
     files: MediaStore,
     experts: Experts,
     /// The experts' settings as they apply (no mail notifications without a channel that mails staff).
@@ -76,18 +78,16 @@ impl Gateway {
             .await
             .context("cannot migrate the database")?;
         let agents = AgentRegistry::from_config(&config, &http);
-        let hub = Hub::default();
-        let wakers = Wakers::default();
+        let shared = Shared {
+            store: store.clone(),
+            clock: clock.clone(),
+            hub: Hub::default(),
+            wakers: Wakers::default(),
+        };
         let mut experts_config = config.experts.clone();
         // Mailing experts needs a way to send mail.
         experts_config.notify_by_email &= channels.staff_mailer().is_some();
-        let experts = Experts::new(
-            store.clone(),
-            clock.clone(),
-            hub.clone(),
-            wakers.clone(),
-            experts_config.clone(),
-        );
+        let experts = Experts::new(&shared, experts_config.clone());
         let max_connections = http::server::connection_cap(
             config.server.max_connections,
             http::server::raise_open_files_limit(),
@@ -100,12 +100,9 @@ impl Gateway {
         };
         let limits = Limits::new(&config.limits, total_streams, &clock);
         let pipeline = Pipeline::new(
-            store.clone(),
-            clock.clone(),
-            hub.clone(),
+            &shared,
             agents,
             channels.clone(),
-            wakers.clone(),
             experts.clone(),
             limits.clone(),
             &config,
@@ -135,12 +132,9 @@ impl Gateway {
             Evaluators::from_config(&config, &http).context("cannot set up the evaluations")?;
         Ok(Gateway {
             config: Arc::new(config),
-            store,
+            shared,
             pipeline,
-            hub,
-            clock,
             channels,
-            wakers,
             files,
             experts,
             experts_config,
@@ -164,7 +158,7 @@ impl Gateway {
 
     /// The database.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.shared.store
     }
 
     /// The pipeline.
@@ -196,60 +190,16 @@ impl Gateway {
         }
 
         let stop = CancellationToken::new();
-        let policy = RetryPolicy::new(&self.config.jobs);
         let jobs = tokio::spawn({
-            let ctx = JobContext {
-                store: self.store.clone(),
-                pipeline: self.pipeline.clone(),
-                clock: self.clock.clone(),
-                sweep_grace: self.config.pipeline.sweep_grace,
-                deliveries: Arc::new(Deliveries {
-                    store: self.store.clone(),
-                    clock: self.clock.clone(),
-                    hub: self.hub.clone(),
-                    channels: self.channels.clone(),
-                    policy,
-                    wake: self.wakers.deliver.clone(),
-                }),
-                experts: self.experts.clone(),
-                notifications: Arc::new(Notifications {
-                    store: self.store.clone(),
-                    clock: self.clock.clone(),
-                    mailer: self.channels.staff_mailer(),
-                    http: self.http.clone(),
-                    config: self.experts_config.clone(),
-                    public_url: self.config.server.public_url(address),
-                    policy,
-                    wake_email: self.wakers.notify_email.clone(),
-                    wake_webhook: self.wakers.notify_webhook.clone(),
-                }),
-                evaluations: self.evaluators.take().map(|evaluators| {
-                    Arc::new(Evaluations {
-                        store: self.store.clone(),
-                        clock: self.clock.clone(),
-                        hub: self.hub.clone(),
-                        pipeline: self.pipeline.clone(),
-                        evaluators,
-                        action: self.config.evaluations.action,
-                        policy,
-                        wake: self.wakers.evaluate.clone(),
-                    })
-                }),
-                downloads: Arc::new(MediaDownloads {
-                    store: self.store.clone(),
-                    clock: self.clock.clone(),
-                    hub: self.hub.clone(),
-                    channels: self.channels.clone(),
-                    files: self.files.clone(),
-                    max_bytes: self.config.media.max_bytes,
-                    policy,
-                    wake: self.wakers.fetch_media.clone(),
-                }),
+            let work = self.background_work(address);
+            let runner = Jobs {
+                store: self.shared.store.clone(),
+                clock: self.shared.clock.clone(),
+                settings: self.config.jobs.clone(),
             };
-            let config = self.config.clone();
             let stop = stop.clone();
             async move {
-                if let Err(e) = jobs::run(ctx, &config, stop).await {
+                if let Err(e) = runner.run(work, stop).await {
                     tracing::error!(error = %e, "background jobs stopped");
                 }
             }
@@ -257,9 +207,9 @@ impl Gateway {
 
         let state = AppState {
             config: self.config.clone(),
-            store: self.store.clone(),
+            store: self.shared.store.clone(),
             pipeline: self.pipeline.clone(),
-            hub: self.hub.clone(),
+            hub: self.shared.hub.clone(),
             identity: Arc::new(IdentityVerifier::new(TokenRules {
                 secret: self.config.web.jwt_secret.as_deref(),
                 leeway_secs: self.config.web.jwt_leeway.as_secs(),
@@ -267,7 +217,7 @@ impl Gateway {
                 audience: self.config.web.jwt_audience.as_deref(),
                 issuer: self.config.web.jwt_issuer.as_deref(),
             })),
-            clock: self.clock.clone(),
+            clock: self.shared.clock.clone(),
             public_url: self.config.server.public_url(address).into(),
             files: self.files.clone(),
             channels: self.channels.clone(),
@@ -293,7 +243,7 @@ impl Gateway {
         info!(%address, database = %redact(&self.config.database.url), "switchboard listening on http://{address}");
 
         let server_stop = stop.clone();
-        let hub = self.hub.clone();
+        let hub = self.shared.hub.clone();
         let options = http::server::ServeOptions {
             max_connections: self.max_connections,
             max_per_address: self.config.server.max_connections_per_address,
@@ -344,13 +294,85 @@ impl Gateway {
         for poller in pollers {
             let _ = poller.await;
         }
-        self.store.close().await;
+        self.shared.store.close().await;
         info!("stopped");
         Ok(())
     }
 }
 
 impl Gateway {
+    /// The queues' handlers and the scheduled tasks of the gateway's services.
+    fn background_work(&mut self, address: std::net::SocketAddr) -> Work {
+        let Shared {
+            store,
+            clock,
+            hub,
+            wakers,
+        } = &self.shared;
+        let policy = RetryPolicy::new(&self.config.jobs);
+        let notifications = Arc::new(Notifications {
+            store: store.clone(),
+            clock: clock.clone(),
+            mailer: self.channels.staff_mailer(),
+            http: self.http.clone(),
+            config: self.experts_config.clone(),
+            public_url: self.config.server.public_url(address),
+            policy,
+            wake_email: wakers.notify_email.clone(),
+            wake_webhook: wakers.notify_webhook.clone(),
+        });
+        let mut queues: Vec<Arc<dyn QueueHandler>> = vec![
+            Arc::new(Deliveries {
+                store: store.clone(),
+                clock: clock.clone(),
+                hub: hub.clone(),
+                channels: self.channels.clone(),
+                policy,
+                wake: wakers.deliver.clone(),
+            }),
+            Arc::new(MediaDownloads {
+                store: store.clone(),
+                clock: clock.clone(),
+                hub: hub.clone(),
+                channels: self.channels.clone(),
+                files: self.files.clone(),
+                max_bytes: self.config.media.max_bytes,
+                policy,
+                wake: wakers.fetch_media.clone(),
+            }),
+            Arc::new(MailQueue(notifications.clone())),
+            Arc::new(WebhookQueue(notifications)),
+        ];
+        if let Some(evaluators) = self.evaluators.take() {
+            queues.push(Arc::new(Evaluations {
+                store: store.clone(),
+                clock: clock.clone(),
+                hub: hub.clone(),
+                pipeline: self.pipeline.clone(),
+                evaluators,
+                action: self.config.evaluations.action,
+                policy,
+                wake: wakers.evaluate.clone(),
+            }));
+        }
+        let tasks: Vec<Arc<dyn ScheduledTask>> = vec![
+            Arc::new(ExpireLocks {
+                store: store.clone(),
+                clock: clock.clone(),
+                schedule: self.config.routing.lock_sweep_schedule.clone(),
+            }),
+            Arc::new(Sweep {
+                pipeline: self.pipeline.clone(),
+                grace: self.config.pipeline.sweep_grace,
+                schedule: self.config.pipeline.sweep_schedule.clone(),
+            }),
+            Arc::new(AssignmentRound {
+                experts: self.experts.clone(),
+            }),
+        ];
+        Work { queues, tasks }
+    }
+
     /// The peers a client address's limits never apply to: trusted proxies (every client comes
     /// through them), and this machine when it is exempt from limits.
     fn unlimited_peers(&self) -> Arc<[ipnet::IpNet]> {
@@ -385,10 +407,10 @@ impl Gateway {
                     channel: plugin.channel(),
                     pipeline: self.pipeline.clone(),
                     experts: self.experts.clone(),
-                    store: self.store.clone(),
+                    store: self.shared.store.clone(),
                     files: self.files.clone(),
                     max_bytes: self.config.media.max_bytes,
-                    clock: self.clock.clone(),
+                    clock: self.shared.clock.clone(),
                 };
                 plugin.start(switchboard_channel::StartContext {
                     inbox: Arc::new(inbox),

@@ -22,6 +22,7 @@ pub mod media;
 pub mod pipeline;
 pub mod private_files;
 pub mod replay;
+pub mod shared;
 pub mod staff;
 pub mod store;
 pub mod telemetry;

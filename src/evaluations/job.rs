@@ -2,8 +2,6 @@
 //! applies the configured action, all in one transaction with the job's end — a verdict is
 //! recorded, and acted on, exactly once.
 
-use std::sync::Arc;
-
 use tracing::{error, warn};
 
 use super::{Evaluators, judge::JudgeError};
@@ -129,10 +127,17 @@ fn summary(failed: &[&Verdict]) -> String {
         .join("; ")
 }
 
-/// The apalis handler of the `evaluate` queue.
-pub async fn handle(
-    job: jobs::Job,
-    evaluations: apalis::prelude::Data<Arc<Evaluations>>,
-) -> Result<(), apalis::prelude::BoxDynError> {
-    evaluations.evaluate(job).await.map_err(Into::into)
+#[async_trait::async_trait]
+impl crate::jobs::QueueHandler for Evaluations {
+    fn queue(&self) -> &'static str {
+        jobs::EVALUATE
+    }
+
+    fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    async fn handle(&self, job: jobs::Job) -> Result<(), StoreError> {
+        self.evaluate(job).await
+    }
 }

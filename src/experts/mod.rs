@@ -27,12 +27,12 @@ use crate::{
     jobs::queue::Wakers,
     live::Hub,
     store::{
-        Backend, Db, Store, StoreError, Tx,
+        Section, Store, StoreError, Tx,
         audit::{self, Actor},
         conversations::{self, Conversation, Mode, Owned},
         messages,
         messages::{Direction, Message, NewMessage, Role as Author},
-        query, threads,
+        threads,
         users::{self, Role, User},
     },
     time::Clock,
@@ -95,19 +95,13 @@ struct Inner {
 
 impl Experts {
     /// The experts' side over a store.
-    pub fn new(
-        store: Store,
-        clock: Clock,
-        hub: Hub,
-        wakers: Wakers,
-        config: ExpertsConfig,
-    ) -> Self {
+    pub fn new(shared: &crate::shared::Shared, config: ExpertsConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store,
-                clock,
-                hub,
-                wakers,
+                store: shared.store.clone(),
+                clock: shared.clock.clone(),
+                hub: shared.hub.clone(),
+                wakers: shared.wakers.clone(),
                 config,
                 assigning: tokio::sync::Mutex::new(()),
             }),
@@ -263,13 +257,7 @@ impl Experts {
 
     /// A write transaction in which assignment decisions cannot race another instance's.
     async fn serialised(&self) -> Result<Tx, StoreError> {
-        let mut tx = self.inner.store.begin().await?;
-        if self.inner.store.backend() == Backend::Postgres {
-            // Held until the transaction ends; SQLite's single writer serialises by itself.
-            tx.execute(query("SELECT pg_advisory_xact_lock(72010001)"))
-                .await?;
-        }
-        Ok(tx)
+        self.inner.store.begin_serialised(Section::Assignment).await
     }
 
     /// Gives a conversation to an expert inside `tx` (from nobody, or from `from`): the notice
@@ -662,5 +650,34 @@ impl Experts {
             self.inner.clock.now(),
         )
         .await
+    }
+}
+
+/// The scheduled round of assignment (`experts.assign_schedule`): unanswered assignments go back
+/// to the queue, waiting conversations go to available experts (assignment also happens at once
+/// on every change), expired dashboard sessions are forgotten.
+pub struct AssignmentRound {
+    /// The experts' side.
+    pub experts: Experts,
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::ScheduledTask for AssignmentRound {
+    fn name(&self) -> &'static str {
+        "experts"
+    }
+
+    fn schedule(&self) -> &str {
+        &self.experts.inner.config.assign_schedule
+    }
+
+    async fn tick(&self) -> Result<(), apalis::prelude::BoxDynError> {
+        self.experts.time_out_unanswered().await?;
+        self.experts.assign_waiting().await?;
+        let inner = &self.experts.inner;
+        let mut tx = inner.store.begin().await?;
+        crate::store::sessions::forget_expired(&mut tx, inner.clock.now()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

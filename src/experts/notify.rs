@@ -18,7 +18,10 @@ use tracing::{error, warn};
 
 use crate::{
     config::ExpertsConfig,
-    jobs::queue::{RetryPolicy, Wake},
+    jobs::{
+        QueueHandler,
+        queue::{RetryPolicy, Wake},
+    },
     store::{
         Store, StoreError, Tx, contacts,
         conversations::{self, Conversation},
@@ -331,18 +334,38 @@ pub fn sign(body: &[u8], secret: &str) -> String {
     switchboard_channel::signature::sign_sha256(secret.as_bytes(), body)
 }
 
-/// The apalis handler of the mail queue.
-pub async fn handle_email(
-    job: jobs::Job,
-    notifications: apalis::prelude::Data<Arc<Notifications>>,
-) -> Result<(), apalis::prelude::BoxDynError> {
-    notifications.email(job).await.map_err(Into::into)
+/// The mail queue: one notification mail per job.
+pub struct MailQueue(pub Arc<Notifications>);
+
+#[async_trait::async_trait]
+impl QueueHandler for MailQueue {
+    fn queue(&self) -> &'static str {
+        EMAIL_QUEUE
+    }
+
+    fn wake(&self) -> &Wake {
+        &self.0.wake_email
+    }
+
+    async fn handle(&self, job: jobs::Job) -> Result<(), StoreError> {
+        self.0.email(job).await
+    }
 }
 
-/// The apalis handler of the webhook queue.
-pub async fn handle_webhook(
-    job: jobs::Job,
-    notifications: apalis::prelude::Data<Arc<Notifications>>,
-) -> Result<(), apalis::prelude::BoxDynError> {
-    notifications.webhook(job).await.map_err(Into::into)
+/// The webhook queue: one signed notice per job.
+pub struct WebhookQueue(pub Arc<Notifications>);
+
+#[async_trait::async_trait]
+impl QueueHandler for WebhookQueue {
+    fn queue(&self) -> &'static str {
+        WEBHOOK_QUEUE
+    }
+
+    fn wake(&self) -> &Wake {
+        &self.0.wake_webhook
+    }
+
+    async fn handle(&self, job: jobs::Job) -> Result<(), StoreError> {
+        self.0.webhook(job).await
+    }
 }

@@ -17,8 +17,6 @@
 //! Jobs of one conversation run in order, one at a time (the queue's lanes), so the user receives
 //! replies in the order they were written.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde_json::{Map, json};
 use switchboard_channel::{
@@ -398,10 +396,17 @@ fn last_user_message_at(ctx: &DeliveryContext) -> Option<Timestamp> {
     Some(written.map_or(stored, |w| w.min(stored)))
 }
 
-/// The apalis handler of the `deliver` queue.
-pub async fn handle(
-    job: jobs::Job,
-    deliveries: apalis::prelude::Data<Arc<Deliveries>>,
-) -> Result<(), apalis::prelude::BoxDynError> {
-    deliveries.run(job).await.map_err(Into::into)
+#[async_trait::async_trait]
+impl super::QueueHandler for Deliveries {
+    fn queue(&self) -> &'static str {
+        jobs::DELIVER
+    }
+
+    fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    async fn handle(&self, job: jobs::Job) -> Result<(), StoreError> {
+        self.run(job).await
+    }
 }

@@ -8,8 +8,6 @@
 //! download that can never succeed (unknown media, wrong checksum, too large) is recorded in the
 //! message's metadata (`media_errors`) instead.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use switchboard_channel::{Channel, SendError};
@@ -277,10 +275,17 @@ fn essence(mime: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The apalis handler of the `fetch_media` queue.
-pub async fn handle(
-    job: jobs::Job,
-    downloads: apalis::prelude::Data<Arc<MediaDownloads>>,
-) -> Result<(), apalis::prelude::BoxDynError> {
-    downloads.run(job).await.map_err(Into::into)
+#[async_trait::async_trait]
+impl super::QueueHandler for MediaDownloads {
+    fn queue(&self) -> &'static str {
+        jobs::FETCH_MEDIA
+    }
+
+    fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    async fn handle(&self, job: jobs::Job) -> Result<(), StoreError> {
+        self.run(job).await
+    }
 }

@@ -39,6 +39,7 @@ use crate::{
     jobs::queue::Wakers,
     limits::Limits,
     live::Hub,
+    shared::Shared,
     store::{Store, StoreError, messages::needs_delivery},
     time::Clock,
 };
@@ -77,29 +78,25 @@ pub(crate) struct Inner {
 }
 
 impl Pipeline {
-    /// A pipeline over a migrated store. `channels` reach end users on their channels; `wakers`
-    /// start background jobs as soon as the pipeline stores work for them; `experts` take the
-    /// conversations handed over to them.
-    #[allow(clippy::too_many_arguments)]
+    /// A pipeline over a migrated store. `channels` reach end users on their channels; the
+    /// shared wakers start background jobs as soon as the pipeline stores work for them;
+    /// `experts` take the conversations handed over to them.
     pub fn new(
-        store: Store,
-        clock: Clock,
-        hub: Hub,
+        shared: &Shared,
         agents: AgentRegistry,
         channels: Channels,
-        wakers: Wakers,
         experts: Experts,
         limits: Arc<Limits>,
         config: &Config,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store,
-                clock,
-                hub,
+                store: shared.store.clone(),
+                clock: shared.clock.clone(),
+                hub: shared.hub.clone(),
                 agents,
                 channels,
-                wakers,
+                wakers: shared.wakers.clone(),
                 experts,
                 evaluate_replies: config.evaluations.enabled,
                 limits,

@@ -73,6 +73,40 @@ impl Router {
     }
 }
 
+/// The scheduled clearing of expired agent locks (`routing.lock_sweep_schedule`), so that
+/// conversations show who answers them now. Routing already ignores an expired lock; this keeps
+/// the stored state truthful.
+pub struct ExpireLocks {
+    /// The database.
+    pub store: crate::store::Store,
+    /// The gateway's clock.
+    pub clock: crate::time::Clock,
+    /// When.
+    pub schedule: String,
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::ScheduledTask for ExpireLocks {
+    fn name(&self) -> &'static str {
+        "expire-locks"
+    }
+
+    fn schedule(&self) -> &str {
+        &self.schedule
+    }
+
+    async fn tick(&self) -> Result<(), apalis::prelude::BoxDynError> {
+        let mut tx = self.store.begin().await?;
+        let cleared =
+            crate::store::conversations::clear_expired_locks(&mut tx, self.clock.now()).await?;
+        tx.commit().await?;
+        if cleared > 0 {
+            tracing::info!(cleared, "cleared expired agent locks");
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

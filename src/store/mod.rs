@@ -406,6 +406,19 @@ impl Store {
         Ok(Tx { inner })
     }
 
+    /// Starts a write transaction that no other instance's transaction of the same `section`
+    /// runs beside: decisions made in it (who gets a conversation) cannot race another
+    /// process's. On SQLite the single writer already serialises every transaction; on
+    /// PostgreSQL a transaction-scoped advisory lock on the section is held until it ends.
+    pub async fn begin_serialised(&self, section: Section) -> Result<Tx, StoreError> {
+        let mut tx = self.begin().await?;
+        if self.backend() == Backend::Postgres {
+            tx.execute(query("SELECT pg_advisory_xact_lock($1)").bind(section.key()))
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// A handle for reads outside a transaction.
     pub fn reader(&self) -> Reader<'_> {
         Reader { store: self }
@@ -530,6 +543,22 @@ async fn checkpoints(mut conn: SqliteConnection, stop: tokio_util::sync::Cancell
         }
     }
     let _ = conn.close().await;
+}
+
+/// What a serialised transaction ([`Store::begin_serialised`]) excludes others from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Assigning conversations to experts.
+    Assignment,
+}
+
+impl Section {
+    /// The advisory lock's key on PostgreSQL; unique per section.
+    const fn key(self) -> i64 {
+        match self {
+            Section::Assignment => 72_010_001,
+        }
+    }
 }
 
 /// Reads outside a transaction: the read-only pool on SQLite, the pool on PostgreSQL. Its
