@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use switchboard_channel::Channel;
 use uuid::Uuid;
 
-use super::{Db, StoreError, Tx, query};
+use super::{Db, StoreError, Tx, query, sql::Sql};
 use crate::time::Timestamp;
 
 /// Who answers a conversation.
@@ -374,18 +374,20 @@ pub async fn take_seq_for_agent(
     ttl: Duration,
     now: Timestamp,
 ) -> Result<Option<Conversation>, StoreError> {
+    static TAKE: Sql = Sql::new(|| {
+        format!(
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4, {}, \
+             lock_ttl_secs = $3 WHERE id = $1 AND mode = 'ai' AND deleted_at IS NULL RETURNING{}",
+            super::sql::renew_lock("$2", "$4"),
+            with_columns!("", "")
+        )
+    });
     tx.fetch_optional(
-        query(with_columns!(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4, active_agent = $2, \
-             locked_at = CASE WHEN active_agent = $2 AND locked_at + lock_ttl_secs * 500000 > $4 \
-             THEN locked_at ELSE $4 END, lock_ttl_secs = $3 \
-             WHERE id = $1 AND mode = 'ai' AND deleted_at IS NULL RETURNING",
-            ""
-        ))
-        .bind(id)
-        .bind(agent)
-        .bind(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
-        .bind(now),
+        query(TAKE.text())
+            .bind(id)
+            .bind(agent)
+            .bind(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+            .bind(now),
     )
     .await
 }

@@ -13,7 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Db, OneTrip, Store, StoreError, Tx, query};
+use super::{Db, OneTrip, Store, StoreError, Tx, query, sql::Sql};
 use crate::time::Timestamp;
 
 /// The queue of outbound deliveries (subject: the message id; lane: its conversation).
@@ -125,34 +125,27 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<Job>, StoreError> {
-    let write = OneTrip::new(
-        concat!(
-            "BEGIN IMMEDIATE; \
-             UPDATE jobs SET lease_until = $3, attempts = attempts + 1 WHERE id IN ( \
-             SELECT id FROM jobs AS j WHERE queue = $1 AND run_at <= $2 \
-             AND (lease_until IS NULL OR lease_until <= $2) \
-             AND (lane IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS e \
-                  WHERE e.queue = j.queue AND e.lane = j.lane AND e.lane_seq < j.lane_seq)) \
-             ORDER BY run_at LIMIT $4) RETURNING",
-            job_columns!(),
-            "; COMMIT;"
-        ),
-        // SKIP LOCKED: instances sharing the database each take different jobs. A lane's later
-        // jobs stay out of reach while its first one exists, whoever holds it.
-        concat!(
+    /// The claim; `lock` ends its inner selection.
+    fn claim_sql(lock: &str) -> String {
+        format!(
             "UPDATE jobs SET lease_until = $3, attempts = attempts + 1 WHERE id IN ( \
              SELECT id FROM jobs AS j WHERE queue = $1 AND run_at <= $2 \
              AND (lease_until IS NULL OR lease_until <= $2) \
              AND (lane IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS e \
                   WHERE e.queue = j.queue AND e.lane = j.lane AND e.lane_seq < j.lane_seq)) \
-             ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING",
+             ORDER BY run_at LIMIT $4{lock}) RETURNING{}",
             job_columns!()
-        ),
-    )
-    .bind(queue)
-    .bind(now)
-    .bind(now.plus(lease))
-    .bind(limit);
+        )
+    }
+    static SQLITE: Sql = Sql::new(|| format!("BEGIN IMMEDIATE; {}; COMMIT;", claim_sql("")));
+    // SKIP LOCKED: instances sharing the database each take different jobs. A lane's later jobs
+    // stay out of reach while its first one exists, whoever holds it.
+    static POSTGRES: Sql = Sql::new(|| claim_sql(" FOR UPDATE SKIP LOCKED"));
+    let write = OneTrip::new(SQLITE.text(), POSTGRES.text())
+        .bind(queue)
+        .bind(now)
+        .bind(now.plus(lease))
+        .bind(limit);
     store.write_once(write, |_: &[Job]| ()).await
 }
 

@@ -7,7 +7,10 @@ use sqlx::types::Json;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
 use uuid::Uuid;
 
-use super::{Db, OneTrip, Store, StoreError, Tx, jobs, query};
+use super::{
+    Db, OneTrip, Store, StoreError, Tx, jobs, query,
+    sql::{self, Sql},
+};
 use crate::{store::conversations::Mode, time::Timestamp};
 
 /// Which way a message travels.
@@ -505,14 +508,6 @@ pub async fn set_content(
     .await
 }
 
-/// The rank of the stored status, in SQL, as [`DeliveryStatus::rank`] defines it.
-macro_rules! status_rank {
-    () => {
-        "(CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'failed' THEN 3 \
-         WHEN 'read' THEN 4 ELSE 0 END)"
-    };
-}
-
 /// Moves the outbound message that a provider id (of any of its parts) belongs to, to a new
 /// delivery status, unless it is already at that stage or beyond ([`DeliveryStatus::rank`]): a late
 /// "delivered" never overwrites "read". Returns the message as it is now, or `None` when nothing
@@ -525,21 +520,23 @@ pub async fn advance_status(
     at: Timestamp,
     error: Option<String>,
 ) -> Result<Option<Message>, StoreError> {
-    tx.fetch_optional(
-        query(concat!(
+    static ADVANCE: Sql = Sql::new(|| {
+        format!(
             "UPDATE messages SET status = $3, status_at = $4, error = COALESCE($5, error) \
              WHERE id = (SELECT message_id FROM message_parts WHERE channel = $1 \
-             AND provider_message_id = $2) AND direction = 'outbound' AND ",
-            status_rank!(),
-            " < $6 RETURNING",
+             AND provider_message_id = $2) AND direction = 'outbound' AND {} < $6 RETURNING{}",
+            sql::status_rank(),
             columns!()
-        ))
-        .bind(channel.as_str())
-        .bind(provider_message_id)
-        .bind(status.as_str())
-        .bind(at)
-        .bind(error)
-        .bind(i64::from(status.rank())),
+        )
+    });
+    tx.fetch_optional(
+        query(ADVANCE.text())
+            .bind(channel.as_str())
+            .bind(provider_message_id)
+            .bind(status.as_str())
+            .bind(at)
+            .bind(error)
+            .bind(i64::from(status.rank())),
     )
     .await
 }
@@ -552,19 +549,21 @@ pub async fn advance_status_of(
     at: Timestamp,
     error: Option<String>,
 ) -> Result<Option<Message>, StoreError> {
-    tx.fetch_optional(
-        query(concat!(
+    static ADVANCE: Sql = Sql::new(|| {
+        format!(
             "UPDATE messages SET status = $2, status_at = $3, error = COALESCE($4, error) \
-             WHERE id = $1 AND ",
-            status_rank!(),
-            " < $5 RETURNING",
+             WHERE id = $1 AND {} < $5 RETURNING{}",
+            sql::status_rank(),
             columns!()
-        ))
-        .bind(id)
-        .bind(status.as_str())
-        .bind(at)
-        .bind(error)
-        .bind(i64::from(status.rank())),
+        )
+    });
+    tx.fetch_optional(
+        query(ADVANCE.text())
+            .bind(id)
+            .bind(status.as_str())
+            .bind(at)
+            .bind(error)
+            .bind(i64::from(status.rank())),
     )
     .await
 }
@@ -936,59 +935,58 @@ pub async fn append_reply(
     now: Timestamp,
     after: impl FnOnce(&[Message]),
 ) -> Result<Option<Message>, StoreError> {
-    let write = OneTrip::new(
-        concat!(
+    static SQLITE: Sql = Sql::new(|| {
+        format!(
             "BEGIN IMMEDIATE; \
              DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10; \
-             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, active_agent = $4, \
-             locked_at = CASE WHEN active_agent = $4 AND locked_at + lock_ttl_secs * 500000 > $1 \
-             THEN locked_at ELSE $1 END, lock_ttl_secs = $5 \
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, {lock}, \
+             lock_ttl_secs = $5 \
              WHERE id = $3 AND mode = 'ai' AND deleted_at IS NULL AND changes() = 1; \
              INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
-             FROM conversations WHERE id = $3 AND changes() = 1 RETURNING",
-            columns!(),
-            "; INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at) \
-             SELECT $11, 'deliver', id, conversation_id, seq, $1, $1 FROM messages \
-             WHERE id = $6 AND channel <> 'web'; \
-             INSERT INTO jobs (id, queue, subject, run_at, created_at) \
-             SELECT $13, 'evaluate', id, $1, $1 FROM messages WHERE id = $6 AND $12 = 1; COMMIT;"
-        ),
-        concat!(
+             FROM conversations WHERE id = $3 AND changes() = 1 RETURNING{columns}; \
+             {deliver}; {evaluate}; COMMIT;",
+            lock = sql::renew_lock("$4", "$1"),
+            columns = columns!(),
+            deliver = sql::delivery_job("$11", "messages", "id = $6"),
+            evaluate = sql::evaluation_job("$13", "messages", "id = $6 AND $12 = 1"),
+        )
+    });
+    static POSTGRES: Sql = Sql::new(|| {
+        format!(
             "WITH handled AS ( \
              DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10 RETURNING seq), \
              conversation AS ( \
-             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, active_agent = $4, \
-             locked_at = CASE WHEN active_agent = $4 AND locked_at + lock_ttl_secs * 500000 > $1 \
-             THEN locked_at ELSE $1 END, lock_ttl_secs = $5 \
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, {lock}, \
+             lock_ttl_secs = $5 \
              WHERE id = $3 AND mode = 'ai' AND deleted_at IS NULL AND EXISTS (SELECT 1 FROM handled) \
              RETURNING id, last_seq, channel), \
              reply AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
-             FROM conversation RETURNING",
-            columns!(),
-            "), job AS (INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at) \
-             SELECT $11, 'deliver', id, conversation_id, seq, $1, $1 FROM reply \
-             WHERE channel <> 'web'), \
-             evaluation AS (INSERT INTO jobs (id, queue, subject, run_at, created_at) \
-             SELECT $13, 'evaluate', id, $1, $1 FROM reply WHERE $12 = 1) SELECT * FROM reply"
-        ),
-    )
-    .bind(now)
-    .bind(reply.inbound_id)
-    .bind(reply.conversation_id)
-    .bind(reply.agent)
-    .bind(i64::try_from(reply.lock_ttl.as_secs()).unwrap_or(i64::MAX))
-    .bind(Uuid::now_v7().to_string())
-    .bind(reply.content)
-    .bind(reply.status.as_str())
-    .bind(serde_json::Value::Object(reply.metadata))
-    .bind(reply.inbound_seq)
-    .bind(Uuid::now_v7().to_string())
-    .bind(i64::from(reply.evaluate))
-    .bind(Uuid::now_v7().to_string());
+             FROM conversation RETURNING{columns}), \
+             job AS ({deliver}), evaluation AS ({evaluate}) SELECT * FROM reply",
+            lock = sql::renew_lock("$4", "$1"),
+            columns = columns!(),
+            deliver = sql::delivery_job("$11", "reply", "TRUE"),
+            evaluate = sql::evaluation_job("$13", "reply", "$12 = 1"),
+        )
+    });
+    let write = OneTrip::new(SQLITE.text(), POSTGRES.text())
+        .bind(now)
+        .bind(reply.inbound_id)
+        .bind(reply.conversation_id)
+        .bind(reply.agent)
+        .bind(i64::try_from(reply.lock_ttl.as_secs()).unwrap_or(i64::MAX))
+        .bind(Uuid::now_v7().to_string())
+        .bind(reply.content)
+        .bind(reply.status.as_str())
+        .bind(serde_json::Value::Object(reply.metadata))
+        .bind(reply.inbound_seq)
+        .bind(Uuid::now_v7().to_string())
+        .bind(i64::from(reply.evaluate))
+        .bind(Uuid::now_v7().to_string());
     Ok(store.write_once(write, after).await?.pop())
 }
 

@@ -26,6 +26,7 @@ pub mod media;
 pub mod messages;
 pub mod sessions;
 pub mod settings;
+pub mod sql;
 pub mod threads;
 pub mod users;
 

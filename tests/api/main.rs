@@ -25,5 +25,6 @@ mod limits;
 mod ordering;
 mod resources;
 mod routing;
+mod store;
 mod telegram;
 mod whatsapp;

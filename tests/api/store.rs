@@ -1,0 +1,272 @@
+//! The store's rules, on both backends: what storing a reply queues, when a session lock is
+//! renewed, the order of delivery statuses, and the lanes of the job queue — each written once
+//! in Rust and used by both dialects' SQL, checked here against the real databases.
+
+use std::time::Duration;
+
+use serde_json::Map;
+use switchboard::{
+    config::DatabaseConfig,
+    live::Hub,
+    pipeline::{Outcome, ingest},
+    store::{
+        Db, Store, conversations, jobs,
+        messages::{self, Message, ReplyAppend},
+        query,
+    },
+    time::Timestamp,
+};
+use switchboard_channel::{
+    Channel, ContactRef, Content, ConversationRef, DeliveryStatus, InboundEvent, InboundMessage,
+};
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestDb},
+};
+
+both_backends!(
+    a_reply_queues_its_delivery_except_on_the_web_and_its_evaluation_when_asked,
+    a_lock_is_renewed_only_after_half_its_time_or_by_another_agent,
+    statuses_only_move_forward,
+    a_lanes_next_job_waits_for_its_first,
+);
+
+const SMS: Channel = Channel::named("sms");
+
+async fn store(backend: &Backend) -> (Store, TestDb) {
+    let db = TestDb::create(backend).await;
+    let store = Store::connect(&DatabaseConfig {
+        url: db.url.clone(),
+        ..DatabaseConfig::default()
+    })
+    .await
+    .expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, db)
+}
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp(1_800_000_000_000_000 + seconds * 1_000_000)
+}
+
+/// Stores a user's message on `channel` (with its work-list entry), as a channel's delivery would.
+async fn inbound(store: &Store, channel: Channel, id: &str, now: Timestamp) -> Message {
+    let event = InboundEvent::Message(InboundMessage {
+        provider_message_id: Some(id.into()),
+        sender_key: None,
+        account: String::new(),
+        from: ContactRef {
+            external_id: "user-1".into(),
+            display_name: None,
+            username: None,
+        },
+        conversation: ConversationRef::Current,
+        sent_at: None,
+        reply_to: None,
+        content: Content::Text {
+            body: "hello".into(),
+        },
+        subject: None,
+        intent: None,
+        metadata: Map::new(),
+        files: Vec::new(),
+    });
+    let source = ingest::Source {
+        channel,
+        fetches_media: false,
+        answers_per_hour: None,
+        floods: None,
+        admit: None,
+    };
+    let outcomes = ingest::ingest(store, &Hub::default(), source, &[event], None, now)
+        .await
+        .expect("ingest");
+    match outcomes.into_iter().next() {
+        Some(Outcome::Stored { message, .. }) => message,
+        other => panic!("not stored: {other:?}"),
+    }
+}
+
+async fn reply(
+    store: &Store,
+    to: &Message,
+    agent: &str,
+    evaluate: bool,
+    now: Timestamp,
+) -> Option<Message> {
+    messages::append_reply(
+        store,
+        ReplyAppend {
+            inbound_id: to.id.clone(),
+            inbound_seq: to.seq,
+            conversation_id: to.conversation_id.clone(),
+            agent: agent.into(),
+            lock_ttl: Duration::from_secs(100),
+            content: "an answer".into(),
+            status: messages::initial_status(to.channel),
+            metadata: Map::new(),
+            evaluate,
+        },
+        now,
+        |_| (),
+    )
+    .await
+    .expect("append reply")
+}
+
+async fn jobs_of(store: &Store, queue: &str) -> i64 {
+    jobs::count(&mut store.reader(), queue)
+        .await
+        .expect("count")
+}
+
+async fn a_reply_queues_its_delivery_except_on_the_web_and_its_evaluation_when_asked(
+    backend: Backend,
+) {
+    let (store, _db) = store(&backend).await;
+    let message = inbound(&store, SMS, "m1", at(0)).await;
+    let stored = reply(&store, &message, "echo", true, at(1))
+        .await
+        .expect("reply");
+    assert_eq!(stored.status, DeliveryStatus::Pending);
+    assert_eq!(jobs_of(&store, jobs::DELIVER).await, 1);
+    assert_eq!(jobs_of(&store, jobs::EVALUATE).await, 1);
+    assert!(
+        reply(&store, &message, "echo", true, at(2)).await.is_none(),
+        "a message is answered once"
+    );
+
+    let web = inbound(&store, Channel::WEB, "w1", at(3)).await;
+    let stored = reply(&store, &web, "echo", false, at(4))
+        .await
+        .expect("reply");
+    assert_eq!(
+        stored.status,
+        DeliveryStatus::Sent,
+        "delivered by being stored"
+    );
+    assert_eq!(
+        jobs_of(&store, jobs::DELIVER).await,
+        1,
+        "no job for the web"
+    );
+    assert_eq!(jobs_of(&store, jobs::EVALUATE).await, 1, "not asked");
+}
+
+async fn lock_of(store: &Store, conversation: &str) -> (Option<String>, Option<Timestamp>) {
+    let c = conversations::get(&mut store.reader(), conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    (c.active_agent, c.locked_at)
+}
+
+async fn a_lock_is_renewed_only_after_half_its_time_or_by_another_agent(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let first = inbound(&store, SMS, "m1", at(0)).await;
+    reply(&store, &first, "echo", false, at(1)).await.unwrap();
+    let conversation = first.conversation_id.clone();
+    assert_eq!(
+        lock_of(&store, &conversation).await,
+        (Some("echo".into()), Some(at(1)))
+    );
+    // 40 s of a 100 s lock: kept as it is.
+    let second = inbound(&store, SMS, "m2", at(40)).await;
+    reply(&store, &second, "echo", false, at(41)).await.unwrap();
+    assert_eq!(lock_of(&store, &conversation).await.1, Some(at(1)));
+    // 60 s: more than half has passed, renewed.
+    let third = inbound(&store, SMS, "m3", at(60)).await;
+    reply(&store, &third, "echo", false, at(61)).await.unwrap();
+    assert_eq!(lock_of(&store, &conversation).await.1, Some(at(61)));
+    // Another agent takes the conversation: locked anew at once.
+    let fourth = inbound(&store, SMS, "m4", at(62)).await;
+    let mut tx = store.begin().await.unwrap();
+    conversations::take_seq_for_agent(
+        &mut tx,
+        &conversation,
+        "other",
+        Duration::from_secs(100),
+        at(63),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        lock_of(&store, &conversation).await,
+        (Some("other".into()), Some(at(63)))
+    );
+    drop(fourth);
+}
+
+async fn statuses_only_move_forward(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let message = inbound(&store, SMS, "m1", at(0)).await;
+    let sent = reply(&store, &message, "echo", false, at(1)).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    messages::record_part(&mut tx, SMS, &sent.id, 0, "provider-1")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let step = |status: DeliveryStatus, second: i64| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let moved =
+                messages::advance_status(&mut tx, SMS, "provider-1", status, at(second), None)
+                    .await
+                    .unwrap();
+            tx.commit().await.unwrap();
+            moved.map(|m| m.status)
+        }
+    };
+    assert_eq!(
+        step(DeliveryStatus::Sent, 2).await,
+        Some(DeliveryStatus::Sent)
+    );
+    assert_eq!(
+        step(DeliveryStatus::Read, 3).await,
+        Some(DeliveryStatus::Read)
+    );
+    assert_eq!(
+        step(DeliveryStatus::Delivered, 4).await,
+        None,
+        "a late delivered never undoes read"
+    );
+    assert_eq!(step(DeliveryStatus::Failed, 5).await, None);
+    let (status,): (String,) = store
+        .reader()
+        .fetch_one(query("SELECT status FROM messages WHERE id = $1").bind(&sent.id))
+        .await
+        .unwrap();
+    assert_eq!(status, "read");
+}
+
+async fn a_lanes_next_job_waits_for_its_first(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let message = inbound(&store, SMS, "m1", at(0)).await;
+    reply(&store, &message, "echo", false, at(1)).await.unwrap();
+    let next = inbound(&store, SMS, "m2", at(2)).await;
+    reply(&store, &next, "echo", false, at(3)).await.unwrap();
+    assert_eq!(jobs_of(&store, jobs::DELIVER).await, 2);
+    let lease = Duration::from_secs(60);
+    let claimed = jobs::claim(&store, jobs::DELIVER, at(10), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one job of a lane at a time: {claimed:?}");
+    assert!(
+        jobs::claim(&store, jobs::DELIVER, at(11), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the second waits while the first exists, claimed or not"
+    );
+    let mut tx = store.begin().await.unwrap();
+    jobs::finish(&mut tx, &claimed[0].id).await.unwrap();
+    tx.commit().await.unwrap();
+    let claimed = jobs::claim(&store, jobs::DELIVER, at(12), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "then the next one");
+}
