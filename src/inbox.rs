@@ -20,6 +20,7 @@ use switchboard_channel::{
 
 use crate::{
     experts::{ExpertError, Experts},
+    ids::ConversationId,
     media::{Expected, MediaError, MediaStore},
     pipeline::{IngestError, Outcome, Pipeline},
     store::{
@@ -183,7 +184,7 @@ impl ChannelInbox {
             filename: file.filename.clone(),
             size: Some(saved.size),
             sha256: Some(saved.sha256),
-            media_id: Some(media_id),
+            media_id: Some(media_id.into_string()),
         })
     }
 
@@ -192,7 +193,7 @@ impl ChannelInbox {
     async fn staff_reply(
         &self,
         message: &InboundMessage,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         expert_id: &str,
     ) -> Result<StaffReply, InboxError> {
         let from = message.from.external_id.clone();
@@ -200,7 +201,7 @@ impl ChannelInbox {
             .await
             .map_err(unavailable)?
         else {
-            tracing::warn!(%from, conversation = conversation_id,
+            tracing::warn!(%from, conversation = %conversation_id,
                 "refused a reply to an expert's notification: the expert's account is disabled");
             return Ok(StaffReply::Refused {
                 reason: "the expert's account is disabled".into(),
@@ -257,7 +258,7 @@ impl ChannelInbox {
             .await;
         match reply {
             Ok(stored) => Ok(StaffReply::Accepted {
-                message_id: stored.id,
+                message_id: stored.id.into_string(),
             }),
             Err(ExpertError::Store(e)) => Err(unavailable(e)),
             Err(e) => {
@@ -281,15 +282,15 @@ impl ChannelInbox {
         &self,
         actor: &audit::Actor<'_>,
         from: &str,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         reason: String,
     ) -> Result<StaffReply, InboxError> {
-        tracing::warn!(from, conversation = conversation_id, %reason,
+        tracing::warn!(from, conversation = %conversation_id, %reason,
             "refused a reply to an expert's notification");
         audit::record(
             &mut self.store.reader(),
             actor,
-            "reply_refused",
+            audit::Action::ReplyRefused,
             Some(conversation_id),
             json!({"from": from, "reason": reason}),
             self.clock.now(),

@@ -14,6 +14,7 @@ pub mod config;
 pub mod evaluations;
 pub mod experts;
 pub mod http;
+pub mod ids;
 pub mod inbox;
 pub mod jobs;
 pub mod limits;

@@ -18,7 +18,10 @@ use std::{
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::store::messages::Message;
+use crate::{
+    ids::{ConversationId, MessageId, UserId},
+    store::messages::Message,
+};
 
 /// Events buffered per conversation for slow listeners. A listener that falls further behind
 /// catches up on messages from the database; deltas it missed are superseded by the final message.
@@ -43,7 +46,7 @@ pub enum LiveEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplyProgress {
     /// The id of the message being answered.
-    pub reply_to: String,
+    pub reply_to: MessageId,
     /// Its seq.
     pub reply_to_seq: i64,
 }
@@ -52,7 +55,7 @@ pub struct ReplyProgress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Delta {
     /// The id of the message being answered.
-    pub reply_to: String,
+    pub reply_to: MessageId,
     /// Its seq.
     pub reply_to_seq: i64,
     /// Position of this piece in the reply, from 1.
@@ -162,15 +165,57 @@ impl Topic {
 /// and an account being disabled. Each dashboard shows what its user may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaffNotice {
-    /// About a conversation: `queued`, `assigned`, `transferred`, `released`, `closed`,
-    /// `message`, `flagged`, or `timed_out` (its expert, who is set away, in `expert_id`).
-    /// About an account: `disabled`, `signed_out`.
-    pub kind: &'static str,
+    /// What happened.
+    pub kind: NoticeKind,
     /// The conversation, for notices about one.
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
     /// The expert who owns the conversation now, if one does; the expert whose assignment
     /// `timed_out`; the account of `disabled` and `signed_out`.
-    pub expert_id: Option<String>,
+    pub expert_id: Option<UserId>,
+}
+
+/// What a [`StaffNotice`] is about. Serialized in snake case (`timed_out`), as dashboards read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// A conversation entered the queue.
+    Queued,
+    /// A conversation was given to an expert.
+    Assigned,
+    /// An expert handed a conversation to a colleague.
+    Transferred,
+    /// An expert gave a conversation back to the AI.
+    Released,
+    /// A conversation was closed.
+    Closed,
+    /// A message arrived in a conversation experts own.
+    Message,
+    /// An evaluation flagged a reply.
+    Flagged,
+    /// An assignment went unanswered: the conversation is queued again, its expert set away.
+    TimedOut,
+    /// An account was disabled.
+    Disabled,
+    /// One of an account's sessions ended.
+    SignedOut,
+}
+
+impl NoticeKind {
+    /// The name dashboards and event streams use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Queued => "queued",
+            NoticeKind::Assigned => "assigned",
+            NoticeKind::Transferred => "transferred",
+            NoticeKind::Released => "released",
+            NoticeKind::Closed => "closed",
+            NoticeKind::Message => "message",
+            NoticeKind::Flagged => "flagged",
+            NoticeKind::TimedOut => "timed_out",
+            NoticeKind::Disabled => "disabled",
+            NoticeKind::SignedOut => "signed_out",
+        }
+    }
 }
 
 /// Staff notices kept for dashboards that fall behind; one that falls further reloads its lists.
@@ -184,7 +229,7 @@ pub struct Hub {
 }
 
 struct HubInner {
-    topics: Mutex<HashMap<String, Topic>>,
+    topics: Mutex<HashMap<ConversationId, Topic>>,
     staff: broadcast::Sender<Arc<StaffNotice>>,
     /// Cancelled at shutdown: ends the staff streams too.
     closing: tokio_util::sync::CancellationToken,
@@ -215,7 +260,7 @@ pub struct Subscription {
     /// The reply that was being streamed at that moment, if any.
     pub streaming: Option<Streaming>,
     hub: Hub,
-    conversation_id: String,
+    conversation_id: ConversationId,
 }
 
 impl Drop for Subscription {
@@ -226,15 +271,15 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConversationId, Topic>> {
         // A panic while holding the lock cannot leave the map half-updated in a way that matters.
         self.inner.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts listening to a conversation.
-    pub fn subscribe(&self, conversation_id: &str) -> Subscription {
+    pub fn subscribe(&self, conversation_id: &ConversationId) -> Subscription {
         let mut topics = self.lock();
-        let topic = topics.entry(conversation_id.to_owned()).or_default();
+        let topic = topics.entry(conversation_id.clone()).or_default();
         let receiver = match &topic.sender {
             Some(sender) => sender.subscribe(),
             None => {
@@ -247,7 +292,7 @@ impl Hub {
             receiver,
             streaming: topic.streaming.clone(),
             hub: self.clone(),
-            conversation_id: conversation_id.to_owned(),
+            conversation_id: conversation_id.clone(),
         }
     }
 
@@ -279,9 +324,9 @@ impl Hub {
     }
 
     /// An agent starts answering a message.
-    pub fn start_reply(&self, conversation_id: &str, progress: ReplyProgress) {
+    pub fn start_reply(&self, conversation_id: &ConversationId, progress: ReplyProgress) {
         let mut topics = self.lock();
-        let topic = topics.entry(conversation_id.to_owned()).or_default();
+        let topic = topics.entry(conversation_id.clone()).or_default();
         topic.streaming = Some(Streaming {
             progress: Some(progress.clone()),
             deltas: Vec::new(),
@@ -290,7 +335,7 @@ impl Hub {
     }
 
     /// A piece of the reply being streamed. Returns the delta's position in the reply.
-    pub fn delta(&self, conversation_id: &str, content: &str) -> u32 {
+    pub fn delta(&self, conversation_id: &ConversationId, content: &str) -> u32 {
         let mut topics = self.lock();
         let Some(topic) = topics.get_mut(conversation_id) else {
             return 0;
@@ -314,7 +359,7 @@ impl Hub {
 
     /// The reply ended without a message being published for it (the conversation was handed to a
     /// person meanwhile, or storing failed).
-    pub fn end_reply(&self, conversation_id: &str) {
+    pub fn end_reply(&self, conversation_id: &ConversationId) {
         let mut topics = self.lock();
         if let Some(topic) = topics.get_mut(conversation_id) {
             topic.streaming = None;
@@ -325,21 +370,26 @@ impl Hub {
     }
 
     /// Tells the staff's dashboards about a change of a conversation.
-    pub fn staff_notice(&self, kind: &'static str, conversation_id: &str, expert_id: Option<&str>) {
+    pub fn staff_notice(
+        &self,
+        kind: NoticeKind,
+        conversation_id: &ConversationId,
+        expert_id: Option<&UserId>,
+    ) {
         self.send_staff(StaffNotice {
             kind,
-            conversation_id: Some(conversation_id.to_owned()),
-            expert_id: expert_id.map(str::to_owned),
+            conversation_id: Some(conversation_id.clone()),
+            expert_id: expert_id.cloned(),
         });
     }
 
     /// Tells the staff's dashboards and the account's own streams about an account: `disabled`
     /// (by an admin) or `signed_out` (one of its sessions ended).
-    pub fn account_notice(&self, kind: &'static str, user_id: &str) {
+    pub fn account_notice(&self, kind: NoticeKind, user_id: &UserId) {
         self.send_staff(StaffNotice {
             kind,
             conversation_id: None,
-            expert_id: Some(user_id.to_owned()),
+            expert_id: Some(user_id.clone()),
         });
     }
 
@@ -369,7 +419,7 @@ impl Hub {
         self.lock().len()
     }
 
-    fn forget_if_idle(&self, conversation_id: &str, leaving: usize) {
+    fn forget_if_idle(&self, conversation_id: &ConversationId, leaving: usize) {
         let mut topics = self.lock();
         if topics
             .get(conversation_id)
@@ -396,18 +446,19 @@ mod tests {
     #[test]
     fn streaming_state_is_kept_for_late_listeners_and_cleared() {
         let hub = Hub::default();
+        let c1 = ConversationId::from("c1");
         hub.start_reply(
-            "c1",
+            &c1,
             ReplyProgress {
                 reply_to: "m1".into(),
                 reply_to_seq: 1,
             },
         );
-        assert_eq!(hub.delta("c1", "Hel"), 1);
-        let sub = hub.subscribe("c1");
+        assert_eq!(hub.delta(&c1, "Hel"), 1);
+        let sub = hub.subscribe(&c1);
         assert_eq!(sub.streaming.as_ref().unwrap().deltas, vec!["Hel"]);
-        assert_eq!(hub.delta("c1", "lo"), 2);
-        hub.end_reply("c1");
+        assert_eq!(hub.delta(&c1, "lo"), 2);
+        hub.end_reply(&c1);
         assert_eq!(hub.active_topics(), 1, "a listener keeps the topic");
         drop(sub);
         assert_eq!(hub.active_topics(), 0, "nothing is kept for nobody");

@@ -12,7 +12,7 @@ use switchboard::{
     staff::Staff,
     store::{
         Store,
-        users::{self, Role},
+        users::{self, StaffRole},
     },
     telemetry,
     time::Clock,
@@ -79,7 +79,7 @@ enum UserCommand {
         email: String,
         /// expert, supervisor or admin.
         #[arg(long)]
-        role: Role,
+        role: StaffRole,
         /// Shown to colleagues and, for experts, to end users. Default: the address's local part.
         #[arg(long)]
         name: Option<String>,

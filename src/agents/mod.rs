@@ -27,7 +27,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct AgentRequest {
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: crate::ids::ConversationId,
     /// The channel the user writes on (agents may adapt their style).
     pub channel: Channel,
     /// The most recent messages, oldest first; the last one is the message to answer.

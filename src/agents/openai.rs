@@ -74,13 +74,13 @@ impl OpenAiAgent {
 #[derive(Deserialize)]
 struct Completion {
     #[serde(default)]
-    choices: Vec<Choice>,
+    choices: Vec<CompletionChoice>,
     #[serde(default)]
     error: Option<ApiError>,
 }
 
 #[derive(Deserialize)]
-struct Choice {
+struct CompletionChoice {
     /// Streamed responses.
     #[serde(default)]
     delta: Option<Message>,

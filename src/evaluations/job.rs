@@ -9,6 +9,7 @@ use crate::{
     config::EvaluationAction,
     jobs::queue::{RetryPolicy, Wake},
     live::Hub,
+    live::NoticeKind,
     pipeline::{Pipeline, handoff},
     store::{
         Store, StoreError,
@@ -103,7 +104,7 @@ impl Evaluations {
             warn!(message = %reply.id, conversation = %reply.conversation_id,
                 failed = %summary(&failed), "an AI reply failed its evaluation");
             self.hub
-                .staff_notice("flagged", &reply.conversation_id, None);
+                .staff_notice(NoticeKind::Flagged, &reply.conversation_id, None);
         }
         if let Some(notice) = notice {
             self.pipeline.announce_handoff(&notice);

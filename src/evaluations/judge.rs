@@ -80,12 +80,12 @@ impl Judge {
     pub async fn judge(
         &self,
         channel: Channel,
-        conversation_id: &str,
+        conversation_id: &crate::ids::ConversationId,
         question: &str,
         answer: &str,
     ) -> Result<Verdict, JudgeError> {
         let request = AgentRequest {
-            conversation_id: conversation_id.to_owned(),
+            conversation_id: conversation_id.clone(),
             channel,
             history: vec![ContextLine {
                 role: Role::User,

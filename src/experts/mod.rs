@@ -24,8 +24,10 @@ use switchboard_channel::Attachment;
 
 use crate::{
     config::ExpertsConfig,
+    ids::{ConversationId, UserId},
     jobs::queue::Wakers,
     live::Hub,
+    live::NoticeKind,
     store::{
         Section, Store, StoreError, Tx,
         audit::{self, Actor},
@@ -33,7 +35,7 @@ use crate::{
         messages,
         messages::{Direction, Message, NewMessage, Role as Author},
         threads,
-        users::{self, Role, User},
+        users::{self, StaffRole, User},
     },
     time::Clock,
 };
@@ -111,7 +113,7 @@ impl Experts {
     /// Whether `actor` may see a conversation: its owner, anyone while it waits in the queue,
     /// supervisors always.
     pub fn may_see(actor: &User, conversation: &Conversation) -> bool {
-        actor.role.includes(Role::Supervisor)
+        actor.role.includes(StaffRole::Supervisor)
             || conversation.expert_id.as_deref() == Some(actor.id.as_str())
             || (conversation.mode == Mode::Expert && conversation.expert_id.is_none())
     }
@@ -119,12 +121,16 @@ impl Experts {
     /// Whether `actor` may act on a conversation (reply, transfer, release, close): its owner,
     /// supervisors always.
     fn may_act(actor: &User, conversation: &Conversation) -> bool {
-        actor.role.includes(Role::Supervisor)
+        actor.role.includes(StaffRole::Supervisor)
             || conversation.expert_id.as_deref() == Some(actor.id.as_str())
     }
 
     /// A conversation the actor may see, or [`ExpertError::NotFound`].
-    pub async fn visible(&self, actor: &User, id: &str) -> Result<Conversation, ExpertError> {
+    pub async fn visible(
+        &self,
+        actor: &User,
+        id: &ConversationId,
+    ) -> Result<Conversation, ExpertError> {
         conversations::get(&mut self.inner.store.reader(), id)
             .await?
             .filter(|c| Self::may_see(actor, c))
@@ -138,7 +144,7 @@ impl Experts {
     pub async fn open(
         &self,
         actor: &Actor<'_>,
-        id: &str,
+        id: &ConversationId,
         limit: i64,
         record: Option<serde_json::Value>,
     ) -> Result<(Conversation, Vec<Message>), ExpertError> {
@@ -149,10 +155,10 @@ impl Experts {
             let mut tx = self.inner.store.begin().await?;
             if let Some(detail) = record {
                 // A supervisor looking at somebody else's conversation observes it.
-                let action = if !owner && actor.user.role.includes(Role::Supervisor) {
-                    "observe"
+                let action = if !owner && actor.user.role.includes(StaffRole::Supervisor) {
+                    audit::Action::Observe
                 } else {
-                    "view"
+                    audit::Action::View
                 };
                 self.audit(&mut tx, actor, action, id, detail).await?;
             }
@@ -248,7 +254,7 @@ impl Experts {
             self.published(&notice);
             self.inner
                 .hub
-                .staff_notice("assigned", &conversation.id, Some(&expert.id));
+                .staff_notice(NoticeKind::Assigned, &conversation.id, Some(&expert.id));
             tracing::info!(conversation = %conversation.id, expert = %expert.email, "assigned a waiting conversation");
             assigned.push(conversation);
         }
@@ -265,7 +271,7 @@ impl Experts {
     async fn give(
         &self,
         tx: &mut Tx,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         expert: &User,
         from: Option<&str>,
     ) -> Result<Option<(Conversation, Message)>, StoreError> {
@@ -319,7 +325,11 @@ impl Experts {
     }
 
     /// An expert takes a waiting conversation.
-    pub async fn claim(&self, actor: &Actor<'_>, id: &str) -> Result<Conversation, ExpertError> {
+    pub async fn claim(
+        &self,
+        actor: &Actor<'_>,
+        id: &ConversationId,
+    ) -> Result<Conversation, ExpertError> {
         let expert = actor.user;
         let conversation = self.visible(expert, id).await?;
         if conversation.mode != Mode::Expert || conversation.expert_id.is_some() {
@@ -332,7 +342,7 @@ impl Experts {
         let expert = &users::get(&mut tx, &expert.id)
             .await?
             .ok_or(ExpertError::NotFound)?;
-        if !expert.role.includes(Role::Supervisor)
+        if !expert.role.includes(StaffRole::Supervisor)
             && conversations::open_count(&mut tx, &expert.id).await? >= expert.capacity
         {
             return Err(ExpertError::Conflict(
@@ -345,12 +355,13 @@ impl Experts {
                 .ok_or(ExpertError::Conflict(
                     "another expert took the conversation first",
                 ))?;
-        self.audit(&mut tx, actor, "claim", id, json!({})).await?;
+        self.audit(&mut tx, actor, audit::Action::Claim, id, json!({}))
+            .await?;
         tx.commit().await?;
         self.published(&notice);
         self.inner
             .hub
-            .staff_notice("assigned", &conversation.id, Some(&expert.id));
+            .staff_notice(NoticeKind::Assigned, &conversation.id, Some(&expert.id));
         Ok(conversation)
     }
 
@@ -360,11 +371,11 @@ impl Experts {
     pub async fn transfer(
         &self,
         actor: &Actor<'_>,
-        id: &str,
+        id: &ConversationId,
         to: &str,
     ) -> Result<Conversation, ExpertError> {
         let conversation = self.visible(actor.user, id).await?;
-        let supervisor = actor.user.role.includes(Role::Supervisor);
+        let supervisor = actor.user.role.includes(StaffRole::Supervisor);
         if !Self::may_act(actor.user, &conversation) {
             return Err(if conversation.expert_id.is_none() {
                 ExpertError::Conflict("claim the conversation first")
@@ -397,7 +408,7 @@ impl Experts {
         self.audit(
             &mut tx,
             actor,
-            "transfer",
+            audit::Action::Transfer,
             id,
             json!({"from": from, "to": target.id}),
         )
@@ -406,12 +417,16 @@ impl Experts {
         self.published(&notice);
         self.inner
             .hub
-            .staff_notice("transferred", &conversation.id, Some(&target.id));
+            .staff_notice(NoticeKind::Transferred, &conversation.id, Some(&target.id));
         Ok(conversation)
     }
 
     /// Gives a conversation back to the AI; the agent lock is reset and the user told.
-    pub async fn release(&self, actor: &Actor<'_>, id: &str) -> Result<Conversation, ExpertError> {
+    pub async fn release(
+        &self,
+        actor: &Actor<'_>,
+        id: &ConversationId,
+    ) -> Result<Conversation, ExpertError> {
         let conversation = self.visible(actor.user, id).await?;
         let owner = self.owner_filter(actor.user, &conversation)?;
         let mut tx = self.inner.store.begin().await?;
@@ -428,20 +443,25 @@ impl Experts {
         let notice = self
             .notice(&mut tx, &conversation, RELEASED_NOTICE, Mode::Ai)
             .await?;
-        self.audit(&mut tx, actor, "release", id, json!({})).await?;
+        self.audit(&mut tx, actor, audit::Action::Release, id, json!({}))
+            .await?;
         tx.commit().await?;
         if let Some(notice) = &notice {
             self.published(notice);
         }
         self.inner
             .hub
-            .staff_notice("released", &conversation.id, None);
+            .staff_notice(NoticeKind::Released, &conversation.id, None);
         self.assign_soon();
         Ok(conversation)
     }
 
     /// Closes a conversation; the user is told.
-    pub async fn close(&self, actor: &Actor<'_>, id: &str) -> Result<Conversation, ExpertError> {
+    pub async fn close(
+        &self,
+        actor: &Actor<'_>,
+        id: &ConversationId,
+    ) -> Result<Conversation, ExpertError> {
         let conversation = self.visible(actor.user, id).await?;
         let owner = self.owner_filter(actor.user, &conversation)?;
         let mut tx = self.inner.store.begin().await?;
@@ -456,14 +476,15 @@ impl Experts {
         let notice = self
             .notice(&mut tx, &conversation, CLOSED_NOTICE, Mode::Closed)
             .await?;
-        self.audit(&mut tx, actor, "close", id, json!({})).await?;
+        self.audit(&mut tx, actor, audit::Action::Close, id, json!({}))
+            .await?;
         tx.commit().await?;
         if let Some(notice) = &notice {
             self.published(notice);
         }
         self.inner
             .hub
-            .staff_notice("closed", &conversation.id, None);
+            .staff_notice(NoticeKind::Closed, &conversation.id, None);
         self.assign_soon();
         Ok(conversation)
     }
@@ -474,8 +495,8 @@ impl Experts {
         &self,
         actor: &User,
         conversation: &Conversation,
-    ) -> Result<Option<String>, ExpertError> {
-        if actor.role.includes(Role::Supervisor) {
+    ) -> Result<Option<UserId>, ExpertError> {
+        if actor.role.includes(StaffRole::Supervisor) {
             return Ok(None);
         }
         if Self::may_act(actor, conversation) {
@@ -487,7 +508,7 @@ impl Experts {
 
     /// Whether the expert may write in the conversation now: they own it, and it is still in
     /// expert mode.
-    pub async fn may_reply(&self, expert: &User, id: &str) -> Result<(), ExpertError> {
+    pub async fn may_reply(&self, expert: &User, id: &ConversationId) -> Result<(), ExpertError> {
         let conversation = self.visible(expert, id).await?;
         if conversation.expert_id.as_deref() == Some(expert.id.as_str()) {
             return if conversation.mode == Mode::Expert {
@@ -515,7 +536,7 @@ impl Experts {
     pub async fn reply(
         &self,
         actor: &Actor<'_>,
-        id: &str,
+        id: &ConversationId,
         content: &str,
         attachments: Vec<Attachment>,
         once: Option<(&str, &str)>,
@@ -544,7 +565,7 @@ impl Experts {
                 channel: conversation.channel,
                 direction: Direction::Outbound,
                 role: Author::Expert,
-                author: Some(expert.id.clone()),
+                author: Some(expert.id.to_string()),
                 kind: if attachments.is_empty() {
                     "text"
                 } else {
@@ -569,7 +590,7 @@ impl Experts {
         self.audit(
             &mut tx,
             actor,
-            "reply",
+            audit::Action::Reply,
             id,
             json!({"message_id": message.id}),
         )
@@ -578,7 +599,7 @@ impl Experts {
         self.published(&message);
         self.inner
             .hub
-            .staff_notice("message", &conversation.id, Some(&expert.id));
+            .staff_notice(NoticeKind::Message, &conversation.id, Some(&expert.id));
         Ok(message)
     }
 
@@ -596,9 +617,11 @@ impl Experts {
         for t in &timed_out {
             tracing::info!(conversation = %t.conversation.id, expert = %t.expert_id,
                 "an unanswered assignment went back to the queue; its expert is now away");
-            self.inner
-                .hub
-                .staff_notice("timed_out", &t.conversation.id, Some(&t.expert_id));
+            self.inner.hub.staff_notice(
+                NoticeKind::TimedOut,
+                &t.conversation.id,
+                Some(&t.expert_id),
+            );
         }
         Ok(timed_out.len())
     }
@@ -609,7 +632,7 @@ impl Experts {
     pub async fn disable_account(
         &self,
         actor: &Actor<'_>,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<bool, StoreError> {
         let now = self.inner.clock.now();
         let mut tx = self.serialised().await?;
@@ -618,13 +641,21 @@ impl Experts {
         }
         let requeued = conversations::requeue_all_of(&mut tx, user_id, now).await?;
         let detail = json!({"user_id": user_id, "requeued": requeued.len()});
-        audit::record(&mut tx, actor, "disable_user", None, detail, now).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            audit::Action::DisableUser,
+            None,
+            detail,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        self.inner.hub.account_notice("disabled", user_id);
+        self.inner.hub.account_notice(NoticeKind::Disabled, user_id);
         for conversation in &requeued {
             self.inner
                 .hub
-                .staff_notice("queued", &conversation.id, None);
+                .staff_notice(NoticeKind::Queued, &conversation.id, None);
         }
         if !requeued.is_empty() {
             self.assign_soon();
@@ -637,8 +668,8 @@ impl Experts {
         &self,
         tx: &mut Tx,
         actor: &Actor<'_>,
-        action: &str,
-        conversation_id: &str,
+        action: audit::Action,
+        conversation_id: &ConversationId,
         detail: serde_json::Value,
     ) -> Result<(), StoreError> {
         audit::record(

@@ -18,6 +18,7 @@ use tracing::{error, warn};
 
 use crate::{
     config::ExpertsConfig,
+    ids::{ConversationId, UserId},
     jobs::{
         QueueHandler,
         queue::{RetryPolicy, Wake},
@@ -43,22 +44,22 @@ const HISTORY: i64 = 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assignment {
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// Its new expert.
-    pub expert_id: String,
+    pub expert_id: UserId,
 }
 
 /// Writes the notification jobs of an assignment into its transaction.
 pub async fn enqueue(
     tx: &mut Tx,
-    conversation_id: &str,
-    expert_id: &str,
+    conversation_id: &ConversationId,
+    expert_id: &UserId,
     config: &ExpertsConfig,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let assignment = Assignment {
-        conversation_id: conversation_id.to_owned(),
-        expert_id: expert_id.to_owned(),
+        conversation_id: conversation_id.clone(),
+        expert_id: expert_id.clone(),
     };
     let subject = format!("{conversation_id}/{expert_id}/{}", now.micros());
     if config.notify_by_email {
@@ -191,7 +192,7 @@ impl Notifications {
             link = self.dashboard_link(&conversation),
         );
         let message = OutboundMessage {
-            message_id: job.id.clone(),
+            message_id: job.id.to_string(),
             account: String::new(),
             to: expert.email.clone(),
             reply_to: None,

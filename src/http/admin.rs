@@ -21,10 +21,12 @@ use super::{
     staff::audit,
 };
 use crate::{
+    ids::UserId,
     staff::AddUserError,
+    store::audit::Action as AuditAction,
     store::{
         audit as audit_log,
-        users::{self, Role},
+        users::{self, StaffRole},
     },
 };
 
@@ -33,7 +35,7 @@ use crate::{
 pub(super) struct NewUser {
     email: String,
     name: Option<String>,
-    role: Role,
+    role: StaffRole,
     password: String,
     capacity: Option<i64>,
 }
@@ -44,7 +46,7 @@ pub(super) async fn add_user(
     staff: StaffUser,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Admin)?;
+    staff.require(StaffRole::Admin)?;
     let capacity = body
         .capacity
         .unwrap_or(state.config.experts.default_capacity);
@@ -82,12 +84,12 @@ pub(super) async fn list_users(
     State(state): State<AppState>,
     staff: StaffUser,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Admin)?;
+    staff.require(StaffRole::Admin)?;
     let all = users::list(&mut state.store.reader()).await?;
     audit(
         &state,
         &staff,
-        "list_users",
+        AuditAction::ListUsers,
         None,
         json!({"users": all.len()}),
     )
@@ -99,10 +101,10 @@ pub(super) async fn list_users(
 pub(super) async fn disable_user(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<UserId>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Admin)?;
-    if id == staff.user.id {
+    staff.require(StaffRole::Admin)?;
+    if staff.user.id == id.as_str() {
         return Err(ApiError::invalid(
             "invalid_request",
             "you cannot disable yourself",
@@ -130,7 +132,7 @@ pub(super) async fn audit_log(
     staff: StaffUser,
     ApiQuery(params): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Admin)?;
+    staff.require(StaffRole::Admin)?;
     let page = params.page.unwrap_or(1);
     let limit = params.limit.unwrap_or(50);
     let Some(offset) = paging::offset(page, limit).filter(|_| (1..=500).contains(&limit)) else {
@@ -154,7 +156,7 @@ pub(super) async fn audit_log(
     audit(
         &state,
         &staff,
-        "read_audit_log",
+        AuditAction::ReadAuditLog,
         None,
         json!({"actor": params.actor, "conversation": params.conversation, "page": page}),
     )

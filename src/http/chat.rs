@@ -158,7 +158,7 @@ pub(super) async fn post_message(
                 StatusCode::ACCEPTED
             };
             let body = SendResponse {
-                conversation_id: message.conversation_id.clone(),
+                conversation_id: message.conversation_id.to_string(),
                 message,
                 reply: reply.map(Message::for_visitor),
             };
@@ -166,7 +166,7 @@ pub(super) async fn post_message(
         }
         Accepted::Repeat { message, reply, .. } => {
             let body = SendResponse {
-                conversation_id: message.conversation_id.clone(),
+                conversation_id: message.conversation_id.to_string(),
                 message,
                 reply: reply.map(|r| r.for_visitor()),
             };
@@ -213,14 +213,14 @@ pub(super) async fn stream_message(
                 }
                 let mode = outcome.as_ref().map_or(mode, |o| o.mode);
                 let reply = outcome.and_then(|o| o.reply).map(|r| (r.id.clone(), r.for_visitor()));
-                yield data(&Final::new(now(), message.conversation_id.clone(), message.id, reply, mode.to_string()));
+                yield data(&Final::new(now(), message.conversation_id.to_string(), message.id.into_string(), reply.map(|(id, m)| (id.into_string(), m)), mode.to_string()));
             }
             Accepted::Repeat { message, reply, mode } => {
                 if let Some(reply) = &reply {
                     yield data(&Chunk::new(&reply.content, now()));
                 }
                 let reply = reply.map(|r| (r.id.clone(), r.for_visitor()));
-                yield data(&Final::new(now(), message.conversation_id.clone(), message.id, reply, mode.to_string()));
+                yield data(&Final::new(now(), message.conversation_id.to_string(), message.id.into_string(), reply.map(|(id, m)| (id.into_string(), m)), mode.to_string()));
             }
         }
     };

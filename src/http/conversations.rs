@@ -12,6 +12,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use switchboard_channel::Channel;
 
+use crate::ids::ConversationId;
+
 use super::{
     AppState,
     error::ApiError,
@@ -117,7 +119,7 @@ pub(super) async fn list(
 pub(super) async fn owned(
     state: &AppState,
     visitor: &Visitor,
-    id: &str,
+    id: &ConversationId,
 ) -> Result<Conversation, ApiError> {
     conversations::get_for_owner(
         &mut state.store.reader(),
@@ -133,7 +135,7 @@ pub(super) async fn owned(
 pub(super) async fn get_one(
     State(state): State<AppState>,
     visitor: Visitor,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Json<VisitorView>, ApiError> {
     Ok(Json(VisitorView(owned(&state, &visitor, &id).await?)))
 }
@@ -162,7 +164,7 @@ pub(super) struct MessagePage {
 pub(super) async fn messages(
     State(state): State<AppState>,
     visitor: Visitor,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiQuery(params): ApiQuery<MessageParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let limit = check_limit(params.limit)?;
@@ -184,7 +186,7 @@ pub(super) async fn messages(
 pub(super) async fn delete(
     State(state): State<AppState>,
     visitor: Visitor,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<StatusCode, ApiError> {
     let conversation = owned(&state, &visitor, &id).await?;
     let mut tx = state.store.begin().await?;
@@ -223,7 +225,7 @@ pub(super) async fn handoff(
     State(state): State<AppState>,
     visitor: Visitor,
     ClientAddress(address): ClientAddress,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let conversation = owned(&state, &visitor, &id).await?;

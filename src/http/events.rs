@@ -37,6 +37,7 @@ use super::{
     extract::{ApiPath, ApiQuery, ClientAddress, Visitor},
 };
 use crate::{
+    ids::{ConversationId, MessageId},
     limits::streams::{StreamOwner, StreamPermit},
     live::{Delta, LiveEvent, Position, Streaming, Subscription},
     store::{
@@ -61,7 +62,7 @@ pub(super) struct EventParams {
 pub(super) async fn stream(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiQuery(params): ApiQuery<EventParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -119,7 +120,7 @@ pub(super) fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Position 
 /// streams need no more, and go live right after it.
 pub(super) async fn conversation_stream(
     state: &AppState,
-    conversation_id: String,
+    conversation_id: ConversationId,
     from: Position,
     first: Option<Event>,
     until: impl Future<Output = ()> + Send + 'static,
@@ -159,7 +160,7 @@ pub(super) struct Cursor {
     replayed_deltas: Option<(i64, u32)>,
     /// Ids of messages answered by messages sent to this client: a reply in progress for one of
     /// them is already complete.
-    answered: Vec<String>,
+    answered: Vec<MessageId>,
     /// Who reads the stream.
     audience: Audience,
 }
@@ -208,7 +209,7 @@ impl Cursor {
     async fn page(
         &mut self,
         store: &Store,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
     ) -> Result<(Vec<Event>, bool), StoreError> {
         let batch = stored_after(store, conversation_id, self.newest, REPLAY_BATCH).await?;
         let complete = (batch.len() as i64) < REPLAY_BATCH;
@@ -304,7 +305,7 @@ fn sse(event: &LiveEvent, position: Position, audience: Audience) -> Event {
 /// it is not running.
 fn stored_after<'a>(
     store: &'a Store,
-    conversation_id: &'a str,
+    conversation_id: &'a ConversationId,
     seq: i64,
     limit: i64,
 ) -> Pin<Box<dyn Future<Output = Result<Vec<Message>, StoreError>> + Send + 'a>> {
@@ -315,7 +316,7 @@ fn stored_after<'a>(
 fn next_page<'a>(
     cursor: &'a mut Cursor,
     store: &'a Store,
-    conversation_id: &'a str,
+    conversation_id: &'a ConversationId,
 ) -> PageFuture<'a> {
     Box::pin(cursor.page(store, conversation_id))
 }
@@ -330,7 +331,7 @@ type PageFuture<'a> =
 /// up from the database, a page at a time.
 fn live(
     store: Store,
-    conversation_id: String,
+    conversation_id: ConversationId,
     mut cursor: Cursor,
     mut subscription: Subscription,
     mut behind: bool,
@@ -388,7 +389,7 @@ mod tests {
 
     fn message(seq: i64, reply_to: Option<&str>) -> Message {
         Message {
-            id: format!("m{seq}"),
+            id: format!("m{seq}").into(),
             conversation_id: "c".into(),
             seq,
             channel: Channel::WEB,
@@ -407,7 +408,7 @@ mod tests {
             content: "x".into(),
             attachments: Json(Vec::new()),
             provider_message_id: None,
-            reply_to: reply_to.map(str::to_owned),
+            reply_to: reply_to.map(MessageId::from),
             status: DeliveryStatus::Sent,
             status_at: Timestamp(0),
             error: None,

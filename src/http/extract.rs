@@ -241,7 +241,7 @@ impl StaffUser {
     }
 
     /// Refuses (403) a member without at least `role`'s rights.
-    pub fn require(&self, role: crate::store::users::Role) -> Result<(), ApiError> {
+    pub fn require(&self, role: crate::store::users::StaffRole) -> Result<(), ApiError> {
         if self.user.role.includes(role) {
             Ok(())
         } else {

@@ -38,8 +38,10 @@ use super::{
     staff_streams::{access_ends, stream_place},
 };
 use crate::{
+    ids::{ContactId, ConversationId},
+    live::NoticeKind,
     staff::{SignIn, SignInFrom},
-    store::{StoreError, audit, contacts, conversations, messages, users::Role},
+    store::{StoreError, audit, contacts, conversations, messages, users::StaffRole},
 };
 
 /// Records a staff member's access before they get what they asked for: an access that cannot be
@@ -48,7 +50,7 @@ use crate::{
 pub(super) async fn audit(
     state: &AppState,
     staff: &StaffUser,
-    action: &str,
+    action: audit::Action,
     conversation_id: Option<&str>,
     detail: Value,
 ) -> Result<(), StoreError> {
@@ -163,7 +165,7 @@ pub(super) struct TranscriptParams {
 pub(super) async fn open(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiQuery(params): ApiQuery<TranscriptParams>,
 ) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(200).clamp(1, 1000);
@@ -181,7 +183,10 @@ pub(super) async fn open(
 }
 
 /// The end user of a conversation, as staff see them.
-pub(super) async fn contact_of(state: &AppState, contact_id: &str) -> Result<Value, ApiError> {
+pub(super) async fn contact_of(
+    state: &AppState,
+    contact_id: &ContactId,
+) -> Result<Value, ApiError> {
     let mut reader = state.store.reader();
     let external_id = contacts::external_id(&mut reader, contact_id).await?;
     let name = contacts::display_name(&mut reader, contact_id).await?;
@@ -198,7 +203,7 @@ pub(super) struct Reply {
 pub(super) async fn reply(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<Reply>,
 ) -> Result<Response, ApiError> {
     if body.content.chars().count() > state.config.web.max_content_chars {
@@ -218,7 +223,7 @@ pub(super) async fn reply(
 pub(super) async fn claim(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Response, ApiError> {
     let conversation = state.experts.claim(&staff.actor(), &id).await?;
     Ok(Json(json!({"conversation": conversation})).into_response())
@@ -234,7 +239,7 @@ pub(super) struct Transfer {
 pub(super) async fn transfer(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<Transfer>,
 ) -> Result<Response, ApiError> {
     let conversation = state
@@ -248,7 +253,7 @@ pub(super) async fn transfer(
 pub(super) async fn release(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Response, ApiError> {
     let conversation = state.experts.release(&staff.actor(), &id).await?;
     Ok(Json(json!({"conversation": conversation})).into_response())
@@ -258,7 +263,7 @@ pub(super) async fn release(
 pub(super) async fn close(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Response, ApiError> {
     let conversation = state.experts.close(&staff.actor(), &id).await?;
     Ok(Json(json!({"conversation": conversation})).into_response())
@@ -274,7 +279,7 @@ pub(super) struct StreamParams {
 pub(super) async fn conversation_events(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiQuery(params): ApiQuery<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -282,10 +287,10 @@ pub(super) async fn conversation_events(
     let permit = stream_place(&state, &staff)?;
     // A supervisor watching somebody else's conversation observes it.
     let mine = conversation.expert_id.as_deref() == Some(staff.user.id.as_str());
-    let action = if !mine && staff.user.role.includes(Role::Supervisor) {
-        "observe"
+    let action = if !mine && staff.user.role.includes(StaffRole::Supervisor) {
+        audit::Action::Observe
     } else {
-        "view"
+        audit::Action::View
     };
     audit(&state, &staff, action, Some(&id), json!({"live": true})).await?;
     let from = resume_from(&headers, params.last_event_id.as_deref());
@@ -306,7 +311,7 @@ pub(super) async fn conversation_events(
 pub(super) async fn export(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Response, ApiError> {
     let conversation = state.experts.visible(&staff.user, &id).await?;
     let mut all = Vec::new();
@@ -320,7 +325,7 @@ pub(super) async fn export(
     audit(
         &state,
         &staff,
-        "export",
+        audit::Action::Export,
         Some(&id),
         json!({"messages": all.len()}),
     )
@@ -357,17 +362,17 @@ pub(super) async fn events(
             async move {
                 let event = match notice {
                     Ok(notice) => {
-                        let mine = notice.expert_id.as_deref() == Some(user.id.as_str());
+                        let mine = notice.expert_id.as_ref() == Some(&user.id);
                         let queue = matches!(
                             notice.kind,
-                            "queued"
-                                | "assigned"
-                                | "released"
-                                | "closed"
-                                | "timed_out"
-                                | "transferred"
+                            NoticeKind::Queued
+                                | NoticeKind::Assigned
+                                | NoticeKind::Released
+                                | NoticeKind::Closed
+                                | NoticeKind::TimedOut
+                                | NoticeKind::Transferred
                         );
-                        if !(mine || queue || user.role.includes(Role::Supervisor)) {
+                        if !(mine || queue || user.role.includes(StaffRole::Supervisor)) {
                             return None;
                         }
                         Event::default()

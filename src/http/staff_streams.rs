@@ -14,23 +14,17 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{AppState, extract::StaffUser};
-use crate::experts::Experts;
+use crate::{experts::Experts, live::NoticeKind};
 
 /// The longest a stream goes without checking its credential again.
 pub(super) const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Notices after which access may have changed.
-fn changes_access(kind: &str) -> bool {
+fn changes_access(kind: NoticeKind) -> bool {
+    use NoticeKind::*;
     matches!(
         kind,
-        "queued"
-            | "assigned"
-            | "transferred"
-            | "released"
-            | "closed"
-            | "timed_out"
-            | "disabled"
-            | "signed_out"
+        Queued | Assigned | Transferred | Released | Closed | TimedOut | Disabled | SignedOut
     )
 }
 
@@ -50,7 +44,7 @@ pub(super) fn stream_place(
 pub(super) async fn access_ends(
     state: AppState,
     staff: StaffUser,
-    conversation_id: Option<String>,
+    conversation_id: Option<crate::ids::ConversationId>,
 ) {
     let mut notices = state.hub.subscribe_staff();
     let mut tick = tokio::time::interval(RECHECK_EVERY);
@@ -67,7 +61,7 @@ pub(super) async fn access_ends(
                 Ok(notice) => {
                     let about_it = notice.conversation_id.is_some()
                         && notice.conversation_id == conversation_id;
-                    let about_them = notice.expert_id.as_deref() == Some(staff.user.id.as_str());
+                    let about_them = notice.expert_id.as_ref() == Some(&staff.user.id);
                     if !(changes_access(notice.kind) && (about_it || about_them)) {
                         continue;
                     }
@@ -78,7 +72,7 @@ pub(super) async fn access_ends(
             },
             _ = tick.tick() => {}
         }
-        match still_allowed(&state, &staff, conversation_id.as_deref()).await {
+        match still_allowed(&state, &staff, conversation_id.as_ref()).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(user = %staff.user.id, conversation = ?conversation_id,
@@ -94,7 +88,7 @@ pub(super) async fn access_ends(
 async fn still_allowed(
     state: &AppState,
     staff: &StaffUser,
-    conversation_id: Option<&str>,
+    conversation_id: Option<&crate::ids::ConversationId>,
 ) -> Result<bool, crate::store::StoreError> {
     let Some(user) = state.staff.recheck(&staff.credential).await? else {
         return Ok(false);

@@ -28,8 +28,10 @@ use super::{
     staff_streams::{access_ends, stream_place},
 };
 use crate::{
+    ids::{ContactId, ConversationId},
     live::Position,
-    store::{contacts, conversations, evaluations, users::Role},
+    store::audit::Action as AuditAction,
+    store::{contacts, conversations, evaluations, users::StaffRole},
 };
 
 #[derive(Debug, Deserialize)]
@@ -63,7 +65,7 @@ pub(super) async fn live(
     staff: StaffUser,
     ApiQuery(params): ApiQuery<Page>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Supervisor)?;
+    staff.require(StaffRole::Supervisor)?;
     let (page, limit, offset) = params.bounds()?;
     let (listed, total) = conversations::live(&mut state.store.reader(), offset, limit).await?;
     // Conversations as everywhere else, with their end user's name.
@@ -87,14 +89,14 @@ pub(super) async fn live(
 pub(super) async fn observe(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Supervisor)?;
+    staff.require(StaffRole::Supervisor)?;
     let conversation = conversations::get(&mut state.store.reader(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     let permit = stream_place(&state, &staff)?;
-    audit(&state, &staff, "observe", Some(&id), json!({})).await?;
+    audit(&state, &staff, AuditAction::Observe, Some(&id), json!({})).await?;
     let hello = Event::default()
         .event("observer")
         .json_data(json!({"observer": true, "conversation": conversation}))
@@ -116,10 +118,10 @@ pub(super) async fn observe(
 pub(super) async fn of_contact(
     State(state): State<AppState>,
     staff: StaffUser,
-    ApiPath(contact_id): ApiPath<String>,
+    ApiPath(contact_id): ApiPath<ContactId>,
     ApiQuery(params): ApiQuery<Page>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Supervisor)?;
+    staff.require(StaffRole::Supervisor)?;
     let (page, limit, offset) = params.bounds()?;
     let mut reader = state.store.reader();
     if contacts::external_id(&mut reader, &contact_id)
@@ -133,7 +135,7 @@ pub(super) async fn of_contact(
     audit(
         &state,
         &staff,
-        "list_conversations",
+        AuditAction::ListConversations,
         None,
         json!({"contact_id": contact_id}),
     )
@@ -150,11 +152,18 @@ pub(super) async fn search(
     staff: StaffUser,
     ApiQuery(params): ApiQuery<Page>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Supervisor)?;
+    staff.require(StaffRole::Supervisor)?;
     let (page, limit, offset) = params.bounds()?;
     let q = params.q.as_deref().unwrap_or_default().trim();
     let (found, total) = contacts::search(&mut state.store.reader(), q, offset, limit).await?;
-    audit(&state, &staff, "search_contacts", None, json!({"q": q})).await?;
+    audit(
+        &state,
+        &staff,
+        AuditAction::SearchContacts,
+        None,
+        json!({"q": q}),
+    )
+    .await?;
     Ok(
         Json(json!({"contacts": found, "total": total, "page": page, "limit": limit}))
             .into_response(),
@@ -178,7 +187,7 @@ pub(super) async fn evaluations(
     staff: StaffUser,
     ApiQuery(params): ApiQuery<EvaluationQuery>,
 ) -> Result<Response, ApiError> {
-    staff.require(Role::Supervisor)?;
+    staff.require(StaffRole::Supervisor)?;
     let (page, limit, offset) = Page {
         page: params.page,
         limit: params.limit,
@@ -206,7 +215,7 @@ pub(super) async fn evaluations(
     audit(
         &state,
         &staff,
-        "list_evaluations",
+        AuditAction::ListEvaluations,
         params.conversation_id.as_deref(),
         json!({"result": params.result, "message_id": params.message_id}),
     )

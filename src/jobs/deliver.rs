@@ -82,8 +82,8 @@ impl Deliveries {
     }
 
     async fn attempt(&self, job: jobs::Job) -> Result<(), StoreError> {
-        let Some(ctx) = messages::delivery_context(&mut self.store.reader(), &job.subject).await?
-        else {
+        let id = crate::ids::MessageId::from(job.subject.as_str());
+        let Some(ctx) = messages::delivery_context(&mut self.store.reader(), &id).await? else {
             // The message is gone; nothing to deliver.
             return self.finish(&job).await;
         };
@@ -190,7 +190,7 @@ impl Deliveries {
         let total = parts.len();
         for (index, content) in parts.into_iter().enumerate().skip(already) {
             let outbound = OutboundMessage {
-                message_id: message.id.clone(),
+                message_id: message.id.to_string(),
                 account: ctx.account.clone(),
                 to: ctx.recipient.clone(),
                 reply_to: (index == 0 && ctx.user_wrote_since)

@@ -30,7 +30,7 @@ use crate::{
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FetchMedia {
     /// The message the file came with.
-    pub message_id: String,
+    pub message_id: crate::ids::MessageId,
     /// Which of its attachments.
     pub index: usize,
     /// The channel it came through.
@@ -208,7 +208,7 @@ impl MediaDownloads {
         if let Some(current) = current {
             let mut attachments = current.attachments.0;
             if let Some(a) = attachments.get_mut(index) {
-                a.media_id = Some(id.clone());
+                a.media_id = Some(id.to_string());
             }
             updated = messages::set_attachments(&mut tx, &message.id, &attachments).await?;
         }

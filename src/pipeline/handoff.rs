@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use crate::{
+    ids::ConversationId,
+    live::NoticeKind,
     store::{
         StoreError, Tx,
         conversations::{self, Conversation, Mode},
@@ -22,21 +24,21 @@ use crate::{
 };
 
 /// Turns watched for a handoff, by conversation: the watch's id and its token.
-pub(super) type Watched = std::collections::HashMap<String, (u64, CancellationToken)>;
+pub(super) type Watched = std::collections::HashMap<ConversationId, (u64, CancellationToken)>;
 
 /// Ids of watches, so that a watch that ends removes itself and not its successor.
 static NEXT_WATCH: AtomicU64 = AtomicU64::new(0);
 
 /// A turn watched for a handoff (see [`Inner::watch_replies`]).
-pub(super) struct ReplyWatch<'a> {
+pub(super) struct ReplyInProgress<'a> {
     inner: &'a Inner,
-    conversation_id: String,
+    conversation_id: ConversationId,
     id: u64,
     /// Cancelled by a handoff.
     pub token: CancellationToken,
 }
 
-impl Drop for ReplyWatch<'_> {
+impl Drop for ReplyInProgress<'_> {
     fn drop(&mut self) {
         let mut watched = self.inner.watched();
         if watched
@@ -78,7 +80,7 @@ pub struct Handoff {
 /// Returns `None` (changing nothing) when the conversation is not in AI mode.
 pub async fn to_expert(
     tx: &mut Tx,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     reason: &str,
     now: Timestamp,
 ) -> Result<Option<Message>, StoreError> {
@@ -103,14 +105,14 @@ impl Inner {
     /// abandoned. Lanes run one turn per conversation at a time, so there is one watch at most;
     /// dropping it ends the watch. Handoffs of this process only: a reply written by another
     /// instance is dropped when it is stored, as always.
-    pub(super) fn watch_replies(&self, conversation_id: &str) -> ReplyWatch<'_> {
+    pub(super) fn watch_replies(&self, conversation_id: &ConversationId) -> ReplyInProgress<'_> {
         let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
         self.watched()
-            .insert(conversation_id.to_owned(), (id, token.clone()));
-        ReplyWatch {
+            .insert(conversation_id.clone(), (id, token.clone()));
+        ReplyInProgress {
             inner: self,
-            conversation_id: conversation_id.to_owned(),
+            conversation_id: conversation_id.clone(),
             id,
             token,
         }
@@ -118,7 +120,7 @@ impl Inner {
 
     /// The conversation was handed to the experts: the reply being written, if any, is
     /// abandoned.
-    pub(super) fn abandon_reply(&self, conversation_id: &str) {
+    pub(super) fn abandon_reply(&self, conversation_id: &ConversationId) {
         if let Some((_, token)) = self.watched().remove(conversation_id) {
             token.cancel();
         }
@@ -131,15 +133,16 @@ impl Inner {
 
     /// A conversation entered the experts' queue: dashboards hear of it, and a free expert gets
     /// it at once if there is one.
-    pub(super) fn queued(&self, conversation_id: &str) {
-        self.hub.staff_notice("queued", conversation_id, None);
+    pub(super) fn queued(&self, conversation_id: &ConversationId) {
+        self.hub
+            .staff_notice(NoticeKind::Queued, conversation_id, None);
         self.experts.assign_soon();
     }
 
     /// Hands a conversation to the experts. Asking again is harmless.
     pub(super) async fn handoff(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         reason: &str,
     ) -> Result<Handoff, HandoffError> {
         let now = self.clock.now();

@@ -14,6 +14,7 @@ use switchboard_channel::{
 };
 
 use crate::{
+    ids::{ContactId, ConversationId},
     jobs::fetch_media::FetchMedia,
     limits::{
         Refused,
@@ -61,7 +62,7 @@ pub enum Outcome {
     /// A contact blocked or unblocked us.
     Reachability {
         /// The contact.
-        contact_id: String,
+        contact_id: ContactId,
         /// Whether messages can reach them now.
         reachable: bool,
     },
@@ -182,6 +183,7 @@ async fn append(
     let ConversationRef::Existing(conversation_id) = &inbound.conversation else {
         unreachable!("checked by appends_to_named_conversation")
     };
+    let conversation_id = &ConversationId::from(conversation_id.as_str());
     if let Some(message) = stored_before(&mut store.reader(), channel, inbound).await? {
         return Ok(Outcome::Duplicate { message });
     }
@@ -368,8 +370,9 @@ async fn store_message(
     let text = inbound.content.to_text();
     let conversation = match &inbound.conversation {
         ConversationRef::Existing(id) => {
+            let id = ConversationId::from(id.as_str());
             let conversation =
-                conversations::take_seq_for_owner(tx, id, channel, &inbound.from.external_id, now)
+                conversations::take_seq_for_owner(tx, &id, channel, &inbound.from.external_id, now)
                     .await?
                     .ok_or(IngestError::ConversationNotFound)?;
             if conversation.mode == Mode::Closed {
@@ -513,7 +516,7 @@ async fn store_message(
 /// Stores (with its delivery job) the notice that tells a contact they are over their rate.
 async fn over_limit_notice(
     tx: &mut Tx,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     notice: &str,
     now: Timestamp,
 ) -> Result<Option<Message>, StoreError> {
@@ -534,7 +537,7 @@ async fn new_conversation(
     tx: &mut Tx,
     channel: Channel,
     inbound: &InboundMessage,
-    contact_id: &str,
+    contact_id: &ContactId,
     text: &str,
     now: Timestamp,
 ) -> Result<Conversation, StoreError> {
@@ -563,10 +566,10 @@ async fn new_conversation(
 async fn thread_of(
     tx: &mut Tx,
     channel: Channel,
-    contact_id: &str,
+    contact_id: &ContactId,
     token: Option<&str>,
     references: &[String],
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<ConversationId>, StoreError> {
     let mut candidates = Vec::new();
     // Tokens bound to an expert belong to expert replies, which never come through here.
     if let Some(token) = token
@@ -582,7 +585,7 @@ async fn thread_of(
     }
     for id in candidates {
         if let Some(conversation) = conversations::get(tx, &id).await?
-            && conversation.contact_id == contact_id
+            && &conversation.contact_id == contact_id
             && conversation.channel == channel
             && conversation.mode != Mode::Closed
         {

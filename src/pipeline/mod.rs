@@ -36,6 +36,7 @@ use crate::{
     channels::Channels,
     config::Config,
     experts::Experts,
+    ids::ConversationId,
     jobs::queue::Wakers,
     limits::Limits,
     live::Hub,
@@ -45,7 +46,7 @@ use crate::{
 };
 use lanes::{Lanes, Pushed};
 use router::Router;
-use turn::Job;
+use turn::PendingTurn;
 
 /// The pipeline. Cheap to clone.
 #[derive(Clone)]
@@ -70,7 +71,7 @@ pub(crate) struct Inner {
     router: Router,
     default_agent: String,
     config: crate::config::PipelineConfig,
-    lanes: Lanes<Job>,
+    lanes: Lanes<PendingTurn>,
     /// The replies agents are writing now, by conversation: a handoff abandons its
     /// conversation's at once, so the user stops seeing it being written (and the agent's API
     /// stops being paid for it).
@@ -175,7 +176,7 @@ impl Pipeline {
     /// Hands a conversation to the experts: the AI stops answering it.
     pub async fn handoff(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         reason: &str,
     ) -> Result<Handoff, HandoffError> {
         self.inner.handoff(conversation_id, reason).await
@@ -257,7 +258,7 @@ impl Inner {
             } = outcome
             {
                 watched |= watcher.is_some();
-                self.submit(Job {
+                self.submit(PendingTurn {
                     message: message.clone(),
                     watcher: watcher.take(),
                 });
@@ -275,7 +276,7 @@ impl Inner {
     }
 
     /// Queues a turn in its conversation's lane, starting the lane's runner if it was idle.
-    fn submit(self: &Arc<Self>, job: Job) {
+    fn submit(self: &Arc<Self>, job: PendingTurn) {
         let lane = job.message.conversation_id.clone();
         if self.lanes.push(job) == Pushed::StartRunner {
             let inner = self.clone();

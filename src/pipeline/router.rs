@@ -28,7 +28,7 @@ pub struct Router {
 
 /// Why an agent was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
+pub enum RoutedBy {
     /// The conversation's lock is still valid.
     Locked,
     /// A routing rule matched.
@@ -57,19 +57,19 @@ impl Router {
     }
 
     /// The agent for a message of a conversation whose valid lock (if any) is `locked`.
-    pub fn route<'a>(&'a self, locked: Option<&'a str>, message: &str) -> (&'a str, Choice) {
+    pub fn route<'a>(&'a self, locked: Option<&'a str>, message: &str) -> (&'a str, RoutedBy) {
         if let Some(agent) = locked {
-            return (agent, Choice::Locked);
+            return (agent, RoutedBy::Locked);
         }
         let normalised = Normalised::new(message);
         for (i, rule) in self.rules.iter().enumerate() {
             let matched = rule.keywords.matches(&normalised)
                 || rule.pattern.as_ref().is_some_and(|p| p.is_match(message));
             if matched {
-                return (&rule.agent, Choice::Rule(i));
+                return (&rule.agent, RoutedBy::Rule(i));
             }
         }
-        (&self.default_agent, Choice::Default)
+        (&self.default_agent, RoutedBy::Default)
     }
 }
 
@@ -136,13 +136,13 @@ mod tests {
         let r = router();
         assert_eq!(
             r.route(None, "I want a REFUND"),
-            ("billing", Choice::Rule(0))
+            ("billing", RoutedBy::Rule(0))
         );
         assert_eq!(
             r.route(None, "where is Order #123?"),
-            ("orders", Choice::Rule(1))
+            ("orders", RoutedBy::Rule(1))
         );
-        assert_eq!(r.route(None, "hello"), ("assistant", Choice::Default));
+        assert_eq!(r.route(None, "hello"), ("assistant", RoutedBy::Default));
     }
 
     #[test]
@@ -150,7 +150,7 @@ mod tests {
         let r = router();
         assert_eq!(
             r.route(Some("orders"), "refund please"),
-            ("orders", Choice::Locked)
+            ("orders", RoutedBy::Locked)
         );
     }
 }

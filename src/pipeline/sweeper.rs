@@ -9,7 +9,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{Inner, turn::Job};
+use super::{Inner, turn::PendingTurn};
 use crate::store::{StoreError, messages};
 
 /// The most messages one sweep resumes; the rest wait for the next sweep.
@@ -30,7 +30,7 @@ impl Inner {
                 message = %message.id,
                 "resuming an unanswered message"
             );
-            self.submit(Job {
+            self.submit(PendingTurn {
                 message,
                 watcher: None,
             });

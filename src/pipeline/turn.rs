@@ -19,6 +19,8 @@ use tracing::{Instrument, info_span, warn};
 use super::{Inner, lanes::LaneJob};
 use crate::{
     agents::{AgentEvent, AgentRequest, RegisteredAgent},
+    ids::{ConversationId, MessageId},
+    live::NoticeKind,
     live::ReplyProgress,
     store::{
         StoreError, contacts, conversations,
@@ -29,22 +31,22 @@ use crate::{
 };
 
 /// A message waiting for its turn in its conversation's lane.
-pub struct Job {
+pub struct PendingTurn {
     /// The stored inbound message.
     pub message: Message,
     /// Whoever waits for the reply (the HTTP request that sent the message), if anybody.
     pub watcher: Option<ReplyWatcher>,
 }
 
-impl LaneJob for Job {
-    type Key = String;
-    type Id = String;
+impl LaneJob for PendingTurn {
+    type Key = ConversationId;
+    type Id = MessageId;
 
-    fn lane(&self) -> String {
+    fn lane(&self) -> ConversationId {
         self.message.conversation_id.clone()
     }
 
-    fn id(&self) -> String {
+    fn id(&self) -> MessageId {
         self.message.id.clone()
     }
 }
@@ -108,7 +110,7 @@ impl Inner {
     /// the message answered is always the oldest one still on the work list. That is usually the
     /// job's own; when concurrent writers committed an earlier message whose job has not reached
     /// the lane yet, that message goes first (its job, arriving later, finds it answered).
-    pub(super) async fn turn(self: &Arc<Self>, job: Job) {
+    pub(super) async fn turn(self: &Arc<Self>, job: PendingTurn) {
         loop {
             // Watched from before the conversation is read, so that no handoff slips in between.
             let watch = self.watch_replies(&job.message.conversation_id);
@@ -169,7 +171,7 @@ impl Inner {
             let earlier = match self.lanes.take_queued(&lane, &next) {
                 Some(earlier) => earlier,
                 None => match messages::get(&mut self.store.reader(), &next).await {
-                    Ok(Some(message)) => Job {
+                    Ok(Some(message)) => PendingTurn {
                         message,
                         watcher: None,
                     },
@@ -191,7 +193,7 @@ impl Inner {
     /// on the work list for the sweeper.
     async fn run(
         self: &Arc<Self>,
-        job: Job,
+        job: PendingTurn,
         conversation: Option<Conversation>,
         abandon: &CancellationToken,
     ) -> bool {
@@ -201,7 +203,7 @@ impl Inner {
             message = %job.message.id,
             channel = %job.message.channel,
         );
-        let Job { message, watcher } = job;
+        let PendingTurn { message, watcher } = job;
         let (deltas, done) = match watcher {
             Some(w) => (Some(w.deltas), Some(w.done)),
             None => (None, None),
@@ -242,8 +244,11 @@ impl Inner {
                 let owner = conversations::get(&mut self.store.reader(), &message.conversation_id)
                     .await?
                     .and_then(|c| c.expert_id);
-                self.hub
-                    .staff_notice("message", &message.conversation_id, owner.as_deref());
+                self.hub.staff_notice(
+                    NoticeKind::Message,
+                    &message.conversation_id,
+                    owner.as_ref(),
+                );
             }
             return Ok(TurnOutcome {
                 reply: None,
@@ -363,7 +368,7 @@ impl Inner {
         &self,
         registered: &RegisteredAgent,
         request: AgentRequest,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         deltas: Option<&mpsc::UnboundedSender<String>>,
         abandon: &CancellationToken,
     ) -> Produced {

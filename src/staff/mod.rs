@@ -20,7 +20,7 @@ use crate::{
     store::{
         Store, StoreError, audit, sessions,
         sessions::Session,
-        users::{self, NewUser, Role, User},
+        users::{self, NewUser, StaffRole, User},
     },
     time::{Clock, Timestamp},
 };
@@ -274,7 +274,7 @@ impl Staff {
         &self,
         email: &str,
         display_name: &str,
-        role: Role,
+        role: StaffRole,
         password: &str,
         capacity: i64,
         by: Option<&audit::Actor<'_>>,
@@ -310,7 +310,7 @@ impl Staff {
             audit::record(
                 &mut tx,
                 admin,
-                "add_user",
+                audit::Action::AddUser,
                 None,
                 detail,
                 self.inner.clock.now(),

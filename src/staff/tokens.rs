@@ -4,7 +4,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::{store::users::Role, time::Timestamp};
+use crate::{store::users::StaffRole, time::Timestamp};
 
 /// What a staff token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,7 +12,7 @@ pub struct Claims {
     /// The user id.
     pub sub: String,
     /// The role when the token was issued (the account's current role is what counts).
-    pub role: Role,
+    pub role: StaffRole,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
     /// Issued at, seconds since the epoch.
@@ -49,7 +49,13 @@ impl TokenKeys {
     }
 
     /// A token for a user, valid until `expires`.
-    pub fn issue(&self, user_id: &str, role: Role, now: Timestamp, expires: Timestamp) -> String {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        role: StaffRole,
+        now: Timestamp,
+        expires: Timestamp,
+    ) -> String {
         let claims = Claims {
             sub: user_id.to_owned(),
             role,
@@ -94,15 +100,28 @@ mod tests {
     fn tokens_round_trip_and_refuse_other_keys_and_expiry() {
         let keys = TokenKeys::new(b"staff-secret", Duration::from_secs(3600));
         let now = Timestamp::from(chrono::Utc::now());
-        let token = keys.issue("u1", Role::Expert, now, now.plus(Duration::from_secs(60)));
+        let token = keys.issue(
+            "u1",
+            StaffRole::Expert,
+            now,
+            now.plus(Duration::from_secs(60)),
+        );
         let claims = keys.verify(&token, now).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.role), ("u1", Role::Expert));
+        assert_eq!(
+            (claims.sub.as_str(), claims.role),
+            ("u1", StaffRole::Expert)
+        );
         assert!(
             TokenKeys::new(b"other", Duration::from_secs(3600))
                 .verify(&token, now)
                 .is_none()
         );
-        let old = keys.issue("u1", Role::Expert, now, now.minus(Duration::from_secs(600)));
+        let old = keys.issue(
+            "u1",
+            StaffRole::Expert,
+            now,
+            now.minus(Duration::from_secs(600)),
+        );
         assert!(keys.verify(&old, now).is_none(), "expired");
         assert!(keys.verify("not.a.token", now).is_none());
     }
@@ -113,7 +132,7 @@ mod tests {
         let now = Timestamp::from(chrono::Utc::now());
         let forever = keys.issue(
             "u1",
-            Role::Admin,
+            StaffRole::Admin,
             now,
             now.plus(Duration::from_secs(100 * 86400)),
         );

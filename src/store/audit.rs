@@ -56,13 +56,80 @@ impl<'a> Actor<'a> {
     }
 }
 
+/// What a staff member did, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Opened a conversation they own or may take.
+    View,
+    /// A supervisor opened someone else's conversation (read-only).
+    Observe,
+    /// Exported a conversation's messages.
+    Export,
+    /// Took a waiting conversation.
+    Claim,
+    /// Gave a conversation to a colleague.
+    Transfer,
+    /// Gave a conversation back to the AI.
+    Release,
+    /// Closed a conversation.
+    Close,
+    /// Wrote to the end user.
+    Reply,
+    /// A reply by mail that was refused (another sender, a repeat, not theirs any more).
+    ReplyRefused,
+    /// Created a staff account.
+    AddUser,
+    /// Disabled a staff account.
+    DisableUser,
+    /// Listed the staff accounts.
+    ListUsers,
+    /// Read the audit log.
+    ReadAuditLog,
+    /// Listed live conversations.
+    ListConversations,
+    /// Listed the replies evaluations flagged.
+    ListEvaluations,
+    /// Searched the contacts.
+    SearchContacts,
+    /// Signed in.
+    SignIn,
+    /// Failed to sign in.
+    SignInFailed,
+}
+
+impl Action {
+    /// The name stored in the log and shown in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::View => "view",
+            Action::Observe => "observe",
+            Action::Export => "export",
+            Action::Claim => "claim",
+            Action::Transfer => "transfer",
+            Action::Release => "release",
+            Action::Close => "close",
+            Action::Reply => "reply",
+            Action::ReplyRefused => "reply_refused",
+            Action::AddUser => "add_user",
+            Action::DisableUser => "disable_user",
+            Action::ListUsers => "list_users",
+            Action::ReadAuditLog => "read_audit_log",
+            Action::ListConversations => "list_conversations",
+            Action::ListEvaluations => "list_evaluations",
+            Action::SearchContacts => "search_contacts",
+            Action::SignIn => "sign_in",
+            Action::SignInFailed => "sign_in_failed",
+        }
+    }
+}
+
 /// Records that `actor` did `action` (to a conversation, if one), in the caller's transaction —
 /// the record and the action commit together or not at all. `detail` is an object; the way in is
 /// added to it as `via`.
 pub async fn record(
     db: &mut impl Db,
     actor: &Actor<'_>,
-    action: &str,
+    action: Action,
     conversation_id: Option<&str>,
     detail: serde_json::Value,
     now: Timestamp,
@@ -81,7 +148,7 @@ pub async fn record(
         .bind(Uuid::now_v7().to_string())
         .bind(actor.user.id.as_str())
         .bind(actor.user.role.as_str())
-        .bind(action)
+        .bind(action.as_str())
         .bind(conversation_id)
         .bind(serde_json::Value::Object(detail))
         .bind(actor.remote_addr)
@@ -135,9 +202,9 @@ pub async fn record_sign_in(
         .bind(user.map_or("", |u| u.id.as_str()))
         .bind(user.map_or("unknown", |u| u.role.as_str()))
         .bind(if succeeded {
-            "sign_in"
+            Action::SignIn.as_str()
         } else {
-            "sign_in_failed"
+            Action::SignInFailed.as_str()
         })
         .bind(detail)
         .bind(remote_addr)

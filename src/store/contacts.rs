@@ -1,10 +1,9 @@
 //! Contacts: the end users, one row per identity on a channel.
 
 use switchboard_channel::{Channel, ContactRef};
-use uuid::Uuid;
 
 use super::{Db, StoreError, Tx, query};
-use crate::time::Timestamp;
+use crate::{ids::ContactId, time::Timestamp};
 
 #[derive(sqlx::FromRow)]
 struct Existing {
@@ -22,7 +21,7 @@ pub async fn upsert(
     channel: Channel,
     contact: &ContactRef,
     now: Timestamp,
-) -> Result<String, StoreError> {
+) -> Result<ContactId, StoreError> {
     let existing: Option<Existing> = tx
         .fetch_optional(
             query(
@@ -52,10 +51,10 @@ pub async fn upsert(
                 )
                 .await?;
             }
-            Ok(found.id)
+            Ok(ContactId::from(found.id))
         }
         None => {
-            let id = Uuid::now_v7().to_string();
+            let id = ContactId::generate();
             tx.execute(
                 query(
                     "INSERT INTO contacts (id, channel, external_id, display_name, username, \
@@ -79,8 +78,8 @@ pub async fn find_id(
     db: &mut impl Db,
     channel: Channel,
     external_id: &str,
-) -> Result<Option<String>, StoreError> {
-    let row: Option<(String,)> = db
+) -> Result<Option<ContactId>, StoreError> {
+    let row: Option<(ContactId,)> = db
         .fetch_optional(
             query("SELECT id FROM contacts WHERE channel = $1 AND external_id = $2")
                 .bind(channel.as_str())
@@ -91,7 +90,7 @@ pub async fn find_id(
 }
 
 /// The channel identity of a contact.
-pub async fn external_id(db: &mut impl Db, id: &str) -> Result<Option<String>, StoreError> {
+pub async fn external_id(db: &mut impl Db, id: &ContactId) -> Result<Option<String>, StoreError> {
     let row: Option<(String,)> = db
         .fetch_optional(query("SELECT external_id FROM contacts WHERE id = $1").bind(id))
         .await?;
@@ -106,7 +105,7 @@ pub async fn set_reachable(
     contact: &ContactRef,
     unreachable: Option<&str>,
     now: Timestamp,
-) -> Result<String, StoreError> {
+) -> Result<ContactId, StoreError> {
     let id = upsert(tx, channel, contact, now).await?;
     tx.execute(
         query(
@@ -143,7 +142,7 @@ pub async fn mark_unreachable(
 }
 
 /// The name a contact goes by, if the channel told one.
-pub async fn display_name(db: &mut impl Db, id: &str) -> Result<Option<String>, StoreError> {
+pub async fn display_name(db: &mut impl Db, id: &ContactId) -> Result<Option<String>, StoreError> {
     let row: Option<(Option<String>,)> = db
         .fetch_optional(query("SELECT display_name FROM contacts WHERE id = $1").bind(id))
         .await?;
@@ -154,7 +153,7 @@ pub async fn display_name(db: &mut impl Db, id: &str) -> Result<Option<String>, 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Found {
     /// Its id.
-    pub id: String,
+    pub id: ContactId,
     /// Its channel.
     pub channel: String,
     /// Phone number, chat id, e-mail address, device…

@@ -5,10 +5,12 @@ use std::{fmt, str::FromStr, time::Duration};
 use serde::{Serialize, Serializer, ser::SerializeStruct};
 use sqlx::types::Json;
 use switchboard_channel::Channel;
-use uuid::Uuid;
 
 use super::{Db, StoreError, Tx, query, sql::Sql};
-use crate::time::Timestamp;
+use crate::{
+    ids::{ContactId, ConversationId, MessageId, UserId},
+    time::Timestamp,
+};
 
 /// Who answers a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -64,14 +66,14 @@ impl TryFrom<String> for Mode {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Conversation {
     /// Its id (UUIDv7).
-    pub id: String,
+    pub id: ConversationId,
     /// The channel it runs on.
     #[sqlx(try_from = "String")]
     pub channel: Channel,
     /// Which of our identities on the channel it runs through.
     pub account: String,
     /// The end user.
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// Who answers.
     #[sqlx(try_from = "String")]
     pub mode: Mode,
@@ -94,7 +96,7 @@ pub struct Conversation {
     /// Free-form data.
     pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
     /// In expert mode: the expert who owns it (none while it waits in the queue).
-    pub expert_id: Option<String>,
+    pub expert_id: Option<UserId>,
     /// In expert mode: waiting for an expert since then.
     pub queued_at: Option<Timestamp>,
     /// In expert mode: assigned to its expert since then.
@@ -179,7 +181,7 @@ pub async fn create(
              VALUES ($1, $2, $3, $4, $5, 1, $6, $6) RETURNING",
             ""
         ))
-        .bind(Uuid::now_v7().to_string())
+        .bind(ConversationId::generate())
         .bind(new.channel.as_str())
         .bind(new.account)
         .bind(new.contact_id)
@@ -194,7 +196,7 @@ pub async fn create(
 /// row on PostgreSQL, which orders concurrent writers of one conversation.
 pub async fn take_seq(
     tx: &mut Tx,
-    id: &str,
+    id: &ConversationId,
     now: Timestamp,
 ) -> Result<Option<Conversation>, StoreError> {
     tx.fetch_optional(
@@ -213,7 +215,7 @@ pub async fn take_seq(
 /// identity; anybody else's conversation looks like a missing one.
 pub async fn take_seq_for_owner(
     tx: &mut Tx,
-    id: &str,
+    id: &ConversationId,
     channel: Channel,
     external_id: &str,
     now: Timestamp,
@@ -238,7 +240,7 @@ pub async fn current_for_contact(
     db: &mut impl Db,
     channel: Channel,
     account: &str,
-    contact_id: &str,
+    contact_id: &ContactId,
 ) -> Result<Option<Conversation>, StoreError> {
     db.fetch_optional(
         query(with_columns!(
@@ -254,7 +256,10 @@ pub async fn current_for_contact(
 }
 
 /// A live (not deleted) conversation by id.
-pub async fn get(db: &mut impl Db, id: &str) -> Result<Option<Conversation>, StoreError> {
+pub async fn get(
+    db: &mut impl Db,
+    id: &ConversationId,
+) -> Result<Option<Conversation>, StoreError> {
     db.fetch_optional(
         query(with_columns!(
             "SELECT",
@@ -272,14 +277,14 @@ pub struct WithNextTurn {
     #[sqlx(flatten)]
     pub conversation: Conversation,
     /// The id of its oldest message still on the pipeline's work list, if any.
-    pub next_turn: Option<String>,
+    pub next_turn: Option<MessageId>,
 }
 
 /// A live conversation, with the id of the message it should answer next (see
 /// `pending_turns`). One query.
 pub async fn get_with_next_turn(
     db: &mut impl Db,
-    id: &str,
+    id: &ConversationId,
 ) -> Result<Option<WithNextTurn>, StoreError> {
     db.fetch_optional(
         query(with_columns!(
@@ -295,7 +300,7 @@ pub async fn get_with_next_turn(
 /// A live conversation of the contact with this channel identity.
 pub async fn get_for_owner(
     db: &mut impl Db,
-    id: &str,
+    id: &ConversationId,
     channel: Channel,
     external_id: &str,
 ) -> Result<Option<Conversation>, StoreError> {
@@ -315,7 +320,7 @@ pub async fn get_for_owner(
 /// One page of a contact's live conversations, most recently active first, and the total.
 pub async fn page_for_contact(
     db: &mut impl Db,
-    contact_id: &str,
+    contact_id: &ContactId,
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<Conversation>, i64), StoreError> {
@@ -345,8 +350,8 @@ pub async fn page_for_contact(
 /// Soft-deletes a live conversation of a contact. Returns whether it existed.
 pub async fn soft_delete(
     tx: &mut Tx,
-    id: &str,
-    contact_id: &str,
+    id: &ConversationId,
+    contact_id: &ContactId,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
     let n = tx
@@ -369,7 +374,7 @@ pub async fn soft_delete(
 /// the conversation left AI mode or was deleted while the agent was working.
 pub async fn take_seq_for_agent(
     tx: &mut Tx,
-    id: &str,
+    id: &ConversationId,
     agent: &str,
     ttl: Duration,
     now: Timestamp,
@@ -397,7 +402,7 @@ pub async fn take_seq_for_agent(
 /// gone).
 pub async fn take_seq_for_handoff(
     tx: &mut Tx,
-    id: &str,
+    id: &ConversationId,
     now: Timestamp,
 ) -> Result<Option<Conversation>, StoreError> {
     tx.fetch_optional(
@@ -473,8 +478,8 @@ pub async fn waiting(db: &mut impl Db, limit: i64) -> Result<Vec<Listed>, StoreE
 
 /// An available expert with room for another conversation: the one with the fewest open
 /// conversations, and of those the one who got a conversation longest ago.
-pub async fn free_expert(db: &mut impl Db) -> Result<Option<String>, StoreError> {
-    let row: Option<(String,)> = db
+pub async fn free_expert(db: &mut impl Db) -> Result<Option<UserId>, StoreError> {
+    let row: Option<(UserId,)> = db
         .fetch_optional(query(
             "SELECT u.id FROM users u \
              LEFT JOIN (SELECT expert_id, COUNT(*) AS open FROM conversations \
@@ -489,7 +494,7 @@ pub async fn free_expert(db: &mut impl Db) -> Result<Option<String>, StoreError>
 }
 
 /// How many conversations an expert owns now.
-pub async fn open_count(db: &mut impl Db, expert_id: &str) -> Result<i64, StoreError> {
+pub async fn open_count(db: &mut impl Db, expert_id: &UserId) -> Result<i64, StoreError> {
     let (n,): (i64,) = db
         .fetch_one(
             query(
@@ -507,8 +512,8 @@ pub async fn open_count(db: &mut impl Db, expert_id: &str) -> Result<i64, StoreE
 /// owned by `from` (a transfer). `None` when the conversation is not in that state.
 pub async fn take_seq_for_expert(
     tx: &mut Tx,
-    id: &str,
-    expert_id: &str,
+    id: &ConversationId,
+    expert_id: &UserId,
     from: Option<&str>,
     now: Timestamp,
 ) -> Result<Option<Conversation>, StoreError> {
@@ -543,7 +548,7 @@ pub async fn take_seq_for_expert(
 /// chooses again), a seq is taken for the notice. `owner`: only if this expert owns it.
 pub async fn take_seq_for_release(
     tx: &mut Tx,
-    id: &str,
+    id: &ConversationId,
     owner: Option<&str>,
     now: Timestamp,
 ) -> Result<Option<Conversation>, StoreError> {
@@ -567,7 +572,7 @@ pub async fn take_seq_for_release(
 /// if this expert owns it.
 pub async fn take_seq_for_close(
     tx: &mut Tx,
-    id: &str,
+    id: &ConversationId,
     owner: Option<&str>,
     now: Timestamp,
 ) -> Result<Option<Conversation>, StoreError> {
@@ -590,8 +595,8 @@ pub async fn take_seq_for_close(
 /// up to it read). `None` when they do not own it (any more).
 pub async fn take_seq_for_expert_message(
     tx: &mut Tx,
-    id: &str,
-    expert_id: &str,
+    id: &ConversationId,
+    expert_id: &UserId,
     now: Timestamp,
 ) -> Result<Option<Conversation>, StoreError> {
     tx.fetch_optional(
@@ -610,7 +615,11 @@ pub async fn take_seq_for_expert_message(
 }
 
 /// Marks a conversation read by its expert up to its newest message.
-pub async fn mark_read(tx: &mut Tx, id: &str, expert_id: &str) -> Result<(), StoreError> {
+pub async fn mark_read(
+    tx: &mut Tx,
+    id: &ConversationId,
+    expert_id: &UserId,
+) -> Result<(), StoreError> {
     tx.execute(
         query(
             "UPDATE conversations SET expert_seen_seq = last_seq WHERE id = $1 AND expert_id = $2",
@@ -628,7 +637,7 @@ pub struct TimedOut {
     /// The conversation, waiting again.
     pub conversation: Conversation,
     /// The expert it was assigned to, now set away.
-    pub expert_id: String,
+    pub expert_id: UserId,
 }
 
 /// Assigned conversations whose expert has not written since they were assigned, before
@@ -645,7 +654,7 @@ pub async fn requeue_unanswered(
     before: Timestamp,
     now: Timestamp,
 ) -> Result<Vec<TimedOut>, StoreError> {
-    let candidates: Vec<(String, String)> = tx
+    let candidates: Vec<(ConversationId, UserId)> = tx
         .fetch_all(
             query(
                 "SELECT id, expert_id FROM conversations WHERE mode = 'expert' \
@@ -692,7 +701,7 @@ pub async fn requeue_unanswered(
 /// keeping its place (queued again as of its assignment). Returns them.
 pub async fn requeue_all_of(
     tx: &mut Tx,
-    expert_id: &str,
+    expert_id: &UserId,
     now: Timestamp,
 ) -> Result<Vec<Conversation>, StoreError> {
     tx.fetch_all(
@@ -721,7 +730,7 @@ pub struct Owned {
 }
 
 /// The conversations an expert owns, most recently active first, with unread counts.
-pub async fn owned_by(db: &mut impl Db, expert_id: &str) -> Result<Vec<Owned>, StoreError> {
+pub async fn owned_by(db: &mut impl Db, expert_id: &UserId) -> Result<Vec<Owned>, StoreError> {
     db.fetch_all(
         query(with_columns!(
             "SELECT",

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
-use uuid::Uuid;
 
 use super::{Db, OneTrip, Store, StoreError, Tx, query, sql::Sql};
-use crate::time::Timestamp;
+use crate::{ids::JobId, time::Timestamp};
 
 /// The queue of outbound deliveries (subject: the message id; lane: its conversation).
 pub const DELIVER: &str = "deliver";
@@ -28,7 +27,7 @@ pub const EVALUATE: &str = "evaluate";
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
     /// Its id.
-    pub id: String,
+    pub id: JobId,
     /// The queue (worker) it belongs to.
     pub queue: String,
     /// What it is about.
@@ -98,7 +97,7 @@ pub async fn enqueue(tx: &mut Tx, job: NewJob, now: Timestamp) -> Result<(), Sto
             "INSERT INTO jobs (id, queue, subject, lane, lane_seq, payload, run_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (queue, subject) DO NOTHING",
         )
-        .bind(Uuid::now_v7().to_string())
+        .bind(JobId::generate())
         .bind(job.queue)
         .bind(job.subject)
         .bind(lane)

@@ -1,17 +1,18 @@
 //! Stored media: the gateway's own copies of files users sent.
 
-use uuid::Uuid;
-
 use super::{Db, StoreError, Tx, query};
-use crate::time::Timestamp;
+use crate::{
+    ids::{MediaId, MessageId},
+    time::Timestamp,
+};
 
 /// A stored file.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredMedia {
     /// Its id, used in URLs and in the message's attachment (`media_id`).
-    pub id: String,
+    pub id: MediaId,
     /// The message it came with (unset for files stored before their message, e-mail's).
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
     /// Position of the attachment in the message.
     pub attachment: Option<i64>,
     /// Hex SHA-256 of the content.
@@ -32,7 +33,7 @@ pub struct StoredMedia {
 #[derive(Debug, Clone)]
 pub struct NewMedia {
     /// The message it came with, when it exists already.
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
     /// Position of the attachment in the message.
     pub attachment: Option<i64>,
     /// Hex SHA-256.
@@ -49,8 +50,8 @@ pub struct NewMedia {
 
 /// Records a stored file; returns its id. Recording the same attachment of a message again
 /// returns the existing id.
-pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<String, StoreError> {
-    let id = Uuid::now_v7().to_string();
+pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<MediaId, StoreError> {
+    let id = MediaId::generate();
     let of_message = new.message_id.clone().zip(new.attachment);
     tx.execute(
         query(
@@ -72,7 +73,7 @@ pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<String
     let Some((message_id, attachment)) = of_message else {
         return Ok(id);
     };
-    let (id,): (String,) = tx
+    let (id,): (MediaId,) = tx
         .fetch_one(
             query("SELECT id FROM media WHERE message_id = $1 AND attachment = $2")
                 .bind(message_id)

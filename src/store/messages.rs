@@ -5,13 +5,16 @@ use std::fmt;
 use serde::Serialize;
 use sqlx::types::Json;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
-use uuid::Uuid;
 
 use super::{
     Db, OneTrip, Store, StoreError, Tx, jobs, query,
     sql::{self, Sql},
 };
-use crate::{store::conversations::Mode, time::Timestamp};
+use crate::{
+    ids::{ContactId, ConversationId, JobId, MessageId},
+    store::conversations::Mode,
+    time::Timestamp,
+};
 
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,9 +75,9 @@ text_enum!(Role { User => "user", Ai => "ai", Expert => "expert", System => "sys
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Message {
     /// Its id (UUIDv7).
-    pub id: String,
+    pub id: MessageId,
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// Position in the conversation, from 1.
     pub seq: i64,
     /// The channel it travelled on.
@@ -98,7 +101,7 @@ pub struct Message {
     #[serde(skip)]
     pub provider_message_id: Option<String>,
     /// The message this one answers or replies to.
-    pub reply_to: Option<String>,
+    pub reply_to: Option<MessageId>,
     /// Delivery status.
     #[sqlx(try_from = "String")]
     pub status: DeliveryStatus,
@@ -146,7 +149,7 @@ macro_rules! with_columns {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// Its seq, taken with [`super::conversations::take_seq`] in the same transaction.
     pub seq: i64,
     /// The channel.
@@ -166,7 +169,7 @@ pub struct NewMessage {
     /// The provider's id, for deduplication.
     pub provider_message_id: Option<String>,
     /// The message it answers.
-    pub reply_to: Option<String>,
+    pub reply_to: Option<MessageId>,
     /// Initial delivery status.
     pub status: DeliveryStatus,
     /// Whether the message needs a turn of the pipeline (an inbound message to answer).
@@ -237,7 +240,7 @@ pub async fn insert(
              DO NOTHING RETURNING",
             ""
         ))
-        .bind(Uuid::now_v7().to_string())
+        .bind(MessageId::generate())
         .bind(new.conversation_id)
         .bind(new.seq)
         .bind(new.channel.as_str())
@@ -328,7 +331,7 @@ pub async fn record_sender_key(
     channel: Channel,
     external_id: &str,
     key: &str,
-    message_id: &str,
+    message_id: &MessageId,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     tx.execute(
@@ -355,8 +358,8 @@ pub async fn get(db: &mut impl Db, id: &str) -> Result<Option<Message>, StoreErr
 /// The first answer stored for a message.
 pub async fn answer_to(
     db: &mut impl Db,
-    conversation_id: &str,
-    message_id: &str,
+    conversation_id: &ConversationId,
+    message_id: &MessageId,
 ) -> Result<Option<Message>, StoreError> {
     db.fetch_optional(
         query(with_columns!(
@@ -373,7 +376,7 @@ pub async fn answer_to(
 /// Up to `limit` messages before seq `before` (or the newest ones), oldest first.
 pub async fn page(
     db: &mut impl Db,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Message>, StoreError> {
@@ -395,7 +398,7 @@ pub async fn page(
 /// The messages after seq `after`, oldest first, at most `limit`.
 pub async fn after(
     db: &mut impl Db,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     after: i64,
     limit: i64,
 ) -> Result<Vec<Message>, StoreError> {
@@ -492,7 +495,7 @@ pub async fn pending_count(db: &mut impl Db) -> Result<i64, StoreError> {
 /// Replaces the content of a message (an edit), with the edit history in `metadata`.
 pub async fn set_content(
     tx: &mut Tx,
-    id: &str,
+    id: &MessageId,
     content: String,
     metadata: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Message, StoreError> {
@@ -544,7 +547,7 @@ pub async fn advance_status(
 /// Like [`advance_status`], for a message by id.
 pub async fn advance_status_of(
     tx: &mut Tx,
-    id: &str,
+    id: &MessageId,
     status: DeliveryStatus,
     at: Timestamp,
     error: Option<String>,
@@ -609,7 +612,7 @@ struct EarlyStatus {
 pub async fn apply_early_statuses(
     tx: &mut Tx,
     channel: Channel,
-    message_id: &str,
+    message_id: &MessageId,
 ) -> Result<Option<Message>, StoreError> {
     let early: Vec<EarlyStatus> = tx
         .fetch_all(
@@ -639,7 +642,7 @@ pub async fn forget_early_statuses(tx: &mut Tx, before: Timestamp) -> Result<u64
 pub async fn record_part(
     tx: &mut Tx,
     channel: Channel,
-    message_id: &str,
+    message_id: &MessageId,
     part: i64,
     provider_message_id: &str,
 ) -> Result<(), StoreError> {
@@ -688,7 +691,7 @@ pub async fn find_quoted(
 /// Marks an outbound message failed for good, with the reason.
 pub async fn mark_failed(
     tx: &mut Tx,
-    id: &str,
+    id: &MessageId,
     error: &str,
     at: Timestamp,
 ) -> Result<Option<Message>, StoreError> {
@@ -709,7 +712,7 @@ pub async fn mark_failed(
 /// message, e.g. through a job lane).
 pub async fn merge_metadata(
     tx: &mut Tx,
-    id: &str,
+    id: &MessageId,
     extra: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<Message>, StoreError> {
     let Some(message) = get(tx, id).await? else {
@@ -731,7 +734,7 @@ pub async fn merge_metadata(
 /// Replaces a message's attachments (to link a downloaded copy).
 pub async fn set_attachments(
     tx: &mut Tx,
-    id: &str,
+    id: &MessageId,
     attachments: &[Attachment],
 ) -> Result<Option<Message>, StoreError> {
     tx.fetch_optional(
@@ -777,7 +780,7 @@ pub struct DeliveryContext {
 /// Loads a message with what its delivery needs.
 pub async fn delivery_context(
     db: &mut impl Db,
-    id: &str,
+    id: &MessageId,
 ) -> Result<Option<DeliveryContext>, StoreError> {
     db.fetch_optional(
         query(
@@ -820,7 +823,7 @@ pub struct Appended {
 #[derive(Debug, Clone)]
 pub struct InboundAppend {
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// The channel.
     pub channel: Channel,
     /// The author's channel identity; the conversation must be theirs.
@@ -890,7 +893,7 @@ pub async fn append_inbound(
     .bind(new.channel.as_str())
     .bind(new.external_id)
     .bind(now)
-    .bind(Uuid::now_v7().to_string())
+    .bind(MessageId::generate())
     .bind(new.kind)
     .bind(new.content)
     .bind(serde_json::to_value(&new.attachments).unwrap_or_default())
@@ -905,11 +908,11 @@ pub async fn append_inbound(
 #[derive(Debug, Clone)]
 pub struct ReplyAppend {
     /// The message answered.
-    pub inbound_id: String,
+    pub inbound_id: MessageId,
     /// Its seq.
     pub inbound_seq: i64,
     /// Its conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// The agent.
     pub agent: String,
     /// How long the conversation stays locked to the agent.
@@ -979,14 +982,14 @@ pub async fn append_reply(
         .bind(reply.conversation_id)
         .bind(reply.agent)
         .bind(i64::try_from(reply.lock_ttl.as_secs()).unwrap_or(i64::MAX))
-        .bind(Uuid::now_v7().to_string())
+        .bind(MessageId::generate())
         .bind(reply.content)
         .bind(reply.status.as_str())
         .bind(serde_json::Value::Object(reply.metadata))
         .bind(reply.inbound_seq)
-        .bind(Uuid::now_v7().to_string())
+        .bind(JobId::generate())
         .bind(i64::from(reply.evaluate))
-        .bind(Uuid::now_v7().to_string());
+        .bind(JobId::generate());
     Ok(store.write_once(write, after).await?.pop())
 }
 
@@ -994,7 +997,7 @@ pub async fn append_reply(
 /// `limit` of the newest (an e-mail's `References`).
 pub async fn provider_ids_before(
     db: &mut impl Db,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     before: i64,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
@@ -1016,7 +1019,7 @@ pub async fn provider_ids_before(
 /// How many messages a contact wrote (on any of their conversations) since `since`.
 pub async fn inbound_of_contact_since(
     db: &mut impl Db,
-    contact_id: &str,
+    contact_id: &ContactId,
     since: Timestamp,
 ) -> Result<i64, StoreError> {
     let (n,): (i64,) = db

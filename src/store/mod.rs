@@ -142,6 +142,35 @@ impl From<&str> for Value {
         Value::Text(Some(v.to_owned()))
     }
 }
+
+/// Typed ids bind as their text.
+macro_rules! id_values {
+    ($($id:ty),*) => {$(
+        impl From<$id> for Value {
+            fn from(v: $id) -> Self {
+                Value::Text(Some(v.into_string()))
+            }
+        }
+        impl From<&$id> for Value {
+            fn from(v: &$id) -> Self {
+                Value::Text(Some(v.as_str().to_owned()))
+            }
+        }
+        impl From<Option<$id>> for Value {
+            fn from(v: Option<$id>) -> Self {
+                Value::Text(v.map(|id| id.into_string()))
+            }
+        }
+    )*};
+}
+id_values!(
+    crate::ids::ConversationId,
+    crate::ids::MessageId,
+    crate::ids::ContactId,
+    crate::ids::UserId,
+    crate::ids::MediaId,
+    crate::ids::JobId
+);
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Value::Text(Some(v))

@@ -43,9 +43,9 @@ pub async fn token_for(
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Binding {
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: crate::ids::ConversationId,
     /// The expert, for tokens of notification mails.
-    pub expert_id: Option<String>,
+    pub expert_id: Option<crate::ids::UserId>,
 }
 
 /// The conversation (and expert) a token names.

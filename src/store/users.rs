@@ -3,15 +3,14 @@
 use std::fmt;
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::{Db, Flag, StoreError, Tx, query};
-use crate::time::Timestamp;
+use crate::{ids::UserId, time::Timestamp};
 
 /// What a staff member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum StaffRole {
     /// Answers the conversations assigned to them (and may claim from the queue).
     Expert,
     /// Watches every live conversation; searches contacts; may do what experts do.
@@ -20,44 +19,44 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
+impl StaffRole {
     /// The stored name.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Role::Expert => "expert",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
+            StaffRole::Expert => "expert",
+            StaffRole::Supervisor => "supervisor",
+            StaffRole::Admin => "admin",
         }
     }
 
     /// Whether this role includes `other`'s rights (admin ⊇ supervisor ⊇ expert).
-    pub fn includes(self, other: Role) -> bool {
+    pub fn includes(self, other: StaffRole) -> bool {
         self.rank() >= other.rank()
     }
 
     fn rank(self) -> u8 {
         match self {
-            Role::Expert => 1,
-            Role::Supervisor => 2,
-            Role::Admin => 3,
+            StaffRole::Expert => 1,
+            StaffRole::Supervisor => 2,
+            StaffRole::Admin => 3,
         }
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for StaffRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl std::str::FromStr for Role {
+impl std::str::FromStr for StaffRole {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "expert" => Ok(Role::Expert),
-            "supervisor" => Ok(Role::Supervisor),
-            "admin" => Ok(Role::Admin),
+            "expert" => Ok(StaffRole::Expert),
+            "supervisor" => Ok(StaffRole::Supervisor),
+            "admin" => Ok(StaffRole::Admin),
             other => Err(format!(
                 "unknown role {other:?}: expert, supervisor or admin"
             )),
@@ -65,7 +64,7 @@ impl std::str::FromStr for Role {
     }
 }
 
-impl TryFrom<String> for Role {
+impl TryFrom<String> for StaffRole {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -77,14 +76,14 @@ impl TryFrom<String> for Role {
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct User {
     /// Its id (UUIDv7).
-    pub id: String,
+    pub id: UserId,
     /// Login name and notification address.
     pub email: String,
     /// Shown to colleagues and, for experts, to end users.
     pub display_name: String,
     /// What they may do.
     #[sqlx(try_from = "String")]
-    pub role: Role,
+    pub role: StaffRole,
     /// argon2 PHC string.
     #[serde(skip)]
     pub password_hash: String,
@@ -115,8 +114,8 @@ pub struct NewUser {
     pub email: String,
     /// Display name.
     pub display_name: String,
-    /// Role.
-    pub role: Role,
+    /// StaffRole.
+    pub role: StaffRole,
     /// argon2 PHC string.
     pub password_hash: String,
     /// Experts: capacity.
@@ -132,7 +131,7 @@ pub async fn create(tx: &mut Tx, new: NewUser, now: Timestamp) -> Result<Option<
              ON CONFLICT (email) DO NOTHING RETURNING",
             user_columns!()
         ))
-        .bind(Uuid::now_v7().to_string())
+        .bind(UserId::generate())
         .bind(new.email.trim().to_lowercase())
         .bind(new.display_name)
         .bind(new.role.as_str())

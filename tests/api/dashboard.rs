@@ -10,7 +10,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use reqwest::{Method, RequestBuilder, Response, redirect::Policy};
 use serde_json::{Value, json};
-use switchboard::store::users::{Role, User};
+use switchboard::store::users::{StaffRole, User};
 
 use crate::{
     browser::{Browser, texts},
@@ -28,7 +28,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Creates a staff account with the test password.
-async fn account(app: &TestApp, email: &str, name: &str, role: Role) -> User {
+async fn account(app: &TestApp, email: &str, name: &str, role: StaffRole) -> User {
     app.staff
         .add_user(email, name, role, PASSWORD, 3, None)
         .await
@@ -176,7 +176,7 @@ async fn handed_over(app: &TestApp, device: &str, content: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_needs_the_login_csrf_token_and_the_right_password() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
-    account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
 
     // The form sets the double-submit cookie, and carries the same value.
     let (cookie, token) = login_form(&app).await;
@@ -312,7 +312,7 @@ async fn cookies_are_secure_behind_https_or_when_configured() {
         c.server.public_url = Some("https://chat.example.com".into())
     })
     .await;
-    account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
     let (cookie, token) = login_form(&app).await;
     assert!(attributes(&cookie).contains(&"Secure"), "{cookie}");
     let response = post_login(
@@ -333,7 +333,7 @@ async fn cookies_are_secure_behind_https_or_when_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_need_a_session_and_embed_its_csrf_token() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
-    account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
 
     // Pages redirect to the sign-in form; fragments answer 401; a bearer token is not a session.
     for path in ["/dashboard", "/dashboard/conversations/x"] {
@@ -420,7 +420,7 @@ async fn pages_need_a_session_and_embed_its_csrf_token() {
 async fn the_api_with_the_session_cookie_needs_the_csrf_header() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
     let id = handed_over(&app, "visitor-1", "hello").await;
-    let ana = account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    let ana = account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
     let session = sign_in(&app, "ana@example.com").await;
     let claim = format!("/v1/expert/conversations/{id}/claim");
 
@@ -489,7 +489,7 @@ async fn the_api_with_the_session_cookie_needs_the_csrf_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_out_ends_the_session() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
-    account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
     let session = sign_in(&app, "ana@example.com").await;
 
     // A sign-out without the session's token (a foreign page's form) is refused.
@@ -545,9 +545,9 @@ async fn experts_get_no_supervisor_views_and_only_their_conversations() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
     let id = handed_over(&app, "visitor-2", "hello").await;
     let other = handed_over(&app, "visitor-3", "hello").await;
-    account(&app, "ana@example.com", "Ana", Role::Expert).await;
-    account(&app, "ben@example.com", "Ben", Role::Expert).await;
-    account(&app, "sue@example.com", "Sue", Role::Supervisor).await;
+    account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
+    account(&app, "ben@example.com", "Ben", StaffRole::Expert).await;
+    account(&app, "sue@example.com", "Sue", StaffRole::Supervisor).await;
     let ana = sign_in(&app, "ana@example.com").await;
     let ben = sign_in(&app, "ben@example.com").await;
     let sue = sign_in(&app, "sue@example.com").await;
@@ -717,8 +717,8 @@ async fn supervisors_review_flagged_replies_and_the_page_follows_availability() 
         c.evaluations.blocked_keywords = vec!["guaranteed refund".into()];
     })
     .await;
-    account(&app, "sue@example.com", "Sue", Role::Supervisor).await;
-    account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    account(&app, "sue@example.com", "Sue", StaffRole::Supervisor).await;
+    account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
     let sue = sign_in(&app, "sue@example.com").await;
     let ana = sign_in(&app, "ana@example.com").await;
     // The echo agent repeats the visitor, blocked words included.
@@ -762,7 +762,7 @@ async fn what_end_users_write_is_escaped() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
     let attack = "<script>alert('x')</script><img src=x onerror=alert(1)>";
     let id = handed_over(&app, "visitor-4", attack).await;
-    account(&app, "sue@example.com", "Sue", Role::Supervisor).await;
+    account(&app, "sue@example.com", "Sue", StaffRole::Supervisor).await;
     let sue = sign_in(&app, "sue@example.com").await;
     for path in [
         format!("/dashboard/conversations/{id}"),
@@ -834,7 +834,7 @@ async fn an_expert_answers_a_website_visitor_live_in_a_real_browser() {
         return;
     };
     let app = TestApp::spawn(&Backend::Sqlite).await;
-    account(&app, "ana@example.com", "Ana", Role::Expert).await;
+    account(&app, "ana@example.com", "Ana", StaffRole::Expert).await;
     let visitor = browser.client().clone();
     let expert = browser.session().await;
 

@@ -13,7 +13,7 @@ use switchboard::{
     staff::{passwords, tokens::TokenKeys},
     store::{
         Db, Store, query,
-        users::{self, NewUser, Role},
+        users::{self, NewUser, StaffRole},
     },
     time::Clock,
 };
@@ -171,7 +171,7 @@ async fn empty_secrets_switch_features_off_and_never_open_them() {
     let now = app.clock.now();
     let forged = TokenKeys::new(b"", Duration::from_secs(3600)).issue(
         &user_id,
-        Role::Admin,
+        StaffRole::Admin,
         now,
         now.plus(Duration::from_secs(600)),
     );
@@ -398,7 +398,7 @@ async fn a_staff_secret_kept_in_the_database_moves_to_the_key_file() {
         NewUser {
             email: "ana@example.com".into(),
             display_name: "Ana".into(),
-            role: Role::Expert,
+            role: StaffRole::Expert,
             password_hash: passwords::hash("correct-horse-battery").unwrap(),
             capacity: 3,
         },
@@ -411,7 +411,7 @@ async fn a_staff_secret_kept_in_the_database_moves_to_the_key_file() {
     store.close().await;
     let token = TokenKeys::new(b"legacy-secret-0123456789abcdef", Duration::from_secs(3600)).issue(
         &user.id,
-        Role::Expert,
+        StaffRole::Expert,
         now,
         now.plus(Duration::from_secs(600)),
     );
@@ -513,7 +513,7 @@ async fn tokens_have_a_maximum_lifetime_and_their_claims_are_checked() {
     let clock = app.clock.now();
     let long = TokenKeys::new(b"staff-secret", Duration::from_secs(365 * 86400)).issue(
         &user_id,
-        Role::Admin,
+        StaffRole::Admin,
         clock,
         clock.plus(Duration::from_secs(365 * 86400)),
     );

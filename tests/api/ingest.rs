@@ -254,7 +254,7 @@ async fn delivery_statuses_only_move_forward(backend: Backend) {
     messages::record_part(
         &mut tx,
         switchboard_whatsapp::CHANNEL,
-        &reply_id,
+        &reply_id.as_str().into(),
         0,
         "wamid.out",
     )

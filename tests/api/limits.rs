@@ -446,7 +446,7 @@ async fn messaging_contacts_over_their_rate_are_stored_unanswered_and_told_once(
         )
         .await
         .unwrap();
-    let all = messages::page(&mut app.store.reader(), &conversation, None, 100)
+    let all = messages::page(&mut app.store.reader(), &conversation.into(), None, 100)
         .await
         .unwrap();
     let inbound: Vec<_> = all

@@ -154,7 +154,10 @@ async fn a_reply_queues_its_delivery_except_on_the_web_and_its_evaluation_when_a
     assert_eq!(jobs_of(&store, jobs::EVALUATE).await, 1, "not asked");
 }
 
-async fn lock_of(store: &Store, conversation: &str) -> (Option<String>, Option<Timestamp>) {
+async fn lock_of(
+    store: &Store,
+    conversation: &switchboard::ids::ConversationId,
+) -> (Option<String>, Option<Timestamp>) {
     let c = conversations::get(&mut store.reader(), conversation)
         .await
         .unwrap()

@@ -103,7 +103,7 @@ async fn replies(app: &TestApp) -> Vec<messages::Message> {
         ))
         .await
         .unwrap();
-    messages::page(&mut app.store.reader(), &conversation, None, 100)
+    messages::page(&mut app.store.reader(), &conversation.into(), None, 100)
         .await
         .unwrap()
         .into_iter()

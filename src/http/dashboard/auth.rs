@@ -19,7 +19,10 @@ use crate::http::{
     auth::secrets_match,
     extract::{Origin, RequestOrigin, SESSION_COOKIE, StaffUser, cookie},
 };
-use crate::staff::{SignIn, SignInFrom};
+use crate::{
+    live::NoticeKind,
+    staff::{SignIn, SignInFrom},
+};
 
 /// The cookie holding the sign-in form's CSRF token (double submit).
 pub(super) const LOGIN_CSRF_COOKIE: &str = "sb_login_csrf";
@@ -296,7 +299,7 @@ pub(super) async fn logout(
             ));
         }
         state.staff.close_session(token).await?;
-        state.hub.account_notice("signed_out", &user.id);
+        state.hub.account_notice(NoticeKind::SignedOut, &user.id);
         tracing::info!(user = %user.id, "signed out of the dashboard");
     }
     let mut response = Redirect::to(LOGIN_PATH).into_response();

@@ -18,7 +18,9 @@ use super::{
 };
 use crate::{
     http::{AppState, extract::StaffUser},
+    ids::ConversationId,
     store::audit as audit_log,
+    store::audit::Action as AuditAction,
 };
 
 /// A conversation viewed again within this time by the same person is not logged again: the
@@ -115,12 +117,17 @@ pub(super) async fn lists(
 async fn open(
     state: &AppState,
     staff: &StaffUser,
-    id: &str,
+    id: &ConversationId,
 ) -> Result<ConversationView, HtmlError> {
     let since = state.clock.now().minus(VIEW_LOGGED_FOR);
     let logged = audit_log::latest(&mut state.store.reader(), &staff.user.id, id)
         .await?
-        .is_some_and(|(action, at)| matches!(action.as_str(), "view" | "observe") && at > since);
+        .is_some_and(|(action, at)| {
+            [AuditAction::View, AuditAction::Observe]
+                .iter()
+                .any(|a| a.as_str() == action)
+                && at > since
+        });
     let record = (!logged).then(|| json!({}));
     let (conversation, messages) = state
         .experts
@@ -133,7 +140,7 @@ async fn open(
 pub(super) async fn conversation(
     State(state): State<AppState>,
     user: PageUser,
-    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    id: Result<Path<ConversationId>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, HtmlError> {
     let Path(id) = id.map_err(|_| HtmlError::not_found("conversation"))?;
     let convo = open(&state, &user.staff, &id).await?;
@@ -149,7 +156,7 @@ pub(super) async fn conversation(
 pub(super) async fn transcript(
     State(state): State<AppState>,
     FragmentUser(staff): FragmentUser,
-    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    id: Result<Path<ConversationId>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, HtmlError> {
     let Path(id) = id.map_err(|_| HtmlError::not_found("conversation"))?;
     let convo = open(&state, &staff, &id).await?;

@@ -20,7 +20,8 @@ use super::{
 };
 use crate::{
     http::{AppState, extract::StaffUser, staff::audit},
-    store::{contacts, conversations, users::Role},
+    store::audit::Action as AuditAction,
+    store::{contacts, conversations, users::StaffRole},
 };
 
 /// Contacts per page of results.
@@ -65,7 +66,7 @@ pub(super) struct PageQuery {
 /// Refuses (403) anybody but supervisors and admins.
 fn supervisor(staff: &StaffUser) -> Result<(), HtmlError> {
     staff
-        .require(Role::Supervisor)
+        .require(StaffRole::Supervisor)
         .map_err(|_| HtmlError::supervisors_only())
 }
 
@@ -91,7 +92,14 @@ pub(super) async fn contacts(
         CONTACTS_PER_PAGE,
     )
     .await?;
-    audit(&state, &staff, "search_contacts", None, json!({"q": q})).await?;
+    audit(
+        &state,
+        &staff,
+        AuditAction::SearchContacts,
+        None,
+        json!({"q": q}),
+    )
+    .await?;
     let pager = Pager::new(page, CONTACTS_PER_PAGE, total, |p| {
         let query =
             serde_urlencoded::to_string([("q", q), ("page", &p.to_string())]).unwrap_or_default();
@@ -109,7 +117,7 @@ pub(super) async fn contacts(
 pub(super) async fn contact_conversations(
     State(state): State<AppState>,
     FragmentUser(staff): FragmentUser,
-    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    id: Result<Path<crate::ids::ContactId>, axum::extract::rejection::PathRejection>,
     params: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, HtmlError> {
     supervisor(&staff)?;
@@ -132,7 +140,7 @@ pub(super) async fn contact_conversations(
     audit(
         &state,
         &staff,
-        "list_conversations",
+        AuditAction::ListConversations,
         None,
         json!({"contact_id": contact_id}),
     )

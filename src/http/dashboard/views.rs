@@ -20,7 +20,7 @@ use crate::{
         conversations::{self, Conversation, Listed, Mode, Owned},
         evaluations,
         messages::{Message, Role as Author},
-        users::{self, Role, User},
+        users::{self, StaffRole, User},
     },
     time::Timestamp,
 };
@@ -87,7 +87,7 @@ impl Me {
         Ok(Me {
             name: user.display_name.clone(),
             role: user.role.as_str(),
-            supervisor: user.role.includes(Role::Supervisor),
+            supervisor: user.role.includes(StaffRole::Supervisor),
             available: user.available.0,
             capacity: user.capacity,
             open,
@@ -108,7 +108,7 @@ impl Colleagues {
         Ok(Colleagues {
             names: all
                 .iter()
-                .map(|u| (u.id.clone(), u.display_name.clone()))
+                .map(|u| (u.id.to_string(), u.display_name.clone()))
                 .collect(),
             enabled: all
                 .into_iter()
@@ -269,7 +269,7 @@ fn state_of(conversation: &Conversation, me: &User, colleagues: &Colleagues) -> 
         (Mode::Ai, _) => "With the assistant".to_owned(),
         (Mode::Closed, _) => "Closed".to_owned(),
         (Mode::Expert, None) => "Waiting for an expert".to_owned(),
-        (Mode::Expert, Some(id)) if id == me.id => "With you".to_owned(),
+        (Mode::Expert, Some(id)) if me.id == id => "With you".to_owned(),
         (Mode::Expert, Some(id)) => format!("With {}", colleagues.name(id).unwrap_or("an expert")),
     }
 }
@@ -297,7 +297,7 @@ impl Lists {
                     channel: channel_label(conversation.channel),
                     title: title_of(&conversation),
                     since: conversation.queued_at.map(Stamp::of),
-                    id: conversation.id,
+                    id: conversation.id.to_string(),
                 },
             )
             .collect();
@@ -317,12 +317,12 @@ impl Lists {
                     title: title_of(&conversation),
                     unread,
                     updated: Stamp::of(conversation.updated_at),
-                    id: conversation.id,
+                    id: conversation.id.to_string(),
                 },
             )
             .collect();
         let unread = mine.iter().map(|m| m.unread).sum();
-        let (live, flagged) = if me.role.includes(Role::Supervisor) {
+        let (live, flagged) = if me.role.includes(StaffRole::Supervisor) {
             (
                 Some(LivePage::load(state, me, live_page).await?),
                 Some(Flagged::load(&mut state.store.reader()).await?),
@@ -366,7 +366,7 @@ impl LivePage {
                     title: title_of(&conversation),
                     state: state_of(&conversation, me, &colleagues),
                     updated: Stamp::of(conversation.updated_at),
-                    id: conversation.id,
+                    id: conversation.id.to_string(),
                 },
             )
             .collect();
@@ -457,7 +457,7 @@ impl MessageRow {
             content: message.content,
             attachments,
             rev: format!("{:016x}", hasher.finish()),
-            id: message.id,
+            id: message.id.to_string(),
         }
     }
 }
@@ -520,7 +520,7 @@ impl ConversationView {
         let name = contacts::display_name(&mut reader, &conversation.contact_id).await?;
         let contact_address = contacts::external_id(&mut reader, &conversation.contact_id).await?;
         let contact = contact_label(name, conversation.channel);
-        let supervisor = me.role.includes(Role::Supervisor);
+        let supervisor = me.role.includes(StaffRole::Supervisor);
         let owner = conversation.expert_id.as_deref();
         let mine = owner == Some(me.id.as_str());
         let observing = supervisor && !mine;
@@ -536,7 +536,7 @@ impl ConversationView {
                 .iter()
                 .filter(|u| Some(u.id.as_str()) != owner)
                 .map(|u| Target {
-                    id: u.id.clone(),
+                    id: u.id.to_string(),
                     label: format!(
                         "{} ({}, {})",
                         u.display_name,
@@ -581,7 +581,7 @@ impl ConversationView {
             contact_address,
             controls,
             controls_key,
-            id: conversation.id,
+            id: conversation.id.to_string(),
         })
     }
 }
@@ -607,7 +607,7 @@ impl From<contacts::Found> for ContactRow {
             address: found.external_id,
             username: found.username,
             since: Stamp::of(found.created_at),
-            id: found.id,
+            id: found.id.to_string(),
         }
     }
 }
@@ -636,7 +636,7 @@ impl ContactConversationRow {
                 channel: channel_label(c.channel),
                 state: state_of(&c, me, &colleagues),
                 updated: Stamp::of(c.updated_at),
-                id: c.id,
+                id: c.id.to_string(),
             })
             .collect())
     }

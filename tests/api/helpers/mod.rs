@@ -271,7 +271,10 @@ impl TestApp {
             .expect("token request");
         let (status, body) = json_response(response).await;
         assert_eq!(status, 200, "{body}");
-        (user.id, body["token"].as_str().expect("a token").to_owned())
+        (
+            user.id.into_string(),
+            body["token"].as_str().expect("a token").to_owned(),
+        )
     }
 
     /// A request with a staff bearer token.
