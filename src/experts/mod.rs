@@ -15,6 +15,7 @@
 //! instances never give one conversation to two experts.
 
 pub mod notify;
+pub mod supervision;
 
 use std::sync::Arc;
 

@@ -28,10 +28,11 @@ use super::{
     staff_streams::{access_ends, stream_place},
 };
 use crate::{
+    experts::supervision::{Listed, Supervision},
     ids::{ContactId, ConversationId},
     live::Position,
     store::audit::Action as AuditAction,
-    store::{contacts, conversations, evaluations, users::StaffRole},
+    store::{conversations, evaluations, users::StaffRole},
 };
 
 #[derive(Debug, Deserialize)]
@@ -123,23 +124,11 @@ pub(super) async fn of_contact(
 ) -> Result<Response, ApiError> {
     staff.require(StaffRole::Supervisor)?;
     let (page, limit, offset) = params.bounds()?;
-    let mut reader = state.store.reader();
-    if contacts::external_id(&mut reader, &contact_id)
+    let found = supervision(&state)
+        .conversations_of(&staff.actor(), &contact_id, offset, limit)
         .await?
-        .is_none()
-    {
-        return Err(ApiError::not_found("user"));
-    }
-    let (items, total) =
-        conversations::page_for_contact(&mut reader, &contact_id, offset, limit).await?;
-    audit(
-        &state,
-        &staff,
-        AuditAction::ListConversations,
-        None,
-        json!({"contact_id": contact_id}),
-    )
-    .await?;
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let Listed { items, total } = found.conversations;
     Ok(
         Json(json!({"conversations": items, "total": total, "page": page, "limit": limit}))
             .into_response(),
@@ -155,19 +144,24 @@ pub(super) async fn search(
     staff.require(StaffRole::Supervisor)?;
     let (page, limit, offset) = params.bounds()?;
     let q = params.q.as_deref().unwrap_or_default().trim();
-    let (found, total) = contacts::search(&mut state.store.reader(), q, offset, limit).await?;
-    audit(
-        &state,
-        &staff,
-        AuditAction::SearchContacts,
-        None,
-        json!({"q": q}),
-    )
-    .await?;
+    let Listed {
+        items: found,
+        total,
+    } = supervision(&state)
+        .search_contacts(&staff.actor(), q, offset, limit)
+        .await?;
     Ok(
         Json(json!({"contacts": found, "total": total, "page": page, "limit": limit}))
             .into_response(),
     )
+}
+
+/// The supervisors' lookups over the gateway's store.
+pub(super) fn supervision(state: &AppState) -> Supervision<'_> {
+    Supervision {
+        store: &state.store,
+        clock: &state.clock,
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,6 @@ use axum::{
     response::Response,
 };
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{
     HtmlError,
@@ -19,9 +18,9 @@ use super::{
     views::{ContactConversationRow, ContactRow, Pager},
 };
 use crate::{
-    http::{AppState, extract::StaffUser, staff::audit},
-    store::audit::Action as AuditAction,
-    store::{contacts, conversations, users::StaffRole},
+    experts::supervision::{ContactConversations, Listed},
+    http::{AppState, extract::StaffUser, supervisor::supervision as supervisor_lookups},
+    store::users::StaffRole,
 };
 
 /// Contacts per page of results.
@@ -85,21 +84,17 @@ pub(super) async fn contacts(
             "Search for at most {MAX_QUERY_CHARS} characters."
         )));
     }
-    let (found, total) = contacts::search(
-        &mut state.store.reader(),
-        q,
-        crate::http::paging::offset(page, CONTACTS_PER_PAGE).unwrap_or_default(),
-        CONTACTS_PER_PAGE,
-    )
-    .await?;
-    audit(
-        &state,
-        &staff,
-        AuditAction::SearchContacts,
-        None,
-        json!({"q": q}),
-    )
-    .await?;
+    let Listed {
+        items: found,
+        total,
+    } = supervisor_lookups(&state)
+        .search_contacts(
+            &staff.actor(),
+            q,
+            crate::http::paging::offset(page, CONTACTS_PER_PAGE).unwrap_or_default(),
+            CONTACTS_PER_PAGE,
+        )
+        .await?;
     let pager = Pager::new(page, CONTACTS_PER_PAGE, total, |p| {
         let query =
             serde_urlencoded::to_string([("q", q), ("page", &p.to_string())]).unwrap_or_default();
@@ -123,28 +118,24 @@ pub(super) async fn contact_conversations(
     supervisor(&staff)?;
     let Path(contact_id) = id.map_err(|_| HtmlError::not_found("contact"))?;
     let page = page_number(query(params)?.page)?;
-    let mut reader = state.store.reader();
-    let Some(address) = contacts::external_id(&mut reader, &contact_id).await? else {
+    let Some(ContactConversations {
+        external_id: address,
+        name,
+        conversations: Listed {
+            items: found,
+            total,
+        },
+    }) = supervisor_lookups(&state)
+        .conversations_of(
+            &staff.actor(),
+            &contact_id,
+            crate::http::paging::offset(page, CONVERSATIONS_PER_PAGE).unwrap_or_default(),
+            CONVERSATIONS_PER_PAGE,
+        )
+        .await?
+    else {
         return Err(HtmlError::not_found("contact"));
     };
-    let name = contacts::display_name(&mut reader, &contact_id)
-        .await?
-        .filter(|n| !n.trim().is_empty());
-    let (found, total) = conversations::page_for_contact(
-        &mut reader,
-        &contact_id,
-        crate::http::paging::offset(page, CONVERSATIONS_PER_PAGE).unwrap_or_default(),
-        CONVERSATIONS_PER_PAGE,
-    )
-    .await?;
-    audit(
-        &state,
-        &staff,
-        AuditAction::ListConversations,
-        None,
-        json!({"contact_id": contact_id}),
-    )
-    .await?;
     let pager = Pager::new(page, CONVERSATIONS_PER_PAGE, total, |p| {
         format!("/dashboard/fragments/contacts/{contact_id}/conversations?page={p}")
     });
