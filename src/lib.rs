@@ -6,6 +6,28 @@
 //! hands them to a human, and replies go back through the channel they came from.
 //!
 //! [`app::Gateway`] assembles everything; `main.rs` only parses the command line.
+//!
+//! # Layout
+//!
+//! A message travels down this list and its reply back up; each module imports only modules
+//! below it (no module cycles):
+//!
+//! - [`app`]: the gateway assembled — storage, channels, services, jobs, the HTTP server — with
+//!   start-up and shutdown.
+//! - [`http`]: every route; [`http`]`::webhook` hands each channel's webhooks to its plug-in.
+//! - [`inbox`]: what channel plug-ins deliver to (files inside messages, replies to experts'
+//!   notifications, then the pipeline).
+//! - [`evaluations`]: checks of AI replies, and what a failed one causes.
+//! - [`jobs`]: the durable queues and schedules; the services register their handlers.
+//! - [`pipeline`]: ingest (one transaction), lanes (one message of a conversation at a time),
+//!   routing, the agent's turn, handoff, the sweeper.
+//! - [`experts`]: who owns a conversation in expert mode; notifications; supervisors' lookups.
+//! - [`agents`], [`staff`], [`live`] (event fan-out), [`limits`] (rates and caps).
+//! - [`store`]: the database (SQLite or PostgreSQL), one module per table family; [`media`]: the
+//!   media directory.
+//! - [`channels`]: the registry — the one place that names the channel crates.
+//! - [`shared`], [`ids`], [`config`], [`time`], [`text`], [`private_files`], [`telemetry`]:
+//!   what everything uses.
 
 pub mod agents;
 pub mod app;

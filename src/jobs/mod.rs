@@ -12,8 +12,8 @@
 //! - schedules ([`ScheduledTask`]): lock expiry and the sweeper (`pipeline`), assignment and its
 //!   timeouts (`experts`).
 //!
-//! This module knows neither: the gateway hands [`run`] the handlers and tasks of its services,
-//! so jobs depend on no feature module and each feature owns its jobs.
+//! This module knows neither: the gateway hands [`Jobs::run`] the handlers and tasks of its
+//! services, so jobs depend on no feature module and each feature owns its jobs.
 
 pub mod deliver;
 pub mod fetch_media;

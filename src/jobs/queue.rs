@@ -3,13 +3,13 @@
 //! Why not apalis' SQL storages: a job must be written in the same transaction as the data that
 //! causes it (a stored reply and its delivery), which only works when jobs live in the gateway's
 //! own database, on its own connections — one writer on SQLite, each test's own schema on
-//! PostgreSQL. So jobs are rows of [`store::jobs`], and this module turns them into an apalis
-//! backend: a stream that claims due jobs (with a lease, see [`store::jobs::claim`]) and waits,
+//! PostgreSQL. So jobs are rows of [`crate::store::jobs`], and this module turns them into an apalis
+//! backend: a stream that claims due jobs (with a lease, see [`crate::store::jobs::claim`]) and waits,
 //! between claims, until it is woken (a job was added or finished), the next retry is due, or the
 //! poll interval passes (jobs added by other instances).
 //!
-//! Handlers finish their jobs themselves ([`store::jobs::finish`] in the transaction that records
-//! the result, or [`store::jobs::retry_at`] with the [`RetryPolicy`]'s delay), so a job is removed
+//! Handlers finish their jobs themselves ([`crate::store::jobs::finish`] in the transaction that records
+//! the result, or [`crate::store::jobs::retry_at`] with the [`RetryPolicy`]'s delay), so a job is removed
 //! exactly when its effect is stored.
 
 use std::{sync::Arc, time::Duration};

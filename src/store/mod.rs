@@ -2,7 +2,7 @@
 //!
 //! The gateway writes its SQL once, with `$1`-style placeholders that both backends understand, and
 //! runs it through [`Store`] (reads, single statements) or [`Tx`] (a write transaction). Times are
-//! integers ([`Timestamp`](crate::time::Timestamp)) and documents are JSON, so the same statement
+//! integers ([`crate::time::Timestamp`]) and documents are JSON, so the same statement
 //! works on both.
 //!
 //! SQLite allows one writer at a time. Rather than letting several pooled connections fight over
