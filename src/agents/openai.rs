@@ -120,7 +120,7 @@ impl Agent for OpenAiAgent {
             let response = match builder.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    yield Err(AgentError::Transport(error_chain(&e)));
+                    yield Err(AgentError::Transport(switchboard_channel::error_chain(&e)));
                     return;
                 }
             };
@@ -156,7 +156,7 @@ impl Agent for OpenAiAgent {
                 let chunk = match chunk {
                     Ok(chunk) => chunk,
                     Err(e) => {
-                        yield Err(AgentError::Transport(error_chain(&e)));
+                        yield Err(AgentError::Transport(switchboard_channel::error_chain(&e)));
                         return;
                     }
                 };
@@ -185,17 +185,6 @@ impl Agent for OpenAiAgent {
         }
         .boxed()
     }
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn truncate(s: &str, max: usize) -> String {
