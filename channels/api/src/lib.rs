@@ -137,12 +137,19 @@
 //! `Retry-After`, in seconds or as a date, when given) with the same `id` and `delivery`, signed
 //! anew — the integration recognises a repeat by its `delivery`. Any other answer (a 4xx, a
 //! redirect) fails the message for good, with the HTTP status as its error code.
+//!
+//! # Testing
+//!
+//! With the `testing` feature, `testing::FakeIntegration` is a fake integration on 127.0.0.1
+//! that records the callbacks it receives and answers them as a test tells it.
 
 mod config;
 mod inbound;
 mod outbound;
 mod replay;
 mod signature;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod webhook;
 
 use std::sync::Arc;

@@ -1,22 +1,13 @@
 //! Callbacks against a fake integration on 127.0.0.1: what it receives (signed, verifiable with
 //! the secret) and how its answers are classified.
 
-use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::State,
-    http::HeaderMap,
-    response::Response,
-};
-use serde_json::{Value, json};
+use serde_json::json;
 use switchboard_api::{
-    DELIVERY_HEADER, KIND, SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh, verify,
+    DELIVERY_HEADER, KIND, SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh,
+    testing::{FakeIntegration, Reply},
+    verify,
 };
 use switchboard_channel::{
     ChannelKind, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread, TypingTarget,
@@ -24,126 +15,17 @@ use switchboard_channel::{
 
 const SECRET: &str = "crm-secret";
 
-/// A request the fake integration received.
-#[derive(Debug, Clone)]
-struct Recorded {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// How the fake answers one request.
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Option<Duration>,
-}
-
-impl Reply {
-    fn new(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: body.into(),
-            delay: None,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: &str) -> Reply {
-        self.headers.push((name, value.into()));
-        self
-    }
-}
-
-#[derive(Clone, Default)]
-struct Shared {
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    replies: Arc<Mutex<VecDeque<Reply>>>,
-}
-
-/// The fake integration; stops when dropped.
-struct FakeIntegration {
-    base: String,
-    shared: Shared,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeIntegration {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl FakeIntegration {
-    async fn start() -> FakeIntegration {
-        let shared = Shared::default();
-        let app = Router::new().fallback(answer).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        FakeIntegration {
-            base,
-            shared,
-            server,
-        }
-    }
-
-    fn reply(&self, reply: Reply) {
-        self.shared.replies.lock().unwrap().push_back(reply);
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-
-    /// The channel's sender, with `crm` calling back here and `quiet` (no typing) too.
-    fn sender(&self, timeout: &str) -> Arc<dyn Sender> {
-        let section = json!({"integrations": [
-            {"name": "crm", "secret": SECRET, "callback_url": format!("{}/crm/callback?token=t0k", self.base), "timeout": timeout},
-            {"name": "quiet", "secret": "q", "callback_url": format!("{}/quiet", self.base), "typing": false}
-        ]});
-        KIND.build(section)
-            .unwrap()
-            .expect("the channel is on")
-            .sender()
-            .expect("the channel sends")
-    }
-}
-
-async fn answer(
-    State(shared): State<Shared>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.requests.lock().unwrap().push(Recorded {
-        path: uri.to_string(),
-        headers,
-        body,
-    });
-    let reply = shared.replies.lock().unwrap().pop_front();
-    let reply = reply.unwrap_or_else(|| Reply::new(200, r#"{"id": "crm-out-1"}"#));
-    if let Some(delay) = reply.delay {
-        tokio::time::sleep(delay).await;
-    }
-    let mut response = Response::builder().status(reply.status);
-    for (name, value) in &reply.headers {
-        response = response.header(*name, value);
-    }
-    response.body(Body::from(reply.body)).unwrap()
+/// The channel's sender, with `crm` calling back to `fake` and `quiet` (no typing) too.
+fn sender(fake: &FakeIntegration, timeout: &str) -> Arc<dyn Sender> {
+    let section = json!({"integrations": [
+        {"name": "crm", "secret": SECRET, "callback_url": fake.url("/crm/callback?token=t0k"), "timeout": timeout},
+        {"name": "quiet", "secret": "q", "callback_url": fake.url("/quiet"), "typing": false}
+    ]});
+    KIND.build(section)
+        .unwrap()
+        .expect("the channel is on")
+        .sender()
+        .expect("the channel sends")
 }
 
 fn text(body: &str) -> OutboundMessage {
@@ -164,18 +46,18 @@ fn text(body: &str) -> OutboundMessage {
 #[tokio::test]
 async fn a_reply_is_posted_signed_and_the_integration_names_it() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     assert!(sender.wants_thread());
     assert_eq!(sender.text_limit(), None);
     let sent = sender.send(&text("We open at 9.")).await.unwrap();
     assert_eq!(
         sent,
         Sent {
-            provider_message_id: "crm:crm-out-1".into(),
+            provider_message_id: "crm:out-1".into(),
             substituted: None
         }
     );
-    let requests = fake.requests();
+    let requests = fake.callbacks();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
     assert_eq!(request.path, "/crm/callback?token=t0k");
@@ -186,6 +68,8 @@ async fn a_reply_is_posted_signed_and_the_integration_names_it() {
     let signature = request.header(SIGNATURE_HEADER).unwrap();
     assert_eq!(verify(SECRET, timestamp, &request.body, signature), Ok(()));
     assert!(verify("other", timestamp, &request.body, signature).is_err());
+    assert!(request.is_signed_with(SECRET) && !request.is_signed_with("other"));
+    assert_eq!(request.kind().as_deref(), Some("message"));
     assert_eq!(
         request.json(),
         json!({
@@ -205,7 +89,7 @@ async fn a_reply_is_posted_signed_and_the_integration_names_it() {
 #[tokio::test]
 async fn without_an_id_in_the_answer_the_delivery_names_the_message() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     for reply in [
         Reply::new(200, "OK"),
         Reply::new(204, ""),
@@ -223,7 +107,7 @@ async fn without_an_id_in_the_answer_the_delivery_names_the_message() {
 #[tokio::test]
 async fn retries_carry_the_same_ids_and_a_fresh_signature() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     fake.reply(Reply::new(503, "maintenance"));
     let message = text("Hi");
     assert!(matches!(
@@ -231,7 +115,7 @@ async fn retries_carry_the_same_ids_and_a_fresh_signature() {
         Err(SendError::Transient { .. })
     ));
     sender.send(&message).await.unwrap();
-    let requests = fake.requests();
+    let requests = fake.callbacks();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].json(), requests[1].json());
     assert_eq!(
@@ -248,7 +132,7 @@ async fn retries_carry_the_same_ids_and_a_fresh_signature() {
 #[tokio::test]
 async fn server_errors_are_transient() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     for status in [500, 502, 503, 504, 408] {
         fake.reply(Reply::new(status, "try later"));
         match sender.send(&text("Hi")).await {
@@ -264,7 +148,7 @@ async fn server_errors_are_transient() {
 #[tokio::test]
 async fn client_errors_are_permanent_with_the_status_as_code() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     fake.reply(Reply::new(400, r#"{"error": "unknown user 42"}"#));
     assert_eq!(
         sender.send(&text("Hi")).await,
@@ -283,7 +167,7 @@ async fn client_errors_are_permanent_with_the_status_as_code() {
 #[tokio::test]
 async fn rate_limits_honour_retry_after() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     fake.reply(Reply::new(429, "slow down").header("retry-after", "30"));
     assert_eq!(
         sender.send(&text("Hi")).await,
@@ -302,22 +186,20 @@ async fn rate_limits_honour_retry_after() {
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     fake.reply(Reply::new(302, "").header("location", "/elsewhere"));
     assert_eq!(
         sender.send(&text("Hi")).await,
         Err(SendError::permanent("302", "HTTP 302 Found"))
     );
-    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.callbacks().len(), 1);
 }
 
 #[tokio::test]
 async fn a_slow_integration_times_out_transiently() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("200ms");
-    let mut slow = Reply::new(200, r#"{"id": "late"}"#);
-    slow.delay = Some(Duration::from_secs(5));
-    fake.reply(slow);
+    let sender = sender(&fake, "200ms");
+    fake.reply(Reply::new(200, r#"{"id": "late"}"#).delayed(Duration::from_secs(5)));
     match sender.send(&text("Hi")).await {
         Err(SendError::Transient { reason, .. }) => {
             assert!(reason.contains("did not answer in time"), "{reason}");
@@ -352,7 +234,7 @@ async fn an_unreachable_integration_is_transient() {
 #[tokio::test]
 async fn files_come_first_each_with_its_own_delivery() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     let mut file = text("");
     file.content = OutboundContent::Media {
         attachment: switchboard_channel::Attachment {
@@ -368,7 +250,7 @@ async fn files_come_first_each_with_its_own_delivery() {
     };
     fake.reply(Reply::new(200, ""));
     let sent = sender.send(&file).await.unwrap();
-    let request = &fake.requests()[0];
+    let request = &fake.callbacks()[0];
     let delivery = request.header(DELIVERY_HEADER).unwrap().to_owned();
     assert!(delivery.starts_with("0190f0c2-msg.file-"), "{delivery}");
     assert_eq!(sent.provider_message_id, format!("crm:{delivery}"));
@@ -386,7 +268,7 @@ async fn files_come_first_each_with_its_own_delivery() {
 #[tokio::test]
 async fn typing_is_posted_signed_unless_turned_off() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     sender
         .typing(&TypingTarget {
             account: "crm".into(),
@@ -403,7 +285,7 @@ async fn typing_is_posted_signed_unless_turned_off() {
         })
         .await
         .unwrap();
-    let requests = fake.requests();
+    let requests = fake.callbacks();
     assert_eq!(requests.len(), 1, "the quiet integration takes no typing");
     let request = &requests[0];
     assert_eq!(
@@ -437,7 +319,7 @@ async fn typing_is_posted_signed_unless_turned_off() {
 #[tokio::test]
 async fn messages_for_unknown_integrations_or_users_are_not_sent() {
     let fake = FakeIntegration::start().await;
-    let sender = fake.sender("5s");
+    let sender = sender(&fake, "5s");
     let mut gone = text("Hi");
     gone.account = "removed".into();
     assert!(matches!(
@@ -450,5 +332,5 @@ async fn messages_for_unknown_integrations_or_users_are_not_sent() {
         sender.send(&stranger).await,
         Err(SendError::Permanent { code, .. }) if code == "invalid_recipient"
     ));
-    assert!(fake.requests().is_empty());
+    assert!(fake.callbacks().is_empty());
 }

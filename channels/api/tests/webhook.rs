@@ -1,76 +1,38 @@
 //! `POST /webhooks/api/{integration}` as the gateway drives it: `check` with the head, then
 //! `receive` with the body and an inbox — here an in-memory one that records every batch.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use chrono::DateTime;
+use http::{HeaderValue, Method, StatusCode};
 use serde_json::json;
 use switchboard_api::{KIND, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use switchboard_channel::{
-    BodyCheck, ChannelKind, Checkpoint, InboundEvent, Inbox, InboxError, Ingested, Webhook,
-    WebhookAnswer, WebhookError, WebhookRequest,
+    BodyCheck, ChannelKind, InboundEvent, InboxError, Webhook, WebhookAnswer, WebhookError,
+    WebhookRequest,
+    testing::{FakeInbox, webhook_request as request},
 };
 
 const NOW: i64 = 1_700_000_000;
 const SECRET: &str = "crm-secret";
 
-/// An inbox that stores nothing but remembers what it was given.
-struct FakeInbox {
-    now: DateTime<Utc>,
-    batches: Mutex<Vec<Vec<InboundEvent>>>,
-    fail: Mutex<Option<InboxError>>,
+/// The gateway's inbox in memory, on the clock of [`NOW`].
+fn inbox() -> FakeInbox {
+    FakeInbox::at(DateTime::from_timestamp(NOW, 0).unwrap())
 }
 
-impl FakeInbox {
-    fn new() -> FakeInbox {
-        FakeInbox {
-            now: DateTime::from_timestamp(NOW, 0).unwrap(),
-            batches: Mutex::new(Vec::new()),
-            fail: Mutex::new(None),
-        }
-    }
-
-    fn batches(&self) -> Vec<Vec<InboundEvent>> {
-        self.batches.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Inbox for FakeInbox {
-    fn now(&self) -> DateTime<Utc> {
-        self.now
-    }
-
-    async fn ingest(
-        &self,
-        events: Vec<InboundEvent>,
-        checkpoint: Option<Checkpoint>,
-    ) -> Result<Ingested, InboxError> {
-        assert_eq!(checkpoint, None, "repeats are the gateway's to recognise");
-        if let Some(error) = self.fail.lock().unwrap().take() {
-            return Err(error);
-        }
-        let messages = events
-            .iter()
-            .filter(|e| matches!(e, InboundEvent::Message(_)))
-            .count();
-        let ingested = Ingested {
-            events: events.len(),
-            stored: messages,
-            duplicates: 0,
-            statuses: events.len() - messages,
-            staff_reply: None,
-        };
-        self.batches.lock().unwrap().push(events);
-        Ok(ingested)
-    }
-
-    async fn position(&self, _cursor: &str) -> Result<Option<String>, InboxError> {
-        Ok(None)
-    }
+/// The events of every batch the inbox stored; repeats are the gateway's to recognise, so no
+/// batch comes with a checkpoint.
+fn batches(inbox: &FakeInbox) -> Vec<Vec<InboundEvent>> {
+    inbox
+        .batches()
+        .into_iter()
+        .map(|(events, checkpoint)| {
+            assert_eq!(checkpoint, None, "repeats are the gateway's to recognise");
+            events
+        })
+        .collect()
 }
 
 fn webhook() -> Arc<dyn Webhook> {
@@ -92,23 +54,6 @@ fn body() -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-/// A request with the given headers (name, value).
-fn request(method: Method, path: &str, headers: &[(&str, String)]) -> WebhookRequest {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        map.insert(
-            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    WebhookRequest {
-        method,
-        path: path.into(),
-        query: None,
-        headers: map,
-    }
 }
 
 /// A request signed by `crm` at `timestamp`.
@@ -147,7 +92,7 @@ fn refused(result: Result<WebhookAnswer, WebhookError>) -> (StatusCode, &'static
 
 #[tokio::test]
 async fn a_signed_request_is_ingested_and_answered_with_the_summary() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
+    let (webhook, inbox) = (webhook(), inbox());
     let answer = deliver(&*webhook, signed(&body(), NOW), &body(), &inbox)
         .await
         .unwrap();
@@ -157,7 +102,7 @@ async fn a_signed_request_is_ingested_and_answered_with_the_summary() {
             "status": "ok", "events": 2, "stored": 1, "duplicates": 0, "statuses": 1
         }))
     );
-    let batches = inbox.batches();
+    let batches = batches(&inbox);
     assert_eq!(batches.len(), 1);
     let InboundEvent::Message(message) = &batches[0][0] else {
         panic!("{batches:?}")
@@ -173,7 +118,7 @@ async fn a_signed_request_is_ingested_and_answered_with_the_summary() {
 
 #[tokio::test]
 async fn a_retried_delivery_goes_to_the_inbox_again() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
+    let (webhook, inbox) = (webhook(), inbox());
     deliver(&*webhook, signed(&body(), NOW - 10), &body(), &inbox)
         .await
         .unwrap();
@@ -184,7 +129,7 @@ async fn a_retried_delivery_goes_to_the_inbox_again() {
     deliver(&*webhook, signed(&body(), NOW), &body(), &inbox)
         .await
         .unwrap();
-    let batches = inbox.batches();
+    let batches = batches(&inbox);
     assert_eq!(batches.len(), 3);
     assert!(
         batches.iter().all(|batch| batch == &batches[0]),
@@ -194,7 +139,7 @@ async fn a_retried_delivery_goes_to_the_inbox_again() {
 
 #[tokio::test]
 async fn a_bad_signature_changes_nothing() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
+    let (webhook, inbox) = (webhook(), inbox());
     let body = body();
     // Signed for another body, with another secret, or for another time.
     let mut tampered = signed(b"{}", NOW);
@@ -234,7 +179,7 @@ async fn a_bad_signature_changes_nothing() {
         refused(deliver(&*webhook, sms, &body, &inbox).await),
         (StatusCode::UNAUTHORIZED, "invalid_signature")
     );
-    assert!(inbox.batches().is_empty());
+    assert!(batches(&inbox).is_empty());
 }
 
 #[tokio::test]
@@ -275,7 +220,7 @@ async fn missing_or_malformed_proofs_are_refused_before_the_body() {
 
 #[tokio::test]
 async fn old_and_future_timestamps_are_stale() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
+    let (webhook, inbox) = (webhook(), inbox());
     for timestamp in [NOW - 301, NOW + 301, 0] {
         assert_eq!(
             refused(deliver(&*webhook, signed(&body(), timestamp), &body(), &inbox).await),
@@ -288,7 +233,7 @@ async fn old_and_future_timestamps_are_stale() {
             .await
             .unwrap();
     }
-    assert_eq!(inbox.batches().len(), 2);
+    assert_eq!(batches(&inbox).len(), 2);
 }
 
 #[tokio::test]
@@ -334,7 +279,7 @@ async fn routes_methods_and_types_are_checked() {
 
 #[tokio::test]
 async fn bad_payloads_are_refused_with_a_reason() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
+    let (webhook, inbox) = (webhook(), inbox());
     let cases: [(&[u8], &str); 3] = [
         (
             b"{\"messages\": [",
@@ -359,12 +304,12 @@ async fn bad_payloads_are_refused_with_a_reason() {
         );
         assert!(error.message.starts_with(expected), "{}", error.message);
     }
-    assert!(inbox.batches().is_empty());
+    assert!(batches(&inbox).is_empty());
 }
 
 #[tokio::test]
 async fn an_empty_request_checks_the_signature_and_stores_nothing() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
+    let (webhook, inbox) = (webhook(), inbox());
     let answer = deliver(&*webhook, signed(b"{}", NOW), b"{}", &inbox)
         .await
         .unwrap();
@@ -374,13 +319,13 @@ async fn an_empty_request_checks_the_signature_and_stores_nothing() {
             "status": "ok", "events": 0, "stored": 0, "duplicates": 0, "statuses": 0
         }))
     );
-    assert!(inbox.batches().is_empty());
+    assert!(batches(&inbox).is_empty());
 }
 
 #[tokio::test]
 async fn inbox_failures_are_answered_for_the_integration_to_retry() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
-    *inbox.fail.lock().unwrap() = Some(InboxError::Unavailable("disk full".into()));
+    let (webhook, inbox) = (webhook(), inbox());
+    inbox.fail_once(InboxError::Unavailable("disk full".into()));
     let error = deliver(&*webhook, signed(&body(), NOW), &body(), &inbox)
         .await
         .unwrap_err();
@@ -392,7 +337,7 @@ async fn inbox_failures_are_answered_for_the_integration_to_retry() {
         !error.message.contains("disk"),
         "the gateway's trouble stays inside"
     );
-    *inbox.fail.lock().unwrap() = Some(InboxError::Limited {
+    inbox.fail_once(InboxError::Limited {
         reason: "too many messages".into(),
         retry_after: 30,
     });
@@ -405,12 +350,12 @@ async fn inbox_failures_are_answered_for_the_integration_to_retry() {
     deliver(&*webhook, signed(&body(), NOW), &body(), &inbox)
         .await
         .unwrap();
-    assert_eq!(inbox.batches().len(), 1);
+    assert_eq!(batches(&inbox).len(), 1);
 }
 
 #[tokio::test]
 async fn the_other_integration_has_its_own_route_and_ids() {
-    let (webhook, inbox) = (webhook(), FakeInbox::new());
+    let (webhook, inbox) = (webhook(), inbox());
     let body = body();
     let request = request(
         Method::POST,
@@ -421,7 +366,7 @@ async fn the_other_integration_has_its_own_route_and_ids() {
         ],
     );
     deliver(&*webhook, request, &body, &inbox).await.unwrap();
-    let batches = inbox.batches();
+    let batches = batches(&inbox);
     let InboundEvent::Message(message) = &batches[0][0] else {
         panic!("{batches:?}")
     };

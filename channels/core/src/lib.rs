@@ -11,7 +11,9 @@
 //! hosts it.
 //!
 //! This crate deliberately knows nothing about HTTP servers or storage: an adapter verifies and parses,
-//! the gateway decides what to store and when to answer.
+//! the gateway decides what to store and when to answer. The one exception is the `testing` module
+//! (behind the `testing` feature, for tests only): the fake servers and the in-memory inbox that
+//! the channel crates' tests and the gateway's end-to-end tests share.
 
 mod channel;
 mod error;
@@ -22,6 +24,8 @@ mod outbound;
 pub mod plugin;
 mod secret;
 pub mod signature;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod text;
 pub mod webhook;
 

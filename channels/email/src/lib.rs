@@ -20,6 +20,9 @@
 //!   keep the thread, and a `Reply-To` plus-address carrying the conversation's token.
 //! - **Replay.** `switchboard replay webhooks/email/…` posts a recorded mail or provider request
 //!   to its route, signed or authenticated as the provider would.
+//!
+//! With the `testing` feature, `testing::FakeSmtp` is a fake SMTP server on 127.0.0.1: the one
+//! this crate's tests and the gateway's end-to-end tests send to.
 
 mod config;
 mod imap;
@@ -30,8 +33,8 @@ pub mod providers;
 mod receive;
 mod replay;
 mod settings;
-#[cfg(test)]
-mod testing;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod webhook;
 
 use switchboard_channel::Channel;

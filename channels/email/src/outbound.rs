@@ -43,8 +43,6 @@ mod classify;
 mod compose;
 
 #[cfg(test)]
-mod fake;
-#[cfg(test)]
 mod tests;
 
 use std::{fmt, time::Duration};

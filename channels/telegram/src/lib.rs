@@ -23,6 +23,9 @@
 //!
 //! The crate knows nothing about the gateway's server or storage: it sees the gateway's
 //! [`switchboard_channel::Inbox`].
+//!
+//! With the `testing` feature, `testing::FakeBotApi` is a fake Bot API on 127.0.0.1: the one
+//! this crate's tests and the gateway's end-to-end tests run against.
 
 mod bots;
 pub mod config;
@@ -32,8 +35,8 @@ mod plugin;
 mod poll;
 mod replay;
 mod settings;
-#[cfg(test)]
-mod testing;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod webhook;
 
 use switchboard_channel::Channel;

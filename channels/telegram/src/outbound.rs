@@ -28,8 +28,6 @@ mod classify;
 mod media;
 
 #[cfg(test)]
-pub(crate) mod fake;
-#[cfg(test)]
 mod tests;
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};

@@ -76,10 +76,14 @@ mod tests {
 
     use http::{HeaderMap, StatusCode};
     use serde_json::json;
-    use switchboard_channel::{Checkpoint, InboundEvent};
+    use switchboard_channel::{Checkpoint, InboundEvent, testing::FakeInbox};
 
     use super::*;
-    use crate::testing::{FakeInbox, fixture};
+
+    /// A recorded update of `webhooks/telegram/`.
+    fn fixture(name: &str) -> Vec<u8> {
+        switchboard_channel::testing::fixture("telegram", name)
+    }
 
     const SECRET: &str = "test-webhook-secret";
 

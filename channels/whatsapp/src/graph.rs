@@ -307,214 +307,10 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse().ok().map(Duration::from_secs)
 }
 
-/// A fake Graph API for the tests of the sender and the media downloader: it records every
-/// request and answers with the replies a test queues, or with a successful send by default.
-#[cfg(test)]
-pub(crate) mod fake {
-    use std::{
-        collections::VecDeque,
-        convert::Infallible,
-        sync::{Arc, Mutex},
-        time::Duration,
-    };
-
-    use axum::{
-        Router,
-        body::{Body, Bytes},
-        extract::State,
-        http::{HeaderMap, Method, StatusCode, Uri, header},
-        response::Response,
-    };
-    use serde_json::{Value, json};
-
-    use crate::{NumberSettings, Settings};
-
-    /// The default token of [`FakeGraph::settings`].
-    pub(crate) const DEFAULT_TOKEN: &str = "default-token";
-    /// A number with a token of its own in [`FakeGraph::settings`].
-    pub(crate) const OWN_NUMBER: &str = "222";
-    /// That number's token.
-    pub(crate) const OWN_TOKEN: &str = "own-token";
-
-    /// A request the fake received.
-    #[derive(Debug, Clone)]
-    pub(crate) struct Recorded {
-        pub method: Method,
-        pub path: String,
-        pub authorization: Option<String>,
-        pub body: Option<Value>,
-    }
-
-    /// How the fake answers one request.
-    pub(crate) struct Reply {
-        status: StatusCode,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-        /// Send the body, then never finish the response.
-        stall: bool,
-    }
-
-    impl Reply {
-        /// A JSON answer.
-        pub(crate) fn json(status: u16, body: Value) -> Reply {
-            Reply::raw(status, "application/json", body.to_string().into_bytes())
-        }
-
-        /// A Graph error answer.
-        pub(crate) fn error(status: u16, code: i64, message: &str) -> Reply {
-            Reply::json(
-                status,
-                json!({"error": {
-                    "message": message,
-                    "type": "OAuthException",
-                    "code": code,
-                    "error_data": {"details": format!("details of {code}")},
-                    "fbtrace_id": "AbCdEf"
-                }}),
-            )
-        }
-
-        /// Any answer.
-        pub(crate) fn raw(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-            Reply {
-                status: StatusCode::from_u16(status).unwrap(),
-                headers: vec![(header::CONTENT_TYPE.to_string(), content_type.to_owned())],
-                body: body.into(),
-                stall: false,
-            }
-        }
-
-        /// Adds a header.
-        pub(crate) fn header(mut self, name: &str, value: &str) -> Reply {
-            self.headers.push((name.to_owned(), value.to_owned()));
-            self
-        }
-
-        /// Sends the body and then hangs, like a download that stalls.
-        pub(crate) fn stalled(mut self) -> Reply {
-            self.stall = true;
-            self
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Shared {
-        requests: Arc<Mutex<Vec<Recorded>>>,
-        replies: Arc<Mutex<VecDeque<Reply>>>,
-    }
-
-    /// The running fake; stops when dropped.
-    pub(crate) struct FakeGraph {
-        /// `http://127.0.0.1:<port>`.
-        pub base: String,
-        shared: Shared,
-        server: tokio::task::JoinHandle<()>,
-    }
-
-    impl Drop for FakeGraph {
-        fn drop(&mut self) {
-            self.server.abort();
-        }
-    }
-
-    impl FakeGraph {
-        /// Starts the fake on a free port.
-        pub(crate) async fn start() -> FakeGraph {
-            let shared = Shared::default();
-            let app = Router::new().fallback(answer).with_state(shared.clone());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base = format!("http://{}", listener.local_addr().unwrap());
-            let server = tokio::spawn(async move {
-                axum::serve(listener, app).await.unwrap();
-            });
-            FakeGraph {
-                base,
-                shared,
-                server,
-            }
-        }
-
-        /// Queues the answer to the next request that has none yet.
-        pub(crate) fn reply(&self, reply: Reply) {
-            self.shared.replies.lock().unwrap().push_back(reply);
-        }
-
-        /// The requests received so far.
-        pub(crate) fn requests(&self) -> Vec<Recorded> {
-            self.shared.requests.lock().unwrap().clone()
-        }
-
-        /// Settings pointing at the fake: a default token, and [`OWN_NUMBER`] with its own.
-        pub(crate) fn settings(&self) -> Settings {
-            settings_for(&self.base)
-        }
-    }
-
-    /// Settings pointing at `base`.
-    pub(crate) fn settings_for(base: &str) -> Settings {
-        Settings {
-            api_base: base.to_owned(),
-            api_version: "v21.0".to_owned(),
-            access_token: Some(DEFAULT_TOKEN.to_owned()),
-            numbers: vec![NumberSettings {
-                phone_number_id: OWN_NUMBER.to_owned(),
-                access_token: Some(OWN_TOKEN.to_owned()),
-                fallback_template: None,
-            }],
-            fallback_template: None,
-            mark_read: true,
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    async fn answer(
-        State(shared): State<Shared>,
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Response {
-        let number = {
-            let mut requests = shared.requests.lock().unwrap();
-            requests.push(Recorded {
-                method,
-                path: uri.path().to_owned(),
-                authorization: headers
-                    .get(header::AUTHORIZATION)
-                    .map(|value| value.to_str().unwrap().to_owned()),
-                body: serde_json::from_slice(&body).ok(),
-            });
-            requests.len()
-        };
-        let reply = shared.replies.lock().unwrap().pop_front();
-        let reply = reply.unwrap_or_else(|| {
-            Reply::json(
-                200,
-                json!({
-                    "messaging_product": "whatsapp",
-                    "contacts": [{"input": "16505551234", "wa_id": "16505551234"}],
-                    "messages": [{"id": format!("wamid.{number}")}]
-                }),
-            )
-        });
-        let mut response = Response::builder().status(reply.status);
-        for (name, value) in &reply.headers {
-            response = response.header(name, value);
-        }
-        let body = if reply.stall {
-            let first =
-                futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(reply.body)) });
-            Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()))
-        } else {
-            Body::from(reply.body)
-        };
-        response.body(body).unwrap()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing;
 
     fn failure(status: u16, retry_after: Option<u64>, body: &str) -> Failure {
         Failure::from_parts(
@@ -628,9 +424,12 @@ mod tests {
 
     #[test]
     fn missing_or_blank_tokens_are_permanent() {
-        let mut settings = fake::settings_for("http://localhost");
-        assert_eq!(token(&settings, fake::OWN_NUMBER), Ok(fake::OWN_TOKEN));
-        assert_eq!(token(&settings, "other"), Ok(fake::DEFAULT_TOKEN));
+        let mut settings = testing::settings_for("http://localhost");
+        assert_eq!(
+            token(&settings, testing::OWN_NUMBER),
+            Ok(testing::OWN_TOKEN)
+        );
+        assert_eq!(token(&settings, "other"), Ok(testing::DEFAULT_TOKEN));
         settings.access_token = Some("  ".into());
         assert!(matches!(
             token(&settings, "other"),

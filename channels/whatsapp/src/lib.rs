@@ -19,6 +19,9 @@
 //!
 //! The crate knows nothing about the gateway's server or storage: deduplication of Meta's retries,
 //! limits and the conversations themselves are the gateway's.
+//!
+//! With the `testing` feature, `testing::FakeGraph` is a fake Graph API on 127.0.0.1: the one
+//! this crate's tests and the gateway's end-to-end tests run against.
 
 mod config;
 mod graph;
@@ -28,6 +31,8 @@ mod outbound;
 mod plugin;
 mod replay;
 mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod verify;
 mod webhook;
 

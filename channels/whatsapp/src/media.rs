@@ -192,11 +192,11 @@ fn idle_limited(
 
 #[cfg(test)]
 mod tests {
-    use futures::TryStreamExt;
     use serde_json::json;
+    use switchboard_channel::testing::read_download;
 
     use super::*;
-    use crate::graph::fake::{DEFAULT_TOKEN, FakeGraph, OWN_NUMBER, OWN_TOKEN, Reply};
+    use crate::testing::{DEFAULT_TOKEN, FakeGraph, GraphReply, OWN_NUMBER, OWN_TOKEN, Reply};
 
     const NUMBER: &str = "106540352242922";
     const MEDIA_ID: &str = "1037543291543636";
@@ -209,7 +209,7 @@ mod tests {
         Reply::json(
             200,
             json!({
-                "url": format!("{}/whatsapp_business/attachments/?mid={MEDIA_ID}&hash=abc", fake.base),
+                "url": format!("{}/whatsapp_business/attachments/?mid={MEDIA_ID}&hash=abc", fake.base_url()),
                 "mime_type": "image/jpeg",
                 "sha256": "c2ba5bd5e5f9e5e6a1d3",
                 "file_size": file_size,
@@ -217,16 +217,6 @@ mod tests {
                 "messaging_product": "whatsapp"
             }),
         )
-    }
-
-    async fn read_all(download: MediaDownload) -> io::Result<Vec<u8>> {
-        download
-            .body
-            .try_fold(Vec::new(), |mut all, chunk| async move {
-                all.extend_from_slice(&chunk);
-                Ok(all)
-            })
-            .await
     }
 
     #[tokio::test]
@@ -244,7 +234,7 @@ mod tests {
         assert_eq!(download.size, Some(200_000));
         assert_eq!(download.sha256.as_deref(), Some("c2ba5bd5e5f9e5e6a1d3"));
         assert_eq!(download.filename, None);
-        assert_eq!(read_all(download).await.unwrap(), file);
+        assert_eq!(read_download(download).await.unwrap(), file);
 
         let requests = fake.requests();
         assert_eq!(requests.len(), 2);
@@ -260,11 +250,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn media_added_to_the_fake_is_served_with_its_metadata() {
+        let fake = FakeGraph::start().await;
+        let added = fake.add_media(MEDIA_ID, b"a photo", "image/jpeg");
+        let fetcher = fetcher(fake.settings());
+        let download = fetcher.fetch(NUMBER, MEDIA_ID).await.unwrap();
+        assert_eq!(download.mime_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(download.size, Some(7));
+        assert_eq!(download.sha256, Some(added.sha256));
+        assert_eq!(read_download(download).await.unwrap(), b"a photo");
+        let error = fetcher.fetch(NUMBER, "1037").await.unwrap_err();
+        assert!(matches!(error, SendError::Permanent { .. }), "{error:?}");
+        assert_eq!(fake.requests().len(), 3, "metadata, file, metadata");
+    }
+
+    #[tokio::test]
     async fn uses_the_numbers_own_token_and_falls_back_to_the_content_type() {
         let fake = FakeGraph::start().await;
         fake.reply(Reply::json(
             200,
-            json!({"url": format!("{}/file", fake.base), "file_size": 3, "id": MEDIA_ID}),
+            json!({"url": format!("{}/file", fake.base_url()), "file_size": 3, "id": MEDIA_ID}),
         ));
         fake.reply(Reply::raw(200, "audio/ogg", "abc"));
         let download = fetcher(fake.settings())
@@ -274,7 +279,7 @@ mod tests {
         assert_eq!(download.mime_type.as_deref(), Some("audio/ogg"));
         assert_eq!(download.size, Some(3));
         assert_eq!(download.sha256, None);
-        assert_eq!(read_all(download).await.unwrap(), b"abc");
+        assert_eq!(read_download(download).await.unwrap(), b"abc");
         let bearer = format!("Bearer {OWN_TOKEN}");
         assert!(
             fake.requests()
@@ -369,7 +374,7 @@ mod tests {
         let mut settings = fake.settings();
         settings.timeout = Duration::from_millis(200);
         let download = fetcher(settings).fetch(NUMBER, MEDIA_ID).await.unwrap();
-        let error = read_all(download).await.unwrap_err();
+        let error = read_download(download).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 

@@ -380,7 +380,9 @@ mod tests {
     use switchboard_channel::Attachment;
 
     use super::*;
-    use crate::graph::fake::{DEFAULT_TOKEN, FakeGraph, OWN_NUMBER, OWN_TOKEN, Reply};
+    use crate::testing::{
+        DEFAULT_TOKEN, Failure, FakeGraph, GraphReply, OWN_NUMBER, OWN_TOKEN, Reply,
+    };
 
     const NUMBER: &str = "106540352242922";
     const USER: &str = "16505551234";
@@ -450,7 +452,7 @@ mod tests {
             .unwrap();
         let requests = fake.requests();
         assert_eq!(requests.len(), 1);
-        requests[0].body.clone().unwrap()
+        requests[0].body.clone()
     }
 
     #[tokio::test]
@@ -463,7 +465,7 @@ mod tests {
         assert_eq!(
             sent,
             Sent {
-                provider_message_id: "wamid.1".into(),
+                provider_message_id: "wamid.out.1".into(),
                 substituted: None
             }
         );
@@ -477,13 +479,13 @@ mod tests {
         );
         assert_eq!(
             requests[0].body,
-            Some(json!({
+            json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
                 "to": USER,
                 "type": "text",
                 "text": {"preview_url": false, "body": "Hello there"}
-            }))
+            })
         );
     }
 
@@ -507,7 +509,7 @@ mod tests {
         let mut reply = message(text("See https://example.com"));
         reply.reply_to = Some("wamid.user".into());
         sender(fake.settings()).send(&reply).await.unwrap();
-        let body = fake.requests()[0].body.clone().unwrap();
+        let body = fake.requests()[0].body.clone();
         assert_eq!(body["text"]["preview_url"], true);
         assert_eq!(body["context"], json!({"message_id": "wamid.user"}));
     }
@@ -651,19 +653,19 @@ mod tests {
         late.service_window_open = false;
         late.reply_to = Some("wamid.old".into());
         let sent = sender(settings).send(&late).await.unwrap();
-        assert_eq!(sent.provider_message_id, "wamid.1");
+        assert_eq!(sent.provider_message_id, "wamid.out.1");
         assert_eq!(sent.substituted.as_deref(), Some("template reengage"));
         let requests = fake.requests();
         assert_eq!(requests.len(), 1, "no free-form request");
         assert_eq!(
             requests[0].body,
-            Some(json!({
+            json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
                 "to": USER,
                 "type": "template",
                 "template": {"name": "reengage", "language": {"code": "en_US"}}
-            }))
+            })
         );
     }
 
@@ -709,14 +711,14 @@ mod tests {
         assert_eq!(
             sent,
             Sent {
-                provider_message_id: "wamid.2".into(),
+                provider_message_id: "wamid.out.1".into(),
                 substituted: Some("template reengage".into())
             }
         );
         let requests = fake.requests();
         assert_eq!(requests.len(), 2);
-        assert_eq!(requests[0].body.as_ref().unwrap()["type"], "text");
-        assert_eq!(requests[1].body.as_ref().unwrap()["type"], "template");
+        assert_eq!(requests[0].body["type"], "text");
+        assert_eq!(requests[1].body["type"], "template");
     }
 
     #[tokio::test]
@@ -766,12 +768,10 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap()
         };
-        let error = sender(crate::graph::fake::settings_for(&format!(
-            "http://{closed}"
-        )))
-        .send(&message(text("Hi")))
-        .await
-        .unwrap_err();
+        let error = sender(crate::testing::settings_for(&format!("http://{closed}")))
+            .send(&message(text("Hi")))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&error, SendError::Transient { reason, .. } if reason.contains("could not be reached")),
             "{error:?}"
@@ -849,6 +849,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn scripted_failures_answer_the_next_sends_not_read_receipts() {
+        let fake = FakeGraph::start().await;
+        fake.fail_next([Failure::RateLimited(Some(2)), Failure::TokenExpired]);
+        let sender = sender(fake.settings());
+        let target = TypingTarget {
+            account: NUMBER.into(),
+            to: USER.into(),
+            message_provider_id: Some("wamid.user".into()),
+        };
+        sender.typing(&target).await.unwrap();
+        let error = sender.send(&message(text("Hi"))).await.unwrap_err();
+        assert!(
+            matches!(error, SendError::Transient { retry_after: Some(wait), .. } if wait == Duration::from_secs(2)),
+            "{error:?}"
+        );
+        let error = sender.send(&message(text("Hi"))).await.unwrap_err();
+        assert!(
+            matches!(&error, SendError::Permanent { code, .. } if code == "190"),
+            "{error:?}"
+        );
+        let sent = sender.send(&message(text("Hi"))).await.unwrap();
+        assert_eq!(sent.provider_message_id, "wamid.out.1");
+        assert_eq!(fake.accepted(), 1);
+        assert_eq!(fake.message_requests().len(), 3);
+        assert_eq!(fake.read_receipts().len(), 1);
+    }
+
+    #[tokio::test]
     async fn typing_marks_the_message_read() {
         let fake = FakeGraph::start().await;
         fake.reply(Reply::json(200, json!({"success": true})));
@@ -867,12 +895,12 @@ mod tests {
         );
         assert_eq!(
             requests[0].body,
-            Some(json!({
+            json!({
                 "messaging_product": "whatsapp",
                 "status": "read",
                 "message_id": "wamid.user",
                 "typing_indicator": {"type": "text"}
-            }))
+            })
         );
     }
 
@@ -917,7 +945,7 @@ mod tests {
 
     #[test]
     fn limits_are_whatsapps() {
-        let sender = sender(crate::graph::fake::settings_for("http://localhost"));
+        let sender = sender(crate::testing::settings_for("http://localhost"));
         assert_eq!(sender.text_limit(), Some((4096, Measure::Chars)));
         assert_eq!(sender.service_window(), Some(Duration::from_secs(86_400)));
     }

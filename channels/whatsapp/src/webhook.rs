@@ -165,79 +165,17 @@ impl Webhook for WhatsappWebhook {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        collections::HashSet,
-        path::Path,
-        sync::{Arc, Mutex},
-    };
+    use std::sync::Arc;
 
-    use chrono::{DateTime, Utc};
     use http::{HeaderMap, HeaderValue};
     use serde_json::json;
-    use switchboard_channel::{Checkpoint, InboundEvent, InboxError};
+    use switchboard_channel::{InboundEvent, InboxError, testing::FakeInbox};
 
     use super::*;
     use crate::sign;
 
     const SECRET: &str = "app-secret";
     const TOKEN: &str = "verify-token";
-
-    /// An inbox in memory: keeps every batch it gets, and counts like the gateway would (a
-    /// message id seen before is a duplicate).
-    #[derive(Default)]
-    struct FakeInbox {
-        batches: Mutex<Vec<(Vec<InboundEvent>, Option<Checkpoint>)>>,
-        seen: Mutex<HashSet<String>>,
-        fail: Option<InboxError>,
-    }
-
-    impl FakeInbox {
-        fn batches(&self) -> Vec<(Vec<InboundEvent>, Option<Checkpoint>)> {
-            self.batches.lock().unwrap().clone()
-        }
-    }
-
-    #[async_trait]
-    impl Inbox for FakeInbox {
-        fn now(&self) -> DateTime<Utc> {
-            Utc::now()
-        }
-
-        async fn ingest(
-            &self,
-            events: Vec<InboundEvent>,
-            checkpoint: Option<Checkpoint>,
-        ) -> Result<Ingested, InboxError> {
-            if let Some(error) = &self.fail {
-                return Err(error.clone());
-            }
-            let mut ingested = Ingested {
-                events: events.len(),
-                ..Ingested::default()
-            };
-            let mut seen = self.seen.lock().unwrap();
-            for event in &events {
-                match event {
-                    InboundEvent::Message(message) => {
-                        let id = message.provider_message_id.clone().unwrap_or_default();
-                        if seen.insert(id) {
-                            ingested.stored += 1;
-                        } else {
-                            ingested.duplicates += 1;
-                        }
-                    }
-                    InboundEvent::Status(_) => ingested.statuses += 1,
-                    _ => {}
-                }
-            }
-            self.batches.lock().unwrap().push((events, checkpoint));
-            Ok(ingested)
-        }
-
-        async fn position(&self, _cursor: &str) -> Result<Option<String>, InboxError> {
-            Ok(None)
-        }
-    }
 
     fn webhook() -> WhatsappWebhook {
         WhatsappWebhook::new(SECRET.into(), TOKEN.into())
@@ -265,10 +203,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../webhooks/whatsapp")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        switchboard_channel::testing::fixture("whatsapp", name)
     }
 
     /// Runs a request through both steps, as the gateway does.
@@ -451,11 +386,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_delivery_without_events_is_acknowledged_without_the_inbox() {
-        let inbox = FakeInbox {
-            // Would fail the delivery if it were called.
-            fail: Some(InboxError::Unavailable("down".into())),
-            ..FakeInbox::default()
-        };
+        let inbox = FakeInbox::new();
+        // Would fail the delivery if it were called.
+        inbox.fail_with(InboxError::Unavailable("down".into()));
         let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
         let answer = deliver(&webhook(), signed(&sign(body, SECRET)), body, &inbox).await;
         assert_eq!(
@@ -468,10 +401,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_inbox_failure_is_the_answer() {
-        let inbox = FakeInbox {
-            fail: Some(InboxError::Unavailable("database is down".into())),
-            ..FakeInbox::default()
-        };
+        let inbox = FakeInbox::new();
+        inbox.fail_with(InboxError::Unavailable("database is down".into()));
         let body = fixture("text.json");
         let error = deliver(&webhook(), signed(&sign(&body, SECRET)), &body, &inbox)
             .await

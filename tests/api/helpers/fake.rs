@@ -1,8 +1,8 @@
-//! Fake network peers on 127.0.0.1: small axum servers that record what they receive and answer
-//! the way a test tells them to.
+//! Fake network peers on 127.0.0.1 that are no channel's provider: the OpenAI-compatible model
+//! API. The generic server ([`FakeServer`], [`serve`]) is the channel crates' own
+//! (`switchboard_channel::testing`), as are the providers' fakes (`botapi`, `graph`, `smtp`).
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -16,32 +16,8 @@ use axum::{
     routing::post,
 };
 use serde_json::{Value, json};
-use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
-
-/// A server running for the length of a test.
-pub struct FakeServer {
-    /// Where it listens.
-    pub address: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Serves a router on a free port of 127.0.0.1.
-pub async fn serve(router: Router) -> FakeServer {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a fake server");
-    let address = listener.local_addr().expect("fake server address");
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    FakeServer { address, task }
-}
+use switchboard_channel::testing::Recorder;
+pub use switchboard_channel::testing::{FakeServer, serve};
 
 /// How the fake model API answers.
 #[derive(Debug, Clone)]
@@ -61,8 +37,7 @@ pub enum ModelBehaviour {
 #[derive(Clone)]
 struct ModelState {
     behaviour: Arc<Mutex<ModelBehaviour>>,
-    requests: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
-    arrived: Arc<Notify>,
+    requests: Recorder<(HeaderMap, Value)>,
     /// Requests being answered right now, and the most seen at once.
     in_flight: Arc<Mutex<(usize, usize)>>,
 }
@@ -96,8 +71,7 @@ impl FakeModel {
     pub async fn start(behaviour: ModelBehaviour) -> FakeModel {
         let state = ModelState {
             behaviour: Arc::new(Mutex::new(behaviour)),
-            requests: Arc::default(),
-            arrived: Arc::default(),
+            requests: Recorder::default(),
             in_flight: Arc::default(),
         };
         let router = Router::new()
@@ -123,10 +97,9 @@ impl FakeModel {
     pub fn requests(&self) -> Vec<Value> {
         self.state
             .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| b.clone())
+            .all()
+            .into_iter()
+            .map(|(_, b)| b)
             .collect()
     }
 
@@ -134,10 +107,9 @@ impl FakeModel {
     pub fn headers(&self) -> Vec<HeaderMap> {
         self.state
             .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(h, _)| h.clone())
+            .all()
+            .into_iter()
+            .map(|(h, _)| h)
             .collect()
     }
 
@@ -148,17 +120,10 @@ impl FakeModel {
 
     /// Waits until at least `n` requests arrived.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) {
-        tokio::time::timeout(timeout, async {
-            loop {
-                let arrived = self.state.arrived.notified();
-                if self.state.requests.lock().unwrap().len() >= n {
-                    return;
-                }
-                arrived.await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("the model API did not receive {n} requests in time"));
+        let requests = &self.state.requests;
+        if !requests.wait_until(timeout, || requests.len() >= n).await {
+            panic!("the model API did not receive {n} requests in time");
+        }
     }
 }
 
@@ -181,8 +146,7 @@ async fn completions(
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
-    state.requests.lock().unwrap().push((headers, body));
-    state.arrived.notify_waiters();
+    state.requests.record((headers, body));
     let in_flight = InFlight::new(&state.in_flight);
     let behaviour = state.behaviour.lock().unwrap().clone();
     match behaviour {

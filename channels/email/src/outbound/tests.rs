@@ -7,9 +7,9 @@ use lettre::{Message as Mail, message::Mailbox};
 use mail_parser::{MessageParser, MimeHeaders};
 use switchboard_channel::{Attachment, Choice, MediaKind, OutboundContent, Thread, ThreadLine};
 
-use super::fake::{FakeSmtp, Received, Stage};
 use super::*;
 use crate::ReplyAddress;
+use crate::testing::{FakeSmtp, Received, Stage};
 
 const TOKEN: &str = "5f0c2a9e8d7b4c3a9e1f2d3c4b5a6978";
 const USER: &str = "ada@example.org";
@@ -147,8 +147,8 @@ async fn sends_a_threaded_reply() {
     assert_eq!(sent.substituted, None);
 
     let received = fake.only_message();
-    assert_eq!(received.mail_from, "support@example.com");
-    assert_eq!(received.rcpt_to, [USER]);
+    assert_eq!(received.from, "support@example.com");
+    assert_eq!(received.to, [USER]);
     assert_eq!(received.auth, None);
     assert_eq!(fake.connections(), 1);
     assert!(received.data.is_ascii(), "lettre encodes everything");
@@ -362,6 +362,21 @@ async fn a_4xx_answer_to_the_data_is_transient() {
     );
     // The server had the whole message; it refused it.
     assert!(fake.only_message().answer.starts_with("451"));
+    assert!(fake.received().is_empty(), "offered, not accepted");
+}
+
+#[tokio::test]
+async fn a_refused_mail_sent_again_is_accepted_once() {
+    let fake = FakeSmtp::start().await;
+    fake.answer_next(["451 4.3.0 Try later"]);
+    let sender = sender(&fake);
+    assert_transient(&sender.send(&message(text("Hi"))).await.unwrap_err());
+    sender.send(&message(text("Hi"))).await.unwrap();
+    let accepted = fake.wait_for(1).await;
+    assert_eq!(accepted.len(), 1);
+    assert!(accepted[0].accepted());
+    assert_eq!(fake.attempts(), 2);
+    assert_eq!(fake.offered().len(), 2);
 }
 
 #[tokio::test]
@@ -460,7 +475,7 @@ async fn templates_are_unsupported() {
 #[tokio::test]
 async fn authenticates_with_the_urls_credentials() {
     let fake = FakeSmtp::start().await;
-    let url = format!("smtp://mailer:s3cr%40t@127.0.0.1:{}", fake.port);
+    let url = format!("smtp://mailer:s3cr%40t@127.0.0.1:{}", fake.port());
     SmtpSender::new(settings(&url))
         .unwrap()
         .send(&message(text("Hi")))
@@ -475,7 +490,7 @@ async fn authenticates_with_the_urls_credentials() {
 async fn refused_credentials_are_permanent_and_not_logged() {
     let fake = FakeSmtp::start().await;
     fake.script(Stage::Auth, "535 5.7.8 Authentication credentials invalid");
-    let url = format!("smtp://mailer:s3cret@127.0.0.1:{}", fake.port);
+    let url = format!("smtp://mailer:s3cret@127.0.0.1:{}", fake.port());
     let sender = SmtpSender::new(settings(&url)).unwrap();
     let error = sender.send(&message(text("Hi"))).await.unwrap_err();
     assert_eq!(
@@ -488,7 +503,7 @@ async fn refused_credentials_are_permanent_and_not_logged() {
     let settings = format!("{:?}", settings(&url));
     assert!(!settings.contains("s3cret"), "{settings}");
     assert!(
-        settings.contains(&format!("smtp://127.0.0.1:{}", fake.port)),
+        settings.contains(&format!("smtp://127.0.0.1:{}", fake.port())),
         "{settings}"
     );
     assert!(!error.to_string().contains("s3cret"));
@@ -498,9 +513,9 @@ async fn refused_credentials_are_permanent_and_not_logged() {
 async fn tls_failures_are_permanent() {
     let fake = FakeSmtp::start().await;
     // Implicit TLS against a plain server: the handshake reads "220 …".
-    let smtps = format!("smtps://127.0.0.1:{}", fake.port);
+    let smtps = format!("smtps://127.0.0.1:{}", fake.port());
     // STARTTLS required, but the fake does not offer it.
-    let starttls = format!("smtp://127.0.0.1:{}?tls=required", fake.port);
+    let starttls = format!("smtp://127.0.0.1:{}?tls=required", fake.port());
     for url in [smtps, starttls] {
         let error = SmtpSender::new(settings(&url))
             .unwrap()
@@ -736,7 +751,7 @@ async fn classify_multi_line_replies_keep_every_line() {
 async fn classify_credential_trouble_alerts_the_operator() {
     let fake = FakeSmtp::start().await;
     fake.script(Stage::Auth, "535 5.7.8 Username and Password not accepted");
-    let url = format!("smtp://u:p@127.0.0.1:{}", fake.port);
+    let url = format!("smtp://u:p@127.0.0.1:{}", fake.port());
     let failure = classify::classify(&lettre_error(&url).await);
     assert_eq!(
         failure.error,
@@ -773,8 +788,8 @@ async fn classify_connection_trouble_is_transient() {
 async fn classify_tls_trouble_alerts_the_operator() {
     let fake = FakeSmtp::start().await;
     for url in [
-        format!("smtps://127.0.0.1:{}", fake.port),
-        format!("smtp://127.0.0.1:{}?tls=required", fake.port),
+        format!("smtps://127.0.0.1:{}", fake.port()),
+        format!("smtp://127.0.0.1:{}?tls=required", fake.port()),
     ] {
         let failure = classify::classify(&lettre_error(&url).await);
         assert_eq!(

@@ -1,15 +1,14 @@
 //! Every route's checks and answers, against an in-memory inbox: what a refused request changes
 //! (nothing), what an accepted one hands over.
 
-use std::path::Path;
-
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard_channel::{
     Attachment, BodyCheck, Checkpoint, Content, InboundEvent, InboxError, Webhook, WebhookAnswer,
     WebhookError, WebhookRequest,
+    testing::{FakeInbox, webhook_request},
 };
 
 use super::EmailWebhook;
@@ -17,7 +16,6 @@ use crate::{
     Config,
     providers::{mailgun, raw},
     receive::{Received, receive},
-    testing::FakeInbox,
 };
 
 const MAILGUN_KEY: &str = "mailgun-signing-key";
@@ -45,26 +43,11 @@ fn inbox() -> FakeInbox {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../webhooks/email")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    switchboard_channel::testing::fixture("email", name)
 }
 
 fn request(method: Method, path: &str, headers: &[(&str, &str)]) -> WebhookRequest {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        map.insert(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    WebhookRequest {
-        method,
-        path: path.into(),
-        query: None,
-        headers: map,
-    }
+    webhook_request(method, path, headers)
 }
 
 fn post(path: &str, headers: &[(&str, &str)]) -> WebhookRequest {

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use serde_json::{Value, json};
-use switchboard_channel::{Attachment, Choice};
+use switchboard_channel::{Attachment, Choice, testing::read_download};
 use teloxide::types::UpdateKind;
 
-use super::fake::{BOT, FakeBotApi, OTHER_BOT, OTHER_TOKEN, Recorded, Reply, TOKEN};
 use super::*;
+use crate::testing::{
+    BOT, BOT_USER_ID, BOT_USERNAME, BotApiReply, Call, FakeBotApi, OTHER_BOT, OTHER_TOKEN, Reply,
+    TOKEN, sent_message,
+};
 
 const USER: i64 = 218485655;
 const GROUP: i64 = -1001234567890;
@@ -62,12 +64,12 @@ fn permanent_code(error: &SendError) -> &str {
 }
 
 /// Sends `content` to `to` through a fresh fake and returns the one request it received.
-async fn sent_request(to: i64, content: OutboundContent, reply_to: Option<&str>) -> Recorded {
+async fn sent_request(to: i64, content: OutboundContent, reply_to: Option<&str>) -> Call {
     let fake = FakeBotApi::start().await;
     let mut message = message(to, content);
     message.reply_to = reply_to.map(str::to_owned);
     bots(&fake).await.send(&message).await.unwrap();
-    fake.only_request()
+    fake.only_call()
 }
 
 #[tokio::test]
@@ -81,12 +83,12 @@ async fn sends_plain_text_to_the_chat_with_the_bots_token() {
     assert_eq!(
         sent,
         Sent {
-            provider_message_id: format!("{USER}:101"),
+            provider_message_id: format!("{USER}:1001"),
             substituted: None
         }
     );
-    let request = fake.only_request();
-    assert_eq!(request.method, "POST");
+    let request = fake.only_call();
+    assert_eq!(request.http_method, "POST");
     assert_eq!(request.path, path(TOKEN, "SendMessage"));
     assert_eq!(request.content_type.as_deref(), Some("application/json"));
     // No parse_mode (plain text), no preview options, no reply, no keyboard.
@@ -102,8 +104,8 @@ async fn the_account_picks_the_bot() {
     let mut other = message(GROUP, text("Hi group"));
     other.account = OTHER_BOT.into();
     let sent = bots(&fake).await.send(&other).await.unwrap();
-    assert_eq!(sent.provider_message_id, format!("{GROUP}:101"));
-    assert_eq!(fake.only_request().path, path(OTHER_TOKEN, "SendMessage"));
+    assert_eq!(sent.provider_message_id, format!("{GROUP}:1001"));
+    assert_eq!(fake.only_call().path, path(OTHER_TOKEN, "SendMessage"));
 }
 
 #[tokio::test]
@@ -153,7 +155,7 @@ async fn choices_become_an_inline_keyboard_one_button_a_row() {
         ],
     };
     let request = sent_request(USER, choices, Some(&format!("{USER}:9"))).await;
-    assert_eq!(request.api_method(), "SendMessage");
+    assert_eq!(request.method, "SendMessage");
     assert_eq!(
         request.params,
         json!({
@@ -207,7 +209,7 @@ async fn choice_ids_must_fit_in_callback_data() {
         }],
     };
     bots.send(&message(GROUP, content)).await.unwrap();
-    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.calls().len(), 1);
 }
 
 #[tokio::test]
@@ -234,10 +236,10 @@ async fn each_kind_of_file_goes_by_url_to_its_method() {
             .unwrap();
         assert_eq!(
             sent.provider_message_id,
-            format!("{}:{}", USER + n as i64, 101 + n)
+            format!("{}:{}", USER + n as i64, 1001 + n)
         );
     }
-    let requests = fake.requests();
+    let requests = fake.calls();
     assert_eq!(requests.len(), kinds.len());
     for (n, ((_, method, field), request)) in kinds.iter().zip(&requests).enumerate() {
         assert_eq!(request.path, path(TOKEN, method));
@@ -374,7 +376,7 @@ async fn refused_before_any_request() {
         template,
         SendError::permanent("unsupported", "Telegram has no message templates")
     );
-    assert!(fake.requests().is_empty());
+    assert!(fake.calls().is_empty());
 }
 
 #[tokio::test]
@@ -394,7 +396,7 @@ async fn flood_control_is_transient_and_not_retried() {
         }
     );
     // teloxide's throttle would retry on its own after the wait; that is the gateway's job.
-    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.calls().len(), 1);
 }
 
 #[tokio::test]
@@ -578,7 +580,7 @@ fn the_fakes_messages_are_what_teloxide_reads() {
         "SendDocument",
     ] {
         for chat in [USER, GROUP] {
-            let json = fake::sent_message(method, 5, chat, &params);
+            let json = sent_message(method, 5, chat, &params);
             let message: Message = serde_json::from_value(json)
                 .unwrap_or_else(|err| panic!("{method} in {chat}: {err}"));
             assert_eq!((message.chat.id.0, message.id.0), (chat, 5));
@@ -594,7 +596,7 @@ async fn sends_to_one_chat_are_spaced_by_the_throttle() {
     let (a, b) = tokio::join!(bots.send(&first), bots.send(&second));
     a.unwrap();
     b.unwrap();
-    let requests = fake.requests();
+    let requests = fake.calls();
     let gap = requests[1].at.duration_since(requests[0].at);
     assert!(gap >= Duration::from_millis(900), "{gap:?}");
     // In order.
@@ -606,7 +608,7 @@ async fn sends_to_one_chat_are_spaced_by_the_throttle() {
     let (c, d) = tokio::join!(bots.send(&c), bots.send(&d));
     c.unwrap();
     d.unwrap();
-    let requests = fake.requests();
+    let requests = fake.calls();
     let gap = requests[3].at.duration_since(requests[2].at);
     assert!(gap < Duration::from_millis(900), "{gap:?}");
 }
@@ -621,7 +623,7 @@ async fn typing_is_a_chat_action() {
         message_provider_id: Some(format!("{USER}:6557")),
     };
     bots.typing(&target).await.unwrap();
-    let request = fake.only_request();
+    let request = fake.only_call();
     assert_eq!(request.path, path(TOKEN, "SendChatAction"));
     assert_eq!(request.params, json!({"chat_id": USER, "action": "typing"}));
 
@@ -644,7 +646,7 @@ async fn answers_button_presses() {
         .answer_callback("4382bfdwdsb323b2d9")
         .await
         .unwrap();
-    let request = fake.only_request();
+    let request = fake.only_call();
     assert_eq!(request.path, path(TOKEN, "AnswerCallbackQuery"));
     assert_eq!(
         request.params,
@@ -672,11 +674,11 @@ async fn get_me_tells_who_the_bot_is() {
         identity,
         BotIdentity {
             name: BOT.into(),
-            username: Some("switchboard_bot".into()),
-            user_id: Some(fake::BOT_USER_ID),
+            username: Some(BOT_USERNAME.into()),
+            user_id: Some(BOT_USER_ID),
         }
     );
-    assert_eq!(fake.only_request().path, path(TOKEN, "GetMe"));
+    assert_eq!(fake.only_call().path, path(TOKEN, "GetMe"));
 }
 
 #[tokio::test]
@@ -694,7 +696,7 @@ async fn get_updates_long_polls_for_the_handled_kinds() {
         {"update_id": 892252936, "callback_query": {
             "id": "4382bfdwdsb323b2d9", "from": user, "chat_instance": "-5316839460386069497",
             "data": "billing",
-            "message": {"message_id": 6558, "from": {"id": fake::BOT_USER_ID, "is_bot": true, "first_name": "Switchboard", "username": "switchboard_bot"},
+            "message": {"message_id": 6558, "from": {"id": BOT_USER_ID, "is_bot": true, "first_name": "Switchboard", "username": BOT_USERNAME},
                         "chat": chat, "date": 1569518350, "text": "How can we help?"}
         }}
     ])));
@@ -711,7 +713,7 @@ async fn get_updates_long_polls_for_the_handled_kinds() {
     );
     assert!(matches!(updates[2].kind, UpdateKind::CallbackQuery(_)));
 
-    let request = fake.only_request();
+    let request = fake.only_call();
     assert_eq!(request.path, path(TOKEN, "GetUpdates"));
     assert_eq!(
         request.params,
@@ -723,13 +725,15 @@ async fn get_updates_long_polls_for_the_handled_kinds() {
         })
     );
 
-    // Out-of-range values are brought within what Telegram (and the HTTP timeout) allow.
+    // Out-of-range values are brought within what Telegram (and the HTTP timeout) allow. (No
+    // update is waiting: answered at once rather than after the fake's long poll.)
+    fake.reply(Reply::ok(json!([])));
     let none = bot
         .get_updates(-1, Duration::from_secs(600), 0)
         .await
         .unwrap();
     assert!(none.is_empty());
-    let params = &fake.requests()[1].params;
+    let params = &fake.calls()[1].params;
     assert_eq!(
         (&params["offset"], &params["timeout"], &params["limit"]),
         (&json!(-1), &json!(50), &json!(1))
@@ -737,7 +741,7 @@ async fn get_updates_long_polls_for_the_handled_kinds() {
     bot.get_updates(0, Duration::from_millis(500), 255)
         .await
         .unwrap();
-    let params = &fake.requests()[2].params;
+    let params = &fake.calls()[2].params;
     assert_eq!(
         (&params["timeout"], &params["limit"]),
         (&json!(0), &json!(100))
@@ -780,7 +784,7 @@ async fn set_webhook_registers_url_secret_and_kinds() {
     )
     .await
     .unwrap();
-    let request = fake.only_request();
+    let request = fake.only_call();
     assert_eq!(request.path, path(OTHER_TOKEN, "SetWebhook"));
     // A form, like the file-sending methods: setWebhook can upload a certificate.
     assert!(request.is_multipart(), "{request:?}");
@@ -810,7 +814,7 @@ async fn set_webhook_registers_url_secret_and_kinds() {
         let error = bot.set_webhook(url, secret).await.unwrap_err();
         assert_eq!(permanent_code(&error), code);
     }
-    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.calls().len(), 1);
 
     fake.reply(Reply::error(
         400,
@@ -833,19 +837,9 @@ async fn delete_webhook_keeps_pending_updates() {
         .delete_webhook()
         .await
         .unwrap();
-    let request = fake.only_request();
+    let request = fake.only_call();
     assert_eq!(request.path, path(TOKEN, "DeleteWebhook"));
     assert_eq!(request.params, json!({"drop_pending_updates": false}));
-}
-
-async fn read_all(download: MediaDownload) -> std::io::Result<Vec<u8>> {
-    download
-        .body
-        .try_fold(Vec::new(), |mut all, chunk| async move {
-            all.extend_from_slice(&chunk);
-            Ok(all)
-        })
-        .await
 }
 
 #[tokio::test]
@@ -868,19 +862,32 @@ async fn fetches_a_file_by_id_then_path() {
     assert_eq!(download.mime_type, None);
     assert_eq!(download.sha256, None);
     assert_eq!(download.filename, None);
-    assert_eq!(read_all(download).await.unwrap(), file);
+    assert_eq!(read_download(download).await.unwrap(), file);
 
-    let requests = fake.requests();
+    let requests = fake.calls();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].path, path(TOKEN, "GetFile"));
     assert_eq!(requests[0].params, json!({"file_id": "AwACAgIAAxkBAAIBZ2"}));
-    assert_eq!(requests[1].method, "GET");
+    assert_eq!(requests[1].http_method, "GET");
     // teloxide appends the file path as one URL segment, so its `/` arrives encoded; the Bot
     // API's file server accepts that.
     assert_eq!(
         requests[1].path,
         format!("/file/bot{TOKEN}/voice%2Ffile_12.oga")
     );
+}
+
+#[tokio::test]
+async fn files_added_to_the_fake_are_served_and_others_are_not() {
+    let fake = FakeBotApi::start().await;
+    fake.add_file("AgACAgIAAxkBAAIEsm", b"a photo");
+    let bots = bots(&fake).await;
+    let download = bots.fetch(BOT, "AgACAgIAAxkBAAIEsm").await.unwrap();
+    assert_eq!(download.size, Some(7));
+    assert_eq!(read_download(download).await.unwrap(), b"a photo");
+    let error = bots.fetch(BOT, "unknown").await.unwrap_err();
+    assert!(matches!(error, SendError::Permanent { .. }), "{error:?}");
+    assert_eq!(fake.calls_of("getFile").len(), 2);
 }
 
 #[tokio::test]
@@ -892,9 +899,9 @@ async fn a_file_without_size_and_an_empty_file() {
     fake.reply(Reply::raw(200, "text/plain", ""));
     let download = bots(&fake).await.fetch(OTHER_BOT, "x").await.unwrap();
     assert_eq!(download.size, None);
-    assert!(read_all(download).await.unwrap().is_empty());
+    assert!(read_download(download).await.unwrap().is_empty());
     assert_eq!(
-        fake.requests()[1].path,
+        fake.calls()[1].path,
         format!("/file/bot{OTHER_TOKEN}/documents%2Ffile_1.txt")
     );
 }
@@ -909,7 +916,7 @@ async fn unknown_files_are_permanent() {
         error,
         SendError::permanent("media_not_found", "Bad Request: invalid file_id")
     );
-    assert_eq!(fake.requests().len(), 1, "no download without a path");
+    assert_eq!(fake.calls().len(), 1, "no download without a path");
 
     // Known to getFile, gone from the file server.
     fake.reply(Reply::ok(json!({
@@ -927,7 +934,7 @@ async fn unknown_files_are_permanent() {
     assert_eq!(permanent_code(&error), "media_not_found");
     let error = bots.fetch("nobody", "a").await.unwrap_err();
     assert_eq!(permanent_code(&error), "unknown_bot");
-    assert_eq!(fake.requests().len(), 3);
+    assert_eq!(fake.calls().len(), 3);
 
     // Too big for bots to download.
     fake.reply(Reply::error(400, "Bad Request: file is too big"));

@@ -4,14 +4,11 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use switchboard_channel::{Checkpoint, InboundEvent, Inbox, StartContext};
+use switchboard_channel::{Checkpoint, InboundEvent, Inbox, StartContext, testing::FakeInbox};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::{
-    outbound::fake::{BOT, FakeBotApi, Reply, TOKEN},
-    testing::FakeInbox,
-};
+use crate::testing::{BOT, BotApiReply, FakeBotApi, Reply, TOKEN};
 
 const SECRET: &str = "test-webhook-secret";
 const CHAT: i64 = 218_485_655;
@@ -20,7 +17,7 @@ const CURSOR: &str = "telegram:support:last_update_id";
 /// One bot, [`BOT`], on the fake.
 fn section(api: &FakeBotApi, mode: &str) -> Value {
     json!({
-        "api_url": api.base,
+        "api_url": api.api_url(),
         "token": TOKEN,
         "name": BOT,
         "mode": mode,
@@ -171,11 +168,7 @@ async fn the_poller_asks_past_each_stored_batch() {
     let (context, stop) = context(&inbox, "https://gateway.example");
     run_until(&plugin, context, stop, || offsets(&api).len() >= 2).await;
 
-    let methods: Vec<String> = api
-        .requests()
-        .iter()
-        .map(|r| r.api_method().to_owned())
-        .collect();
+    let methods: Vec<String> = api.calls().iter().map(|r| r.method.clone()).collect();
     assert_eq!(
         &methods[..3],
         ["DeleteWebhook", "GetMe", "GetUpdates"],
