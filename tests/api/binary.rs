@@ -444,3 +444,52 @@ async fn staff_accounts_are_created_from_the_command_line() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["role"], "expert");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_fixtures_are_replayed_signed_for_their_integration() {
+    let integration = switchboard_api::testing::FakeIntegration::start().await;
+    let section = format!(
+        "[[api.integrations]]\nname = \"crm\"\nsecret = \"replay-secret\"\ncallback_url = \"{}\"\n",
+        integration.url("/callback")
+    );
+    let table: toml::Table = section.parse().unwrap();
+    let app = crate::helpers::TestApp::spawn_with(&Backend::Sqlite, |config| {
+        config.set("api.integrations", table["api"]["integrations"].clone());
+        config.routing.default_agent = "echo".into();
+    })
+    .await;
+    // The command signs with the integration's secret from the operator's configuration file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.toml");
+    std::fs::write(&path, &section).unwrap();
+    let url = format!("http://{}", app.address);
+    let run = move |extra: &'static [&'static str]| {
+        let (path, url) = (path.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhooks/api/message.json");
+            let mut args = vec![
+                "--config",
+                path.to_str().unwrap(),
+                "replay",
+                file.to_str().unwrap(),
+                "--url",
+                &url,
+            ];
+            args.extend(extra);
+            switchboard(&args, &[])
+        })
+    };
+    let (ok, printed) = run(&[]).await.unwrap();
+    assert!(ok && printed.contains("\"stored\":1"), "{printed}");
+    integration
+        .wait(
+            || !integration.of_type("message").is_empty(),
+            "the answer posted to the integration",
+        )
+        .await;
+    assert!(integration.of_type("message")[0].is_signed_with("replay-secret"));
+    let (ok, printed) = run(&[]).await.unwrap();
+    assert!(ok && printed.contains("\"duplicates\":1"), "{printed}");
+    let (ok, printed) = run(&["--new-ids"]).await.unwrap();
+    assert!(ok && printed.contains("\"stored\":1"), "{printed}");
+}
