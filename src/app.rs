@@ -30,7 +30,7 @@ use crate::{
     },
     limits::Limits,
     live::Hub,
-    media::MediaStore,
+    media_dir::MediaDir,
     pipeline::{Pipeline, router::ExpireLocks, sweeper::Sweep},
     shared::Shared,
     staff::Staff,
@@ -46,7 +46,7 @@ pub struct Gateway {
     shared: Shared,
     pipeline: Pipeline,
     channels: Channels,
-    files: MediaStore,
+    files: MediaDir,
     experts: Experts,
     /// The experts' settings as they apply (no mail notifications without a channel that mails staff).
     experts_config: ExpertsConfig,
@@ -127,7 +127,7 @@ impl Gateway {
                     )
                 })?;
         }
-        let files = MediaStore::new(&config.media.dir);
+        let files = MediaDir::new(&config.media.dir);
         let evaluators =
             Evaluators::from_config(&config, &http).context("cannot set up the evaluations")?;
         Ok(Gateway {

@@ -21,7 +21,7 @@ use switchboard_channel::{
 use crate::{
     experts::{ExpertError, Experts},
     ids::ConversationId,
-    media::{Expected, MediaError, MediaStore},
+    media_dir::{Expected, MediaDir, MediaError},
     pipeline::{IngestError, Outcome, Pipeline},
     store::{
         Store, audit, cursors,
@@ -46,7 +46,7 @@ pub struct ChannelInbox {
     /// The database.
     pub store: Store,
     /// The media directory.
-    pub files: MediaStore,
+    pub files: MediaDir,
     /// Largest file kept.
     pub max_bytes: u64,
     /// The gateway's clock.

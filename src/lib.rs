@@ -23,7 +23,7 @@
 //!   routing, the agent's turn, handoff, the sweeper.
 //! - [`experts`]: who owns a conversation in expert mode; notifications; supervisors' lookups.
 //! - [`agents`], [`staff`], [`live`] (event fan-out), [`limits`] (rates and caps).
-//! - [`store`]: the database (SQLite or PostgreSQL), one module per table family; [`media`]: the
+//! - [`store`]: the database (SQLite or PostgreSQL), one module per table family; [`media_dir`]: the
 //!   media directory.
 //! - [`channels`]: the registry — the one place that names the channel crates.
 //! - [`shared`], [`ids`], [`config`], [`time`], [`text`], [`private_files`], [`telemetry`]:
@@ -41,7 +41,7 @@ pub mod inbox;
 pub mod jobs;
 pub mod limits;
 pub mod live;
-pub mod media;
+pub mod media_dir;
 pub mod pipeline;
 pub mod private_files;
 pub mod replay;

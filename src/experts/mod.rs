@@ -20,7 +20,7 @@ pub mod supervision;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Map, json};
+use serde_json::json;
 use switchboard_channel::Attachment;
 
 use crate::{
@@ -29,6 +29,7 @@ use crate::{
     jobs::queue::Wakers,
     live::Hub,
     live::NoticeKind,
+    store::meta::MessageMeta,
     store::{
         Section, Store, StoreError, Tx,
         audit::{self, Actor},
@@ -307,8 +308,10 @@ impl Experts {
         text: &str,
         mode: Mode,
     ) -> Result<Option<Message>, StoreError> {
-        let mut metadata = Map::new();
-        metadata.insert("mode".into(), json!(mode));
+        let metadata = MessageMeta {
+            mode: Some(mode),
+            ..MessageMeta::default()
+        };
         messages::insert(
             tx,
             NewMessage::system_notice(conversation, text, metadata),
@@ -578,10 +581,9 @@ impl Experts {
                 reply_to: None,
                 status: messages::initial_status(conversation.channel),
                 awaits_answer: false,
-                metadata: {
-                    let mut m = Map::new();
-                    m.insert("expert_name".into(), json!(expert.display_name));
-                    m
+                metadata: MessageMeta {
+                    expert_name: Some(expert.display_name.clone()),
+                    ..MessageMeta::default()
                 },
             },
             now,

@@ -210,13 +210,7 @@ impl Notifications {
                     .into_iter()
                     .map(|m| ThreadLine {
                         role: m.role.as_str().to_owned(),
-                        author: m
-                            .metadata
-                            .0
-                            .get("expert_name")
-                            .and_then(|n| n.as_str())
-                            .map(str::to_owned)
-                            .or(m.author),
+                        author: m.metadata.expert_name.clone().or(m.author),
                         text: m.content,
                         at: m.created_at.to_datetime(),
                     })

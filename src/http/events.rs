@@ -384,7 +384,6 @@ fn live(
 mod tests {
     use super::*;
     use crate::{live::ReplyProgress, time::Timestamp};
-    use sqlx::types::Json;
     use switchboard_channel::{Channel, DeliveryStatus};
 
     fn message(seq: i64, reply_to: Option<&str>) -> Message {
@@ -406,14 +405,14 @@ mod tests {
             author: None,
             kind: "text".into(),
             content: "x".into(),
-            attachments: Json(Vec::new()),
+            attachments: Vec::new(),
             provider_message_id: None,
             reply_to: reply_to.map(MessageId::from),
             status: DeliveryStatus::Sent,
             status_at: Timestamp(0),
             error: None,
             created_at: Timestamp(0),
-            metadata: Json(Default::default()),
+            metadata: Default::default(),
         }
     }
 

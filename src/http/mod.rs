@@ -39,7 +39,7 @@ pub use error::ApiError;
 
 use crate::{
     channels::Channels, config::Config, experts::Experts, limits::Limits, live::Hub,
-    media::MediaStore, pipeline::Pipeline, staff::Staff, store::Store, time::Clock,
+    media_dir::MediaDir, pipeline::Pipeline, staff::Staff, store::Store, time::Clock,
 };
 use switchboard_web::identity::IdentityVerifier;
 
@@ -61,7 +61,7 @@ pub struct AppState {
     /// Where visitors reach the gateway, without a trailing slash.
     pub public_url: Arc<str>,
     /// The media directory.
-    pub files: MediaStore,
+    pub files: MediaDir,
     /// The channels' connectors.
     pub channels: Channels,
     /// The experts' side.

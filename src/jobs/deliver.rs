@@ -17,8 +17,6 @@
 //! Jobs of one conversation run in order, one at a time (the queue's lanes), so the user receives
 //! replies in the order they were written.
 
-use chrono::{DateTime, Utc};
-use serde_json::{Map, json};
 use switchboard_channel::{
     Choice, DeliveryStatus, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread,
     ThreadLine,
@@ -130,9 +128,10 @@ impl Deliveries {
                 )
                 .await?;
                 if let Some(substituted) = substituted {
-                    let mut extra = Map::new();
-                    extra.insert("substituted".into(), json!(substituted));
-                    latest = messages::merge_metadata(&mut tx, &ctx.message.id, extra).await?;
+                    latest = messages::update_metadata(&mut tx, &ctx.message.id, |m| {
+                        m.substituted = Some(substituted.to_string());
+                    })
+                    .await?;
                 }
                 if let Some(updated) =
                     messages::apply_early_statuses(&mut tx, channel, &ctx.message.id).await?
@@ -349,7 +348,6 @@ const CHOICES_BODY_LIMIT: usize = 1024;
 fn parts(message: &Message, limit: Option<(usize, Measure)>) -> Vec<OutboundContent> {
     let mut parts: Vec<OutboundContent> = message
         .attachments
-        .0
         .iter()
         .map(|attachment| OutboundContent::Media {
             attachment: attachment.clone(),
@@ -363,12 +361,7 @@ fn parts(message: &Message, limit: Option<(usize, Measure)>) -> Vec<OutboundCont
         };
         parts.extend(texts.into_iter().map(|body| OutboundContent::Text { body }));
     }
-    let choices: Vec<Choice> = message
-        .metadata
-        .0
-        .get("choices")
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
+    let choices: Vec<Choice> = message.metadata.choices.clone();
     if !choices.is_empty()
         && let Some(last) = parts.last_mut()
         && let OutboundContent::Text { body } = last
@@ -389,10 +382,8 @@ fn last_user_message_at(ctx: &DeliveryContext) -> Option<Timestamp> {
     let written = ctx
         .last_inbound_metadata
         .as_ref()
-        .and_then(|m| m.0.get("sent_at"))
-        .and_then(|v| v.as_str())
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| Timestamp::from(t.with_timezone(&Utc)));
+        .and_then(|m| m.sent_at)
+        .map(Timestamp::from);
     Some(written.map_or(stored, |w| w.min(stored)))
 }
 

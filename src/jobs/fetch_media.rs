@@ -3,13 +3,13 @@
 //! Some providers' webhooks carry a media id, not the file, and the link to the file is valid
 //! for minutes (the channels whose plug-in has a media fetcher). A `fetch_media` job per attachment is added in the transaction that stores
 //! the message, so the download starts at once and survives a restart. The file goes to the media
-//! directory ([`MediaStore`]) after its size, checksum and MIME type were checked against what the
+//! directory ([`MediaDir`]) after its size, checksum and MIME type were checked against what the
 //! provider announced; the message's attachment then names the stored copy (`media_id`). A
 //! download that can never succeed (unknown media, wrong checksum, too large) is recorded in the
 //! message's metadata (`media_errors`) instead.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use switchboard_channel::{Channel, SendError};
 use tracing::{Instrument, info_span, warn};
 
@@ -17,7 +17,7 @@ use super::queue::{RetryPolicy, Wake};
 use crate::{
     channels::Channels,
     live::Hub,
-    media::{Expected, MediaStore},
+    media_dir::{Expected, MediaDir},
     store::{
         Store, StoreError, jobs,
         media::{self, NewMedia},
@@ -66,7 +66,7 @@ pub struct MediaDownloads {
     /// The channels' media fetchers.
     pub channels: Channels,
     /// The media directory.
-    pub files: MediaStore,
+    pub files: MediaDir,
     /// Largest file accepted.
     pub max_bytes: u64,
     /// When to retry.
@@ -96,7 +96,7 @@ impl MediaDownloads {
         let task: FetchMedia = job.payload()?;
         let message = messages::get(&mut self.store.reader(), &task.message_id).await?;
         let Some((message, attachment)) = message.and_then(|m| {
-            let attachment = m.attachments.0.get(task.index).cloned()?;
+            let attachment = m.attachments.get(task.index).cloned()?;
             Some((m, attachment))
         }) else {
             return self.finish(&job).await;
@@ -182,7 +182,7 @@ impl MediaDownloads {
         message: &Message,
         index: usize,
         attachment: &switchboard_channel::Attachment,
-        saved: crate::media::SavedFile,
+        saved: crate::media_dir::SavedFile,
         mime_type: String,
         job: &jobs::Job,
     ) -> Result<(), StoreError> {
@@ -206,7 +206,7 @@ impl MediaDownloads {
         let current = messages::get(&mut tx, &message.id).await?;
         let mut updated = None;
         if let Some(current) = current {
-            let mut attachments = current.attachments.0;
+            let mut attachments = current.attachments;
             if let Some(a) = attachments.get_mut(index) {
                 a.media_id = Some(id.to_string());
             }
@@ -229,18 +229,11 @@ impl MediaDownloads {
         let mut tx = self.store.begin().await?;
         let current = messages::get(&mut tx, &task.message_id).await?;
         let mut updated = None;
-        if let Some(current) = current {
-            let mut errors = current
-                .metadata
-                .0
-                .get("media_errors")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            errors.insert(task.index.to_string(), json!(reason));
-            let mut extra = Map::new();
-            extra.insert("media_errors".into(), Value::Object(errors));
-            updated = messages::merge_metadata(&mut tx, &task.message_id, extra).await?;
+        if current.is_some() {
+            updated = messages::update_metadata(&mut tx, &task.message_id, |m| {
+                m.media_errors.insert(task.index.to_string(), json!(reason));
+            })
+            .await?;
         }
         jobs::finish(&mut tx, &job.id).await?;
         tx.commit().await?;

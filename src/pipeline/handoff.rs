@@ -5,8 +5,6 @@
 //! told with a system message, which is also how the change shows on event streams
 //! (`metadata.mode`).
 
-use serde_json::{Map, json};
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
@@ -88,9 +86,11 @@ pub async fn to_expert(
     else {
         return Ok(None);
     };
-    let mut metadata = Map::new();
-    metadata.insert("mode".into(), json!(Mode::Expert));
-    metadata.insert("reason".into(), json!(reason));
+    let metadata = crate::store::meta::MessageMeta {
+        mode: Some(Mode::Expert),
+        reason: Some(reason.to_string()),
+        ..Default::default()
+    };
     messages::insert(
         tx,
         NewMessage::system_notice(&conversation, HANDOFF_NOTICE, metadata),

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use switchboard_channel::{
     Attachment, Channel, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
     InboundMessage, StatusUpdate,
@@ -21,6 +21,7 @@ use crate::{
         contacts::{ContactFloods, ContactTurn},
     },
     live::Hub,
+    store::meta::MessageMeta,
     store::{
         Db, Store, StoreError, Tx, contacts,
         conversations::{self, Conversation, Mode, NewConversation},
@@ -249,17 +250,14 @@ async fn stored_before(
 }
 
 /// The attachments and metadata stored with an inbound message.
-fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, Map<String, Value>) {
-    let mut metadata = inbound.metadata.clone();
-    if let Some(intent) = inbound.intent {
-        metadata.insert("intent".into(), json!(intent.as_str()));
-    }
-    if let Some(sent_at) = inbound.sent_at {
-        metadata.insert("sent_at".into(), json!(Timestamp::from(sent_at)));
-    }
+fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, MessageMeta) {
+    // What the channel added is kept as it is; the gateway's own facts are typed.
+    let mut metadata = MessageMeta::from_map(inbound.metadata.clone());
+    metadata.intent = inbound.intent.map(|i| i.as_str().to_owned());
+    metadata.sent_at = inbound.sent_at;
     let (attachments, extra) = content_parts(&inbound.content);
     if let Some(extra) = extra {
-        metadata.insert(inbound.content.kind().into(), extra);
+        metadata.extra.insert(inbound.content.kind().into(), extra);
     }
     (attachments, metadata)
 }
@@ -422,12 +420,9 @@ async fn store_message(
         .await?;
         if recent >= i64::from(limit) {
             awaits_answer = false;
-            metadata.insert(
-                "unanswered".into(),
-                json!(format!(
-                    "more than {limit} messages from this sender within an hour"
-                )),
-            );
+            metadata.unanswered = Some(format!(
+                "more than {limit} messages from this sender within an hour"
+            ));
         }
     }
     let mut tell = None;
@@ -437,18 +432,15 @@ async fn store_message(
         && let ContactTurn::Quiet { tell: first } = floods.check(channel, &inbound.from.external_id)
     {
         awaits_answer = false;
-        metadata.insert(
-            "unanswered".into(),
-            json!(format!(
-                "more than {} messages a minute from this contact",
-                floods.per_minute()
-            )),
-        );
+        metadata.unanswered = Some(format!(
+            "more than {} messages a minute from this contact",
+            floods.per_minute()
+        ));
         tell = first.then_some(notice);
     }
     let reply_to = match &inbound.reply_to {
         Some(provider_id) => {
-            metadata.insert("reply_to_provider_id".into(), json!(provider_id));
+            metadata.reply_to_provider_id = Some(provider_id.clone());
             messages::find_quoted(tx, channel, provider_id)
                 .await?
                 .map(|m| m.id)
@@ -490,7 +482,7 @@ async fn store_message(
     if let Some(message) = &message
         && source.fetches_media
     {
-        for index in 0..message.attachments.0.len() {
+        for index in 0..message.attachments.len() {
             jobs::enqueue(tx, FetchMedia::job(message, index, &inbound.account), now).await?;
         }
     }
@@ -523,8 +515,10 @@ async fn over_limit_notice(
     let Some(conversation) = conversations::take_seq(tx, conversation_id, now).await? else {
         return Ok(None);
     };
-    let mut metadata = Map::new();
-    metadata.insert("notice".into(), json!("rate_limited"));
+    let metadata = MessageMeta {
+        notice: Some("rate_limited".into()),
+        ..MessageMeta::default()
+    };
     messages::insert(
         tx,
         NewMessage::system_notice(&conversation, notice, metadata),
@@ -633,16 +627,11 @@ async fn apply_edit(
             reason: "edit without change",
         });
     }
-    let mut metadata: Map<String, Value> = message.metadata.0.clone();
-    let mut edits = metadata
-        .remove("edits")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default();
-    edits.push(json!({
+    let mut metadata = message.metadata.clone();
+    metadata.edits.push(json!({
         "previous": message.content,
         "edited_at": edit.edited_at.map(Timestamp::from).unwrap_or(now),
     }));
-    metadata.insert("edits".into(), Value::Array(edits));
     let updated = messages::set_content(tx, &message.id, text, metadata).await?;
     Ok(Outcome::Edited { message: updated })
 }

@@ -244,9 +244,9 @@ impl Inner {
             self.deliver_soon(channel);
         }
         if source.fetches_media
-            && outcomes.iter().any(|o| {
-                matches!(o, Outcome::Stored { message, .. } if !message.attachments.0.is_empty())
-            })
+            && outcomes.iter().any(
+                |o| matches!(o, Outcome::Stored { message, .. } if !message.attachments.is_empty()),
+            )
         {
             self.wakers.fetch_media.wake();
         }

@@ -10,7 +10,6 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use serde_json::{Map, json};
 use switchboard_channel::{Choice, Intent, TypingTarget};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -260,9 +259,8 @@ impl Inner {
         let (name, registered) = self.agent_for(&conversation, message, now);
         let intent = message
             .metadata
-            .0
-            .get("intent")
-            .and_then(|v| v.as_str())
+            .intent
+            .as_deref()
             .or_else(|| Intent::of_command(&message.content).map(Intent::as_str));
         if intent == Some(Intent::Handoff.as_str()) {
             // The user asked for a person in so many words (a command): no agent is asked.
@@ -428,18 +426,18 @@ impl Inner {
         produced: Produced,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let now = self.clock.now();
-        let mut metadata = Map::new();
+        let mut metadata = crate::store::meta::MessageMeta::default();
         // The fallback is the operator's own text: only what the agent wrote is evaluated.
         let evaluate = self.evaluate_replies && produced.error.is_none();
         let text = match produced.error {
             Some(error) => {
-                metadata.insert("agent_error".into(), json!(error));
+                metadata.agent_error = Some(error.to_string());
                 self.config.fallback_message.clone()
             }
             None => {
                 if !produced.choices.is_empty() {
                     // Channels show them as buttons (see jobs::deliver); the web API returns them.
-                    metadata.insert("choices".into(), json!(produced.choices));
+                    metadata.choices = produced.choices.clone();
                 }
                 produced.text
             }

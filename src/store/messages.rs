@@ -3,11 +3,12 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::types::Json;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
 
 use super::{
-    Db, OneTrip, Store, StoreError, Tx, jobs, query,
+    Db, OneTrip, Store, StoreError, Tx, jobs,
+    meta::MessageMeta,
+    query,
     sql::{self, Sql},
 };
 use crate::{
@@ -96,7 +97,8 @@ pub struct Message {
     /// The text (for media, the caption; for other kinds, a readable summary).
     pub content: String,
     /// Attached files.
-    pub attachments: Json<Vec<Attachment>>,
+    #[sqlx(json)]
+    pub attachments: Vec<Attachment>,
     /// The provider's id.
     #[serde(skip)]
     pub provider_message_id: Option<String>,
@@ -112,7 +114,8 @@ pub struct Message {
     /// When it was stored.
     pub created_at: Timestamp,
     /// Kind-specific data (location, reaction, edits, agent errors…).
-    pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
+    #[sqlx(json)]
+    pub metadata: MessageMeta,
 }
 
 /// The columns of [`Message`], for statements built with `concat!`.
@@ -121,12 +124,7 @@ impl Message {
     /// wrote under, never by their staff account's id.
     pub fn for_visitor(mut self) -> Message {
         if self.role == Role::Expert {
-            self.author = self
-                .metadata
-                .0
-                .get("expert_name")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned);
+            self.author = self.metadata.expert_name.clone();
         }
         self
     }
@@ -175,7 +173,7 @@ pub struct NewMessage {
     /// Whether the message needs a turn of the pipeline (an inbound message to answer).
     pub awaits_answer: bool,
     /// Extra data.
-    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub metadata: MessageMeta,
 }
 
 /// Whether outbound messages of a channel are delivered by a job. Web replies are delivered by
@@ -200,7 +198,7 @@ impl NewMessage {
     pub fn system_notice(
         conversation: &super::conversations::Conversation,
         content: &str,
-        metadata: serde_json::Map<String, serde_json::Value>,
+        metadata: MessageMeta,
     ) -> NewMessage {
         NewMessage {
             conversation_id: conversation.id.clone(),
@@ -254,7 +252,7 @@ pub async fn insert(
         .bind(new.reply_to)
         .bind(new.status.as_str())
         .bind(now)
-        .bind(serde_json::Value::Object(new.metadata)))
+        .bind(new.metadata.to_value()))
         .await?;
     if let Some(message) = &message
         && awaits_answer
@@ -497,7 +495,7 @@ pub async fn set_content(
     tx: &mut Tx,
     id: &MessageId,
     content: String,
-    metadata: serde_json::Map<String, serde_json::Value>,
+    metadata: MessageMeta,
 ) -> Result<Message, StoreError> {
     tx.fetch_one(
         query(with_columns!(
@@ -506,7 +504,7 @@ pub async fn set_content(
         ))
         .bind(id)
         .bind(content)
-        .bind(serde_json::Value::Object(metadata)),
+        .bind(metadata.to_value()),
     )
     .await
 }
@@ -708,25 +706,25 @@ pub async fn mark_failed(
     .await
 }
 
-/// Adds keys to a message's metadata (read, merged, written: callers serialise writes to one
+/// Changes a message's metadata (read, changed, written: callers serialise writes to one
 /// message, e.g. through a job lane).
-pub async fn merge_metadata(
+pub async fn update_metadata(
     tx: &mut Tx,
     id: &MessageId,
-    extra: serde_json::Map<String, serde_json::Value>,
+    change: impl FnOnce(&mut MessageMeta),
 ) -> Result<Option<Message>, StoreError> {
     let Some(message) = get(tx, id).await? else {
         return Ok(None);
     };
-    let mut metadata = message.metadata.0;
-    metadata.extend(extra);
+    let mut metadata = message.metadata;
+    change(&mut metadata);
     tx.fetch_optional(
         query(with_columns!(
             "UPDATE messages SET metadata = $2 WHERE id = $1 RETURNING",
             ""
         ))
         .bind(id)
-        .bind(serde_json::Value::Object(metadata)),
+        .bind(metadata.to_value()),
     )
     .await
 }
@@ -772,7 +770,8 @@ pub struct DeliveryContext {
     /// (which holds when the provider says it was written).
     pub last_inbound_at: Option<Timestamp>,
     /// See `last_inbound_at`.
-    pub last_inbound_metadata: Option<Json<serde_json::Map<String, serde_json::Value>>>,
+    #[sqlx(json(nullable))]
+    pub last_inbound_metadata: Option<MessageMeta>,
     /// How many parts of the message the provider has accepted so far.
     pub parts_sent: i64,
 }
@@ -841,7 +840,7 @@ pub struct InboundAppend {
     /// Whether it needs a turn of the pipeline (not for reactions).
     pub awaits_answer: bool,
     /// Extra data.
-    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub metadata: MessageMeta,
 }
 
 /// Appends an end user's message to a live, open conversation of theirs, in one round trip.
@@ -899,7 +898,7 @@ pub async fn append_inbound(
     .bind(serde_json::to_value(&new.attachments).unwrap_or_default())
     .bind(new.provider_message_id)
     .bind(i64::from(new.awaits_answer))
-    .bind(serde_json::Value::Object(new.metadata))
+    .bind(new.metadata.to_value())
     .bind(new.sender_key);
     Ok(store.write_once(write, after).await?.pop())
 }
@@ -922,7 +921,7 @@ pub struct ReplyAppend {
     /// Its initial delivery status.
     pub status: DeliveryStatus,
     /// Extra data (agent errors).
-    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub metadata: MessageMeta,
     /// Queue the reply's evaluation.
     pub evaluate: bool,
 }
@@ -985,7 +984,7 @@ pub async fn append_reply(
         .bind(MessageId::generate())
         .bind(reply.content)
         .bind(reply.status.as_str())
-        .bind(serde_json::Value::Object(reply.metadata))
+        .bind(reply.metadata.to_value())
         .bind(reply.inbound_seq)
         .bind(JobId::generate())
         .bind(i64::from(reply.evaluate))

@@ -24,6 +24,7 @@ pub mod evaluations;
 pub mod jobs;
 pub mod media;
 pub mod messages;
+pub mod meta;
 pub mod sessions;
 pub mod settings;
 pub mod sql;

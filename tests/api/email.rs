@@ -202,7 +202,7 @@ async fn a_reply_continues_its_conversation_with_only_the_new_text(backend: Back
     .unwrap();
     assert_eq!(stored.content, "Thanks! And on Monday?");
     assert!(
-        stored.metadata.0["original_text"]
+        stored.metadata.to_map()["original_text"]
             .as_str()
             .unwrap()
             .contains("> Are you open on Sunday?"),
@@ -450,7 +450,7 @@ async fn attachments_are_kept_and_served_to_the_operator() {
     .await
     .unwrap()
     .unwrap();
-    let attachment = &stored.attachments.0[0];
+    let attachment = &stored.attachments[0];
     assert_eq!(attachment.mime_type.as_deref(), Some("application/pdf"));
     let media_id = attachment.media_id.clone().expect("stored with the mail");
     let served = app
@@ -501,7 +501,7 @@ async fn a_flood_of_mail_is_answered_only_up_to_the_hourly_limit() {
     .unwrap()
     .unwrap();
     assert!(
-        last.metadata.0["unanswered"]
+        last.metadata.to_map()["unanswered"]
             .as_str()
             .unwrap()
             .contains("within an hour"),

@@ -198,14 +198,14 @@ async fn reactions_and_edits_are_recorded_without_an_answer(backend: Backend) {
     assert_eq!(reaction.kind, "reaction");
     assert_eq!(reaction.content, "👍");
     assert_eq!(
-        reaction.metadata.0["reaction"]["target_provider_message_id"],
+        reaction.metadata.to_map()["reaction"]["target_provider_message_id"],
         "tg.1"
     );
     let Outcome::Edited { message: edited } = &outcomes[1] else {
         panic!("{outcomes:?}")
     };
     assert_eq!(edited.content, "hello");
-    assert_eq!(edited.metadata.0["edits"][0]["previous"], "helo");
+    assert_eq!(edited.metadata.to_map()["edits"][0]["previous"], "helo");
 
     // An edit of an unknown message changes nothing.
     let unknown = InboundEvent::Edit(InboundEdit {

@@ -456,7 +456,7 @@ async fn messaging_contacts_over_their_rate_are_stored_unanswered_and_told_once(
     assert_eq!(inbound.len(), 6, "nothing is lost");
     let unanswered = inbound
         .iter()
-        .filter(|m| m.metadata.0.contains_key("unanswered"))
+        .filter(|m| m.metadata.to_map().contains_key("unanswered"))
         .count();
     assert_eq!(unanswered, 4);
     let replies = all.iter().filter(|m| m.role == messages::Role::Ai).count();
@@ -466,7 +466,7 @@ async fn messaging_contacts_over_their_rate_are_stored_unanswered_and_told_once(
         .filter(|m| m.role == messages::Role::System)
         .collect();
     assert_eq!(notices.len(), 1, "told once: {notices:?}");
-    assert_eq!(notices[0].metadata.0["notice"], "rate_limited");
+    assert_eq!(notices[0].metadata.to_map()["notice"], "rate_limited");
 
     // What reached the user on WhatsApp: two answers and the notice, and the other user's answer.
     let sent: Vec<String> = graph

@@ -105,7 +105,7 @@ async fn reply(
             lock_ttl: Duration::from_secs(100),
             content: "an answer".into(),
             status: messages::initial_status(to.channel),
-            metadata: Map::new(),
+            metadata: Default::default(),
             evaluate,
         },
         now,

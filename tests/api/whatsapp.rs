@@ -426,7 +426,7 @@ async fn outside_the_window_a_template_goes_instead(backend: Backend) {
     assert_eq!(sent[1].body["template"]["language"]["code"], "en_US");
     let reply = &replies(&app).await[0];
     assert_eq!(reply.status, DeliveryStatus::Sent);
-    assert_eq!(reply.metadata.0["substituted"], "template follow_up");
+    assert_eq!(reply.metadata.to_map()["substituted"], "template follow_up");
 
     // When WhatsApp itself says the window is closed (131047), the template goes too.
     graph.fail_next([Failure::OutsideWindow]);
@@ -613,7 +613,10 @@ async fn media_is_downloaded_checked_and_served_to_the_operator(backend: Backend
                 )
                 .await
                 .unwrap()?;
-                found.metadata.0.get("media_errors")?["0"]
+                found
+                    .metadata
+                    .media_errors
+                    .get("0")?
                     .as_str()
                     .map(str::to_owned)
             },
@@ -698,7 +701,10 @@ async fn a_reply_to_our_message_links_to_it() {
     .unwrap()
     .unwrap();
     assert_eq!(stored.reply_to.as_deref(), Some(ours.id.as_str()));
-    assert_eq!(stored.metadata.0["reply_to_provider_id"], "wamid.out.1");
+    assert_eq!(
+        stored.metadata.to_map()["reply_to_provider_id"],
+        "wamid.out.1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,9 +17,9 @@
 
 mod channel;
 mod error;
+mod fetch;
 mod inbound;
 mod inbox;
-mod media;
 mod outbound;
 pub mod plugin;
 mod secret;
@@ -31,6 +31,7 @@ pub mod webhook;
 
 pub use channel::{Channel, UnknownChannel};
 pub use error::{ParseError, error_chain};
+pub use fetch::{MediaDownload, MediaFetcher};
 /// The HTTP types of [`WebhookRequest`] and [`WebhookError`], for channel crates.
 pub use http;
 pub use inbound::{
@@ -39,7 +40,6 @@ pub use inbound::{
     Reachability, Reaction, SharedContact, StatusUpdate, UnknownStatus,
 };
 pub use inbox::{Checkpoint, Inbox, InboxError, Ingested, StaffReply};
-pub use media::{MediaDownload, MediaFetcher};
 pub use outbound::{
     Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread, ThreadLine,
     TypingTarget,

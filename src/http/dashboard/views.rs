@@ -413,9 +413,8 @@ impl MessageRow {
                 "expert",
                 message
                     .metadata
-                    .get("expert_name")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
+                    .expert_name
+                    .clone()
                     .or_else(|| {
                         message
                             .author

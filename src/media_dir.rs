@@ -78,11 +78,11 @@ pub struct Expected<'a> {
 
 /// The media directory.
 #[derive(Debug, Clone)]
-pub struct MediaStore {
+pub struct MediaDir {
     dir: PathBuf,
 }
 
-impl MediaStore {
+impl MediaDir {
     /// Files under `dir` (created when the first file is stored).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
@@ -240,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn files_are_stored_by_content_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MediaStore::new(dir.path());
+        let store = MediaDir::new(dir.path());
         let sha = hex::encode(Sha256::digest(b"hello world"));
         let saved = store
             .save(
@@ -278,7 +278,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_files_leave_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MediaStore::new(dir.path());
+        let store = MediaDir::new(dir.path());
         let wrong = hex::encode(Sha256::digest(b"something else"));
         let err = store
             .save(
