@@ -6,7 +6,7 @@ use serde::{Serialize, Serializer, ser::SerializeStruct};
 use sqlx::types::Json;
 use switchboard_channel::Channel;
 
-use super::{Db, StoreError, Tx, query, sql::Sql};
+use super::{Db, StoreError, Tx, query, statement::Sql};
 use crate::{
     ids::{ContactId, ConversationId, MessageId, UserId},
     time::Timestamp,

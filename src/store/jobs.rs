@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
 
-use super::{Db, OneTrip, Store, StoreError, Tx, query, sql::Sql};
+use super::{Db, OneTrip, Store, StoreError, Tx, query, statement::Sql};
 use crate::{ids::JobId, time::Timestamp};
 
 /// The queue of outbound deliveries (subject: the message id; lane: its conversation).

@@ -6,10 +6,7 @@ use serde::Serialize;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
 
 use super::{
-    Db, OneTrip, Store, StoreError, Tx, jobs,
-    meta::MessageMeta,
-    query,
-    sql::{self, Sql},
+    Db, OneTrip, Store, StoreError, Tx, jobs, meta::MessageMeta, query, sql, statement::Sql,
 };
 use crate::{
     ids::{ContactId, ConversationId, JobId, MessageId},

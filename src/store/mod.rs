@@ -28,6 +28,7 @@ pub mod meta;
 pub mod sessions;
 pub mod settings;
 pub mod sql;
+pub mod statement;
 pub mod threads;
 pub mod users;
 

@@ -6,30 +6,14 @@
 //! - when a session lock is renewed (once more than half of it has passed, [`renew_lock`]);
 //! - the order of delivery statuses ([`DeliveryStatus::rank`], [`status_rank`]).
 //!
-//! A statement that uses them is a [`Sql`]: built on first use, then kept for the process.
+//! A statement that uses them is a [`super::statement::Sql`]: built on first use, then kept for
+//! the process.
 //!
 //! [`needs_delivery`]: super::messages::needs_delivery
-
-use std::sync::LazyLock;
 
 use switchboard_channel::{Channel, DeliveryStatus};
 
 use super::jobs;
-
-/// A statement built once, on first use, from the Rust definitions it depends on.
-pub struct Sql(LazyLock<String>);
-
-impl Sql {
-    /// A statement built by `build`.
-    pub const fn new(build: fn() -> String) -> Sql {
-        Sql(LazyLock::new(build))
-    }
-
-    /// The statement's text.
-    pub fn text(&'static self) -> &'static str {
-        self.0.as_str()
-    }
-}
 
 /// How much of a session lock must have passed before an answer renews it: a half. Renewing
 /// less often leaves the (indexed) lock columns alone on most answers; more than half keeps an
