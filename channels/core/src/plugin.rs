@@ -207,6 +207,18 @@ pub fn parse_section<T: DeserializeOwned>(
     serde_json::from_value(section).map_err(|e| ConfigError::new(channel, e.to_string()))
 }
 
+/// Reads a channel's section and checks what its type cannot (`check`'s message becomes the
+/// error, prefixed with the section).
+pub fn parse_checked<T: DeserializeOwned>(
+    channel: Channel,
+    section: serde_json::Value,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, ConfigError> {
+    let config: T = parse_section(channel, section)?;
+    check(&config).map_err(|message| ConfigError::new(channel, message))?;
+    Ok(config)
+}
+
 /// A typed configuration's defaults as a section.
 pub fn section_of<T: Serialize>(config: &T) -> serde_json::Value {
     serde_json::to_value(config).unwrap_or(serde_json::Value::Null)

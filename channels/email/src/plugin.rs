@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use switchboard_channel::{
     Channel, ChannelKind, ChannelPlugin, ConfigError, Policy, Sender, StartContext, Webhook,
-    plugin::{Replay, ReplayRequest, parse_section, section_of},
+    plugin::{Replay, ReplayRequest, parse_checked, parse_section, section_of},
 };
 
 use crate::{
@@ -32,11 +32,7 @@ pub static KIND: EmailKind = EmailKind;
 impl EmailKind {
     /// The section read and validated.
     fn config(&self, section: serde_json::Value) -> Result<Config, ConfigError> {
-        let config: Config = parse_section(CHANNEL, section)?;
-        config
-            .validate()
-            .map_err(|message| ConfigError::new(CHANNEL, message))?;
-        Ok(config)
+        parse_checked(CHANNEL, section, Config::validate)
     }
 }
 

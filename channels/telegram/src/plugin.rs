@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use futures::{FutureExt, future::BoxFuture};
 use switchboard_channel::{
     Channel, ChannelKind, ChannelPlugin, ConfigError, MediaFetcher, Sender, StartContext, Webhook,
-    plugin::{CommandHost, Replay, ReplayRequest, parse_section, section_of},
+    plugin::{CommandHost, Replay, ReplayRequest, parse_checked, section_of},
 };
 
 use crate::{CHANNEL, Config, TelegramMode, bots::Telegram, poll::Poller};
@@ -27,11 +27,7 @@ const SET_WEBHOOK: &str = "set-webhook";
 impl TelegramKind {
     /// The section, typed and checked.
     fn config(&self, section: serde_json::Value) -> Result<Config, ConfigError> {
-        let config: Config = parse_section(CHANNEL, section)?;
-        config
-            .validate()
-            .map_err(|message| ConfigError::new(CHANNEL, message))?;
-        Ok(config)
+        parse_checked(CHANNEL, section, Config::validate)
     }
 }
 
