@@ -28,6 +28,7 @@ use crate::{
         fetch_media::MediaDownloads,
         queue::{RetryPolicy, Wakers},
     },
+    lifecycle::Lifecycle,
     limits::Limits,
     live::Hub,
     media_dir::MediaDir,
@@ -58,6 +59,8 @@ pub struct Gateway {
     limits: Arc<Limits>,
     /// Open connections at most (below the open-files limit).
     max_connections: usize,
+    /// Starting, serving or stopping.
+    lifecycle: Lifecycle,
 }
 
 impl Gateway {
@@ -143,6 +146,7 @@ impl Gateway {
             evaluators,
             limits,
             max_connections,
+            lifecycle: Lifecycle::default(),
         })
     }
 
@@ -198,8 +202,9 @@ impl Gateway {
                 settings: self.config.jobs.clone(),
             };
             let stop = stop.clone();
+            let lifecycle = self.lifecycle.clone();
             async move {
-                if let Err(e) = runner.run(work, stop).await {
+                if let Err(e) = runner.run(work, stop, || lifecycle.serving()).await {
                     tracing::error!(error = %e, "background jobs stopped");
                 }
             }
@@ -232,6 +237,8 @@ impl Gateway {
                 .filter_map(|p| crate::config::parse_proxy(p))
                 .collect(),
             unverified_bodies: Arc::new(tokio::sync::Semaphore::new(UNVERIFIED_BODIES_KIB)),
+            lifecycle: self.lifecycle.clone(),
+            metrics: crate::telemetry::metrics::recorder(),
         };
         let app = http::router(state);
         let housekeeping = tokio::spawn(forget_idle_limits(
@@ -270,6 +277,15 @@ impl Gateway {
             }
         }
         info!("shutting down");
+        self.lifecycle.stopping();
+        let delay = self.config.server.drain_delay;
+        if !delay.is_zero() {
+            info!(
+                delay_ms = delay.as_millis() as u64,
+                "not ready any more; serving a little longer while load balancers notice"
+            );
+            tokio::time::sleep(delay).await;
+        }
         stop.cancel();
         let grace = self.config.server.shutdown_grace;
         if !self.pipeline.drain(grace).await {

@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// the next start).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a shutdown keeps serving, with `/readyz` answering 503, before it stops accepting
+    /// connections: the time a load balancer needs to notice and send new clients elsewhere.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// Largest request body accepted, in bytes (provider webhooks have limits of their own, sized
     /// to what each provider really sends).
     pub max_body_bytes: usize,
@@ -90,6 +94,10 @@ pub struct ServerConfig {
     /// those routes answer 401.
     #[serde(deserialize_with = "Secret::optional")]
     pub admin_token: Option<Secret>,
+    /// Bearer token `GET /metrics` requires. Unset: the metrics are open to whoever reaches the
+    /// listener (fine on a private address; set it when the gateway faces the internet).
+    #[serde(deserialize_with = "Secret::optional")]
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +106,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             max_body_bytes: 256 * 1024,
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
@@ -105,6 +114,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 512,
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             admin_token: None,
+            metrics_token: None,
         }
     }
 }
@@ -868,6 +878,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("SWITCHBOARD_LOG", "log.filter"),
     ("SWITCHBOARD_LOG_FORMAT", "log.format"),
     ("SWITCHBOARD_ADMIN_TOKEN", "server.admin_token"),
+    ("SWITCHBOARD_METRICS_TOKEN", "server.metrics_token"),
     ("SWITCHBOARD_MEDIA_DIR", "media.dir"),
     ("SWITCHBOARD_STAFF_JWT_SECRET", "staff.jwt_secret"),
     ("SWITCHBOARD_EXPERT_WEBHOOK_URL", "experts.webhook_url"),

@@ -26,8 +26,8 @@
 //! - [`store`]: the database (SQLite or PostgreSQL), one module per table family; [`media_dir`]: the
 //!   media directory.
 //! - [`channels`]: the registry — the one place that names the channel crates.
-//! - [`shared`], [`ids`], [`config`], [`time`], [`text`], [`private_files`], [`telemetry`]:
-//!   what everything uses.
+//! - [`shared`], [`ids`], [`config`], [`time`], [`text`], [`private_files`], [`telemetry`] (logs,
+//!   request ids, metrics), [`lifecycle`] (starting, serving, stopping): what everything uses.
 
 pub mod agents;
 pub mod app;
@@ -39,6 +39,7 @@ pub mod http;
 pub mod ids;
 pub mod inbox;
 pub mod jobs;
+pub mod lifecycle;
 pub mod limits;
 pub mod live;
 pub mod media_dir;

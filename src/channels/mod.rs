@@ -157,6 +157,19 @@ impl Channels {
     pub fn staff_mailer(&self) -> Option<Arc<dyn Sender>> {
         self.plugins.values().find_map(|p| p.staff_mailer())
     }
+
+    /// The services the running channels depend on, for the health report.
+    pub fn dependencies(&self) -> Vec<(Channel, switchboard_channel::Dependency)> {
+        self.plugins
+            .iter()
+            .flat_map(|(channel, plugin)| {
+                plugin
+                    .dependencies()
+                    .into_iter()
+                    .map(move |dependency| (*channel, dependency))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

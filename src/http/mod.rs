@@ -24,22 +24,21 @@ mod webhook;
 
 use std::{sync::Arc, time::Duration};
 
+use axum::middleware;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     routing::{get, post},
 };
-use tower_http::{
-    cors::{AllowOrigin, CorsLayer},
-    trace::TraceLayer,
-};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
 
 use crate::{
     channels::Channels, config::Config, experts::Experts, limits::Limits, live::Hub,
-    media_dir::MediaDir, pipeline::Pipeline, staff::Staff, store::Store, time::Clock,
+    media_dir::MediaDir, pipeline::Pipeline, staff::Staff, store::Store, telemetry::requests,
+    time::Clock,
 };
 use switchboard_web::identity::IdentityVerifier;
 
@@ -75,6 +74,10 @@ pub struct AppState {
     /// The memory webhook bodies may take before they are authenticated (providers whose proof
     /// covers the body), in KiB: see `webhook::reserve_unverified`.
     pub unverified_bodies: Arc<tokio::sync::Semaphore>,
+    /// Starting, serving or stopping (`/readyz`), and the uptime.
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    /// The metrics exporter, unless the process records metrics elsewhere.
+    pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The gateway's routes.
@@ -110,11 +113,14 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::index))
         .route("/widget.js", get(pages::widget))
         .route("/healthz", get(ops::health))
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
         .route("/version", get(ops::version))
+        .route_layer(middleware::from_fn(requests::note_route))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(requests::observe))
         .with_state(state)
 }
 
@@ -192,7 +198,8 @@ fn cors(config: &Config) -> CorsLayer {
             HeaderName::from_static("x-device-id"),
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("last-event-id"),
+            requests::REQUEST_ID,
         ])
-        .expose_headers([header::RETRY_AFTER])
+        .expose_headers([header::RETRY_AFTER, requests::REQUEST_ID])
         .max_age(Duration::from_secs(3600))
 }

@@ -1,33 +1,145 @@
-//! Operations endpoints: liveness with a database check, and the version.
+//! Operations endpoints: the health report, readiness for load balancers, Prometheus metrics and
+//! the version.
+
+use std::time::{Duration, Instant};
 
 use axum::{
     Json,
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::AppState;
+use super::{ApiError, AppState, auth::secrets_match};
+use crate::{
+    lifecycle::Phase,
+    store::{jobs, messages},
+    telemetry::metrics::{QueueFigures, Snapshot},
+};
 
-/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+/// How long one dependency may take to answer the health check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /healthz`: the version, the uptime and each dependency (the database; the channels'
+/// services, such as a mail relay). 200 when the database answers — the gateway then keeps every
+/// message it acknowledges, whatever else is down — 503 otherwise. A channel service that fails
+/// is reported as `error` without failing the check: the channel's messages still arrive and
+/// their replies are retried.
 pub(super) async fn health(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(json!({
-            "status": "ok",
-            "database": "ok",
-            "pending_replies": state.pipeline.pending(),
-        }))
-        .into_response(),
-        Err(e) => {
+    let started = Instant::now();
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => json!({"status": "ok", "latency_ms": ms(started.elapsed())}),
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "health check: the database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": "error"})),
-            )
-                .into_response()
+            json!({"status": "error", "error": "the database does not answer"})
+        }
+        Err(_) => json!({"status": "error", "error": "the database did not answer in time"}),
+    };
+    let healthy = database["status"] == "ok";
+    let mut checks = serde_json::Map::new();
+    checks.insert("database".into(), database);
+    let dependencies = state.channels.dependencies();
+    let results = futures::future::join_all(dependencies.iter().map(|(channel, dependency)| {
+        let check = (dependency.check)();
+        async move {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+                Ok(Ok(())) => json!({"status": "ok", "latency_ms": ms(started.elapsed())}),
+                Ok(Err(error)) => json!({"status": "error", "error": error}),
+                Err(_) => json!({"status": "error", "error": "no answer in time"}),
+            };
+            (format!("{channel}.{}", dependency.name), result)
+        }
+    }))
+    .await;
+    checks.extend(results);
+    let body = json!({
+        "status": if healthy { "ok" } else { "unavailable" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.lifecycle.uptime().as_secs(),
+        "phase": state.lifecycle.phase().as_str(),
+        "pending_replies": state.pipeline.pending(),
+        "checks": Value::Object(checks),
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /readyz`: 200 while the process serves; 503 while it starts (workers not running yet)
+/// and once a shutdown began, so a load balancer sends new work elsewhere.
+pub(super) async fn ready(State(state): State<AppState>) -> Response {
+    let phase = state.lifecycle.phase();
+    let status = if phase == Phase::Serving {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({"status": phase.as_str()}))).into_response()
+}
+
+/// `GET /metrics`: every metric in Prometheus's text format. With `server.metrics_token` set, the
+/// route needs it as a bearer token.
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = state.config.server.metrics_token.as_deref() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !secrets_match(given.trim().as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the metrics need the metrics bearer token",
+            ));
         }
     }
+    let Some(handle) = state.metrics else {
+        return Err(ApiError::not_found("metrics exporter"));
+    };
+    let now = state.clock.now();
+    let mut reader = state.store.reader();
+    let queues = jobs::figures(&mut reader, now).await?;
+    let (pending, oldest) = messages::pending_figures(&mut reader).await?;
+    let age = |since: Option<crate::time::Timestamp>| {
+        since.map_or(Duration::ZERO, |t| {
+            Duration::from_micros(u64::try_from(now.micros() - t.micros()).unwrap_or(0))
+        })
+    };
+    let snapshot = Snapshot {
+        queues: queues
+            .into_iter()
+            .map(|(queue, queued, due)| QueueFigures {
+                queue,
+                queued,
+                lag: age(due),
+            })
+            .collect(),
+        pending_turns: (pending, age(oldest)),
+        streams_open: state.limits.streams.open_count(),
+        connections: state.store.pool_figures(),
+        uptime: state.lifecycle.uptime(),
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        snapshot.render(handle),
+    )
+        .into_response())
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
 
 /// `GET /version`

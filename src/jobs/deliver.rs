@@ -33,6 +33,7 @@ use crate::{
         messages::{self, DeliveryContext, Message},
         threads,
     },
+    telemetry::metrics::{self, DeliveryOutcome},
     time::{Clock, Timestamp},
 };
 
@@ -140,6 +141,7 @@ impl Deliveries {
                 }
                 jobs::finish(&mut tx, &job.id).await?;
                 tx.commit().await?;
+                metrics::delivery(channel, DeliveryOutcome::Sent);
                 self.published(latest);
             }
             Attempt::Retry {
@@ -149,6 +151,7 @@ impl Deliveries {
                 Some(wait) => {
                     warn!(%reason, retry_in = ?wait, "delivery failed; retrying");
                     jobs::retry_at(&self.store, &job.id, now.plus(wait), &reason).await?;
+                    metrics::delivery(channel, DeliveryOutcome::Retry);
                     self.wake.wake();
                 }
                 None => {
@@ -313,6 +316,7 @@ impl Deliveries {
         }
         jobs::finish(&mut tx, &job.id).await?;
         tx.commit().await?;
+        metrics::delivery(message.channel, DeliveryOutcome::Failed);
         self.published(failed);
         self.wake.wake();
         Ok(())

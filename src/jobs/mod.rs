@@ -85,8 +85,14 @@ pub struct Jobs {
 
 impl Jobs {
     /// Runs every queue with its handler and every task on its schedule until `shutdown` is
-    /// cancelled. A schedule or queue that cannot start is refused before anything runs.
-    pub async fn run(&self, work: Work, shutdown: CancellationToken) -> Result<(), BoxDynError> {
+    /// cancelled. A schedule or queue that cannot start is refused before anything runs;
+    /// `started` is called once every worker is registered and about to run.
+    pub async fn run(
+        &self,
+        work: Work,
+        shutdown: CancellationToken,
+        started: impl FnOnce() + Send,
+    ) -> Result<(), BoxDynError> {
         let mut monitor = Monitor::new();
         for task in work.tasks {
             let schedule = Schedule::from_str(task.schedule())
@@ -118,6 +124,7 @@ impl Jobs {
                     .build(handle)
             });
         }
+        started();
         monitor
             .run_with_signal(async move {
                 shutdown.cancelled().await;

@@ -432,6 +432,7 @@ async fn store_message(
         && let ContactTurn::Quiet { tell: first } = floods.check(channel, &inbound.from.external_id)
     {
         awaits_answer = false;
+        crate::telemetry::metrics::contact_over_rate();
         metadata.unanswered = Some(format!(
             "more than {} messages a minute from this contact",
             floods.per_minute()

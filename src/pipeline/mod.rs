@@ -42,6 +42,7 @@ use crate::{
     live::Hub,
     shared::Shared,
     store::{Store, StoreError, messages::needs_delivery},
+    telemetry::metrics,
     time::Clock,
 };
 use lanes::{Lanes, Pushed};
@@ -253,15 +254,19 @@ impl Inner {
         for outcome in &outcomes {
             if let Outcome::Stored {
                 message,
-                awaits_answer: true,
+                awaits_answer,
                 ..
             } = outcome
             {
-                watched |= watcher.is_some();
-                self.submit(PendingTurn {
-                    message: message.clone(),
-                    watcher: watcher.take(),
-                });
+                metrics::message_received(channel);
+                if *awaits_answer {
+                    watched |= watcher.is_some();
+                    self.submit(PendingTurn {
+                        message: message.clone(),
+                        watcher: watcher.take(),
+                        origin: tracing::Span::current(),
+                    });
+                }
             }
         }
         Ok((outcomes, watched))
@@ -293,7 +298,8 @@ impl Inner {
 async fn spawn_detached<T: Send + 'static>(
     future: impl Future<Output = Result<T, IngestError>> + Send + 'static,
 ) -> Result<T, IngestError> {
-    match tokio::spawn(future).await {
+    // In the caller's span: the request that stored a message names the turn that answers it.
+    match tokio::spawn(tracing::Instrument::in_current_span(future)).await {
         Ok(result) => result,
         Err(e) => Err(IngestError::Internal(e.to_string())),
     }

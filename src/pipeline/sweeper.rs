@@ -33,6 +33,7 @@ impl Inner {
             self.submit(PendingTurn {
                 message,
                 watcher: None,
+                origin: tracing::Span::none(),
             });
             resumed += 1;
         }

@@ -27,6 +27,7 @@ use crate::{
         jobs::{self, NewJob},
         messages::{self, ContextLine, Direction, Message, NewMessage, ReplyAppend, Role},
     },
+    telemetry::metrics::{self, AgentOutcome},
 };
 
 /// A message waiting for its turn in its conversation's lane.
@@ -35,6 +36,9 @@ pub struct PendingTurn {
     pub message: Message,
     /// Whoever waits for the reply (the HTTP request that sent the message), if anybody.
     pub watcher: Option<ReplyWatcher>,
+    /// The span of the work that stored the message (an HTTP request, with its request id): the
+    /// turn's span is its child, so the reply's log lines name the request that caused it.
+    pub origin: tracing::Span,
 }
 
 impl LaneJob for PendingTurn {
@@ -100,6 +104,8 @@ struct Produced {
     choices: Vec<Choice>,
     handoff: Option<String>,
     error: Option<String>,
+    /// The agent ran out of time (`error` says so too).
+    timed_out: bool,
     /// The conversation left the AI while the agent was writing: nothing is stored.
     abandoned: bool,
 }
@@ -173,6 +179,7 @@ impl Inner {
                     Ok(Some(message)) => PendingTurn {
                         message,
                         watcher: None,
+                        origin: tracing::Span::none(),
                     },
                     Ok(None) => return,
                     Err(e) => {
@@ -197,12 +204,15 @@ impl Inner {
         abandon: &CancellationToken,
     ) -> bool {
         let span = info_span!(
+            parent: &job.origin,
             "turn",
             conversation = %job.message.conversation_id,
             message = %job.message.id,
             channel = %job.message.channel,
         );
-        let PendingTurn { message, watcher } = job;
+        let PendingTurn {
+            message, watcher, ..
+        } = job;
         let (deltas, done) = match watcher {
             Some(w) => (Some(w.deltas), Some(w.done)),
             None => (None, None),
@@ -299,9 +309,18 @@ impl Inner {
                 reply_to_seq: message.seq,
             },
         );
+        let called = std::time::Instant::now();
         let produced = self
             .produce(&registered, request, &conversation.id, deltas, abandon)
             .await;
+        if !produced.abandoned {
+            let outcome = match (&produced.error, produced.timed_out) {
+                (None, _) => AgentOutcome::Ok,
+                (Some(_), true) => AgentOutcome::Timeout,
+                (Some(_), false) => AgentOutcome::Error,
+            };
+            metrics::agent_call(&name, outcome, called.elapsed());
+        }
         if let Some(error) = &produced.error {
             warn!(agent = %name, %error, "the agent failed; answering with the fallback message");
         }
@@ -327,6 +346,13 @@ impl Inner {
             });
         }
         if let Some(outcome) = self.store_reply(message, agent, lock_ttl, produced).await? {
+            if let Some(reply) = &outcome.reply {
+                let waited = reply.created_at.micros() - message.created_at.micros();
+                metrics::replied(
+                    message.channel,
+                    Duration::from_micros(u64::try_from(waited).unwrap_or(0)),
+                );
+            }
             return Ok(outcome);
         }
         // The conversation was handed to an expert (or deleted, or the message answered by
@@ -381,6 +407,7 @@ impl Inner {
                     return produced;
                 }
                 _ = &mut deadline => {
+                    produced.timed_out = true;
                     produced.error = Some(format!(
                         "no complete reply within {}",
                         humantime_duration(self.config.agent_timeout)

@@ -198,3 +198,19 @@ pub async fn count(db: &mut impl Db, queue: &str) -> Result<i64, StoreError> {
         .await?;
     Ok(n)
 }
+
+/// Per queue: how many jobs it holds, and the due time of its oldest job that is due by `now`
+/// (`None` when none is).
+pub async fn figures(
+    db: &mut impl Db,
+    now: Timestamp,
+) -> Result<Vec<(String, i64, Option<Timestamp>)>, StoreError> {
+    db.fetch_all(
+        query(
+            "SELECT queue, COUNT(*), MIN(CASE WHEN run_at <= $1 THEN run_at END) FROM jobs \
+             GROUP BY queue ORDER BY queue",
+        )
+        .bind(now),
+    )
+    .await
+}

@@ -487,6 +487,12 @@ pub async fn pending_count(db: &mut impl Db) -> Result<i64, StoreError> {
     Ok(n)
 }
 
+/// How many messages are on the pipeline's work list, and since when the oldest waits.
+pub async fn pending_figures(db: &mut impl Db) -> Result<(i64, Option<Timestamp>), StoreError> {
+    db.fetch_one(query("SELECT COUNT(*), MIN(created_at) FROM pending_turns"))
+        .await
+}
+
 /// Replaces the content of a message (an edit), with the edit history in `metadata`.
 pub async fn set_content(
     tx: &mut Tx,

@@ -325,6 +325,17 @@ enum Target<'a> {
     Postgres(&'a mut sqlx::PgConnection),
 }
 
+/// A moment's figures of the database connections.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PoolFigures {
+    /// Connections running a query or holding a transaction.
+    pub in_use: u32,
+    /// Open connections waiting for work.
+    pub idle: u32,
+    /// The most connections the gateway opens.
+    pub max: u32,
+}
+
 /// The database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -502,6 +513,31 @@ impl Store {
         let n = tx.execute(q).await?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// The connections of the database, for the metrics.
+    pub fn pool_figures(&self) -> PoolFigures {
+        match &*self.inner {
+            Inner::Sqlite {
+                writer, readers, ..
+            } => {
+                let idle = u32::try_from(readers.num_idle()).unwrap_or(u32::MAX);
+                let writing = u32::from(writer.try_lock().is_err());
+                PoolFigures {
+                    in_use: readers.size().saturating_sub(idle) + writing,
+                    idle: idle + (1 - writing),
+                    max: readers.options().get_max_connections() + 1,
+                }
+            }
+            Inner::Postgres { pool } => {
+                let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+                PoolFigures {
+                    in_use: pool.size().saturating_sub(idle),
+                    idle,
+                    max: pool.options().get_max_connections(),
+                }
+            }
+        }
     }
 
     /// Checks that the database answers.

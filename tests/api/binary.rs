@@ -493,3 +493,78 @@ async fn api_fixtures_are_replayed_signed_for_their_integration() {
     let (ok, printed) = run(&["--new-ids"]).await.unwrap();
     assert!(ok && printed.contains("\"stored\":1"), "{printed}");
 }
+
+/// Every request is one log line at `info` (method, route template, status, latency, request id),
+/// and what the request causes — the turn answering the message it stored — logs under the same
+/// request id. In the JSON format collectors read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_logged_with_an_id_their_work_carries() {
+    let model = FakeModel::start(ModelBehaviour::Fail(500, "the model is down".into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\
+             [database]\nurl = {url}\n\
+             [log]\nformat = \"json\"\n\
+             [routing]\ndefault_agent = \"gpt\"\n\
+             [agents.gpt]\nkind = \"openai\"\nbase_url = {base}\n",
+            url = toml::Value::String(format!("sqlite://{}", dir.path().join("gw.db").display())),
+            base = toml::Value::String(model.base_url()),
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config);
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/messages"))
+        .header("X-Device-ID", "dev-log")
+        .header("X-Request-Id", "log-probe-1")
+        .json(&json!({"content": "hello?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "log-probe-1");
+
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (request_line, turn_line) = loop {
+        seen.extend(
+            gateway
+                .log()
+                .iter()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()),
+        );
+        let request_line = seen.iter().find(|l| {
+            l["fields"]["message"] == "request" && l["fields"]["request_id"] == "log-probe-1"
+        });
+        // The agent's failure is logged inside the turn, a child of the request's span.
+        let turn_line = seen.iter().find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the agent failed"))
+        });
+        if let (Some(r), Some(t)) = (request_line, turn_line) {
+            break (r.clone(), t.clone());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log lines missing: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(request_line["level"], "INFO");
+    assert_eq!(request_line["fields"]["method"], "POST");
+    assert_eq!(request_line["fields"]["route"], "/v1/chat/messages");
+    assert_eq!(request_line["fields"]["status"], 200);
+    assert!(request_line["fields"]["latency_ms"].is_number());
+    let spans = turn_line["spans"].as_array().unwrap();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "request" && s["request_id"] == "log-probe-1"),
+        "{turn_line}"
+    );
+    assert!(spans.iter().any(|s| s["name"] == "turn"), "{turn_line}");
+}

@@ -44,6 +44,6 @@ pub use outbound::{
     Choice, OutboundContent, OutboundMessage, SendError, Sender, Sent, Thread, ThreadLine,
     TypingTarget,
 };
-pub use plugin::{ChannelKind, ChannelPlugin, ConfigError, Policy, StartContext};
+pub use plugin::{ChannelKind, ChannelPlugin, ConfigError, Dependency, Policy, StartContext};
 pub use secret::Secret;
 pub use webhook::{BodyCheck, Webhook, WebhookAnswer, WebhookError, WebhookRequest};

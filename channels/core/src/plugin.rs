@@ -124,12 +124,36 @@ pub trait ChannelPlugin: Send + Sync + 'static {
         None
     }
 
+    /// The services the channel depends on (an SMTP relay), checked by the gateway's health
+    /// report. Each check connects and answers whether the service works; the gateway bounds its
+    /// time.
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+
     /// Starts what the channel runs beside the server (pollers, start-up registrations): each
     /// returned task ends when `context.stop` is cancelled, or earlier when its work is done (a
     /// registration); an ended task is not a failure.
     fn start(&self, context: StartContext) -> Vec<BoxFuture<'static, ()>> {
         let _ = context;
         Vec::new()
+    }
+}
+
+/// A service a channel depends on, for the health report.
+#[derive(Clone)]
+pub struct Dependency {
+    /// Its name in the report (`smtp`).
+    pub name: &'static str,
+    /// Connects to it: `Err` says what is wrong, without secrets.
+    pub check: Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dependency")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

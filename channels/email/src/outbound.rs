@@ -150,6 +150,17 @@ impl SmtpSender {
         })
     }
 
+    /// Connects to the SMTP server and greets it (authenticating when the URL has credentials),
+    /// for the health report. The error says what failed, with the server's address but never its
+    /// credentials.
+    pub async fn check(&self) -> Result<(), String> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("{} did not accept a connection", self.server)),
+            Err(e) => Err(format!("{}: {}", self.server, classify::classify(&e).error)),
+        }
+    }
+
     /// Logs a failed delivery and says what the gateway should do.
     fn failure(&self, message_id: &str, error: &lettre::transport::smtp::Error) -> SendError {
         let classify::Failure { error, operator } = classify::classify(error);

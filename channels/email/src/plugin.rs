@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use switchboard_channel::{
-    Channel, ChannelKind, ChannelPlugin, ConfigError, Policy, Sender, StartContext, Webhook,
+    Channel, ChannelKind, ChannelPlugin, ConfigError, Dependency, Policy, Sender, StartContext,
+    Webhook,
     plugin::{Replay, ReplayRequest, parse_checked, parse_section, section_of},
 };
 
@@ -139,6 +140,20 @@ impl ChannelPlugin for EmailPlugin {
 
     fn webhook(&self) -> Option<Arc<dyn Webhook>> {
         Some(self.webhook.clone())
+    }
+
+    /// The SMTP server replies and staff notifications go through, when there is one.
+    fn dependencies(&self) -> Vec<Dependency> {
+        let Some(smtp) = self.smtp.clone() else {
+            return Vec::new();
+        };
+        vec![Dependency {
+            name: "smtp",
+            check: Arc::new(move || {
+                let smtp = smtp.clone();
+                Box::pin(async move { smtp.check().await })
+            }),
+        }]
     }
 
     /// The IMAP poller, when a mailbox is configured.

@@ -143,6 +143,13 @@ impl TestApp {
         }
     }
 
+    /// Tells the gateway to shut down, without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Stops the gateway gracefully and returns its database so another gateway can use it.
     pub async fn stop(mut self) -> Option<TestDb> {
         if let Some(stop) = self.stop.take() {

@@ -53,7 +53,11 @@ impl Gateway {
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| panic!("the gateway did not start; it said: {seen:#?}"));
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                let address = rest.split_whitespace().next().expect("an address");
+                // In either log format (a JSON line quotes it).
+                let address: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+                    .collect();
                 break address.parse().expect("a socket address");
             }
             seen.push(line);

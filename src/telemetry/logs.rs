@@ -1,4 +1,4 @@
-//! Logging setup.
+//! Logging setup: a filter from the configuration (or `RUST_LOG`), and a human or JSON format.
 
 use std::io::IsTerminal;
 
