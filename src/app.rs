@@ -221,6 +221,7 @@ impl Gateway {
                 max_lifetime_secs: self.config.web.jwt_max_lifetime.as_secs(),
                 audience: self.config.web.jwt_audience.as_deref(),
                 issuer: self.config.web.jwt_issuer.as_deref(),
+                require_token: self.config.web.require_token,
             })),
             clock: self.shared.clock.clone(),
             public_url: self.config.server.public_url(address).into(),

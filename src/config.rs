@@ -186,6 +186,9 @@ pub struct WebConfig {
     pub jwt_audience: Option<String>,
     /// When set, visitor tokens must carry this `iss`.
     pub jwt_issuer: Option<String>,
+    /// Identify visitors by the site's signed tokens only: `X-Device-ID` is refused (401
+    /// `token_required`). Needs `jwt_secret`.
+    pub require_token: bool,
     /// Most characters in one message.
     pub max_content_chars: usize,
     /// Most attachments in one message.
@@ -210,6 +213,7 @@ impl Default for WebConfig {
             jwt_max_lifetime: Duration::from_secs(24 * 3600),
             jwt_audience: None,
             jwt_issuer: None,
+            require_token: false,
             max_content_chars: 4096,
             max_attachments: 10,
             allowed_origins: vec!["*".into()],
@@ -1048,6 +1052,13 @@ impl Config {
         }
         if self.staff.token_ttl.is_zero() || self.staff.token_ttl > MAX_STAFF_TOKEN_TTL {
             return invalid("staff.token_ttl must be between 1s and 7 days".into());
+        }
+        if self.web.require_token && self.web.jwt_secret.is_none() {
+            return invalid(
+                "web.require_token needs web.jwt_secret (SWITCHBOARD_JWT_SECRET): without it no \
+                 visitor could identify"
+                    .into(),
+            );
         }
         if self.web.jwt_max_lifetime.is_zero() {
             return invalid("web.jwt_max_lifetime must be at least 1s".into());

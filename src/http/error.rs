@@ -184,6 +184,7 @@ impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         let code = match e {
             IdentityError::Missing => "unauthenticated",
+            IdentityError::TokenRequired => "token_required",
             IdentityError::InvalidDeviceId => "invalid_device_id",
             IdentityError::MalformedAuthorization
             | IdentityError::TokensDisabled

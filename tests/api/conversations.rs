@@ -243,3 +243,59 @@ async fn signed_in_visitors_see_only_their_own_conversations(backend: Backend) {
         assert_eq!(body["error"]["code"], "invalid_token");
     }
 }
+
+/// `web.require_token`: a site that signs its visitors' tokens can refuse anonymous devices, on
+/// every visitor route, headers or query string alike; nothing is stored for a refused device.
+#[tokio::test]
+async fn a_site_can_insist_on_signed_visitors() {
+    let secret = "test-secret-that-is-long-enough";
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.web.jwt_secret = Some(secret.into());
+        c.web.require_token = true;
+    })
+    .await;
+    let (status, body) = app.send("dev-anon", json!({"content": "hi"})).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "token_required");
+    assert_eq!(app.count("messages").await, 0);
+    let (status, body) = app.get("dev-anon", "/v1/conversations").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_required"))
+    );
+
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let alice = token(secret, json!({"sub": "alice", "exp": exp}));
+    let (status, body) = json_response(
+        app.client
+            .post(app.url("/v1/chat/messages"))
+            .bearer_auth(&alice)
+            .json(&json!({"content": "hi, signed"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["conversation_id"].as_str().unwrap();
+    // Browsers' event streams identify in the query string: a device id is refused there too.
+    let (status, body) = json_response(
+        app.client
+            .get(app.url(&format!("/v1/conversations/{id}/events?device_id=dev-anon")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_required"))
+    );
+    app.stop().await;
+
+    // Without a secret nobody could identify: the configuration is refused.
+    let mut config = switchboard::config::Config::defaults();
+    config.web.require_token = true;
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("web.require_token"), "{error}");
+}

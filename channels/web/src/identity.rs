@@ -64,6 +64,11 @@ pub enum IdentityError {
     /// The token's signature, algorithm or claims are not valid.
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// Only the embedding site's signed tokens identify visitors here; a device id was sent.
+    #[error(
+        "this gateway identifies visitors by the site's signed tokens only: send Authorization: Bearer <token>"
+    )]
+    TokenRequired,
 }
 
 /// Checks visitor identities; built once from the configuration and shared.
@@ -73,6 +78,8 @@ pub struct IdentityVerifier {
     max_lifetime_secs: u64,
     /// Clock skew tolerated.
     leeway_secs: u64,
+    /// Device ids are refused: only tokens identify visitors.
+    require_token: bool,
 }
 
 impl std::fmt::Debug for IdentityVerifier {
@@ -106,6 +113,9 @@ pub struct TokenRules<'a> {
     pub audience: Option<&'a str>,
     /// The `iss` a token must carry, when set.
     pub issuer: Option<&'a str>,
+    /// Refuse device ids: a site that signs its visitors' tokens can insist on them, so nobody
+    /// chats as an anonymous device.
+    pub require_token: bool,
 }
 
 impl IdentityVerifier {
@@ -136,6 +146,7 @@ impl IdentityVerifier {
                 n => n.saturating_add(rules.leeway_secs),
             },
             leeway_secs: rules.leeway_secs,
+            require_token: rules.require_token,
         }
     }
 
@@ -157,6 +168,7 @@ impl IdentityVerifier {
             return self.verify_token(token);
         }
         match device_id {
+            Some(_) if self.require_token => Err(IdentityError::TokenRequired),
             Some(id) => validate_device_id(id).map(|id| Identity::Device(id.to_owned())),
             None => Err(IdentityError::Missing),
         }
@@ -321,6 +333,23 @@ mod tests {
             Err(IdentityError::InvalidDeviceId)
         );
         assert_eq!(verifier.identify(None, None), Err(IdentityError::Missing));
+    }
+
+    #[test]
+    fn a_site_can_insist_on_its_tokens() {
+        let verifier = IdentityVerifier::new(TokenRules {
+            require_token: true,
+            ..rules("s3cret")
+        });
+        assert_eq!(
+            verifier.identify(None, Some("dev1")),
+            Err(IdentityError::TokenRequired)
+        );
+        let t = token("s3cret", json!({"sub": "u1", "exp": in_an_hour()}));
+        assert!(matches!(
+            verifier.identify(Some(&format!("Bearer {t}")), Some("dev1")),
+            Ok(Identity::User { subject, .. }) if subject == "u1"
+        ));
     }
 
     #[test]
