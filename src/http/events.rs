@@ -111,7 +111,9 @@ pub(super) fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Position 
 }
 
 /// The event stream of a conversation the caller may see, from `from` (replayed from the
-/// database), then live until `until` completes; `first`, if any, is sent before everything else.
+/// database), then live until `until` completes. An observer's stream (`observer`: its first
+/// event) marks where the replayed history starts and ends (`history-start`, `history-end`), so a
+/// supervisor's screen can tell what happened before it looked from what happens while it looks.
 /// The stream holds `permit` (its place among the open streams) until it ends.
 ///
 /// The replay is read a page at a time as the client takes it: a slow reader of a long
@@ -130,11 +132,23 @@ pub(super) async fn conversation_stream(
     // Subscribe first, so nothing published during the replay is missed.
     let mut subscription = state.hub.subscribe(&conversation_id);
     let mut cursor = Cursor::new(from, audience);
+    let observed = first.is_some();
     let mut replay: Vec<Event> = first.into_iter().collect();
+    if observed {
+        replay.push(marker(
+            "history-start",
+            serde_json::json!({"conversation_id": conversation_id, "after_seq": from.seq}),
+        ));
+    }
     let (page, complete) = cursor.page(&state.store, &conversation_id).await?;
     replay.extend(page);
-    if complete && let Some(streaming) = subscription.streaming.take() {
-        replay.extend(cursor.resume_reply(streaming));
+    if complete {
+        if observed {
+            replay.push(history_end(&cursor));
+        }
+        if let Some(streaming) = subscription.streaming.take() {
+            replay.extend(cursor.resume_reply(streaming));
+        }
     }
     let live = live(
         state.store.clone(),
@@ -142,6 +156,7 @@ pub(super) async fn conversation_stream(
         cursor,
         subscription,
         !complete,
+        observed && !complete,
     );
     let events = futures::stream::iter(replay.into_iter().map(Ok))
         .chain(live)
@@ -301,6 +316,20 @@ fn sse(event: &LiveEvent, position: Position, audience: Audience) -> Event {
         .data(data.unwrap_or_default())
 }
 
+/// An event that marks the stream rather than tells of the conversation: no id, so it never moves
+/// a client's `Last-Event-ID`.
+fn marker(name: &'static str, data: serde_json::Value) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
+
+/// The end of the replayed history: what follows happens live.
+fn history_end(cursor: &Cursor) -> Event {
+    marker(
+        "history-end",
+        serde_json::json!({"last_seq": cursor.newest}),
+    )
+}
+
 /// Stored messages after `seq`. Boxed, so that an idle stream does not reserve room for a query
 /// it is not running.
 fn stored_after<'a>(
@@ -326,7 +355,8 @@ type PageFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(Vec<Event>, bool), StoreError>> + Send + 'a>>;
 
 /// Follows the live feed from where the replay left the cursor; `behind` when the replay is not
-/// complete yet (it goes on a page at a time, then resumes the reply in progress). Whenever the
+/// complete yet (it goes on a page at a time, then marks the history's end when `end_history`,
+/// then resumes the reply in progress). Whenever the
 /// feed runs ahead of what was sent (a gap, or a client too slow for the feed), the stream catches
 /// up from the database, a page at a time.
 fn live(
@@ -335,6 +365,7 @@ fn live(
     mut cursor: Cursor,
     mut subscription: Subscription,
     mut behind: bool,
+    mut end_history: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     async_stream::stream! {
         loop {
@@ -356,6 +387,10 @@ fn live(
                     }
                 }
                 behind = false;
+                if end_history {
+                    end_history = false;
+                    yield Ok(history_end(&cursor));
+                }
                 // After the first replay only: the reply being written when the client came.
                 if let Some(streaming) = subscription.streaming.take() {
                     for event in cursor.resume_reply(streaming) {

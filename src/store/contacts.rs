@@ -164,6 +164,8 @@ pub struct Found {
     pub username: Option<String>,
     /// When it first wrote.
     pub created_at: Timestamp,
+    /// How many conversations it has (deleted ones not counted).
+    pub conversation_count: i64,
 }
 
 /// Contacts whose name, channel id (phone, e-mail address, chat id) or username contains `q`
@@ -193,7 +195,9 @@ pub async fn search(
     let found = db
         .fetch_all(
             query(
-                "SELECT id, channel, external_id, display_name, username, created_at \
+                "SELECT id, channel, external_id, display_name, username, created_at, \
+                 (SELECT COUNT(*) FROM conversations c WHERE c.contact_id = contacts.id \
+                  AND c.deleted_at IS NULL) AS conversation_count \
                  FROM contacts WHERE LOWER(COALESCE(display_name, '')) LIKE $1 ESCAPE '\\' \
                  OR LOWER(external_id) LIKE $1 ESCAPE '\\' \
                  OR LOWER(COALESCE(username, '')) LIKE $1 ESCAPE '\\' \

@@ -27,5 +27,6 @@ mod ordering;
 mod resources;
 mod routing;
 mod store;
+mod supervision;
 mod telegram;
 mod whatsapp;

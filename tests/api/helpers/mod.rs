@@ -15,7 +15,7 @@ use std::{net::SocketAddr, time::Duration};
 pub use db::{Backend, TestDb};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
-pub use sse::SseReader;
+pub use sse::{SseEvent, SseReader};
 use switchboard::{
     app::Gateway,
     config::{AgentConfig, Config},
