@@ -1,4 +1,4 @@
-//! A visitor's conversations: list, read, delete, hand to a human.
+//! A visitor's conversations: create, list, read, rename, delete, hand to a human.
 //!
 //! Every route looks conversations up together with their owner, so another visitor's
 //! conversation answers 404 exactly like a missing one.
@@ -6,22 +6,23 @@
 use axum::{
     Json,
     extract::State,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use switchboard_channel::Channel;
+use switchboard_web::conversation::{self as request, NewConversationRequest, RenameRequest};
 
 use crate::ids::ConversationId;
 
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiBytes, ApiPath, ApiQuery, ClientAddress, Visitor},
+    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, ClientAddress, Visitor},
 };
 use crate::store::{
     contacts,
-    conversations::{self, Conversation, Mode},
+    conversations::{self, Conversation, EmptyConversation, Mode},
     messages::{self, Message},
 };
 
@@ -65,10 +66,12 @@ impl Serialize for VisitorView {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let c = &self.0;
-        let mut st = s.serialize_struct("Conversation", 9)?;
+        let mut st = s.serialize_struct("Conversation", 12)?;
         st.serialize_field("id", &c.id)?;
         st.serialize_field("channel", &c.channel)?;
         st.serialize_field("title", &c.title)?;
+        st.serialize_field("source", &c.source)?;
+        st.serialize_field("metadata", &c.metadata.0)?;
         st.serialize_field("mode", &c.mode)?;
         st.serialize_field("agent", &c.active_agent)?;
         st.serialize_field("lock_expires_at", &c.lock_expires_at())?;
@@ -131,13 +134,112 @@ pub(super) async fn owned(
     .ok_or_else(|| ApiError::not_found("conversation"))
 }
 
+/// A conversation with what a client shows in its list of conversations.
+#[derive(Debug, Serialize)]
+pub(super) struct ConversationDetails {
+    #[serde(flatten)]
+    conversation: VisitorView,
+    /// How many messages it holds.
+    message_count: i64,
+    /// Its newest message.
+    last_message: Option<Message>,
+}
+
 /// `GET /v1/conversations/{id}`
 pub(super) async fn get_one(
     State(state): State<AppState>,
     visitor: Visitor,
     ApiPath(id): ApiPath<ConversationId>,
+) -> Result<Json<ConversationDetails>, ApiError> {
+    let conversation = owned(&state, &visitor, &id).await?;
+    let mut reader = state.store.reader();
+    let message_count = conversations::message_count(&mut reader, &conversation.id).await?;
+    let last_message = messages::page(&mut reader, &conversation.id, None, 1)
+        .await?
+        .pop()
+        .map(Message::for_visitor);
+    Ok(Json(ConversationDetails {
+        conversation: VisitorView(conversation),
+        message_count,
+        last_message,
+    }))
+}
+
+/// `POST /v1/conversations`: a conversation to write in later (201). Counts against the
+/// visitor's new-conversation rate like a first message does.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ClientAddress(address): ClientAddress,
+    ApiJson(body): ApiJson<NewConversationRequest>,
+) -> Result<Response, ApiError> {
+    let title = body.title.as_deref().map(request::title).transpose()?;
+    let source = body.source.as_deref().map(request::source).transpose()?;
+    let metadata = body
+        .metadata
+        .map(request::metadata)
+        .transpose()?
+        .unwrap_or_default();
+    if let Some(agent) = body.agent {
+        return Err(ApiError::invalid(
+            "agent_not_selectable",
+            format!("visitors cannot choose the agent {agent:?}"),
+        ));
+    }
+    state
+        .limits
+        .visitors
+        .conversation(&visitor.external_id(), address)?;
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let contact_id = contacts::upsert(&mut tx, Channel::WEB, &visitor.0.contact(), now).await?;
+    let conversation = conversations::create_empty(
+        &mut tx,
+        EmptyConversation {
+            channel: Channel::WEB,
+            contact_id: &contact_id,
+            title,
+            source,
+            metadata,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    let location = format!("/v1/conversations/{}", conversation.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(ConversationDetails {
+            conversation: VisitorView(conversation),
+            message_count: 0,
+            last_message: None,
+        }),
+    )
+        .into_response())
+}
+
+/// `PATCH /v1/conversations/{id}`: renames the conversation.
+pub(super) async fn rename(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ApiPath(id): ApiPath<ConversationId>,
+    ApiJson(body): ApiJson<RenameRequest>,
 ) -> Result<Json<VisitorView>, ApiError> {
-    Ok(Json(VisitorView(owned(&state, &visitor, &id).await?)))
+    let title = request::title(&body.title)?;
+    let conversation = owned(&state, &visitor, &id).await?;
+    let mut tx = state.store.begin().await?;
+    let renamed = conversations::rename(
+        &mut tx,
+        &conversation.id,
+        &conversation.contact_id,
+        &title,
+        state.clock.now(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("conversation"))?;
+    tx.commit().await?;
+    Ok(Json(VisitorView(renamed)))
 }
 
 #[derive(Debug, Deserialize)]

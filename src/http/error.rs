@@ -207,6 +207,12 @@ impl From<RequestError> for ApiError {
             RequestError::InvalidAttachment { .. } => "invalid_attachment",
             RequestError::InvalidConversationId => "invalid_conversation_id",
             RequestError::InvalidIdempotencyKey => "invalid_idempotency_key",
+            RequestError::InvalidField { field, .. } => match field {
+                "title" => "invalid_title",
+                "source" => "invalid_source",
+                "metadata" => "invalid_metadata",
+                _ => "invalid_request",
+            },
         };
         let status = match e {
             RequestError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,

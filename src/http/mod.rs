@@ -88,10 +88,15 @@ pub fn router(state: AppState) -> Router {
     let visitor_api = Router::new()
         .route("/v1/chat/messages", post(chat::post_message))
         .route("/v1/chat/stream", post(chat::stream_message))
-        .route("/v1/conversations", get(conversations::list))
+        .route(
+            "/v1/conversations",
+            get(conversations::list).post(conversations::create),
+        )
         .route(
             "/v1/conversations/{id}",
-            get(conversations::get_one).delete(conversations::delete),
+            get(conversations::get_one)
+                .patch(conversations::rename)
+                .delete(conversations::delete),
         )
         .route(
             "/v1/conversations/{id}/messages",
@@ -191,7 +196,7 @@ fn cors(config: &Config) -> CorsLayer {
     // No credentials (cookies) cross origins: visitors identify with headers.
     CorsLayer::new()
         .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,

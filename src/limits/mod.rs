@@ -149,6 +149,19 @@ impl VisitorRates {
             .map_err(refused("too many messages from this address"))
     }
 
+    /// Counts a conversation the visitor creates before writing in it.
+    pub fn conversation(&self, visitor: &str, address: IpAddr) -> Result<(), Refused> {
+        if self.exempt_local && local(address) {
+            return Ok(());
+        }
+        self.conversations
+            .check(&self.hasher.hash_one(visitor))
+            .map_err(refused("too many new conversations from this visitor"))?;
+        self.address_conversations
+            .check(&address_key(address))
+            .map_err(refused("too many new conversations from this address"))
+    }
+
     /// Counts a request for a person.
     pub fn handoff(&self, visitor: &str, address: IpAddr) -> Result<(), Refused> {
         if self.exempt_local && local(address) {

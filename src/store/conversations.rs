@@ -103,6 +103,8 @@ pub struct Conversation {
     pub assigned_at: Option<Timestamp>,
     /// How far its expert has read (the seq of the last message they saw).
     pub expert_seen_seq: i64,
+    /// Where the client that created it says it was started from (`web`, `mobile`…).
+    pub source: Option<String>,
 }
 
 impl Conversation {
@@ -150,7 +152,7 @@ macro_rules! with_columns {
             $before,
             " id, channel, account, contact_id, mode, active_agent, locked_at, lock_ttl_secs, \
              title, last_seq, created_at, updated_at, deleted_at, metadata, expert_id, queued_at, \
-             assigned_at, expert_seen_seq ",
+             assigned_at, expert_seen_seq, source ",
             $after
         )
     };
@@ -189,6 +191,76 @@ pub async fn create(
         .bind(now),
     )
     .await
+}
+
+/// A conversation a client creates before writing in it.
+#[derive(Debug, Clone)]
+pub struct EmptyConversation<'a> {
+    /// The channel.
+    pub channel: Channel,
+    /// The end user.
+    pub contact_id: &'a ContactId,
+    /// Its title.
+    pub title: Option<String>,
+    /// Where it was started from.
+    pub source: Option<String>,
+    /// The client's data about it.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Creates a conversation without messages (its first message takes seq 1).
+pub async fn create_empty(
+    tx: &mut Tx,
+    new: EmptyConversation<'_>,
+    now: Timestamp,
+) -> Result<Conversation, StoreError> {
+    tx.fetch_one(
+        query(with_columns!(
+            "INSERT INTO conversations (id, channel, account, contact_id, title, source, metadata, \
+             last_seq, created_at, updated_at) VALUES ($1, $2, '', $3, $4, $5, $6, 0, $7, $7) \
+             RETURNING",
+            ""
+        ))
+        .bind(ConversationId::generate())
+        .bind(new.channel.as_str())
+        .bind(new.contact_id)
+        .bind(new.title)
+        .bind(new.source)
+        .bind(serde_json::Value::Object(new.metadata))
+        .bind(now),
+    )
+    .await
+}
+
+/// Renames a live conversation of `contact_id`. Returns it as it is now, or `None` when there is
+/// no such conversation.
+pub async fn rename(
+    tx: &mut Tx,
+    id: &ConversationId,
+    contact_id: &ContactId,
+    title: &str,
+    now: Timestamp,
+) -> Result<Option<Conversation>, StoreError> {
+    tx.fetch_optional(
+        query(with_columns!(
+            "UPDATE conversations SET title = $3, updated_at = $4 \
+             WHERE id = $1 AND contact_id = $2 AND deleted_at IS NULL RETURNING",
+            ""
+        ))
+        .bind(id)
+        .bind(contact_id)
+        .bind(title)
+        .bind(now),
+    )
+    .await
+}
+
+/// How many messages a conversation holds.
+pub async fn message_count(db: &mut impl Db, id: &ConversationId) -> Result<i64, StoreError> {
+    let (n,): (i64,) = db
+        .fetch_one(query("SELECT COUNT(*) FROM messages WHERE conversation_id = $1").bind(id))
+        .await?;
+    Ok(n)
 }
 
 /// Takes the next seq of a live conversation for a new message, and marks it active. Returns the

@@ -1,4 +1,5 @@
-//! A visitor's conversations: listing, reading, paging, deleting, and who may see what.
+//! A visitor's conversations: creating, listing, reading, renaming, paging, deleting, and who may
+//! see what.
 
 use jsonwebtoken::{EncodingKey, Header};
 use reqwest::Method;
@@ -14,6 +15,7 @@ both_backends!(
     messages_page_backwards,
     a_deleted_conversation_is_gone_for_the_visitor_but_kept,
     signed_in_visitors_see_only_their_own_conversations,
+    conversations_are_created_before_writing_renamed_and_detailed,
 );
 
 fn ids(page: &Value, key: &str) -> Vec<String> {
@@ -298,4 +300,104 @@ async fn a_site_can_insist_on_signed_visitors() {
     config.web.require_token = true;
     let error = config.validate().unwrap_err().to_string();
     assert!(error.contains("web.require_token"), "{error}");
+}
+
+async fn conversations_are_created_before_writing_renamed_and_detailed(backend: Backend) {
+    let app = TestApp::spawn_with(&backend, |c| c.routing.default_agent = "echo".into()).await;
+    let create = |device: &str, body: Value| {
+        app.request(Method::POST, "/v1/conversations", device)
+            .json(&body)
+            .send()
+    };
+    let response = create(
+        "dev-c",
+        json!({"title": " Trip to Rome ", "source": "mobile", "metadata": {"plan": "pro"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (_, created) = json_response(response).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/v1/conversations/{id}"));
+    assert_eq!(created["title"], "Trip to Rome");
+    assert_eq!(created["source"], "mobile");
+    assert_eq!(created["metadata"], json!({"plan": "pro"}));
+    assert_eq!(
+        (created["message_count"].as_i64(), &created["last_message"]),
+        (Some(0), &Value::Null)
+    );
+    let (_, listed) = app.get("dev-c", "/v1/conversations").await;
+    assert_eq!(ids(&listed, "conversations"), [id.clone()]);
+
+    // Writing in it: the first message takes seq 1; the details count and show the newest.
+    let (status, body) = app
+        .send(
+            "dev-c",
+            json!({"conversation_id": id, "content": "hello Rome"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"]["seq"], 1);
+    let (status, details) = app.get("dev-c", &format!("/v1/conversations/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(details["message_count"], 2);
+    assert_eq!(details["last_message"]["role"], "ai");
+    assert_eq!(details["last_message"]["seq"], 2);
+    assert_eq!(details["title"], "Trip to Rome", "a given title is kept");
+
+    // Renaming: the owner only; the title is checked.
+    let rename = |device: &str, body: Value| {
+        app.request(Method::PATCH, &format!("/v1/conversations/{id}"), device)
+            .json(&body)
+            .send()
+    };
+    let (status, renamed) = json_response(
+        rename("dev-c", json!({"title": "Rome, day 2"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, renamed["title"].as_str()),
+        (200, Some("Rome, day 2"))
+    );
+    let (status, _) = json_response(
+        rename("dev-other", json!({"title": "mine now"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    for (body, code) in [
+        (json!({"title": "  "}), "invalid_title"),
+        (json!({"title": "x".repeat(201)}), "invalid_title"),
+    ] {
+        let (status, error) = json_response(rename("dev-c", body).await.unwrap()).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (422, Some(code)),
+            "{error}"
+        );
+    }
+    let (_, details) = app.get("dev-c", &format!("/v1/conversations/{id}")).await;
+    assert_eq!(details["title"], "Rome, day 2");
+
+    // Refused creations store nothing.
+    let before = app.count("conversations").await;
+    for (body, code) in [
+        (json!({"source": "has spaces"}), "invalid_source"),
+        (
+            json!({"metadata": {"blob": "x".repeat(5000)}}),
+            "invalid_metadata",
+        ),
+        (json!({"agent": "assistant"}), "agent_not_selectable"),
+        (json!({"titel": "typo"}), "invalid_request"),
+    ] {
+        let (status, error) = json_response(create("dev-c", body).await.unwrap()).await;
+        assert_eq!(status, 422, "{error}");
+        assert_eq!(error["error"]["code"], code, "{error}");
+    }
+    assert_eq!(app.count("conversations").await, before);
+    app.stop().await;
 }

@@ -9,6 +9,7 @@
 //! The web channel has no provider to push replies to: a reply is delivered by being stored and
 //! published to the visitor's open event streams.
 
+pub mod conversation;
 pub mod identity;
 pub mod request;
 pub mod stream;

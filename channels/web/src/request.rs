@@ -88,6 +88,14 @@ pub enum RequestError {
     /// The `Idempotency-Key` header is unusable.
     #[error("Idempotency-Key must be 1 to 128 visible ASCII characters")]
     InvalidIdempotencyKey,
+    /// A field is unusable.
+    #[error("{field} {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 impl ChatRequest {
