@@ -328,7 +328,7 @@ async fn conversations_are_created_before_writing_renamed_and_detailed(backend: 
         (Some(0), &Value::Null)
     );
     let (_, listed) = app.get("dev-c", "/v1/conversations").await;
-    assert_eq!(ids(&listed, "conversations"), [id.clone()]);
+    assert_eq!(ids(&listed, "conversations"), [id.as_str()]);
 
     // Writing in it: the first message takes seq 1; the details count and show the newest.
     let (status, body) = app
