@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::{
-    config::Config,
+    config::{AgentConfig, Config},
     store::{Db, query},
 };
 
@@ -23,6 +23,7 @@ both_backends!(
     an_admin_corrects_a_contact_and_bad_corrections_change_nothing,
     erasing_a_contact_an_expert_holds_ends_the_experts_access,
     a_file_two_contacts_sent_stays_until_neither_needs_it,
+    a_reply_being_written_for_an_erased_visitor_is_not_stored,
 );
 
 const NUMBER: &str = "106540352242922";
@@ -739,4 +740,48 @@ async fn a_file_two_contacts_sent_stays_until_neither_needs_it(backend: Backend)
     erase("16505550000").await;
     assert!(!file.exists(), "nobody needs the file any more");
     assert_eq!(app.count("media").await, 0);
+}
+
+async fn a_reply_being_written_for_an_erased_visitor_is_not_stored(backend: Backend) {
+    let app = TestApp::spawn_with(&backend, |c| {
+        if let Some(AgentConfig::Scripted(s)) = c.agents.get_mut("assistant") {
+            s.word_delay = Duration::from_millis(60);
+        }
+    })
+    .await;
+    let (status, sent) = app
+        .send_later(
+            "dev-1",
+            json!({"content": "what about delivery and shipping?"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let id = sent["conversation_id"].as_str().unwrap().to_owned();
+    let mut events = app.events("dev-1", &id, None).await;
+    // The agent is writing its answer.
+    events
+        .until(Duration::from_secs(10), |e| e.name() == "delta")
+        .await;
+    let response = app
+        .request(Method::DELETE, "/v1/me", "dev-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(
+        app.pipeline.drain(Duration::from_secs(20)).await,
+        "the turn finishes"
+    );
+    assert_eq!(app.count("messages").await, 0, "no reply was stored");
+    assert_eq!(app.count("conversations").await, 0);
+    assert_eq!(app.count("contacts").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM pending_turns WHERE $1 = $1".into(),
+            "x"
+        )
+        .await,
+        0
+    );
 }
