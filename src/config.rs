@@ -1255,6 +1255,32 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_off_by_default_and_its_periods_are_checked() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(
+            !config.retention.enabled(),
+            "nothing is removed unless asked"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retention.toml");
+        std::fs::write(&path, "[retention]\nmessages_days = 90\n").unwrap();
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert!(config.retention.enabled());
+        assert_eq!(config.retention.messages_days, Some(90));
+        for (bad, named) in [
+            ("messages_days = 0", "retention.messages_days"),
+            ("audit_days = 36501", "retention.audit_days"),
+            ("batch_size = 0", "retention.batch_size"),
+            ("schedule = \"daily\"", "retention.schedule"),
+            ("media_days = -1", "media_days"),
+        ] {
+            std::fs::write(&path, format!("[retention]\n{bad}\n")).unwrap();
+            let err = Config::load(Some(&path), env(&[])).unwrap_err();
+            assert!(err.to_string().contains(named), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn agents_are_configured_by_kind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agents.toml");

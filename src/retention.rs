@@ -126,7 +126,7 @@ impl Retention {
                 let removed = queries::delete_old_audit_entries(&mut tx, before, limit).await?;
                 tx.commit().await?;
                 let done = removed.audit_entries < self.config.batch_size.into();
-                self.commit_files(&mut purged, removed).await?;
+                self.after_batch(&mut purged, removed).await?;
                 if done {
                     break;
                 }
@@ -155,7 +155,7 @@ impl Retention {
                         queries::delete_part_of_deleted_conversation(&mut tx, &id, limit).await?;
                     tx.commit().await?;
                     let done = removed.conversations > 0 || removed.is_empty();
-                    self.commit_files(purged, removed).await?;
+                    self.after_batch(purged, removed).await?;
                     if done {
                         break;
                     }
@@ -179,7 +179,7 @@ impl Retention {
             let removed = queries::delete_unneeded_messages(&mut tx, &ids).await?;
             tx.commit().await?;
             let stalled = removed.messages == 0;
-            self.commit_files(purged, removed).await?;
+            self.after_batch(purged, removed).await?;
             if stalled {
                 // Every candidate got work to do in between; the next purge tries again.
                 return Ok(());
@@ -207,7 +207,7 @@ impl Retention {
                 removed.add(queries::delete_if_empty(&mut tx, id).await?);
             }
             tx.commit().await?;
-            self.commit_files(purged, removed).await?;
+            self.after_batch(purged, removed).await?;
         }
     }
 
@@ -233,7 +233,7 @@ impl Retention {
             let mut tx = self.store.begin().await?;
             let removed = queries::delete_contacts_without_conversations(&mut tx, &ids).await?;
             tx.commit().await?;
-            self.commit_files(purged, removed).await?;
+            self.after_batch(purged, removed).await?;
         }
     }
 
@@ -251,13 +251,13 @@ impl Retention {
             let mut tx = self.store.begin().await?;
             let removed = queries::delete_media(&mut tx, &ids).await?;
             tx.commit().await?;
-            self.commit_files(purged, removed).await?;
+            self.after_batch(purged, removed).await?;
         }
     }
 
     /// Counts a committed batch and deletes the files its rows referred to, then lets other
     /// work run before the next batch.
-    async fn commit_files(&self, purged: &mut Purged, removed: Removed) -> Result<(), StoreError> {
+    async fn after_batch(&self, purged: &mut Purged, removed: Removed) -> Result<(), StoreError> {
         let files = remove_files(&self.store, &self.files, &removed.paths).await?;
         purged.add(removed, files);
         tokio::task::yield_now().await;
