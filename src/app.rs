@@ -33,6 +33,7 @@ use crate::{
     live::Hub,
     media_dir::MediaDir,
     pipeline::{Pipeline, router::ExpireLocks, sweeper::Sweep},
+    retention::Retention,
     shared::Shared,
     staff::Staff,
     store::Store,
@@ -372,7 +373,7 @@ impl Gateway {
                 wake: wakers.evaluate.clone(),
             }));
         }
-        let tasks: Vec<Arc<dyn ScheduledTask>> = vec![
+        let mut tasks: Vec<Arc<dyn ScheduledTask>> = vec![
             Arc::new(ExpireLocks {
                 store: store.clone(),
                 clock: clock.clone(),
@@ -387,6 +388,14 @@ impl Gateway {
                 experts: self.experts.clone(),
             }),
         ];
+        if self.config.retention.enabled() {
+            tasks.push(Arc::new(Retention::new(
+                store.clone(),
+                clock.clone(),
+                self.files.clone(),
+                self.config.retention.clone(),
+            )));
+        }
         Work { queues, tasks }
     }
 

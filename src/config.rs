@@ -40,6 +40,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Where downloaded media is kept.
     pub media: MediaConfig,
+    /// How long conversations, media and the audit log are kept (forever by default).
+    pub retention: RetentionConfig,
     /// Rate limits and caps on what the public can ask of the gateway.
     pub limits: LimitsConfig,
     /// Logging.
@@ -680,6 +682,78 @@ impl Default for MediaConfig {
     }
 }
 
+/// How long stored data is kept. Each period is in days and unset by default: nothing is
+/// removed unless the operator chooses a period. See `retention` for what each one removes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Messages older than this are removed (with their files and evaluations); conversations
+    /// left without messages and idle as long are removed, and contacts left without
+    /// conversations.
+    pub messages_days: Option<u32>,
+    /// Stored files older than this are removed; their messages stay and describe them.
+    pub media_days: Option<u32>,
+    /// Conversations deleted (by their visitor) this long ago are removed for good.
+    pub deleted_conversations_days: Option<u32>,
+    /// Audit log entries older than this are removed.
+    pub audit_days: Option<u32>,
+    /// Rows removed per transaction, at most: the database is never held long.
+    pub batch_size: u32,
+    /// Cron schedule (with seconds) of the purge.
+    pub schedule: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            messages_days: None,
+            media_days: None,
+            deleted_conversations_days: None,
+            audit_days: None,
+            batch_size: 500,
+            schedule: "0 17 3 * * *".into(),
+        }
+    }
+}
+
+/// The longest retention period that can be set: a hundred years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl RetentionConfig {
+    /// Whether any period is set (otherwise the purge has nothing to do and is not scheduled).
+    pub fn enabled(&self) -> bool {
+        self.periods().iter().any(|(_, days)| days.is_some())
+    }
+
+    fn periods(&self) -> [(&'static str, Option<u32>); 4] {
+        [
+            ("retention.messages_days", self.messages_days),
+            ("retention.media_days", self.media_days),
+            (
+                "retention.deleted_conversations_days",
+                self.deleted_conversations_days,
+            ),
+            ("retention.audit_days", self.audit_days),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, days) in self.periods() {
+            if let Some(days) = days
+                && !(1..=MAX_RETENTION_DAYS).contains(&days)
+            {
+                return Err(format!(
+                    "{name} must be between 1 and {MAX_RETENTION_DAYS} (leave it out to keep forever)"
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return Err("retention.batch_size must be between 1 and 10000".into());
+        }
+        Ok(())
+    }
+}
+
 /// Rate limits and caps: what one visitor, one client address, one contact or one sign-in may
 /// ask of the gateway. `0` switches a single limit off.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1019,6 +1093,7 @@ impl Config {
                 "routing.lock_sweep_schedule",
                 &self.routing.lock_sweep_schedule,
             ),
+            ("retention.schedule", &self.retention.schedule),
         ] {
             if let Err(e) = schedule.parse::<cron::Schedule>() {
                 return invalid(format!("{name} {schedule:?}: {e}"));
@@ -1041,6 +1116,7 @@ impl Config {
         self.evaluations
             .validate(&self.agents)
             .map_err(ConfigError::Invalid)?;
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         if let (Some(web), Some(staff)) = (&self.web.jwt_secret, &self.staff.jwt_secret)
             && web == staff
         {
@@ -1201,6 +1277,32 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_off_by_default_and_its_periods_are_checked() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(
+            !config.retention.enabled(),
+            "nothing is removed unless asked"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retention.toml");
+        std::fs::write(&path, "[retention]\nmessages_days = 90\n").unwrap();
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert!(config.retention.enabled());
+        assert_eq!(config.retention.messages_days, Some(90));
+        for (bad, named) in [
+            ("messages_days = 0", "retention.messages_days"),
+            ("audit_days = 36501", "retention.audit_days"),
+            ("batch_size = 0", "retention.batch_size"),
+            ("schedule = \"daily\"", "retention.schedule"),
+            ("media_days = -1", "media_days"),
+        ] {
+            std::fs::write(&path, format!("[retention]\n{bad}\n")).unwrap();
+            let err = Config::load(Some(&path), env(&[])).unwrap_err();
+            assert!(err.to_string().contains(named), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn agents_are_configured_by_kind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agents.toml");
@@ -1264,6 +1366,10 @@ mod tests {
         config.evaluations.judge = Some(JudgeConfig::default());
         config.experts.webhook_url = Some("https://x".into());
         config.experts.webhook_secret = Some("x".into());
+        config.retention.messages_days = Some(1);
+        config.retention.media_days = Some(1);
+        config.retention.deleted_conversations_days = Some(1);
+        config.retention.audit_days = Some(1);
         let value = toml::Value::try_from(&config).unwrap();
         let mut missing = Vec::new();
         collect_keys(&value, &mut |key| {

@@ -18,6 +18,7 @@
 //! - [`inbox`]: what channel plug-ins deliver to (files inside messages, replies to experts'
 //!   notifications, then the pipeline).
 //! - [`evaluations`]: checks of AI replies, and what a failed one causes.
+//! - [`retention`]: old data removed on a schedule, and stored files no row needs any more.
 //! - [`jobs`]: the durable queues and schedules; the services register their handlers.
 //! - [`pipeline`]: ingest (one transaction), lanes (one message of a conversation at a time),
 //!   routing, the agent's turn, handoff, the sweeper.
@@ -46,6 +47,7 @@ pub mod media_dir;
 pub mod pipeline;
 pub mod private_files;
 pub mod replay;
+pub mod retention;
 pub mod shared;
 pub mod staff;
 pub mod store;

@@ -16,6 +16,7 @@ mod media;
 mod ops;
 mod pages;
 mod paging;
+mod privacy;
 pub mod server;
 mod staff;
 mod staff_streams;
@@ -107,6 +108,8 @@ pub fn router(state: AppState) -> Router {
             post(conversations::handoff),
         )
         .route("/v1/conversations/{id}/events", get(events::stream))
+        .route("/v1/me", axum::routing::delete(privacy::erase_me))
+        .route("/v1/me/export", get(privacy::export_me))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&state.config));
     Router::new()
@@ -184,6 +187,14 @@ fn staff_api() -> Router<AppState> {
             axum::routing::delete(admin::disable_user),
         )
         .route("/v1/admin/audit", get(admin::audit_log))
+        .route(
+            "/v1/admin/contacts/{id}",
+            axum::routing::delete(privacy::erase_contact).patch(privacy::correct_contact),
+        )
+        .route(
+            "/v1/admin/contacts/{id}/export",
+            get(privacy::export_contact),
+        )
 }
 
 fn cors(config: &Config) -> CorsLayer {

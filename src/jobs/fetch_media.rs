@@ -188,6 +188,18 @@ impl MediaDownloads {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        if messages::get(&mut tx, &message.id).await?.is_none() {
+            // The message was erased while its file downloaded: keep nothing of it. The file
+            // stays only when another message's row has the same content.
+            jobs::finish(&mut tx, &job.id).await?;
+            tx.commit().await?;
+            if !crate::store::privacy::path_in_use(&mut self.store.reader(), &saved.path).await?
+                && let Err(e) = tokio::fs::remove_file(self.files.locate(&saved.path)).await
+            {
+                warn!(path = %saved.path, error = %e, "could not delete the file of an erased message");
+            }
+            return Ok(());
+        }
         let id = media::insert(
             &mut tx,
             NewMedia {

@@ -91,6 +91,12 @@ pub enum Action {
     ListEvaluations,
     /// Searched the contacts.
     SearchContacts,
+    /// Exported everything stored about a contact.
+    ExportContact,
+    /// Corrected a contact's name or address.
+    CorrectContact,
+    /// Erased a contact and everything stored about them.
+    EraseContact,
     /// Signed in.
     SignIn,
     /// Failed to sign in.
@@ -117,6 +123,9 @@ impl Action {
             Action::ListConversations => "list_conversations",
             Action::ListEvaluations => "list_evaluations",
             Action::SearchContacts => "search_contacts",
+            Action::ExportContact => "export_contact",
+            Action::CorrectContact => "correct_contact",
+            Action::EraseContact => "erase_contact",
             Action::SignIn => "sign_in",
             Action::SignInFailed => "sign_in_failed",
         }
@@ -153,6 +162,35 @@ pub async fn record(
         .bind(serde_json::Value::Object(detail))
         .bind(actor.remote_addr)
         .bind(actor.user_agent)
+        .bind(now),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The role recorded for actions of end users on their own data (a visitor erasing themselves).
+pub const VISITOR_ROLE: &str = "visitor";
+
+/// Records that an end user did `action` to their own data: the actor is their contact id, with
+/// the role [`VISITOR_ROLE`]. Neither their address nor their client is recorded — the entry
+/// outlives what it is about.
+pub async fn record_by_contact(
+    db: &mut impl Db,
+    contact_id: &str,
+    action: Action,
+    detail: serde_json::Value,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    db.execute(
+        query(
+            "INSERT INTO audit_log (id, actor_id, actor_role, action, conversation_id, detail, \
+             remote_addr, user_agent, created_at) VALUES ($1, $2, $3, $4, NULL, $5, NULL, NULL, $6)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(contact_id)
+        .bind(VISITOR_ROLE)
+        .bind(action.as_str())
+        .bind(detail)
         .bind(now),
     )
     .await?;

@@ -210,3 +210,89 @@ pub async fn search(
         .await?;
     Ok((found, total))
 }
+
+/// Everything stored in a contact's own row.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Contact {
+    /// Its id.
+    pub id: ContactId,
+    /// Its channel.
+    pub channel: String,
+    /// Phone number, chat id, e-mail address, device…
+    pub external_id: String,
+    /// Its name.
+    pub display_name: Option<String>,
+    /// Its username on the channel, when it has usernames and it is known.
+    pub username: Option<String>,
+    /// Free-form data.
+    pub metadata: sqlx::types::Json<serde_json::Value>,
+    /// Since when the channel says the contact cannot be reached, if it does.
+    pub unreachable_since: Option<Timestamp>,
+    /// Why it cannot be reached.
+    pub unreachable_reason: Option<String>,
+    /// When it first wrote.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+macro_rules! contact_columns {
+    () => {
+        " id, channel, external_id, display_name, username, metadata, unreachable_since, \
+         unreachable_reason, created_at, updated_at "
+    };
+}
+
+/// A contact by id.
+pub async fn get(db: &mut impl Db, id: &ContactId) -> Result<Option<Contact>, StoreError> {
+    db.fetch_optional(
+        query(concat!(
+            "SELECT",
+            contact_columns!(),
+            "FROM contacts WHERE id = $1"
+        ))
+        .bind(id),
+    )
+    .await
+}
+
+/// A correction of what is stored about a contact: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Correction {
+    /// The name (`Some(None)` clears it).
+    pub display_name: Option<Option<String>>,
+    /// The username (`Some(None)` clears it).
+    pub username: Option<Option<String>>,
+    /// The channel identity (address), unique on its channel.
+    pub external_id: Option<String>,
+}
+
+/// Applies a correction and returns the contact as it is now, or `None` when there is no such
+/// contact. A channel identity that another contact of the channel has fails as a unique
+/// violation ([`StoreError::is_unique_violation`]).
+pub async fn correct(
+    tx: &mut Tx,
+    id: &ContactId,
+    correction: Correction,
+    now: Timestamp,
+) -> Result<Option<Contact>, StoreError> {
+    // Flags say which fields change, so that one statement sets any combination of them.
+    tx.fetch_optional(
+        query(concat!(
+            "UPDATE contacts SET \
+             display_name = CASE WHEN $2 = 1 THEN $3 ELSE display_name END, \
+             username = CASE WHEN $4 = 1 THEN $5 ELSE username END, \
+             external_id = COALESCE($6, external_id), updated_at = $7 \
+             WHERE id = $1 RETURNING",
+            contact_columns!()
+        ))
+        .bind(id)
+        .bind(i64::from(correction.display_name.is_some()))
+        .bind(correction.display_name.flatten())
+        .bind(i64::from(correction.username.is_some()))
+        .bind(correction.username.flatten())
+        .bind(correction.external_id)
+        .bind(now),
+    )
+    .await
+}

@@ -419,6 +419,26 @@ pub async fn page_for_contact(
     Ok((page, total))
 }
 
+/// Up to `limit` of a contact's conversations, deleted ones too, oldest first, after the one
+/// with id `after` (`""` for the first page): what an export of the contact pages through.
+pub async fn all_of_contact(
+    db: &mut impl Db,
+    contact_id: &ContactId,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<Conversation>, StoreError> {
+    db.fetch_all(
+        query(with_columns!(
+            "SELECT",
+            "FROM conversations WHERE contact_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(contact_id)
+        .bind(after)
+        .bind(limit),
+    )
+    .await
+}
+
 /// Soft-deletes a live conversation of a contact. Returns whether it existed.
 pub async fn soft_delete(
     tx: &mut Tx,

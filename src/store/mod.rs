@@ -25,6 +25,8 @@ pub mod jobs;
 pub mod media;
 pub mod messages;
 pub mod meta;
+pub mod privacy;
+pub mod retention;
 pub mod sessions;
 pub mod settings;
 pub mod sql;
@@ -674,6 +676,14 @@ enum TxInner {
 }
 
 impl Tx {
+    /// The engine the transaction runs on, for the few statements whose text differs.
+    pub fn backend(&self) -> Backend {
+        match &self.inner {
+            TxInner::Sqlite(_) => Backend::Sqlite,
+            TxInner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     fn target(&mut self) -> Target<'_> {
         match &mut self.inner {
             TxInner::Sqlite(Some(conn)) => Target::Sqlite(conn),
