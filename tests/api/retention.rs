@@ -242,6 +242,10 @@ async fn messages_that_pending_work_needs_wait_for_a_later_purge(backend: Backen
         configured(&graph, |c| {
             c.retention.messages_days = Some(30);
             c.jobs.max_attempts = 1_000_000;
+            // One attempt, then the next an hour away: no retry races the purge (which removes
+            // the user's message, and with it the 24-hour window a retry would need).
+            c.jobs.retry_base = Duration::from_secs(3600);
+            c.jobs.retry_max = Duration::from_secs(3600);
             c.evaluations.enabled = false;
         }),
     )
@@ -258,8 +262,18 @@ async fn messages_that_pending_work_needs_wait_for_a_later_purge(backend: Backen
         },
     )
     .await;
-    clock.advance(31 * DAY);
-    let purged = purge_of(&app).purge().await.unwrap();
+    // Only the purge sees the month go by: moving the gateway's own clock would also close
+    // WhatsApp's 24-hour window, and a delivery attempt racing the purge would then fail the
+    // reply for good (finishing its job) instead of retrying it.
+    let later = Clock::system();
+    later.advance(31 * DAY);
+    let purge = Retention::new(
+        app.store.clone(),
+        later,
+        MediaDir::new(&app.config.media.dir),
+        app.config.retention.clone(),
+    );
+    let purged = purge.purge().await.unwrap();
     assert_eq!(purged.removed.messages, 1, "the user's message only");
     let (role,): (String,) = app
         .store
@@ -270,7 +284,17 @@ async fn messages_that_pending_work_needs_wait_for_a_later_purge(backend: Backen
     assert_eq!(role, "ai", "the reply still waiting for delivery stays");
     assert_eq!(app.count("conversations").await, 1);
     assert_eq!(app.count("contacts").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM jobs").await, 1);
+    let (status, error): (String, Option<String>) = app
+        .store
+        .reader()
+        .fetch_one(query("SELECT status, error FROM messages"))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM jobs").await,
+        1,
+        "{status} {error:?}"
+    );
 }
 
 async fn the_purge_runs_on_its_schedule(backend: Backend) {
