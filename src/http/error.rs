@@ -211,6 +211,7 @@ impl From<RequestError> for ApiError {
                 "title" => "invalid_title",
                 "source" => "invalid_source",
                 "metadata" => "invalid_metadata",
+                "message_type" => "invalid_message_type",
                 _ => "invalid_request",
             },
         };

@@ -42,6 +42,10 @@ pub struct MessageMeta {
     pub media_errors: Map<String, Value>,
     /// Earlier versions of an edited message.
     pub edits: Vec<Value>,
+    /// What kind of message the client says this is (web API's `message_type`).
+    pub message_type: Option<String>,
+    /// The client's own data about the message (web API's `metadata`), returned as given.
+    pub client: Map<String, Value>,
     /// What channels add, and anything else.
     pub extra: Map<String, Value>,
 }
@@ -75,6 +79,8 @@ impl MessageMeta {
             substituted: take(&mut map, "substituted"),
             media_errors: take(&mut map, "media_errors").unwrap_or_default(),
             edits: take(&mut map, "edits").unwrap_or_default(),
+            message_type: take(&mut map, "message_type"),
+            client: take(&mut map, "client").unwrap_or_default(),
             extra: map,
         }
     }
@@ -105,6 +111,7 @@ impl MessageMeta {
             ("notice", &self.notice),
             ("reason", &self.reason),
             ("substituted", &self.substituted),
+            ("message_type", &self.message_type),
         ] {
             if let Some(value) = value {
                 put(key, Value::String(value.clone()));
@@ -118,6 +125,9 @@ impl MessageMeta {
         }
         if !self.edits.is_empty() {
             put("edits", Value::Array(self.edits.clone()));
+        }
+        if !self.client.is_empty() {
+            put("client", Value::Object(self.client.clone()));
         }
         map
     }

@@ -401,3 +401,61 @@ async fn conversations_are_created_before_writing_renamed_and_detailed(backend: 
     assert_eq!(app.count("conversations").await, before);
     app.stop().await;
 }
+
+/// A message may carry the client's own bounded metadata and a message type: stored, and returned
+/// with the message wherever it is read. Unfit values are refused and store nothing.
+#[tokio::test]
+async fn messages_keep_the_clients_metadata_and_type() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.routing.default_agent = "echo".into()
+    })
+    .await;
+    let (status, body) = app
+        .send(
+            "dev-meta",
+            json!({
+                "content": "my plan",
+                "message_type": "fitness_plan",
+                "metadata": {"week": 3, "goals": ["run", "swim"]}
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = &body["message"];
+    assert_eq!(sent["metadata"]["message_type"], "fitness_plan");
+    assert_eq!(
+        sent["metadata"]["client"],
+        json!({"week": 3, "goals": ["run", "swim"]})
+    );
+    let id = body["conversation_id"].as_str().unwrap();
+    let (_, page) = app
+        .get("dev-meta", &format!("/v1/conversations/{id}/messages"))
+        .await;
+    assert_eq!(page["messages"][0]["metadata"], sent["metadata"]);
+
+    let before = app.count("messages").await;
+    for (body, code) in [
+        (
+            json!({"content": "x", "message_type": "Has Caps"}),
+            "invalid_message_type",
+        ),
+        (
+            json!({"content": "x", "message_type": ""}),
+            "invalid_message_type",
+        ),
+        (
+            json!({"content": "x", "metadata": {"blob": "y".repeat(5000)}}),
+            "invalid_metadata",
+        ),
+        (
+            json!({"content": "x", "metadata": [1, 2]}),
+            "invalid_request",
+        ),
+    ] {
+        let (status, error) = app.send("dev-meta", body).await;
+        assert_eq!(status, 422, "{error}");
+        assert_eq!(error["error"]["code"], code, "{error}");
+    }
+    assert_eq!(app.count("messages").await, before);
+    app.stop().await;
+}

@@ -21,7 +21,18 @@ pub struct ChatRequest {
     /// Files the visitor shares, by URL.
     #[serde(default)]
     pub attachments: Vec<AttachmentRequest>,
+    /// The client's own data about the message (at most 32 keys, 4 KiB as JSON), stored with it
+    /// and returned as given.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What kind of message the client says this is (`text`, `question`, `fitness_plan`…): 1 to
+    /// 50 lowercase letters, digits, `_`, `.` or `-`. Stored and returned.
+    #[serde(default)]
+    pub message_type: Option<String>,
 }
+
+/// The longest `message_type`.
+pub const MAX_MESSAGE_TYPE_LEN: usize = 50;
 
 /// A file shared by URL.
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +155,27 @@ impl ChatRequest {
                 caption: (!text.is_empty()).then(|| text.to_owned()),
             },
         };
+        let mut metadata = serde_json::Map::new();
+        if let Some(client) = self.metadata {
+            metadata.insert(
+                "client".into(),
+                serde_json::Value::Object(crate::conversation::metadata(client)?),
+            );
+        }
+        if let Some(kind) = self.message_type {
+            let valid = !kind.is_empty()
+                && kind.len() <= MAX_MESSAGE_TYPE_LEN
+                && kind.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+                });
+            if !valid {
+                return Err(RequestError::InvalidField {
+                    field: "message_type",
+                    reason: "must be 1 to 50 lowercase letters, digits, '_', '.' or '-'",
+                });
+            }
+            metadata.insert("message_type".into(), serde_json::Value::String(kind));
+        }
         let from = identity.contact();
         let sender_key = match idempotency_key {
             None => None,
@@ -161,7 +193,7 @@ impl ChatRequest {
             subject: None,
             content,
             intent: None,
-            metadata: serde_json::Map::new(),
+            metadata,
             files: Vec::new(),
         })
     }
