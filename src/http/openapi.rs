@@ -327,7 +327,7 @@ pub(super) async fn page() -> Response {
 struct DocsPage {
     title: String,
     version: String,
-    description: String,
+    description: Prose,
     sections: Vec<Section>,
     security: Vec<Named>,
     schemas: Vec<Named>,
@@ -336,7 +336,7 @@ struct DocsPage {
 /// The operations of one tag.
 struct Section {
     tag: String,
-    description: String,
+    description: Prose,
     operations: Vec<Operation>,
 }
 
@@ -346,7 +346,7 @@ struct Operation {
     method: String,
     path: String,
     summary: String,
-    description: String,
+    description: Prose,
     security: Vec<String>,
     parameters: Vec<Parameter>,
     request: Option<Body>,
@@ -358,7 +358,7 @@ struct Parameter {
     location: String,
     required: bool,
     kind: Kind,
-    description: String,
+    description: Prose,
 }
 
 /// A body: its media types and its schema.
@@ -366,14 +366,46 @@ struct Body {
     content_types: String,
     kind: Option<Kind>,
     required: bool,
-    description: String,
+    description: Prose,
 }
 
 struct Answer {
     status: String,
-    description: String,
+    description: Prose,
     headers: Vec<String>,
     body: Option<Body>,
+}
+
+/// A description, with its `code` spans told apart from the words around them, so that the page
+/// can show them as code while the template still escapes every piece.
+#[derive(Default)]
+struct Prose {
+    spans: Vec<Span>,
+}
+
+struct Span {
+    code: bool,
+    text: String,
+}
+
+impl Prose {
+    fn new(text: &str) -> Prose {
+        // Between backticks is code: the pieces alternate, starting with words.
+        let spans = text
+            .split('`')
+            .enumerate()
+            .filter(|(_, piece)| !piece.is_empty())
+            .map(|(i, piece)| Span {
+                code: i % 2 == 1,
+                text: piece.to_owned(),
+            })
+            .collect();
+        Prose { spans }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
 }
 
 /// A schema in one line: its text, and the component it names (for a link), if any.
@@ -417,14 +449,14 @@ impl DocsPage {
             if let Some(operations) = by_tag.remove(name) {
                 sections.push(Section {
                     tag: name.to_owned(),
-                    description: text(tag, "description").to_owned(),
+                    description: Prose::new(text(tag, "description")),
                     operations,
                 });
             }
         }
         sections.extend(by_tag.into_iter().map(|(tag, operations)| Section {
             tag,
-            description: String::new(),
+            description: Prose::default(),
             operations,
         }));
         let named = |v: &Value| -> Vec<Named> {
@@ -440,7 +472,7 @@ impl DocsPage {
         DocsPage {
             title: text(info, "title").to_owned(),
             version: text(info, "version").to_owned(),
-            description: text(info, "description").to_owned(),
+            description: Prose::new(text(info, "description")),
             sections,
             security: named(&doc["components"]["securitySchemes"]),
             schemas: named(&doc["components"]["schemas"]),
@@ -476,7 +508,7 @@ impl Operation {
                 location: text(p, "in"),
                 required: p["required"].as_bool().unwrap_or(false),
                 kind: Kind::of(&p["schema"]),
-                description: text(p, "description"),
+                description: Prose::new(&text(p, "description")),
             })
             .collect();
         let request = op
@@ -488,7 +520,7 @@ impl Operation {
             .flatten()
             .map(|(status, r)| Answer {
                 status: status.clone(),
-                description: text(r, "description"),
+                description: Prose::new(&text(r, "description")),
                 headers: r["headers"]
                     .as_object()
                     .map(|h| h.keys().cloned().collect())
@@ -501,7 +533,7 @@ impl Operation {
             method: method.to_uppercase(),
             path: path.to_owned(),
             summary: text(op, "summary"),
-            description: text(op, "description"),
+            description: Prose::new(&text(op, "description")),
             security,
             parameters,
             request,
@@ -525,7 +557,7 @@ impl Body {
             content_types,
             kind,
             required,
-            description: v["description"].as_str().unwrap_or_default().to_owned(),
+            description: Prose::new(v["description"].as_str().unwrap_or_default()),
         }
     }
 }

@@ -420,6 +420,9 @@ async fn the_document_and_the_page_are_served_and_every_operation_is_routed(back
     assert!(page.contains("id=\"schema-ErrorBody\""));
     assert!(page.contains("href=\"#schema-ChatRequest\""));
     assert!(page.contains("text/event-stream"));
+    // Descriptions show their code as code, escaped like everything else.
+    assert!(page.contains("<code>rate_limited</code>"));
+    assert!(page.contains("<code>{&#34;error&#34;:{&#34;code&#34;,&#34;message&#34;}}</code>"));
 
     // Every documented operation reaches a handler: an anonymous request is refused or answered
     // by the route itself, never by the unknown-route fallback or with 405. Nothing is stored.
