@@ -638,7 +638,10 @@ pub(super) mod schemas {
     use serde::Serialize;
     use utoipa::ToSchema;
 
-    use crate::store::{conversations::Mode, messages::Message, users::User};
+    use crate::store::{
+        audit::Entry, contacts::Found, conversations::Mode, evaluations::Evaluation,
+        messages::Message, users::User,
+    };
 
     /// A conversation as its website visitor sees it.
     #[derive(Serialize, ToSchema)]
@@ -760,12 +763,19 @@ pub(super) mod schemas {
         users: Vec<User>,
     }
 
+    /// A conversation waiting for an expert.
+    #[derive(Serialize, ToSchema)]
+    pub struct Waiting {
+        conversation: StaffConversation,
+        contact_name: Option<String>,
+        /// Its place in the queue, from 1.
+        position: u64,
+    }
+
     /// The conversations waiting for an expert, longest waiting first.
     #[derive(Serialize, ToSchema)]
     pub struct Queue {
-        /// Each: the conversation's fields and its place in the queue.
-        #[schema(value_type = Vec<Object>)]
-        conversations: Vec<serde_json::Value>,
+        conversations: Vec<Waiting>,
     }
 
     /// One of the caller's conversations.
@@ -819,8 +829,7 @@ pub(super) mod schemas {
     #[derive(Serialize, ToSchema)]
     pub struct ContactConversationsPage {
         /// Their conversations on every channel, most recently active first.
-        #[schema(value_type = Vec<Object>)]
-        conversations: Vec<serde_json::Value>,
+        conversations: Vec<StaffConversation>,
         total: i64,
         page: i64,
         limit: i64,
@@ -829,9 +838,7 @@ pub(super) mod schemas {
     /// A page of contacts matching a search.
     #[derive(Serialize, ToSchema)]
     pub struct ContactsPage {
-        /// Each: id, channel, external id, name, and when they were last seen.
-        #[schema(value_type = Vec<Object>)]
-        contacts: Vec<serde_json::Value>,
+        contacts: Vec<Found>,
         total: i64,
         page: i64,
         limit: i64,
@@ -840,9 +847,7 @@ pub(super) mod schemas {
     /// A page of evaluations of AI replies.
     #[derive(Serialize, ToSchema)]
     pub struct EvaluationsPage {
-        /// Each: the reply, the check, whether it passed and why.
-        #[schema(value_type = Vec<Object>)]
-        evaluations: Vec<serde_json::Value>,
+        evaluations: Vec<Evaluation>,
         total: i64,
         page: i64,
         limit: i64,
@@ -851,9 +856,7 @@ pub(super) mod schemas {
     /// A page of the audit log, newest first.
     #[derive(Serialize, ToSchema)]
     pub struct AuditPage {
-        /// Each: who did what, to which conversation, when, with details.
-        #[schema(value_type = Vec<Object>)]
-        entries: Vec<serde_json::Value>,
+        entries: Vec<Entry>,
         total: i64,
         page: i64,
         limit: i64,

@@ -454,3 +454,183 @@ async fn the_document_and_the_page_are_served_and_every_operation_is_routed(back
     assert_eq!(app.count("messages").await, 0);
     app.stop().await;
 }
+
+/// Checks a real answer against the document's schema: no field the schema does not name, every
+/// field it requires, and the same for the schemas its fields name.
+fn assert_shape(doc: &Value, schema: &str, value: &Value, at: &str) {
+    let schema = &doc["components"]["schemas"][schema];
+    assert!(schema.is_object(), "{at}: no schema");
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    // A schema is an object, or all of several (a conversation with its contact's name).
+    let parts: Vec<&Value> = match schema["allOf"].as_array() {
+        Some(all) => all
+            .iter()
+            .map(|part| match part["$ref"].as_str() {
+                Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+                None => part,
+            })
+            .collect(),
+        None => vec![schema],
+    };
+    for part in parts {
+        if let Some(p) = part["properties"].as_object() {
+            properties.extend(p.clone());
+        }
+        if let Some(r) = part["required"].as_array() {
+            required.extend(r.iter().filter_map(Value::as_str).map(str::to_owned));
+        }
+    }
+    let fields = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: not an object: {value}"));
+    for (name, field) in fields {
+        let property = properties
+            .get(name)
+            .unwrap_or_else(|| panic!("{at}: `{name}` is not in the schema"));
+        let named = property["$ref"]
+            .as_str()
+            .or_else(|| property["items"]["$ref"].as_str())
+            .or_else(|| {
+                property["oneOf"]
+                    .as_array()
+                    .and_then(|alts| alts.iter().find_map(|a| a["$ref"].as_str()))
+            })
+            .and_then(|r| r.rsplit('/').next());
+        let Some(inner) = named else { continue };
+        let is_object = doc["components"]["schemas"][inner]["type"] == "object"
+            || doc["components"]["schemas"][inner]["allOf"].is_array();
+        if !is_object {
+            continue;
+        }
+        match field {
+            Value::Object(_) => assert_shape(doc, inner, field, &format!("{at}.{name}")),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    assert_shape(doc, inner, item, &format!("{at}.{name}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+    for name in required {
+        assert!(
+            fields.contains_key(&name),
+            "{at}: required `{name}` is missing"
+        );
+    }
+}
+
+both_backends!(real_answers_have_the_documented_shapes);
+
+async fn real_answers_have_the_documented_shapes(backend: Backend) {
+    let app = TestApp::spawn_with(&backend, |c| c.routing.default_agent = "echo".into()).await;
+    let doc = document();
+
+    let (status, sent) = app
+        .send("shape-1", serde_json::json!({"content": "hello"}))
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    assert!(sent["reply"].is_object(), "{sent}");
+    assert_shape(&doc, "SendResponse", &sent, "POST /v1/chat/messages");
+    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    for (path, schema) in [
+        ("/v1/conversations".to_owned(), "ConversationPage"),
+        (
+            format!("/v1/conversations/{conversation}"),
+            "VisitorConversation",
+        ),
+        (
+            format!("/v1/conversations/{conversation}/messages"),
+            "MessagePage",
+        ),
+        ("/healthz".to_owned(), "Health"),
+        ("/version".to_owned(), "Version"),
+    ] {
+        let (status, body) = app.get("shape-1", &path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_shape(&doc, schema, &body, &path);
+    }
+    let (status, handed) = app.handoff("shape-1", &conversation).await;
+    assert_eq!(status, 200, "{handed}");
+    assert_shape(&doc, "HandoffResponse", &handed, "handoff");
+
+    let (_, token) = app.staff_token("shape-admin@example.com", "admin").await;
+    for (path, schema) in [
+        ("/v1/expert/me", "Me"),
+        ("/v1/expert/queue", "Queue"),
+        ("/v1/expert/conversations", "OwnedList"),
+        ("/v1/supervisor/conversations", "LivePage"),
+        ("/v1/supervisor/contacts?q=shape", "ContactsPage"),
+        ("/v1/supervisor/evaluations", "EvaluationsPage"),
+        ("/v1/admin/users", "Users"),
+        ("/v1/admin/audit", "AuditPage"),
+    ] {
+        let (status, body) = app.staff_call(Method::GET, path, &token, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_shape(&doc, schema, &body, path);
+    }
+    let (status, queue) = app
+        .staff_call(Method::GET, "/v1/expert/queue", &token, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        queue["conversations"].as_array().map(Vec::len),
+        Some(1),
+        "{queue}"
+    );
+    let claim = format!("/v1/expert/conversations/{conversation}/claim");
+    let (status, claimed) = app.staff_call(Method::POST, &claim, &token, None).await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_shape(&doc, "ConversationEnvelope", &claimed, &claim);
+    for (path, schema) in [
+        (
+            format!("/v1/expert/conversations/{conversation}"),
+            "Transcript",
+        ),
+        (
+            format!("/v1/expert/conversations/{conversation}/export"),
+            "Export",
+        ),
+        ("/v1/expert/conversations".to_owned(), "OwnedList"),
+    ] {
+        let (status, body) = app.staff_call(Method::GET, &path, &token, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_shape(&doc, schema, &body, &path);
+    }
+    let reply = format!("/v1/expert/conversations/{conversation}/messages");
+    let (status, replied) = app
+        .staff_call(
+            Method::POST,
+            &reply,
+            &token,
+            Some(serde_json::json!({"content": "hi"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{replied}");
+    assert_shape(&doc, "MessageEnvelope", &replied, &reply);
+    app.stop().await;
+}
+
+#[test]
+fn a_shape_the_document_does_not_describe_is_caught() {
+    let doc = document();
+    let fails = |schema: &'static str, value: Value| {
+        let doc = doc.clone();
+        std::panic::catch_unwind(move || assert_shape(&doc, schema, &value, "test")).is_err()
+    };
+    assert!(!fails(
+        "Version",
+        serde_json::json!({"name": "a", "version": "1"})
+    ));
+    assert!(fails(
+        "Version",
+        serde_json::json!({"name": "a", "version": "1", "extra": 1})
+    ));
+    assert!(fails("Version", serde_json::json!({"name": "a"})));
+    // Inside a named schema too.
+    assert!(fails(
+        "UserEnvelope",
+        serde_json::json!({"user": {"id": "x"}})
+    ));
+}
