@@ -30,7 +30,7 @@ use crate::{
     },
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUser {
     email: String,
@@ -41,6 +41,25 @@ pub(super) struct NewUser {
 }
 
 /// `POST /v1/admin/users`
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users",
+    tag = "admin",
+    summary = "Add a staff account",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The new account", body = crate::http::openapi::schemas::UserEnvelope),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the admin role; `csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_json`", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`user_exists`: the e-mail address is taken", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields; a bad e-mail address, a short password, a capacity outside 1–100", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn add_user(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -80,6 +99,20 @@ pub(super) async fn add_user(
 }
 
 /// `GET /v1/admin/users`
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users",
+    tag = "admin",
+    summary = "Every staff account",
+    description = "Audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The accounts", body = crate::http::openapi::schemas::Users),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the admin role", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn list_users(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -98,6 +131,24 @@ pub(super) async fn list_users(
 }
 
 /// `DELETE /v1/admin/users/{id}`
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/users/{id}",
+    tag = "admin",
+    summary = "Disable a staff account",
+    description = "Their sessions and tokens stop working; their conversations go back to the queue.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the admin role; `csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such account", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: the caller's own account", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn disable_user(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -117,8 +168,9 @@ pub(super) async fn disable_user(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AuditQuery {
     actor: Option<String>,
     conversation: Option<String>,
@@ -127,6 +179,22 @@ pub(super) struct AuditQuery {
 }
 
 /// `GET /v1/admin/audit`
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "admin",
+    summary = "The audit log",
+    description = "Newest first, filtered by actor or conversation.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page", body = crate::http::openapi::schemas::AuditPage),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the admin role", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn audit_log(
     State(state): State<AppState>,
     staff: StaffUser,

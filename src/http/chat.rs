@@ -42,8 +42,9 @@ use crate::{
     },
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct SendParams {
     /// Wait for the reply (default) or answer as soon as the message is stored.
     #[serde(default = "yes")]
@@ -54,7 +55,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct SendResponse {
     conversation_id: String,
     message: Message,
@@ -132,6 +133,29 @@ async fn accept(
 }
 
 /// `POST /v1/chat/messages`
+#[utoipa::path(
+    post,
+    path = "/v1/chat/messages",
+    tag = "chat",
+    summary = "Send a message, get the reply",
+    description = "Stores the visitor's message (a new conversation without `conversation_id`) and answers once the reply is stored, or after `web.reply_timeout` with `reply: null` (it then arrives on the event stream). `?wait=false` answers 202 once the message is stored. A retry with the same `Idempotency-Key` gets the original message and its reply.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(SendParams, ("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible ASCII characters; a retry with the same key is stored once")),
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The message and its reply (`null` when none came in time or an expert answers)", body = SendResponse),
+        (status = 202, description = "`?wait=false`: the message is stored; the reply comes on the event stream", body = SendResponse),
+        (status = 400, description = "`invalid_device_id`; `invalid_json`: the body is not JSON; `invalid_idempotency_key`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conversation_closed`: start a new conversation", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields; `empty_content`, `content_too_long`, `too_many_attachments`, `invalid_attachment`, `invalid_conversation_id`, `invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: over a visitor's or an address's rate", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn post_message(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -176,6 +200,28 @@ pub(super) async fn post_message(
 }
 
 /// `POST /v1/chat/stream`
+#[utoipa::path(
+    post,
+    path = "/v1/chat/stream",
+    tag = "chat",
+    summary = "Send a message, stream the reply",
+    description = "Like `POST /v1/chat/messages`, answered with server-sent events: one `data:` event per piece of the reply (schema `Chunk`), then a final one (`is_final: true`) with the stored ids, the whole reply (a `Message`) and the conversation's mode.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible ASCII characters; a retry with the same key is stored once")),
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "`data:` events, each a JSON `Chunk`; the last also carries `conversation_id`, `message_id`, `reply_id`, `reply` and `mode`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`invalid_device_id`; `invalid_json`: the body is not JSON; `invalid_idempotency_key`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conversation_closed`", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields; `empty_content`, `content_too_long`, `too_many_attachments`, `invalid_attachment`, `invalid_conversation_id`", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: over a visitor's or an address's rate", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn stream_message(
     State(state): State<AppState>,
     visitor: Visitor,

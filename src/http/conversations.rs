@@ -29,8 +29,9 @@ use crate::store::{
 /// The largest page size.
 const MAX_LIMIT: i64 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PageParams {
     #[serde(default = "first_page")]
     page: i64,
@@ -83,8 +84,9 @@ impl Serialize for VisitorView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct ConversationPage {
+    #[schema(value_type = Vec<super::openapi::schemas::VisitorConversation>)]
     conversations: Vec<VisitorView>,
     page: i64,
     limit: i64,
@@ -92,6 +94,22 @@ pub(super) struct ConversationPage {
 }
 
 /// `GET /v1/conversations?page=&limit=`: the visitor's conversations, most recently active first.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations",
+    tag = "conversations",
+    summary = "The visitor's conversations",
+    description = "Most recently active first, with the total.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of conversations", body = ConversationPage),
+        (status = 400, description = "`invalid_device_id`, `invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`: page below 1 or limit outside 1–100", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -146,6 +164,22 @@ pub(super) struct ConversationDetails {
 }
 
 /// `GET /v1/conversations/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}",
+    tag = "conversations",
+    summary = "One conversation",
+    description = "Who answers it now (mode, agent and lock), its title and its last seq.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "The conversation, its message count and newest message", body = crate::http::openapi::schemas::ConversationDetails),
+        (status = 400, description = "`invalid_device_id`, `invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn get_one(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -167,6 +201,25 @@ pub(super) async fn get_one(
 
 /// `POST /v1/conversations`: a conversation to write in later (201). Counts against the
 /// visitor's new-conversation rate like a first message does.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations",
+    tag = "conversations",
+    summary = "Create a conversation",
+    description = "An empty conversation to write in later (send messages with its `conversation_id`). Counts against the visitor's new-conversation rate.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    request_body(content = NewConversationRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = crate::http::openapi::schemas::ConversationDetails, headers(("Location" = String, description = "The conversation's URL"))),
+        (status = 400, description = "`invalid_device_id`, `invalid_json`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_required`", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_title`, `invalid_source`, `invalid_metadata` (over 32 keys or 4 KiB), `agent_not_selectable`, `invalid_request`", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many new conversations", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -220,6 +273,24 @@ pub(super) async fn create(
 }
 
 /// `PATCH /v1/conversations/{id}`: renames the conversation.
+#[utoipa::path(
+    patch,
+    path = "/v1/conversations/{id}",
+    tag = "conversations",
+    summary = "Rename a conversation",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    request_body(content = RenameRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The conversation as it is now", body = crate::http::openapi::schemas::VisitorConversation),
+        (status = 400, description = "`invalid_device_id`, `invalid_path`, `invalid_json`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_required`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_title`: empty, over 200 characters or with control characters; `invalid_request`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn rename(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -242,8 +313,9 @@ pub(super) async fn rename(
     Ok(Json(VisitorView(renamed)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct MessageParams {
     #[serde(default = "default_message_limit")]
     limit: i64,
@@ -255,7 +327,7 @@ fn default_message_limit() -> i64 {
     50
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct MessagePage {
     messages: Vec<Message>,
     /// Whether older messages exist; page with `before` = the first message's seq.
@@ -263,6 +335,23 @@ pub(super) struct MessagePage {
 }
 
 /// `GET /v1/conversations/{id}/messages?limit=&before=`: oldest first within the page.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/messages",
+    tag = "conversations",
+    summary = "A conversation's messages",
+    description = "Oldest first within the page; page backwards with `before` = the first message's seq.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)"), MessageParams),
+    responses(
+        (status = 200, description = "A page of messages", body = MessagePage),
+        (status = 400, description = "`invalid_device_id`, `invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`: limit outside 1–100", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn messages(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -285,6 +374,22 @@ pub(super) async fn messages(
 
 /// `DELETE /v1/conversations/{id}`: soft delete; afterwards the conversation is gone for the
 /// visitor (404 everywhere) but kept in the database.
+#[utoipa::path(
+    delete,
+    path = "/v1/conversations/{id}",
+    tag = "conversations",
+    summary = "Delete a conversation",
+    description = "A soft delete: afterwards the conversation answers 404 everywhere, but is kept in the database.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`invalid_device_id`, `invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -307,7 +412,7 @@ pub(super) async fn delete(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HandoffRequest {
     /// Why the visitor wants a person.
@@ -315,14 +420,36 @@ pub(super) struct HandoffRequest {
     reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct HandoffResponse {
+    #[schema(value_type = super::openapi::schemas::VisitorConversation)]
     conversation: VisitorView,
     /// The notice shown to the visitor; `null` when an expert already had the conversation.
     message: Option<Message>,
 }
 
 /// `POST /v1/conversations/{id}/handoff`: ask for a person. The AI stops answering.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/handoff",
+    tag = "conversations",
+    summary = "Ask for a person",
+    description = "Switches the conversation to expert mode; the AI stops answering. The body is optional. Asking again while experts have the conversation changes nothing.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    request_body(content = Option<HandoffRequest>, content_type = "application/json", description = "Optional: why the visitor wants a person (at most 500 characters are kept)"),
+    responses(
+        (status = 200, description = "The conversation in expert mode, and the notice shown to the visitor", body = HandoffResponse),
+        (status = 400, description = "`invalid_device_id`, `invalid_path`, `invalid_json`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conversation_closed`", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests for a person", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn handoff(
     State(state): State<AppState>,
     visitor: Visitor,

@@ -81,6 +81,22 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'; \
      base-uri 'none'; frame-ancestors 'none'";
 
+/// The dashboard's part of the OpenAPI document (its handlers are private to its modules).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    pages::index,
+    auth::login_form,
+    auth::login,
+    auth::logout,
+    script,
+    pages::conversation,
+    pages::lists,
+    pages::transcript,
+    supervision::contacts,
+    supervision::contact_conversations,
+))]
+pub(super) struct Api;
+
 /// The dashboard's routes.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -102,6 +118,15 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// `GET /dashboard/dashboard.js`
+#[utoipa::path(
+    get,
+    path = "/dashboard/dashboard.js",
+    tag = "dashboard",
+    summary = "The dashboard's script",
+    responses(
+        (status = 200, description = "The script", content_type = "application/javascript", body = String),
+    ),
+)]
 async fn script() -> impl IntoResponse {
     (
         [

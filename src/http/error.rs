@@ -10,7 +10,7 @@ use axum::{
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde::Serialize;
 use switchboard_web::{identity::IdentityError, request::RequestError};
 
 use crate::{
@@ -92,9 +92,33 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer: `{"error":{"code","message"}}`. The OpenAPI document
+/// describes every error response with this type's schema.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, lowercase identifier clients can branch on (`not_found`, `rate_limited`, …).
+    #[schema(example = "not_found")]
+    pub code: &'static str,
+    /// For people; may change between versions.
+    #[schema(example = "conversation not found")]
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some((name, value)) = self.header {
             response.headers_mut().insert(name, value);

@@ -49,8 +49,9 @@ use crate::{
 /// Messages read per query while catching up.
 const REPLAY_BATCH: i64 = 200;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct EventParams {
     device_id: Option<String>,
     access_token: Option<String>,
@@ -59,6 +60,24 @@ pub(super) struct EventParams {
 }
 
 /// `GET /v1/conversations/{id}/events`
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/events",
+    tag = "conversations",
+    summary = "Follow a conversation",
+    description = "Server-sent events: `message` (id `<seq>`), `typing` and `delta` (id `<seq>.<n>`) for replies being written, `update` for changed messages; comment heartbeats. Reconnecting with `Last-Event-ID` (or `?last_event_id=`) replays what was missed, including the rest of a reply in progress. `EventSource` clients may identify with `?device_id=` or `?access_token=`.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)"), EventParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`<seq>` or `<seq>.<n>`): what was missed is replayed")),
+    responses(
+        (status = 200, description = "The conversation's events, replayed from the resume point, then live", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`invalid_device_id`, `invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: neither `X-Device-ID` nor a bearer token; `invalid_token`: a bearer token that is not valid", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, deleted, or someone else's", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many event streams open for this visitor or address", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn stream(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,

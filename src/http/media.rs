@@ -15,6 +15,22 @@ use super::{ApiError, AppState, auth::require_operator, extract::ApiPath};
 use crate::store::media;
 
 /// `GET /v1/media/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/media/{id}",
+    tag = "media",
+    summary = "A stored file",
+    description = "The gateway's copy of a file a user sent. Served so that a browser never runs it: `Content-Disposition: attachment` unless it is an image (not SVG), audio or video, `X-Content-Type-Options: nosniff`, `Content-Security-Policy: sandbox`.",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The stored file's id (`attachments[].media_id`)")),
+    responses(
+        (status = 200, description = "The file, with the MIME type it was stored with", content_type = "application/octet-stream", body = crate::http::openapi::schemas::Binary),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: no operator token, a wrong one, or none configured", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such file", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,

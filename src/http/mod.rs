@@ -3,6 +3,42 @@
 //!
 //! Handlers stay thin: they extract and validate, call the pipeline or the store, and shape the
 //! answer. Every error is an [`ApiError`].
+//!
+//! # Every route is in the OpenAPI document
+//!
+//! `GET /openapi.json` and the page `GET /docs` are generated from the code ([`openapi`]). A new
+//! route needs three things, or the end-to-end test `openapi` fails (it reads every `.route(…)`
+//! call under `src/http/` and compares the paths and methods with the document):
+//!
+//! 1. `#[utoipa::path(...)]` on its handler: method, path (as in `.route`, `{*rest}` written
+//!    `{rest}`), `tag`, `summary`, the security scheme (`device_id`/`visitor_jwt` for visitors,
+//!    `staff_token`/`dashboard_session` for staff, `operator_token`), `params(...)` for path,
+//!    query (`IntoParams` on the query type) and header parameters, `request_body`, and every
+//!    response: the success with its body type, and each error status with
+//!    `body = crate::http::error::ErrorBody` and its codes in the description. For example:
+//!
+//!    ```text
+//!    #[utoipa::path(
+//!        get,
+//!        path = "/v1/admin/usage",
+//!        tag = "admin",
+//!        summary = "Usage per contact",
+//!        security(("staff_token" = []), ("dashboard_session" = [])),
+//!        params(UsageQuery),
+//!        responses(
+//!            (status = 200, description = "A page", body = UsagePage),
+//!            (status = 401, description = "`unauthenticated`, `invalid_token`", body = crate::http::error::ErrorBody),
+//!            (status = 403, description = "`forbidden`: admins only", body = crate::http::error::ErrorBody),
+//!        ),
+//!    )]
+//!    pub(super) async fn usage(/* … */) -> Result<Response, ApiError> { /* … */ }
+//!    ```
+//!
+//! 2. `#[derive(utoipa::ToSchema)]` on the bodies it takes and sends (`utoipa::IntoParams` with
+//!    `#[into_params(parameter_in = Query)]` on a query type); a body built with `json!` is
+//!    described by a struct in [`openapi`]`::schemas`.
+//! 3. The handler in the `paths(...)` list of [`openapi`]'s `ApiDoc` (or, when its module keeps
+//!    it private, in that module's own `Api`, merged in [`openapi::document`]).
 
 mod admin;
 pub mod auth;
@@ -13,6 +49,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod media;
+pub mod openapi;
 mod ops;
 mod pages;
 mod paging;
@@ -83,6 +120,7 @@ pub struct AppState {
 
 /// The gateway's routes.
 pub fn router(state: AppState) -> Router {
+    openapi::prepare();
     // The visitor API works from any site that embeds the widget (CORS, preflights included);
     // its method-not-allowed answer is set before the CORS layer so that the layer wraps it too
     // (an `OPTIONS` preflight is such a request until the layer answers it).
@@ -124,6 +162,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/version", get(ops::version))
+        .route("/openapi.json", get(openapi::json))
+        .route("/docs", get(openapi::page))
         .route_layer(middleware::from_fn(requests::note_route))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(method_not_allowed)

@@ -26,6 +26,17 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// message it acknowledges, whatever else is down — 503 otherwise. A channel service that fails
 /// is reported as `error` without failing the check: the channel's messages still arrive and
 /// their replies are retried.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Health: version, uptime and each dependency",
+    description = "200 while the database answers; a channel's failing service (an SMTP relay) is reported as `error` in `checks` without failing the check.",
+    responses(
+        (status = 200, description = "The database answers", body = crate::http::openapi::schemas::Health),
+        (status = 503, description = "The database does not answer", body = crate::http::openapi::schemas::Health),
+    ),
+)]
 pub(super) async fn health(State(state): State<AppState>) -> Response {
     let started = Instant::now();
     let database = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
@@ -72,6 +83,16 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
 
 /// `GET /readyz`: 200 while the process serves; 503 while it starts (workers not running yet)
 /// and once a shutdown began, so a load balancer sends new work elsewhere.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness, for load balancers",
+    responses(
+        (status = 200, description = "Serving", body = crate::http::openapi::schemas::Ready),
+        (status = 503, description = "Starting (workers not running yet) or stopping", body = crate::http::openapi::schemas::Ready),
+    ),
+)]
 pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let phase = state.lifecycle.phase();
     let status = if phase == Phase::Serving {
@@ -84,6 +105,20 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: every metric in Prometheus's text format. With `server.metrics_token` set, the
 /// route needs it as a bearer token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Every metric in Prometheus's text exposition format (see README for the list). With `server.metrics_token` set, it needs that bearer token.",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "`unauthenticated`: the metrics token is set and was not sent", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: the process records metrics elsewhere", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -143,6 +178,15 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// `GET /version`
+#[utoipa::path(
+    get,
+    path = "/version",
+    tag = "operations",
+    summary = "The gateway's version",
+    responses(
+        (status = 200, description = "Name and version", body = crate::http::openapi::schemas::Version),
+    ),
+)]
 pub(super) async fn version() -> Json<serde_json::Value> {
     Json(json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION")}))
 }

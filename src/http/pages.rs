@@ -20,6 +20,17 @@ struct IndexPage<'a> {
 }
 
 /// `GET /`
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    summary = "The demo page",
+    description = "The widget, live, and the one line that embeds it on another site.",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn index(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
     let page = IndexPage {
         public_url: &state.public_url,
@@ -29,6 +40,16 @@ pub(super) async fn index(State(state): State<AppState>) -> Result<Html<String>,
 }
 
 /// `GET /widget.js`
+#[utoipa::path(
+    get,
+    path = "/widget.js",
+    tag = "pages",
+    summary = "The embeddable widget",
+    description = "`<script src=\"…/widget.js\" async></script>` on any page.",
+    responses(
+        (status = 200, description = "The script", content_type = "application/javascript", body = String),
+    ),
+)]
 pub(super) async fn widget() -> impl IntoResponse {
     (
         [

@@ -70,6 +70,20 @@ enum Reader {
 }
 
 /// `GET /v1/me/export`
+#[utoipa::path(
+    get,
+    path = "/v1/me/export",
+    tag = "privacy",
+    summary = "Everything stored about me",
+    description = "The contact, every conversation (deleted ones too), their messages, stored files' descriptions and evaluations, streamed as one JSON document.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    responses(
+        (status = 200, description = "The export", body = crate::http::openapi::schemas::PersonalData),
+        (status = 400, description = "`invalid_device_id`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_required`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn export_me(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -93,6 +107,20 @@ pub(super) async fn export_me(
 }
 
 /// `DELETE /v1/me`
+#[utoipa::path(
+    delete,
+    path = "/v1/me",
+    tag = "privacy",
+    summary = "Erase everything stored about me",
+    description = "Irreversible: the contact, its conversations, messages and stored files. A later message starts afresh.",
+    security(("device_id" = []), ("visitor_jwt" = [])),
+    responses(
+        (status = 204, description = "Erased (also when nothing was stored)"),
+        (status = 400, description = "`invalid_device_id`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_required`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn erase_me(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -111,6 +139,23 @@ pub(super) async fn erase_me(
 }
 
 /// `GET /v1/admin/contacts/{id}/export`
+#[utoipa::path(
+    get,
+    path = "/v1/admin/contacts/{id}/export",
+    tag = "privacy",
+    summary = "Everything stored about a contact",
+    description = "Audited as `export_contact`.",
+    security(("staff_token" = [])),
+    params(("id" = String, Path, description = "The contact's id (UUID)")),
+    responses(
+        (status = 200, description = "The export", body = crate::http::openapi::schemas::PersonalData),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid staff token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such contact", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn export_contact(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -133,6 +178,23 @@ pub(super) async fn export_contact(
 }
 
 /// `DELETE /v1/admin/contacts/{id}`
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/contacts/{id}",
+    tag = "privacy",
+    summary = "Erase a contact",
+    description = "Irreversible: the contact, its conversations, messages and stored files. Audited as `erase_contact` without content.",
+    security(("staff_token" = [])),
+    params(("id" = String, Path, description = "The contact's id (UUID)")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid staff token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such contact", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn erase_contact(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -151,7 +213,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CorrectionBody {
     #[serde(default, deserialize_with = "present")]
@@ -183,6 +245,27 @@ fn checked(field: &str, value: String, max: usize, single_word: bool) -> Result<
 }
 
 /// `PATCH /v1/admin/contacts/{id}`
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/contacts/{id}",
+    tag = "privacy",
+    summary = "Correct a contact's name or address",
+    description = "`null` clears a name or username; `external_id` is the address replies go to (not for website visitors). Audited as `correct_contact` with the field names only.",
+    security(("staff_token" = [])),
+    params(("id" = String, Path, description = "The contact's id (UUID)")),
+    request_body(content = CorrectionBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The contact as it is now", body = crate::http::openapi::schemas::StoredContact),
+        (status = 409, description = "`contact_exists`: another contact has that address", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: an empty, too long or malformed field; a website visitor's identity", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid staff token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such contact", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn correct_contact(
     State(state): State<AppState>,
     staff: StaffUser,

@@ -65,7 +65,7 @@ pub(super) async fn audit(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Credentials {
     email: String,
@@ -73,6 +73,24 @@ pub(super) struct Credentials {
 }
 
 /// `POST /v1/auth/token`
+#[utoipa::path(
+    post,
+    path = "/v1/auth/token",
+    tag = "auth",
+    summary = "Sign in (API clients)",
+    description = "A staff member's e-mail address and password for a bearer token. Failed sign-ins are throttled per account and address.",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = crate::http::openapi::schemas::TokenResponse),
+        (status = 400, description = "`invalid_json`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`invalid_credentials`: wrong e-mail address or password, or a disabled account", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed sign-ins", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn token(
     State(state): State<AppState>,
     origin: RequestOrigin,
@@ -105,6 +123,19 @@ pub(super) async fn token(
 }
 
 /// `GET /v1/expert/me`
+#[utoipa::path(
+    get,
+    path = "/v1/expert/me",
+    tag = "expert",
+    summary = "The caller's account",
+    description = "With the number of conversations they have open.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The account", body = crate::http::openapi::schemas::Me),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn me(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -113,7 +144,7 @@ pub(super) async fn me(
     Ok(Json(json!({"user": staff.user, "open": open})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Availability {
     available: bool,
@@ -121,6 +152,25 @@ pub(super) struct Availability {
 }
 
 /// `PUT /v1/expert/me/availability`
+#[utoipa::path(
+    put,
+    path = "/v1/expert/me/availability",
+    tag = "expert",
+    summary = "Set availability",
+    description = "Whether the caller takes conversations now, and optionally how many at once.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    request_body = Availability,
+    responses(
+        (status = 200, description = "The account as changed", body = crate::http::openapi::schemas::UserEnvelope),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_json`", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields; a capacity out of range", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn availability(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -134,6 +184,19 @@ pub(super) async fn availability(
 }
 
 /// `GET /v1/expert/queue`
+#[utoipa::path(
+    get,
+    path = "/v1/expert/queue",
+    tag = "expert",
+    summary = "The queue",
+    description = "Conversations waiting for an expert, longest waiting first.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The queue", body = crate::http::openapi::schemas::Queue),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn queue(
     State(state): State<AppState>,
     _staff: StaffUser,
@@ -143,6 +206,19 @@ pub(super) async fn queue(
 }
 
 /// `GET /v1/expert/conversations`
+#[utoipa::path(
+    get,
+    path = "/v1/expert/conversations",
+    tag = "expert",
+    summary = "The caller's conversations",
+    description = "Their open conversations with unread counts.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The conversations", body = crate::http::openapi::schemas::OwnedList),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn mine(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -155,13 +231,31 @@ pub(super) async fn mine(
     Ok(Json(json!({"conversations": items})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct TranscriptParams {
     limit: Option<i64>,
 }
 
 /// `GET /v1/expert/conversations/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/expert/conversations/{id}",
+    tag = "expert",
+    summary = "Open a conversation",
+    description = "Its newest messages (oldest first) and its end user; the access is audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)"), TranscriptParams),
+    responses(
+        (status = 200, description = "The transcript", body = crate::http::openapi::schemas::Transcript),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn open(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -193,13 +287,35 @@ pub(super) async fn contact_of(
     Ok(json!({"id": contact_id, "external_id": external_id, "name": name}))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Reply {
     content: String,
 }
 
 /// `POST /v1/expert/conversations/{id}/messages`
+#[utoipa::path(
+    post,
+    path = "/v1/expert/conversations/{id}/messages",
+    tag = "expert",
+    summary = "Answer the end user",
+    description = "The reply goes out through the conversation's channel.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    request_body = Reply,
+    responses(
+        (status = 201, description = "The stored reply", body = crate::http::openapi::schemas::MessageEnvelope),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conflict`: not the caller's conversation", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields; `content_too_long`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn reply(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -220,6 +336,24 @@ pub(super) async fn reply(
 }
 
 /// `POST /v1/expert/conversations/{id}/claim`
+#[utoipa::path(
+    post,
+    path = "/v1/expert/conversations/{id}/claim",
+    tag = "expert",
+    summary = "Claim a conversation",
+    description = "Take a waiting conversation from the queue.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "The conversation as changed", body = crate::http::openapi::schemas::ConversationEnvelope),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conflict`: claimed by someone else, not the caller's, or already closed", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn claim(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -229,13 +363,35 @@ pub(super) async fn claim(
     Ok(Json(json!({"conversation": conversation})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Transfer {
     to: String,
 }
 
 /// `POST /v1/expert/conversations/{id}/transfer`
+#[utoipa::path(
+    post,
+    path = "/v1/expert/conversations/{id}/transfer",
+    tag = "expert",
+    summary = "Transfer a conversation",
+    description = "To another expert, by id or e-mail address.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    request_body = Transfer,
+    responses(
+        (status = 200, description = "The conversation as changed", body = crate::http::openapi::schemas::ConversationEnvelope),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conflict`: not the caller's, or the colleague is away or full", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn transfer(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -250,6 +406,24 @@ pub(super) async fn transfer(
 }
 
 /// `POST /v1/expert/conversations/{id}/release`
+#[utoipa::path(
+    post,
+    path = "/v1/expert/conversations/{id}/release",
+    tag = "expert",
+    summary = "Release a conversation",
+    description = "Back to the queue for another expert.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "The conversation as changed", body = crate::http::openapi::schemas::ConversationEnvelope),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conflict`: claimed by someone else, not the caller's, or already closed", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn release(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -260,6 +434,24 @@ pub(super) async fn release(
 }
 
 /// `POST /v1/expert/conversations/{id}/close`
+#[utoipa::path(
+    post,
+    path = "/v1/expert/conversations/{id}/close",
+    tag = "expert",
+    summary = "Close a conversation",
+    description = "Nobody answers it any more; new messages are refused.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "The conversation as changed", body = crate::http::openapi::schemas::ConversationEnvelope),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`csrf`: a session request that changes something without `X-CSRF-Token`", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 409, description = "`conflict`: claimed by someone else, not the caller's, or already closed", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn close(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -269,13 +461,32 @@ pub(super) async fn close(
     Ok(Json(json!({"conversation": conversation})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct StreamParams {
     last_event_id: Option<String>,
 }
 
 /// `GET /v1/expert/conversations/{id}/events`
+#[utoipa::path(
+    get,
+    path = "/v1/expert/conversations/{id}/events",
+    tag = "expert",
+    summary = "Follow a conversation (staff)",
+    description = "Server-sent events as for visitors, with staff's view of messages; the stream ends when the caller's access does. Audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)"), StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`<seq>` or `<seq>.<n>`): what was missed is replayed")),
+    responses(
+        (status = 200, description = "The conversation's events", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many event streams open", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn conversation_events(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -308,6 +519,22 @@ pub(super) async fn conversation_events(
 }
 
 /// `GET /v1/expert/conversations/{id}/export`
+#[utoipa::path(
+    get,
+    path = "/v1/expert/conversations/{id}/export",
+    tag = "expert",
+    summary = "Export a conversation",
+    description = "Every message, as a JSON file download. Audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "The conversation", body = crate::http::openapi::schemas::Export, headers(("Content-Disposition" = String, description = "`attachment; filename=\"conversation-<id>.json\"`"))),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation, or not one the caller may see", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn export(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -348,6 +575,20 @@ pub(super) async fn export(
 
 /// `GET /v1/expert/events`: staff notices the caller may see. A notice about a conversation the
 /// caller does not own and that is not waiting is not sent to experts.
+#[utoipa::path(
+    get,
+    path = "/v1/expert/events",
+    tag = "expert",
+    summary = "Staff notices",
+    description = "Server-sent events about conversations the caller may see (queued, assigned, transferred, closed…); the stream ends when the caller's access does.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "Staff notices", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many event streams open", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn events(
     State(state): State<AppState>,
     staff: StaffUser,

@@ -35,8 +35,9 @@ use crate::{
     store::{conversations, evaluations, users::StaffRole},
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct Page {
     page: Option<i64>,
     limit: Option<i64>,
@@ -61,6 +62,22 @@ impl Page {
 }
 
 /// `GET /v1/supervisor/conversations`
+#[utoipa::path(
+    get,
+    path = "/v1/supervisor/conversations",
+    tag = "supervisor",
+    summary = "Live conversations",
+    description = "Every conversation not closed, most recently active first, with its end user's name.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(Page),
+    responses(
+        (status = 200, description = "A page", body = crate::http::openapi::schemas::LivePage),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the supervisor role", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn live(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -87,6 +104,24 @@ pub(super) async fn live(
 }
 
 /// `GET /v1/supervisor/conversations/{id}/observe`
+#[utoipa::path(
+    get,
+    path = "/v1/supervisor/conversations/{id}/observe",
+    tag = "supervisor",
+    summary = "Observe a conversation",
+    description = "Its event stream from the start, after an `observer` event with the conversation. Audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "`observer`, then the conversation's events", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the supervisor role", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many event streams open", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn observe(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -116,6 +151,24 @@ pub(super) async fn observe(
 }
 
 /// `GET /v1/supervisor/users/{id}/conversations`
+#[utoipa::path(
+    get,
+    path = "/v1/supervisor/users/{id}/conversations",
+    tag = "supervisor",
+    summary = "A contact's conversations",
+    description = "Audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The contact's id (UUID)"), Page),
+    responses(
+        (status = 200, description = "A page", body = crate::http::openapi::schemas::ContactConversationsPage),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the supervisor role", body = crate::http::error::ErrorBody),
+        (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such contact", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn of_contact(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -136,6 +189,22 @@ pub(super) async fn of_contact(
 }
 
 /// `GET /v1/supervisor/contacts?q=`
+#[utoipa::path(
+    get,
+    path = "/v1/supervisor/contacts",
+    tag = "supervisor",
+    summary = "Search contacts",
+    description = "By name or channel id (`q`). Audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(Page),
+    responses(
+        (status = 200, description = "A page", body = crate::http::openapi::schemas::ContactsPage),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the supervisor role", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn search(
     State(state): State<AppState>,
     staff: StaffUser,
@@ -164,8 +233,9 @@ pub(super) fn supervision(state: &AppState) -> Supervision<'_> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct EvaluationQuery {
     page: Option<i64>,
     limit: Option<i64>,
@@ -176,6 +246,22 @@ pub(super) struct EvaluationQuery {
 }
 
 /// `GET /v1/supervisor/evaluations`
+#[utoipa::path(
+    get,
+    path = "/v1/supervisor/evaluations",
+    tag = "supervisor",
+    summary = "Evaluations of AI replies",
+    description = "Newest first, filtered by result, conversation or message. Audited.",
+    security(("staff_token" = []), ("dashboard_session" = [])),
+    params(EvaluationQuery),
+    responses(
+        (status = 200, description = "A page", body = crate::http::openapi::schemas::EvaluationsPage),
+        (status = 401, description = "`unauthenticated`: no bearer token or session; `invalid_token`: an expired, revoked or disabled one", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the route needs the supervisor role", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 pub(super) async fn evaluations(
     State(state): State<AppState>,
     staff: StaffUser,

@@ -25,6 +25,11 @@ use switchboard_channel::{BodyCheck, WebhookAnswer, WebhookError, WebhookRequest
 use super::{ApiError, AppState, extract::ApiPath};
 use crate::inbox::ChannelInbox;
 
+/// The webhook routes' part of the OpenAPI document (the handlers are private to this module).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(root, below))]
+pub(super) struct Api;
+
 /// The webhook routes of every channel.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -32,6 +37,28 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/webhooks/{channel}/{*path}", any(below))
 }
 
+#[utoipa::path(
+    method(get, post),
+    path = "/webhooks/{channel}",
+    tag = "webhooks",
+    summary = "A channel's webhook",
+    description = "The body, its headers and its proof of origin (a signature header, a shared secret, Basic auth…) belong to the channel's provider: the channel's plug-in checks them, reads the body within its provider's limit, and says what to answer. A handshake is answered with the provider's challenge as text. A 200 means stored; a refused request stores nothing.",
+    params(("channel" = String, Path, description = "The channel's name in the registry")),
+    request_body(content = crate::http::openapi::schemas::Binary, content_type = "application/octet-stream", description = "The provider's payload (JSON, form data, a raw message…)"),
+    responses(
+        (status = 200, description = "Stored (JSON summary), or a handshake's challenge (text)", content((crate::http::openapi::schemas::WebhookSummary = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "`invalid_payload`: not the provider's format; `invalid_request`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`invalid_signature`, `stale_signature`, `unauthenticated`: the proof of origin is missing or wrong", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`verification_failed`: a handshake with the wrong token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`channel_not_configured`: the channel is off, or no such route of it", body = crate::http::error::ErrorBody),
+        (status = 406, description = "`replayed`: a one-time token seen before (tells the provider not to retry)", body = crate::http::error::ErrorBody),
+        (status = 408, description = "`body_timeout`", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`: over the provider's maximum", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = crate::http::error::ErrorBody),
+        (status = 503, description = "`busy`: too many large deliveries being received at once", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 async fn root(
     State(state): State<AppState>,
     ApiPath(channel): ApiPath<String>,
@@ -40,6 +67,28 @@ async fn root(
     receive(&state, &channel, String::new(), request).await
 }
 
+#[utoipa::path(
+    method(get, post),
+    path = "/webhooks/{channel}/{path}",
+    tag = "webhooks",
+    summary = "A webhook route of a channel",
+    description = "The body, its headers and its proof of origin (a signature header, a shared secret, Basic auth…) belong to the channel's provider: the channel's plug-in checks them, reads the body within its provider's limit, and says what to answer. A handshake is answered with the provider's challenge as text. A 200 means stored; a refused request stores nothing. The rest of the path (which may contain `/`) is the channel's own: a bot, a provider style, an integration.",
+    params(("channel" = String, Path, description = "The channel's name in the registry"), ("path" = String, Path, description = "The rest of the path, as the channel defines it")),
+    request_body(content = crate::http::openapi::schemas::Binary, content_type = "application/octet-stream", description = "The provider's payload"),
+    responses(
+        (status = 200, description = "Stored (JSON summary), or a handshake's challenge (text)", content((crate::http::openapi::schemas::WebhookSummary = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "`invalid_payload`: not the provider's format; `invalid_request`", body = crate::http::error::ErrorBody),
+        (status = 401, description = "`invalid_signature`, `stale_signature`, `unauthenticated`: the proof of origin is missing or wrong", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`verification_failed`: a handshake with the wrong token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`channel_not_configured`: the channel is off, or no such route of it", body = crate::http::error::ErrorBody),
+        (status = 406, description = "`replayed`: a one-time token seen before (tells the provider not to retry)", body = crate::http::error::ErrorBody),
+        (status = 408, description = "`body_timeout`", body = crate::http::error::ErrorBody),
+        (status = 413, description = "`body_too_large`: over the provider's maximum", body = crate::http::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = crate::http::error::ErrorBody),
+        (status = 503, description = "`busy`: too many large deliveries being received at once", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
+        (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
+    ),
+)]
 async fn below(
     State(state): State<AppState>,
     ApiPath((channel, path)): ApiPath<(String, String)>,

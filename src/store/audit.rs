@@ -8,7 +8,7 @@ use super::{Db, StoreError, query, users::User};
 use crate::time::Timestamp;
 
 /// A recorded access.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Entry {
     /// Its id.
     pub id: String,
@@ -21,12 +21,14 @@ pub struct Entry {
     /// Which conversation, if one.
     pub conversation_id: Option<String>,
     /// Details (the transfer's target, the message written…).
+    #[schema(value_type = Object)]
     pub detail: Json<serde_json::Value>,
     /// From where: the client's address.
     pub remote_addr: Option<String>,
     /// From where: the client's user agent.
     pub user_agent: Option<String>,
     /// When.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 

@@ -150,9 +150,10 @@ pub async fn display_name(db: &mut impl Db, id: &ContactId) -> Result<Option<Str
 }
 
 /// A contact as staff search for them.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Found {
     /// Its id.
+    #[schema(value_type = String, format = "uuid")]
     pub id: ContactId,
     /// Its channel.
     pub channel: String,
@@ -163,6 +164,7 @@ pub struct Found {
     /// Its username on the channel, when it has usernames and it is known.
     pub username: Option<String>,
     /// When it first wrote.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// How many conversations it has (deleted ones not counted).
     pub conversation_count: i64,

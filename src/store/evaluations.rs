@@ -9,7 +9,7 @@ use super::{Db, Flag, StoreError, Tx, query};
 use crate::time::Timestamp;
 
 /// A stored result, with the reply it judges.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Evaluation {
     /// Its id.
     pub id: String,
@@ -23,12 +23,15 @@ pub struct Evaluation {
     pub evaluator: String,
     /// Whether the reply passed.
     #[sqlx(try_from = "i64")]
+    #[schema(value_type = bool)]
     pub passed: Flag,
     /// The judge's lowest score (0 to 1); none for rule checks.
     pub score: Option<f64>,
     /// What was found: the matched words, the length, the judge's scores and reason.
+    #[schema(value_type = Object)]
     pub detail: Json<serde_json::Value>,
     /// When.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Which way a message travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// From the end user to the gateway.
@@ -25,7 +25,7 @@ pub enum Direction {
 }
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The end user.
@@ -70,16 +70,22 @@ text_enum!(Direction { Inbound => "inbound", Outbound => "outbound" });
 text_enum!(Role { User => "user", Ai => "ai", Expert => "expert", System => "system" });
 
 /// A stored message. Serializes to the JSON shown in APIs and event streams.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+///
+/// Fields whose type serializes as text (ids, times, the channel) are described to the OpenAPI
+/// document as that text (`value_type`).
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Message {
     /// Its id (UUIDv7).
+    #[schema(value_type = String, format = "uuid")]
     pub id: MessageId,
     /// The conversation.
+    #[schema(value_type = String, format = "uuid")]
     pub conversation_id: ConversationId,
     /// Position in the conversation, from 1.
     pub seq: i64,
     /// The channel it travelled on.
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "web")]
     pub channel: Channel,
     /// Inbound or outbound.
     #[sqlx(try_from = "String")]
@@ -100,18 +106,22 @@ pub struct Message {
     #[serde(skip)]
     pub provider_message_id: Option<String>,
     /// The message this one answers or replies to.
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub reply_to: Option<MessageId>,
     /// Delivery status.
     #[sqlx(try_from = "String")]
     pub status: DeliveryStatus,
     /// When the status last changed.
+    #[schema(value_type = String, format = DateTime)]
     pub status_at: Timestamp,
     /// Why delivery failed, when it did.
     pub error: Option<String>,
     /// When it was stored.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// Kind-specific data (location, reaction, edits, agent errors…).
     #[sqlx(json)]
+    #[schema(value_type = Object)]
     pub metadata: MessageMeta,
 }
 

@@ -8,7 +8,9 @@ use super::{Db, Flag, StoreError, Tx, query};
 use crate::{ids::UserId, time::Timestamp};
 
 /// What a staff member may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StaffRole {
     /// Answers the conversations assigned to them (and may claim from the queue).
@@ -73,9 +75,10 @@ impl TryFrom<String> for StaffRole {
 }
 
 /// A staff account.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Its id (UUIDv7).
+    #[schema(value_type = String, format = "uuid")]
     pub id: UserId,
     /// Login name and notification address.
     pub email: String,
@@ -89,14 +92,18 @@ pub struct User {
     pub password_hash: String,
     /// Experts: taking conversations now.
     #[sqlx(try_from = "i64")]
+    #[schema(value_type = bool)]
     pub available: Flag,
     /// Experts: most open conversations at once.
     pub capacity: i64,
     /// When the expert last got a conversation.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_assigned_at: Option<Timestamp>,
     /// Set when the account was disabled.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub disabled_at: Option<Timestamp>,
     /// Created.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 

@@ -22,6 +22,7 @@ mod hardening;
 mod imap;
 mod ingest;
 mod limits;
+mod openapi;
 mod operations;
 mod ordering;
 mod privacy;

@@ -275,7 +275,7 @@ impl Content {
 }
 
 /// A file attached to a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attachment {
     /// What kind of file it is.
     pub kind: MediaKind,
@@ -323,7 +323,7 @@ impl Attachment {
 }
 
 /// The kind of an attached file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     /// A picture.
@@ -439,7 +439,7 @@ pub struct ProviderError {
 }
 
 /// The delivery state of a message, in the order a message moves through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Inbound: stored by the gateway.

@@ -17,7 +17,7 @@ pub const MAX_METADATA_KEYS: usize = 32;
 pub const MAX_METADATA_BYTES: usize = 4096;
 
 /// The body of `POST /v1/conversations`; every field is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewConversationRequest {
     /// Its title.
@@ -35,7 +35,7 @@ pub struct NewConversationRequest {
 }
 
 /// The body of `PATCH /v1/conversations/{id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
     /// The new title.

@@ -9,11 +9,12 @@ use crate::identity::Identity;
 ///
 /// Unknown fields are refused: a misspelt `conversationId` would otherwise silently start a new
 /// conversation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// The conversation to continue; absent or `null` starts a new one.
     #[serde(default)]
+    #[schema(format = "uuid")]
     pub conversation_id: Option<String>,
     /// The visitor's text. May be empty only when attachments are sent.
     #[serde(default)]
@@ -35,7 +36,7 @@ pub struct ChatRequest {
 pub const MAX_MESSAGE_TYPE_LEN: usize = 50;
 
 /// A file shared by URL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentRequest {
     /// Where the file is: an `http` or `https` URL.

@@ -13,12 +13,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
 /// A piece of the reply as the agent produces it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Chunk<'a> {
     /// The new text, to append to what came before.
     pub content: &'a str,
     /// When the gateway produced the piece.
     #[serde(serialize_with = "rfc3339_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     /// Always `false`.
     pub is_final: bool,
@@ -36,12 +37,13 @@ impl<'a> Chunk<'a> {
 }
 
 /// The last event of a stream.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Final<M: Serialize> {
     /// Always empty: the full text is in `reply`.
     pub content: &'static str,
     /// When the stream ended.
     #[serde(serialize_with = "rfc3339_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     /// Always `true`.
     pub is_final: bool,

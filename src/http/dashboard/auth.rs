@@ -41,7 +41,7 @@ struct LoginPage<'a> {
 
 /// What the sign-in form sends. Every field may be missing: a missing `_csrf` is a refusal (403),
 /// not a malformed request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(super) struct LoginForm {
     #[serde(default)]
     email: String,
@@ -52,7 +52,7 @@ pub(super) struct LoginForm {
 }
 
 /// What the sign-out form sends.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(super) struct LogoutForm {
     #[serde(default, rename = "_csrf")]
     csrf: String,
@@ -193,6 +193,18 @@ fn login_page(
 
 /// `GET /dashboard/login`. A browser that already has a form token keeps it, so that sign-in
 /// forms open in several tabs all stay valid; somebody already signed in goes to the dashboard.
+#[utoipa::path(
+    get,
+    path = "/dashboard/login",
+    tag = "dashboard",
+    summary = "The sign-in form",
+    description = "Sets the form's CSRF cookie; somebody already signed in is sent to the dashboard.",
+    responses(
+        (status = 200, description = "The form", content_type = "text/html", body = String),
+        (status = 303, description = "Already signed in: redirect to `/dashboard`"),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn login_form(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -211,6 +223,21 @@ pub(super) async fn login_form(
 /// `POST /dashboard/login`: the form's `_csrf` must equal the `sb_login_csrf` cookie; then the
 /// e-mail address and password must match an enabled account. Signed in: a session cookie and a
 /// redirect (303) to the dashboard.
+#[utoipa::path(
+    post,
+    path = "/dashboard/login",
+    tag = "dashboard",
+    summary = "Sign in",
+    description = "The form's `_csrf` must equal the `sb_login_csrf` cookie. Signed in: the session cookie and a redirect to the dashboard.",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: the session cookie is set; redirect to `/dashboard`", headers(("Set-Cookie" = String, description = "`sb_session`"))),
+        (status = 401, description = "The form again: wrong e-mail address or password (an HTML page)", content_type = "text/html", body = String),
+        (status = 403, description = "The form's CSRF token does not match its cookie (an HTML page)", content_type = "text/html", body = String),
+        (status = 429, description = "Too many failed sign-ins (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn login(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
@@ -276,6 +303,20 @@ pub(super) async fn login(
 
 /// `POST /dashboard/logout`: the form's `_csrf` must be the session's CSRF token. The session
 /// ends in the database (the cookie stops working everywhere) and the cookie is removed.
+#[utoipa::path(
+    post,
+    path = "/dashboard/logout",
+    tag = "dashboard",
+    summary = "Sign out",
+    description = "The form's `_csrf` must be the session's CSRF token; the session ends everywhere.",
+    security(("dashboard_session" = [])),
+    request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out: the cookie is removed; redirect to the sign-in form"),
+        (status = 403, description = "The CSRF token does not match the session (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,

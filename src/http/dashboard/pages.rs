@@ -62,7 +62,8 @@ struct TranscriptFragment {
 }
 
 /// The query of the lists.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListsQuery {
     /// Supervisors: the page of live conversations.
     live_page: Option<i64>,
@@ -88,6 +89,21 @@ pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Htm
 }
 
 /// `GET /dashboard`
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    tag = "dashboard",
+    summary = "The dashboard",
+    description = "Availability, the queue, the caller's conversations; for supervisors also the live conversations and contact search.",
+    security(("dashboard_session" = [])),
+    params(ListsQuery),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: redirect to `/dashboard/login`", headers(("Location" = String, description = "`/dashboard/login`"))),
+        (status = 400, description = "A bad query (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn index(
     State(state): State<AppState>,
     user: PageUser,
@@ -102,6 +118,20 @@ pub(super) async fn index(
 }
 
 /// `GET /dashboard/fragments/lists`
+#[utoipa::path(
+    get,
+    path = "/dashboard/fragments/lists",
+    tag = "dashboard",
+    summary = "Fragment: the index page's lists",
+    security(("dashboard_session" = [])),
+    params(ListsQuery),
+    responses(
+        (status = 200, description = "The fragment", content_type = "text/html", body = String),
+        (status = 401, description = "No valid session: the script goes to the sign-in form (an HTML page)", content_type = "text/html", body = String),
+        (status = 400, description = "A bad query (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn lists(
     State(state): State<AppState>,
     FragmentUser(staff): FragmentUser,
@@ -137,6 +167,21 @@ async fn open(
 }
 
 /// `GET /dashboard/conversations/{id}`
+#[utoipa::path(
+    get,
+    path = "/dashboard/conversations/{id}",
+    tag = "dashboard",
+    summary = "A conversation",
+    description = "Transcript, reply form and actions; supervisors observe others' conversations. Audited.",
+    security(("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: redirect to `/dashboard/login`", headers(("Location" = String, description = "`/dashboard/login`"))),
+        (status = 404, description = "No such conversation, or not one the caller may see (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn conversation(
     State(state): State<AppState>,
     user: PageUser,
@@ -153,6 +198,20 @@ pub(super) async fn conversation(
 }
 
 /// `GET /dashboard/fragments/conversations/{id}`
+#[utoipa::path(
+    get,
+    path = "/dashboard/fragments/conversations/{id}",
+    tag = "dashboard",
+    summary = "Fragment: a transcript and its actions",
+    security(("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The conversation's id (UUID)")),
+    responses(
+        (status = 200, description = "The fragment", content_type = "text/html", body = String),
+        (status = 401, description = "No valid session: the script goes to the sign-in form (an HTML page)", content_type = "text/html", body = String),
+        (status = 404, description = "No such conversation, or not one the caller may see (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn transcript(
     State(state): State<AppState>,
     FragmentUser(staff): FragmentUser,

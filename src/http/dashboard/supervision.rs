@@ -49,7 +49,8 @@ struct ContactConversationsFragment {
 }
 
 /// The search.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct SearchQuery {
     #[serde(default)]
     q: String,
@@ -57,7 +58,8 @@ pub(super) struct SearchQuery {
 }
 
 /// A page of a list.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PageQuery {
     page: Option<i64>,
 }
@@ -70,6 +72,22 @@ fn supervisor(staff: &StaffUser) -> Result<(), HtmlError> {
 }
 
 /// `GET /dashboard/fragments/contacts?q=&page=`
+#[utoipa::path(
+    get,
+    path = "/dashboard/fragments/contacts",
+    tag = "dashboard",
+    summary = "Fragment: contact search (supervisors)",
+    description = "Audited.",
+    security(("dashboard_session" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "The fragment", content_type = "text/html", body = String),
+        (status = 401, description = "No valid session: the script goes to the sign-in form (an HTML page)", content_type = "text/html", body = String),
+        (status = 400, description = "A bad query (an HTML page)", content_type = "text/html", body = String),
+        (status = 403, description = "Not a supervisor (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn contacts(
     State(state): State<AppState>,
     FragmentUser(staff): FragmentUser,
@@ -109,6 +127,23 @@ pub(super) async fn contacts(
 }
 
 /// `GET /dashboard/fragments/contacts/{id}/conversations?page=`
+#[utoipa::path(
+    get,
+    path = "/dashboard/fragments/contacts/{id}/conversations",
+    tag = "dashboard",
+    summary = "Fragment: a contact's conversations (supervisors)",
+    description = "Audited.",
+    security(("dashboard_session" = [])),
+    params(("id" = String, Path, description = "The contact's id (UUID)"), PageQuery),
+    responses(
+        (status = 200, description = "The fragment", content_type = "text/html", body = String),
+        (status = 401, description = "No valid session: the script goes to the sign-in form (an HTML page)", content_type = "text/html", body = String),
+        (status = 400, description = "A bad query (an HTML page)", content_type = "text/html", body = String),
+        (status = 403, description = "Not a supervisor (an HTML page)", content_type = "text/html", body = String),
+        (status = 404, description = "No such contact (an HTML page)", content_type = "text/html", body = String),
+        (status = 500, description = "Something went wrong (an HTML page)", content_type = "text/html", body = String),
+    ),
+)]
 pub(super) async fn contact_conversations(
     State(state): State<AppState>,
     FragmentUser(staff): FragmentUser,
