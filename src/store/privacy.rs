@@ -320,7 +320,7 @@ pub async fn files_of_messages(
     db.fetch_all(
         query(
             "SELECT id, message_id, attachment, sha256, mime_type, size, filename, path, \
-             created_at FROM media WHERE message_id IN (SELECT id FROM messages \
+             created_at, uploaded_by FROM media WHERE message_id IN (SELECT id FROM messages \
              WHERE conversation_id = $1 AND seq > $2 AND seq <= $3) ORDER BY id",
         )
         .bind(conversation_id)

@@ -31,4 +31,5 @@ mod routing;
 mod store;
 mod supervision;
 mod telegram;
+mod uploads;
 mod whatsapp;
