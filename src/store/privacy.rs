@@ -251,6 +251,18 @@ pub async fn erase_contact(tx: &mut Tx, id: &ContactId) -> Result<Option<Erased>
     for conversation in &conversations {
         removed.add(delete_conversation(tx, &conversation.id).await?);
     }
+    // A website visitor's uploads that no message attached are theirs too.
+    if channel == switchboard_channel::Channel::WEB.as_str() {
+        let paths: Vec<(String,)> = tx
+            .fetch_all(
+                query("SELECT DISTINCT path FROM media WHERE uploaded_by = $1").bind(&external_id),
+            )
+            .await?;
+        removed.media += tx
+            .execute(query("DELETE FROM media WHERE uploaded_by = $1").bind(&external_id))
+            .await?;
+        removed.paths.extend(paths.into_iter().map(|(p,)| p));
+    }
     tx.execute(
         query("DELETE FROM idempotency_keys WHERE channel = $1 AND external_id = $2")
             .bind(&channel)

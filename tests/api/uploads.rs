@@ -296,6 +296,19 @@ async fn an_upload_is_private_to_its_visitor(backend: Backend) {
         .expect("get");
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.expect("bytes").to_vec(), png());
+
+    // A visitor who erases themselves takes their uploads along, attached or not.
+    let (status, _) = app.send("dev-1", json!({"content": "hi"})).await;
+    assert_eq!(status, 200);
+    let response = app
+        .request(Method::DELETE, "/v1/me", "dev-1")
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.count("media").await, 0);
+    let left = files_in(&app.config.media.dir);
+    assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
 async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backend: Backend) {
