@@ -33,7 +33,7 @@ use crate::{
     live::Hub,
     media_dir::MediaDir,
     pipeline::{Pipeline, router::ExpireLocks, sweeper::Sweep},
-    retention::Retention,
+    retention::{Retention, UnusedUploads},
     shared::Shared,
     staff::Staff,
     store::Store,
@@ -387,6 +387,12 @@ impl Gateway {
             Arc::new(AssignmentRound {
                 experts: self.experts.clone(),
             }),
+            Arc::new(UnusedUploads::new(
+                store.clone(),
+                clock.clone(),
+                self.files.clone(),
+                self.config.web.unused_upload_ttl,
+            )),
         ];
         if self.config.retention.enabled() {
             tasks.push(Arc::new(Retention::new(

@@ -195,6 +195,12 @@ pub struct WebConfig {
     pub max_content_chars: usize,
     /// Most attachments in one message.
     pub max_attachments: usize,
+    /// Largest file a visitor may upload (`POST /v1/uploads`); a bigger one is refused with 413
+    /// as soon as the excess arrives, and nothing of it is kept.
+    pub max_upload_bytes: u64,
+    /// How long an upload no message attaches is kept before it is removed.
+    #[serde(with = "humantime_serde")]
+    pub unused_upload_ttl: Duration,
     /// Origins allowed to call the API from a browser (CORS). `["*"]` allows any site to embed the
     /// widget; identities travel in headers, never cookies.
     pub allowed_origins: Vec<String>,
@@ -207,6 +213,9 @@ pub struct WebConfig {
     pub heartbeat: Duration,
 }
 
+/// The largest `web.max_upload_bytes`: an upload is one request, held open while it arrives.
+pub const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * 1024;
+
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
@@ -218,6 +227,8 @@ impl Default for WebConfig {
             require_token: false,
             max_content_chars: 4096,
             max_attachments: 10,
+            max_upload_bytes: 10 * 1024 * 1024,
+            unused_upload_ttl: Duration::from_secs(24 * 3600),
             allowed_origins: vec!["*".into()],
             reply_timeout: Duration::from_secs(60),
             heartbeat: Duration::from_secs(15),
@@ -1107,6 +1118,14 @@ impl Config {
         }
         if self.web.max_content_chars == 0 {
             return invalid("web.max_content_chars must be at least 1".into());
+        }
+        if !(1..=MAX_UPLOAD_BYTES).contains(&self.web.max_upload_bytes) {
+            return invalid(format!(
+                "web.max_upload_bytes must be between 1 and {MAX_UPLOAD_BYTES}"
+            ));
+        }
+        if self.web.unused_upload_ttl < Duration::from_secs(60) {
+            return invalid("web.unused_upload_ttl must be at least 1m".into());
         }
         if self.database.max_connections == 0 || self.database.sqlite_readers == 0 {
             return invalid(

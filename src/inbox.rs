@@ -171,6 +171,7 @@ impl ChannelInbox {
                 size: i64::try_from(saved.size).unwrap_or(i64::MAX),
                 filename: file.filename.clone(),
                 path: saved.path,
+                uploaded_by: None,
             },
             self.clock.now(),
         )

@@ -14,6 +14,9 @@
 //!   file itself answers 404);
 //! - audit log entries older than `audit_days`.
 //!
+//! Apart from those periods, [`UnusedUploads`] removes website visitors' uploads that no message
+//! attached within `web.unused_upload_ttl`.
+//!
 //! Every batch of at most `batch_size` rows is its own short transaction, so the database is never
 //! held for long and the gateway keeps answering during a purge that has much to do. Files are
 //! removed after their rows are committed, and only when no remaining row refers to them (files
@@ -315,6 +318,73 @@ impl crate::jobs::ScheduledTask for Retention {
                 batches = purged.batches,
                 "retention removed old data"
             );
+        }
+        Ok(())
+    }
+}
+
+/// Removes website visitors' uploads that no message came to attach within
+/// `web.unused_upload_ttl` (a visitor who picked a file and left), with their files when no other
+/// row needs them. Runs every quarter of an hour; several instances running it at once remove
+/// each upload once.
+pub struct UnusedUploads {
+    store: Store,
+    clock: Clock,
+    files: MediaDir,
+    ttl: std::time::Duration,
+}
+
+impl UnusedUploads {
+    /// How many uploads one transaction removes.
+    const BATCH: i64 = 500;
+
+    /// The sweep of uploads older than `ttl`.
+    pub fn new(store: Store, clock: Clock, files: MediaDir, ttl: std::time::Duration) -> Self {
+        Self {
+            store,
+            clock,
+            files,
+            ttl,
+        }
+    }
+
+    /// Removes every unused upload older than the time to live; returns how many.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        let before = self.clock.now().minus(self.ttl);
+        let mut removed = 0;
+        loop {
+            let ids =
+                crate::store::media::stale_uploads(&mut self.store.reader(), before, Self::BATCH)
+                    .await?;
+            if ids.is_empty() {
+                return Ok(removed);
+            }
+            let mut tx = self.store.begin().await?;
+            let paths = crate::store::media::forget_uploads(&mut tx, &ids).await?;
+            tx.commit().await?;
+            removed += paths.len() as u64;
+            remove_files(&self.store, &self.files, &paths).await?;
+            if (ids.len() as i64) < Self::BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::ScheduledTask for UnusedUploads {
+    fn name(&self) -> &'static str {
+        "unused_uploads"
+    }
+
+    fn schedule(&self) -> &str {
+        "0 */15 * * * *"
+    }
+
+    async fn tick(&self) -> Result<(), apalis::prelude::BoxDynError> {
+        let removed = self.sweep().await?;
+        if removed > 0 {
+            info!(uploads = removed, "removed uploads no message attached");
         }
         Ok(())
     }

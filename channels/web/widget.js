@@ -10,9 +10,13 @@
  *   data-token="<jwt>"        a visitor signed in on your site (HS256, see web.jwt_secret);
  *                             without it the widget uses an anonymous device id
  *   data-gateway="https://…"  the gateway, when widget.js is served from elsewhere
+ *   data-max-upload-bytes="…" the largest file offered for upload (default 10 MiB; the gateway's
+ *                             web.max_upload_bytes decides)
  *
  * Replies stream in through POST /v1/chat/stream; everything else that happens in the conversation
- * (expert messages, handoff notices, other tabs) arrives on its event stream.
+ * (expert messages, handoff notices, other tabs) arrives on its event stream (see "Transports").
+ * Pictures and PDFs go up through POST /v1/uploads and are attached to a message by id. The
+ * visitor's earlier conversations are listed from GET /v1/conversations; one is current at a time.
  */
 (function () {
   "use strict";
@@ -22,6 +26,8 @@
   var data = script.dataset || {};
   var base = (data.gateway || (script.src ? new URL(script.src, location.href).origin : location.origin)).replace(/\/+$/, "");
   var token = data.token || null;
+  var maxUpload = parseInt(data.maxUploadBytes, 10) > 0 ? parseInt(data.maxUploadBytes, 10) : 10 * 1024 * 1024;
+  var uploadTypes = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"];
   var prefix = "switchboard:" + base + ":";
 
   function remember(key, value) {
@@ -83,7 +89,24 @@
     "#sbw-send:disabled{opacity:.5;cursor:default}",
     ".sbw-choices{align-self:flex-start;display:flex;flex-wrap:wrap;gap:6px;max-width:92%}",
     ".sbw-choice{border:1px solid #2f5bea;background:#fff;color:#2f5bea;border-radius:14px;padding:5px 11px;cursor:pointer;font:inherit;font-size:13px}",
-    ".sbw-choice:hover{background:#eef2fd}"
+    ".sbw-choice:hover{background:#eef2fd}",
+    "#sbw-attach{position:relative;display:flex;align-items:center;justify-content:center;width:38px;border:1px solid #cfd5e3;border-radius:10px;color:#2f5bea;cursor:pointer;font-size:18px}",
+    "#sbw-attach:focus-within{outline:2px solid #2f5bea;outline-offset:1px}",
+    "#sbw-attach.sbw-busy{opacity:.5;cursor:default}",
+    "#sbw-file{position:absolute;inset:0;width:100%;height:100%;opacity:0;cursor:pointer}",
+    ".sbw-files{display:flex;flex-direction:column;gap:6px;margin-bottom:4px}",
+    ".sbw-files:only-child{margin-bottom:0}",
+    ".sbw-image{display:block;max-width:100%;max-height:220px;border-radius:8px;background:#fff}",
+    ".sbw-file{border:0;border-radius:8px;padding:6px 9px;background:rgba(255,255,255,.85);color:#1d2433;cursor:pointer;font:inherit;font-size:13px;text-align:left}",
+    "#sbw-conversations{display:none;flex:1;flex-direction:column;overflow-y:auto;padding:10px 14px;gap:8px;background:#fafbfe}",
+    "#sbw-root.sbw-listing #sbw-conversations{display:flex}",
+    "#sbw-root.sbw-listing #sbw-messages,#sbw-root.sbw-listing #sbw-form{display:none}",
+    "#sbw-conversation-list{list-style:none;margin:0;padding:0;display:flex;flex-direction:column;gap:6px}",
+    ".sbw-conversation{width:100%;border:1px solid #e0e4ee;background:#fff;border-radius:10px;padding:8px 11px;text-align:left;cursor:pointer;font:inherit;color:inherit}",
+    ".sbw-conversation[aria-current=true]{border-color:#2f5bea;box-shadow:inset 3px 0 0 #2f5bea}",
+    ".sbw-conversation small{display:block;color:#5b6478;font-size:12px}",
+    "#sbw-new{border:0;border-radius:10px;background:#2f5bea;color:#fff;padding:8px 12px;font:inherit;cursor:pointer}",
+    ".sbw-empty{color:#5b6478;font-size:13px;text-align:center}"
   ].join("\n");
 
   function el(tag, attrs, text) {
@@ -99,6 +122,12 @@
   var header = el("div", { id: "sbw-header" });
   var titleEl = el("span", { id: "sbw-title" }, data.title || "Chat with us");
   var humanBtn = el("button", { id: "sbw-human", type: "button", title: "Ask for a person" }, "Talk to a human");
+  var listBtn = el("button", { id: "sbw-list", type: "button", "aria-expanded": "false", "aria-controls": "sbw-conversations" }, "Conversations");
+  var conversationsView = el("div", { id: "sbw-conversations", role: "region", "aria-label": "Your conversations" });
+  var newBtn = el("button", { id: "sbw-new", type: "button" }, "New conversation");
+  var conversationList = el("ul", { id: "sbw-conversation-list" });
+  var attach = el("label", { id: "sbw-attach", title: "Attach a picture or PDF" });
+  var fileInput = el("input", { id: "sbw-file", type: "file", accept: uploadTypes.join(","), "aria-label": "Attach a picture or PDF" });
   var closeBtn = el("button", { id: "sbw-close", type: "button", "aria-label": "Close chat" }, "\u2715");
   var status = el("div", { id: "sbw-status", role: "status" });
   var list = el("div", { id: "sbw-messages", "aria-live": "polite" });
@@ -122,10 +151,12 @@
     launcher.appendChild(svg);
   })();
 
-  header.append(titleEl, humanBtn, closeBtn);
+  header.append(titleEl, listBtn, humanBtn, closeBtn);
   list.append(hint, typing);
-  form.append(input, sendBtn);
-  panel.append(header, status, list, form);
+  attach.append(document.createTextNode("\ud83d\udcce"), fileInput);
+  form.append(attach, input, sendBtn);
+  conversationsView.append(newBtn, conversationList);
+  panel.append(header, status, conversationsView, list, form);
   root.append(panel, launcher);
 
   // ---- Conversation state --------------------------------------------------------------------
@@ -139,12 +170,63 @@
   var loaded = false;
 
   function scroll() { list.scrollTop = list.scrollHeight; }
-  function bubble(role, text) {
+  function bubble(role, text, attachments) {
     if (hint.parentNode) hint.remove();
     var node = el("div", { class: "sbw-msg sbw-" + role }, text);
+    showFiles(node, attachments);
     list.insertBefore(node, typing);
     scroll();
     return node;
+  }
+  // A bubble's text, keeping the files shown above it.
+  function setText(node, text) {
+    var files = node.querySelector(".sbw-files");
+    node.textContent = text;
+    if (files) node.insertBefore(files, node.firstChild);
+  }
+
+  // ---- Files ---------------------------------------------------------------------------------
+  // Stored files are private: they are fetched with the visitor's identity headers and shown
+  // from memory (an <img src> could not send those headers to another origin).
+  var objectUrls = [];
+  function fetchMedia(id) {
+    return fetch(base + "/v1/media/" + encodeURIComponent(id), { headers: headers(false) })
+      .then(function (response) {
+        if (!response.ok) throw new Error("The file is no longer available.");
+        return response.blob();
+      })
+      .then(function (blob) { var url = URL.createObjectURL(blob); objectUrls.push(url); return url; });
+  }
+  function showFiles(node, attachments) {
+    if (!attachments || !attachments.length) return;
+    var box = el("div", { class: "sbw-files" });
+    attachments.forEach(function (a) {
+      var name = a.filename || (a.kind === "image" ? "picture" : "file");
+      if (a.local || a.media_id) {
+        if (String(a.mime_type || "").indexOf("image/") === 0 && a.mime_type !== "image/svg+xml") {
+          var img = el("img", { class: "sbw-image", alt: name });
+          if (a.local) img.src = a.local;
+          else fetchMedia(a.media_id).then(function (url) { img.src = url; scroll(); }, function () { img.alt = name + " (unavailable)"; });
+          img.addEventListener("load", scroll);
+          box.appendChild(img);
+        } else {
+          var button = el("button", { type: "button", class: "sbw-file" }, "\ud83d\udcc4 " + name);
+          button.addEventListener("click", function () {
+            var ready = a.local ? Promise.resolve(a.local) : fetchMedia(a.media_id);
+            ready.then(function (url) {
+              var link = el("a", { href: url, download: name });
+              document.body.appendChild(link);
+              link.click();
+              link.remove();
+            }, function (e) { showError(e.message); });
+          });
+          box.appendChild(button);
+        }
+      } else if (/^https?:\/\//.test(a.source || "")) {
+        box.appendChild(el("a", { href: a.source, target: "_blank", rel: "noopener noreferrer", class: "sbw-file" }, name));
+      }
+    });
+    if (box.childNodes.length) node.insertBefore(box, node.firstChild);
   }
   function showTyping(on) { typing.classList.toggle("sbw-show", !!on); if (on) scroll(); }
   function setStatus(text) { status.textContent = text || ""; status.classList.toggle("sbw-show", !!text); }
@@ -162,7 +244,7 @@
   }
   function adopt(node, message) {
     node.dataset.id = message.id;
-    node.textContent = message.content;
+    setText(node, message.content);
     rendered[message.id] = node;
     offer(message);
   }
@@ -186,10 +268,10 @@
   function render(message) {
     if (message.metadata && message.metadata.mode) setMode(message.metadata.mode);
     var existing = rendered[message.id];
-    if (existing) { existing.textContent = message.content; return; }
+    if (existing) { setText(existing, message.content); return; }
     if (message.role === "user") {
       for (var i = 0; i < pendingUser.length; i++) {
-        if (pendingUser[i].content === message.content) {
+        if (pendingUser[i].content === message.content && pendingUser[i].files === (message.attachments || []).length) {
           adopt(pendingUser[i].el, message);
           if (pendingUser[i].own) ownReplyTo = message.id;
           pendingUser.splice(i, 1);
@@ -210,44 +292,74 @@
         return;
       }
     }
-    rendered[message.id] = bubble(message.role, message.content);
+    rendered[message.id] = bubble(message.role, message.content, message.attachments);
     rendered[message.id].dataset.id = message.id;
     if (message.role !== "user") showTyping(false);
     offer(message);
   }
 
-  function connectEvents() {
-    if (events || !conversationId || !window.EventSource) return;
-    var url = base + "/v1/conversations/" + encodeURIComponent(conversationId) + "/events?" + identityQuery();
-    events = new EventSource(url);
-    events.addEventListener("message", function (e) { render(JSON.parse(e.data)); });
-    events.addEventListener("update", function (e) { render(JSON.parse(e.data)); });
-    events.addEventListener("typing", function () { if (!sending) showTyping(true); });
-    events.addEventListener("delta", function (e) {
-      var delta = JSON.parse(e.data);
-      if (sending || delta.reply_to === ownReplyTo) return;
-      var node = foreign[delta.reply_to] || (foreign[delta.reply_to] = bubble("ai", ""));
-      showTyping(false);
-      node.textContent += delta.content;
-      scroll();
-    });
-    events.onerror = function () {
+  // ---- Transports ----------------------------------------------------------------------------
+  // How a conversation's events reach the widget. A transport opens a stream of one
+  // conversation's events, calls on(kind, payload) for each ("message", "update", "typing",
+  // "delta", and "closed" when the stream ends for good), and returns {close}; or returns null
+  // when it cannot run here. The first that runs is used: another transport can be put before
+  // server-sent events, which work everywhere.
+  var transports = [
+    function sse(conversation, on) {
+      if (!window.EventSource) return null;
+      var source = new EventSource(base + "/v1/conversations/" + encodeURIComponent(conversation) + "/events?" + identityQuery());
+      ["message", "update", "typing", "delta"].forEach(function (kind) {
+        source.addEventListener(kind, function (e) {
+          var payload = null;
+          try { payload = e.data ? JSON.parse(e.data) : null; } catch (err) { /* a typing notice carries no JSON */ }
+          on(kind, payload);
+        });
+      });
       // The browser reconnects by itself (sending Last-Event-ID) unless the stream was refused.
-      if (events && events.readyState === EventSource.CLOSED) events = null;
-    };
+      source.onerror = function () { if (source.readyState === EventSource.CLOSED) on("closed", null); };
+      return { close: function () { source.close(); } };
+    }
+  ];
+
+  function onEvent(kind, payload) {
+    if (kind === "closed") { events = null; return; }
+    if (kind === "typing") { if (!sending) showTyping(true); return; }
+    if (!payload) return;
+    if (kind === "message" || kind === "update") { render(payload); return; }
+    if (kind === "delta") {
+      if (sending || payload.reply_to === ownReplyTo) return;
+      var node = foreign[payload.reply_to] || (foreign[payload.reply_to] = bubble("ai", ""));
+      showTyping(false);
+      node.textContent += payload.content;
+      scroll();
+    }
+  }
+
+  function connectEvents() {
+    if (events || !conversationId) return;
+    var conversation = conversationId;
+    // Events of a conversation the visitor has left behind are ignored.
+    var on = function (kind, payload) { if (conversation === conversationId) onEvent(kind, payload); };
+    for (var i = 0; i < transports.length && !events; i++) events = transports[i](conversation, on);
+  }
+  function disconnectEvents() {
+    if (events) events.close();
+    events = null;
   }
 
   function loadHistory() {
     if (loaded) return;
     loaded = true;
     if (!conversationId) { setMode("ai"); return; }
-    fetch(base + "/v1/conversations/" + encodeURIComponent(conversationId) + "/messages?limit=50", { headers: headers(false) })
+    var conversation = conversationId;
+    fetch(base + "/v1/conversations/" + encodeURIComponent(conversation) + "/messages?limit=50", { headers: headers(false) })
       .then(function (response) {
+        if (conversation !== conversationId) return null;
         if (response.status === 404) { conversationId = null; remember("conversation", null); setMode("ai"); return null; }
         return response.ok ? response.json() : null;
       })
       .then(function (page) {
-        if (!page) return;
+        if (!page || conversation !== conversationId) return;
         page.messages.forEach(render);
         var last = page.messages[page.messages.length - 1];
         if (!last || !last.metadata || !last.metadata.mode) setMode(modeOf(page.messages));
@@ -285,16 +397,24 @@
     return pump();
   }
 
-  function send(text) {
+  // Sends the visitor's text, with the files they uploaded (each {upload, local}: the gateway's
+  // answer to the upload, and the file shown from memory).
+  function send(text, files) {
+    files = files || [];
     sending = true;
     sendBtn.disabled = true;
     offer(null);
     ownReplyTo = null;
     ownReply = null;
-    var mine = { el: bubble("user", text), content: text, own: true };
+    var shown = files.map(function (f) {
+      return { media_id: f.upload.id, mime_type: f.upload.mime_type, filename: f.upload.name, local: f.local };
+    });
+    var mine = { el: bubble("user", text, shown), content: text, files: files.length, own: true };
     pendingUser.push(mine);
     showTyping(true);
-    var body = JSON.stringify({ conversation_id: conversationId, content: text });
+    var message = { conversation_id: conversationId, content: text };
+    if (files.length) message.attachments = files.map(function (f) { return { upload_id: f.upload.id }; });
+    var body = JSON.stringify(message);
     var request = { method: "POST", headers: headers(true), body: body };
     request.headers["Idempotency-Key"] = randomId();
     return fetch(base + "/v1/chat/stream", request)
@@ -312,8 +432,10 @@
             scroll();
             return;
           }
-          conversationId = chunk.conversation_id;
-          remember("conversation", conversationId);
+          if (conversationId !== chunk.conversation_id) {
+            conversationId = chunk.conversation_id;
+            remember("conversation", conversationId);
+          }
           if (!rendered[chunk.message_id]) {
             mine.el.dataset.id = chunk.message_id;
             rendered[chunk.message_id] = mine.el;
@@ -345,11 +467,103 @@
       });
   }
 
+  // ---- Uploads -------------------------------------------------------------------------------
+  // The picked file goes up at once and is sent with whatever is typed. The browser's size and
+  // type checks only spare a useless upload: the gateway decides.
+  function upload(file) {
+    if (uploadTypes.indexOf(file.type) < 0) return Promise.reject(new Error("Only pictures (PNG, JPEG, GIF, WebP) and PDF files can be sent."));
+    if (file.size > maxUpload) return Promise.reject(new Error("The file is too large (at most " + Math.floor(maxUpload / 1048576 * 10) / 10 + " MB)."));
+    var form = new FormData();
+    form.append("file", file, file.name);
+    return fetch(base + "/v1/uploads", { method: "POST", headers: headers(false), body: form })
+      .then(function (response) {
+        return response.json().then(function (result) {
+          if (!response.ok) throw new Error((result && result.error && result.error.message) || "The file could not be sent.");
+          return result;
+        });
+      });
+  }
+  fileInput.addEventListener("change", function () {
+    var file = fileInput.files && fileInput.files[0];
+    fileInput.value = "";
+    if (!file || sending) return;
+    attach.classList.add("sbw-busy");
+    fileInput.disabled = true;
+    upload(file)
+      .then(function (uploaded) {
+        var text = input.value.trim();
+        input.value = "";
+        var local = URL.createObjectURL(file);
+        objectUrls.push(local);
+        return send(text, [{ upload: uploaded, local: local }]);
+      })
+      .catch(function (e) { showError(e.message || "The file could not be sent."); })
+      .then(function () { attach.classList.remove("sbw-busy"); fileInput.disabled = false; });
+  });
+
+  // ---- Conversations -------------------------------------------------------------------------
+  function showConversations(on) {
+    root.classList.toggle("sbw-listing", on);
+    listBtn.setAttribute("aria-expanded", on ? "true" : "false");
+    if (!on) { input.focus(); return; }
+    newBtn.focus();
+    conversationList.textContent = "";
+    conversationList.appendChild(el("li", { class: "sbw-empty" }, "Loading\u2026"));
+    fetch(base + "/v1/conversations?limit=50", { headers: headers(false) })
+      .then(function (response) { return response.ok ? response.json() : { conversations: [] }; })
+      .then(function (page) {
+        conversationList.textContent = "";
+        if (!page.conversations.length) {
+          conversationList.appendChild(el("li", { class: "sbw-empty" }, "No earlier conversations."));
+          return;
+        }
+        page.conversations.forEach(function (c) {
+          var when = new Date(c.updated_at);
+          var item = el("li");
+          var button = el("button", { type: "button", class: "sbw-conversation", "data-id": c.id, "aria-current": c.id === conversationId ? "true" : "false" }, c.title || "Conversation");
+          button.appendChild(el("small", {}, isNaN(when) ? "" : when.toLocaleString()));
+          button.addEventListener("click", function () { switchTo(c.id); });
+          item.appendChild(button);
+          conversationList.appendChild(item);
+        });
+      })
+      .catch(function () {
+        conversationList.textContent = "";
+        conversationList.appendChild(el("li", { class: "sbw-empty" }, "The conversations could not be loaded."));
+      });
+  }
+  // Makes another conversation current (null: a new one, started by the next message).
+  function switchTo(id) {
+    if (sending) return;
+    disconnectEvents();
+    objectUrls.forEach(function (url) { URL.revokeObjectURL(url); });
+    objectUrls = [];
+    Array.prototype.slice.call(list.children).forEach(function (child) { if (child !== typing) child.remove(); });
+    list.insertBefore(hint, typing);
+    rendered = {};
+    pendingUser = [];
+    foreign = {};
+    ownReplyTo = null;
+    ownReply = null;
+    choicesRow = null;
+    showTyping(false);
+    conversationId = id;
+    remember("conversation", id);
+    loaded = false;
+    showConversations(false);
+    loadHistory();
+  }
+
   // ---- Wiring --------------------------------------------------------------------------------
   function open() { root.classList.add("sbw-open"); launcher.setAttribute("aria-label", "Close chat"); loadHistory(); input.focus(); }
   function close() { root.classList.remove("sbw-open"); launcher.setAttribute("aria-label", "Open chat"); }
   launcher.addEventListener("click", function () { root.classList.contains("sbw-open") ? close() : open(); });
   closeBtn.addEventListener("click", close);
+  listBtn.addEventListener("click", function () { showConversations(!root.classList.contains("sbw-listing")); });
+  newBtn.addEventListener("click", function () { switchTo(null); });
+  panel.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && root.classList.contains("sbw-listing")) { e.preventDefault(); showConversations(false); }
+  });
   form.addEventListener("submit", function (e) {
     e.preventDefault();
     var text = input.value.trim();

@@ -22,9 +22,9 @@ use axum::{
 };
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use switchboard_channel::{Channel, InboundMessage};
+use switchboard_channel::{Attachment, Channel, Content, InboundMessage, MediaKind};
 use switchboard_web::{
-    request::{ChatRequest, Limits, RequestError},
+    request::{ChatRequest, Limits, RequestError, upload_id},
     stream::{Chunk, Final},
 };
 
@@ -38,6 +38,7 @@ use crate::{
     pipeline::{Outcome, ReplyWatch},
     store::{
         conversations::{self, Mode},
+        media,
         messages::{self, Message},
     },
 };
@@ -95,7 +96,8 @@ async fn accept(
         max_content_chars: state.config.web.max_content_chars,
         max_attachments: state.config.web.max_attachments,
     };
-    let inbound: InboundMessage = body.into_inbound(&visitor.0, key, limits)?;
+    let mut inbound: InboundMessage = body.into_inbound(&visitor.0, key, limits)?;
+    let uploads = attach_uploads(state, visitor, &mut inbound).await?;
     // Counted once the message is known not to be a retry: a retried request with its
     // Idempotency-Key gets its original answer, whatever the rate.
     let rates = state.limits.clone();
@@ -108,11 +110,14 @@ async fn accept(
         .ingest_and_watch(Channel::WEB, inbound, Some(admit))
         .await?;
     match outcome {
-        Outcome::Stored { message, mode, .. } => Ok(Accepted::New {
-            message,
-            mode,
-            watch,
-        }),
+        Outcome::Stored { message, mode, .. } => {
+            link_uploads(state, visitor, &message, &uploads).await;
+            Ok(Accepted::New {
+                message,
+                mode,
+                watch,
+            })
+        }
         Outcome::Duplicate { message } => {
             let mut reader = state.store.reader();
             let reply =
@@ -129,6 +134,71 @@ async fn accept(
         other => Err(ApiError::internal(&format!(
             "unexpected ingest outcome for a chat message: {other:?}"
         ))),
+    }
+}
+
+/// Points the attachments that name uploads (`{"upload_id": …}`) at the stored files; returns
+/// each upload's id with its position in the message. Another visitor's upload answers as a
+/// missing one does.
+async fn attach_uploads(
+    state: &AppState,
+    visitor: &Visitor,
+    inbound: &mut InboundMessage,
+) -> Result<Vec<(String, usize)>, ApiError> {
+    let Content::Media { attachments, .. } = &mut inbound.content else {
+        return Ok(Vec::new());
+    };
+    let owner = visitor.external_id();
+    let mut reader = state.store.reader();
+    let mut uploads = Vec::new();
+    for (index, attachment) in attachments.iter_mut().enumerate() {
+        let Some(id) = upload_id(attachment) else {
+            continue;
+        };
+        let stored = media::upload_of(&mut reader, id, &owner)
+            .await?
+            .ok_or_else(|| {
+                ApiError::from(RequestError::InvalidAttachment {
+                    index,
+                    reason: "no upload of yours has this upload_id",
+                })
+            })?;
+        *attachment = Attachment {
+            kind: MediaKind::of_mime_type(&stored.mime_type),
+            source: format!("sha256:{}", stored.sha256),
+            mime_type: Some(stored.mime_type),
+            filename: stored.filename,
+            size: u64::try_from(stored.size).ok(),
+            sha256: Some(stored.sha256),
+            media_id: Some(stored.id.to_string()),
+        };
+        uploads.push((stored.id.into_string(), index));
+    }
+    Ok(uploads)
+}
+
+/// Links the uploads a stored message attaches to it. The message is stored already: a failure
+/// here is logged, and the upload is still known to be in use by its id in the message.
+async fn link_uploads(
+    state: &AppState,
+    visitor: &Visitor,
+    message: &Message,
+    uploads: &[(String, usize)],
+) {
+    if uploads.is_empty() {
+        return;
+    }
+    let owner = visitor.external_id();
+    let link = async {
+        let mut tx = state.store.begin().await?;
+        for (id, index) in uploads {
+            let index = i64::try_from(*index).unwrap_or(i64::MAX);
+            media::link_upload(&mut tx, id, &owner, &message.id, index).await?;
+        }
+        tx.commit().await
+    };
+    if let Err(e) = link.await {
+        tracing::warn!(message = %message.id, error = %e, "could not link uploads to their message");
     }
 }
 

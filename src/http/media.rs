@@ -1,6 +1,7 @@
-//! `GET /v1/media/{id}`: the gateway's stored copy of a file a user sent, for the operator (and,
-//! later, experts on their dashboard). Only with the operator's bearer token: these are private
-//! files of end users. A file is whatever its sender made it: it is served so that a browser
+//! `GET /v1/media/{id}`: the gateway's stored copy of a file a user sent. These are private files
+//! of end users: the operator (bearer token) and signed-in staff get any of them; a website
+//! visitor gets the files they uploaded themselves (`POST /v1/uploads`), and everybody else a 404
+//! as for a missing file. A file is whatever its sender made it: it is served so that a browser
 //! never runs it (downloaded unless it is an image, audio or video; no sniffing; a sandbox).
 
 use axum::{
@@ -11,7 +12,11 @@ use axum::{
 };
 use tokio_util::io::ReaderStream;
 
-use super::{ApiError, AppState, auth::require_operator, extract::ApiPath};
+use super::{
+    ApiError, AppState,
+    auth::require_operator,
+    extract::{ApiPath, StaffUser, Visitor},
+};
 use crate::store::media;
 
 /// `GET /v1/media/{id}`
@@ -35,11 +40,17 @@ pub(super) async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
+    staff: Result<StaffUser, ApiError>,
 ) -> Result<Response, ApiError> {
-    require_operator(&state, &headers)?;
-    let stored = media::get(&mut state.store.reader(), &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("media"))?;
+    let mut reader = state.store.reader();
+    let stored = if require_operator(&state, &headers).is_ok() || staff.is_ok() {
+        media::get(&mut reader, &id).await?
+    } else {
+        // Not staff: a visitor (whose identity errors are the answer), and only their uploads.
+        let visitor = Visitor::from_headers(&state, &headers, None, None)?;
+        media::upload_of(&mut reader, &id, &visitor.external_id()).await?
+    };
+    let stored = stored.ok_or_else(|| ApiError::not_found("media"))?;
     let file = tokio::fs::File::open(state.files.locate(&stored.path))
         .await
         .map_err(|e| ApiError::internal(&format!("stored media {id} cannot be opened: {e}")))?;
@@ -65,6 +76,11 @@ pub(super) async fn get(
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=3600"),
+    );
+    // Who may see the file depends on who asks: a cache keeps one copy per identity.
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("authorization, x-device-id"),
     );
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", stored.sha256)) {
         headers.insert(header::ETAG, etag);

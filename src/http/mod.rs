@@ -58,6 +58,7 @@ pub mod server;
 mod staff;
 mod staff_streams;
 mod supervisor;
+mod uploads;
 mod webhook;
 
 use std::{sync::Arc, time::Duration};
@@ -146,13 +147,27 @@ pub fn router(state: AppState) -> Router {
             post(conversations::handoff),
         )
         .route("/v1/conversations/{id}/events", get(events::stream))
+        .route(
+            "/v1/uploads",
+            post(uploads::create).layer(DefaultBodyLimit::max(
+                usize::try_from(
+                    state
+                        .config
+                        .web
+                        .max_upload_bytes
+                        .saturating_add(uploads::FRAMING_BYTES),
+                )
+                .unwrap_or(usize::MAX),
+            )),
+        )
+        // The visitor fetches their own uploads from the widget, on any site.
+        .route("/v1/media/{id}", get(media::get))
         .route("/v1/me", axum::routing::delete(privacy::erase_me))
         .route("/v1/me/export", get(privacy::export_me))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&state.config));
     Router::new()
         .merge(visitor_api)
-        .route("/v1/media/{id}", get(media::get))
         .merge(webhook::routes())
         .merge(staff_api())
         .merge(dashboard::routes())

@@ -17,6 +17,8 @@ struct IndexPage<'a> {
     public_url: &'a str,
     /// The gateway version.
     version: &'a str,
+    /// The largest upload, for the widget's own check before it uploads.
+    max_upload_bytes: u64,
 }
 
 /// `GET /`
@@ -35,6 +37,7 @@ pub(super) async fn index(State(state): State<AppState>) -> Result<Html<String>,
     let page = IndexPage {
         public_url: &state.public_url,
         version: env!("CARGO_PKG_VERSION"),
+        max_upload_bytes: state.config.web.max_upload_bytes,
     };
     page.render().map(Html).map_err(|e| ApiError::internal(&e))
 }

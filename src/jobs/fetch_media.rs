@@ -210,6 +210,7 @@ impl MediaDownloads {
                 size: i64::try_from(saved.size).unwrap_or(i64::MAX),
                 filename: attachment.filename.clone(),
                 path: saved.path,
+                uploaded_by: None,
             },
             now,
         )

@@ -1,4 +1,8 @@
 //! Stored media: the gateway's own copies of files users sent.
+//!
+//! Most files come with their message. A website visitor's upload comes first, on its own
+//! (`uploaded_by` names the visitor), and is linked to the message that attaches it; an upload no
+//! message came to use is removed after a while ([`stale_uploads`]).
 
 use super::{Db, StoreError, Tx, query};
 use crate::{
@@ -27,6 +31,9 @@ pub struct StoredMedia {
     pub path: String,
     /// When it was stored.
     pub created_at: Timestamp,
+    /// The website visitor who uploaded it (`POST /v1/uploads`), by contact id on the web
+    /// channel; unset for files that came with a message.
+    pub uploaded_by: Option<String>,
 }
 
 /// What to record about a downloaded file.
@@ -46,6 +53,8 @@ pub struct NewMedia {
     pub filename: Option<String>,
     /// Relative path.
     pub path: String,
+    /// The website visitor who uploaded it, when it is an upload.
+    pub uploaded_by: Option<String>,
 }
 
 /// Records a stored file; returns its id. Recording the same attachment of a message again
@@ -56,7 +65,7 @@ pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<MediaI
     tx.execute(
         query(
             "INSERT INTO media (id, message_id, attachment, sha256, mime_type, size, filename, \
-             path, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             path, created_at, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (message_id, attachment) DO NOTHING",
         )
         .bind(&id)
@@ -67,7 +76,8 @@ pub async fn insert(tx: &mut Tx, new: NewMedia, now: Timestamp) -> Result<MediaI
         .bind(new.size)
         .bind(new.filename)
         .bind(new.path)
-        .bind(now),
+        .bind(now)
+        .bind(new.uploaded_by),
     )
     .await?;
     let Some((message_id, attachment)) = of_message else {
@@ -98,9 +108,93 @@ pub async fn get(db: &mut impl Db, id: &str) -> Result<Option<StoredMedia>, Stor
     db.fetch_optional(
         query(
             "SELECT id, message_id, attachment, sha256, mime_type, size, filename, path, \
-             created_at FROM media WHERE id = $1",
+             created_at, uploaded_by FROM media WHERE id = $1",
         )
         .bind(id),
     )
     .await
+}
+
+/// One of a visitor's uploads, by id: `None` when there is none of that id, or it is someone
+/// else's (the two answer alike, so ids of others' files cannot be probed).
+pub async fn upload_of(
+    db: &mut impl Db,
+    id: &str,
+    owner: &str,
+) -> Result<Option<StoredMedia>, StoreError> {
+    db.fetch_optional(
+        query(
+            "SELECT id, message_id, attachment, sha256, mime_type, size, filename, path, \
+             created_at, uploaded_by FROM media WHERE id = $1 AND uploaded_by = $2",
+        )
+        .bind(id)
+        .bind(owner),
+    )
+    .await
+}
+
+/// Links an upload to the message that attached it (export, erasure and retention find files
+/// through their message). An upload attached before keeps its first message.
+pub async fn link_upload(
+    tx: &mut Tx,
+    id: &str,
+    owner: &str,
+    message_id: &MessageId,
+    attachment: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        query(
+            "UPDATE media SET message_id = $3, attachment = $4 WHERE id = $1 \
+             AND uploaded_by = $2 AND message_id IS NULL",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(message_id)
+        .bind(attachment),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Uploads stored before `before` that no message uses (none linked, and none names it among
+/// its attachments: a link is written just after its message, so a crash in between leaves
+/// the name as the only trace), at most `limit`, oldest first.
+pub async fn stale_uploads(
+    db: &mut impl Db,
+    before: Timestamp,
+    limit: i64,
+) -> Result<Vec<MediaId>, StoreError> {
+    let rows: Vec<(MediaId,)> = db
+        .fetch_all(
+            query(
+                "SELECT id FROM media WHERE uploaded_by IS NOT NULL AND message_id IS NULL \
+                 AND created_at < $1 AND NOT EXISTS (SELECT 1 FROM messages m \
+                 WHERE m.created_at >= media.created_at \
+                 AND CAST(m.attachments AS TEXT) LIKE '%' || media.id || '%') \
+                 ORDER BY created_at LIMIT $2",
+            )
+            .bind(before)
+            .bind(limit),
+        )
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Forgets uploads that no message uses (see [`stale_uploads`]); returns the paths of their
+/// files, to be deleted once no other row refers to them.
+pub async fn forget_uploads(tx: &mut Tx, ids: &[MediaId]) -> Result<Vec<String>, StoreError> {
+    let mut paths = Vec::new();
+    for id in ids {
+        let path: Option<(String,)> = tx
+            .fetch_optional(
+                query(
+                    "DELETE FROM media WHERE id = $1 AND uploaded_by IS NOT NULL \
+                     AND message_id IS NULL RETURNING path",
+                )
+                .bind(id),
+            )
+            .await?;
+        paths.extend(path.map(|(p,)| p));
+    }
+    Ok(paths)
 }

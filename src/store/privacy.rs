@@ -251,6 +251,18 @@ pub async fn erase_contact(tx: &mut Tx, id: &ContactId) -> Result<Option<Erased>
     for conversation in &conversations {
         removed.add(delete_conversation(tx, &conversation.id).await?);
     }
+    // A website visitor's uploads that no message attached are theirs too.
+    if channel == switchboard_channel::Channel::WEB.as_str() {
+        let paths: Vec<(String,)> = tx
+            .fetch_all(
+                query("SELECT DISTINCT path FROM media WHERE uploaded_by = $1").bind(&external_id),
+            )
+            .await?;
+        removed.media += tx
+            .execute(query("DELETE FROM media WHERE uploaded_by = $1").bind(&external_id))
+            .await?;
+        removed.paths.extend(paths.into_iter().map(|(p,)| p));
+    }
     tx.execute(
         query("DELETE FROM idempotency_keys WHERE channel = $1 AND external_id = $2")
             .bind(&channel)
@@ -320,7 +332,7 @@ pub async fn files_of_messages(
     db.fetch_all(
         query(
             "SELECT id, message_id, attachment, sha256, mime_type, size, filename, path, \
-             created_at FROM media WHERE message_id IN (SELECT id FROM messages \
+             created_at, uploaded_by FROM media WHERE message_id IN (SELECT id FROM messages \
              WHERE conversation_id = $1 AND seq > $2 AND seq <= $3) ORDER BY id",
         )
         .bind(conversation_id)

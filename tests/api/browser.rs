@@ -431,3 +431,220 @@ async fn the_widget_works_embedded_on_another_site() {
         let _ = client.close().await;
     }
 }
+
+/// Waits until `check` holds, polling the page.
+async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Whether every picture in the visitor's bubbles is loaded and shown, and there are `n`.
+async fn pictures_shown(client: &Client, n: usize) -> bool {
+    let shown = client
+        .execute(
+            "return Array.from(document.querySelectorAll('.sbw-msg.sbw-user img.sbw-image'))\
+             .map(img => img.complete && img.naturalWidth > 0)",
+            vec![],
+        )
+        .await
+        .unwrap_or_default();
+    shown
+        .as_array()
+        .is_some_and(|all| all.len() == n && all.iter().all(|v| v == &json!(true)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_sends_a_picture_from_the_attach_button() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let picture = dir.path().join("holiday.png");
+    std::fs::write(&picture, crate::uploads::png()).expect("the picture");
+    let client = browser.client();
+    client.goto(&app.url("/")).await.unwrap();
+    let input = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#sbw-input"))
+        .await
+        .expect("the widget opens on the page");
+    input.send_keys("here it is").await.unwrap();
+    let attach = client.find(Locator::Css("#sbw-file")).await.unwrap();
+    assert_eq!(
+        attach.attr("aria-label").await.unwrap().as_deref(),
+        Some("Attach a picture or PDF")
+    );
+    attach
+        .send_keys(picture.to_str().expect("a path"))
+        .await
+        .unwrap();
+
+    until(
+        "the picture is shown in the visitor's bubble",
+        Duration::from_secs(10),
+        || pictures_shown(client, 1),
+    )
+    .await;
+    until(
+        "the message is stored with its picture",
+        Duration::from_secs(10),
+        || async { texts(client, ".sbw-msg.sbw-user[data-id]").await == ["here it is"] },
+    )
+    .await;
+    assert_eq!(app.count("media").await, 1);
+    let errors = texts(client, ".sbw-error").await;
+    assert!(errors.is_empty(), "the widget shows an error: {errors:?}");
+
+    // After a reload the picture comes back from the gateway, fetched as the visitor.
+    client.refresh().await.unwrap();
+    until(
+        "the picture is shown again after a reload",
+        Duration::from_secs(10),
+        || pictures_shown(client, 1),
+    )
+    .await;
+    assert_eq!(texts(client, ".sbw-msg.sbw-user").await, ["here it is"]);
+
+    // A file the gateway does not take is refused in the widget, and nothing is stored.
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "plain text").expect("the file");
+    client
+        .find(Locator::Css("#sbw-file"))
+        .await
+        .unwrap()
+        .send_keys(text.to_str().expect("a path"))
+        .await
+        .unwrap();
+    until("the refusal is shown", Duration::from_secs(10), || async {
+        texts(client, ".sbw-error")
+            .await
+            .iter()
+            .any(|t| t.contains("PDF"))
+    })
+    .await;
+    assert_eq!(app.count("media").await, 1);
+    assert_eq!(app.count("messages").await, 2, "the picture and its answer");
+    if let Some(client) = browser.client.clone() {
+        let _ = client.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_lists_switches_and_starts_conversations() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.routing.default_agent = "echo".into()
+    })
+    .await;
+    let client = browser.client();
+    client.goto(&app.url("/")).await.unwrap();
+    let say = |text: &'static str| async move {
+        let input = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#sbw-input"))
+            .await
+            .expect("the message field");
+        input.send_keys(text).await.unwrap();
+        client
+            .find(Locator::Css("#sbw-send"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until("the answer", Duration::from_secs(10), || async {
+            texts(client, ".sbw-msg.sbw-ai[data-id]").await.len()
+                == texts(client, ".sbw-msg.sbw-user").await.len()
+                && texts(client, ".sbw-msg.sbw-user[data-id]")
+                    .await
+                    .last()
+                    .map(String::as_str)
+                    == Some(text)
+        })
+        .await;
+    };
+    say("about my order").await;
+
+    // A new conversation starts empty; its first message creates it.
+    let click = |css: &'static str| async move {
+        client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    };
+    click("#sbw-list").await;
+    click("#sbw-new").await;
+    assert!(texts(client, ".sbw-msg.sbw-user").await.is_empty());
+    say("about a refund").await;
+    assert_eq!(texts(client, ".sbw-msg.sbw-user").await, ["about a refund"]);
+    assert_eq!(app.count("conversations").await, 2);
+
+    // The list shows both, newest first, the current one marked.
+    click("#sbw-list").await;
+    until(
+        "both conversations are listed",
+        Duration::from_secs(10),
+        || async { texts(client, ".sbw-conversation").await.len() == 2 },
+    )
+    .await;
+    let listed = texts(client, ".sbw-conversation").await;
+    assert!(listed[0].starts_with("about a refund"), "{listed:?}");
+    assert!(listed[1].starts_with("about my order"), "{listed:?}");
+    let current = client
+        .find(Locator::Css(".sbw-conversation[aria-current='true']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(current.starts_with("about a refund"), "{current}");
+
+    // Switching shows the other conversation's history, and it stays current after a reload.
+    client
+        .find(Locator::XPath(
+            "//button[contains(@class,'sbw-conversation') and starts-with(.,'about my order')]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("the earlier history", Duration::from_secs(10), || async {
+        texts(client, ".sbw-msg.sbw-user").await == ["about my order"]
+            && texts(client, ".sbw-msg.sbw-ai").await.len() == 1
+    })
+    .await;
+    say("one more thing").await;
+    assert_eq!(
+        texts(client, ".sbw-msg.sbw-user").await,
+        ["about my order", "one more thing"]
+    );
+    client.refresh().await.unwrap();
+    until(
+        "the switched-to conversation after a reload",
+        Duration::from_secs(10),
+        || async {
+            texts(client, ".sbw-msg.sbw-user").await == ["about my order", "one more thing"]
+        },
+    )
+    .await;
+    assert_eq!(app.count("conversations").await, 2);
+    if let Some(client) = browser.client.clone() {
+        let _ = client.close().await;
+    }
+}

@@ -32,4 +32,5 @@ mod routing;
 mod store;
 mod supervision;
 mod telegram;
+mod uploads;
 mod whatsapp;

@@ -19,7 +19,7 @@ pub struct ChatRequest {
     /// The visitor's text. May be empty only when attachments are sent.
     #[serde(default)]
     pub content: String,
-    /// Files the visitor shares, by URL.
+    /// Files the visitor shares, by URL or as their own uploads.
     #[serde(default)]
     pub attachments: Vec<AttachmentRequest>,
     /// The client's own data about the message (at most 32 keys, 4 KiB as JSON), stored with it
@@ -35,12 +35,17 @@ pub struct ChatRequest {
 /// The longest `message_type`.
 pub const MAX_MESSAGE_TYPE_LEN: usize = 50;
 
-/// A file shared by URL.
+/// A file shared by URL (`url`, with what the visitor says about it), or one the visitor uploaded
+/// (`upload_id` alone: the gateway knows the rest).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentRequest {
     /// Where the file is: an `http` or `https` URL.
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The id `POST /v1/uploads` answered with.
+    #[serde(default)]
+    pub upload_id: Option<String>,
     /// MIME type, used to tell images, audio and video from other documents.
     #[serde(default)]
     pub mime_type: Option<String>,
@@ -59,6 +64,15 @@ pub struct Limits {
     pub max_content_chars: usize,
     /// Most attachments per message.
     pub max_attachments: usize,
+}
+
+/// The source of an attachment that names one of the visitor's uploads (`upload:<id>`), until
+/// the gateway replaces it with the stored file (see [`upload_id`]).
+pub const UPLOAD_SOURCE: &str = "upload:";
+
+/// The upload an attachment names, if it names one.
+pub fn upload_id(attachment: &Attachment) -> Option<&str> {
+    attachment.source.strip_prefix(UPLOAD_SOURCE)
 }
 
 /// The longest attachment URL accepted.
@@ -203,7 +217,30 @@ impl ChatRequest {
 impl AttachmentRequest {
     fn validate(self, index: usize) -> Result<Attachment, RequestError> {
         let invalid = |reason| RequestError::InvalidAttachment { index, reason };
-        let url = self.url.trim();
+        let url = match (self.url, self.upload_id) {
+            (Some(url), None) => url,
+            (None, Some(id)) => {
+                if self.mime_type.is_some() || self.name.is_some() || self.size.is_some() {
+                    return Err(invalid(
+                        "upload_id comes alone: the upload's type, name and size are known",
+                    ));
+                }
+                if !is_uuid(&id) {
+                    return Err(invalid("upload_id must be an upload's id (a UUID)"));
+                }
+                return Ok(Attachment {
+                    kind: MediaKind::Document,
+                    source: format!("{UPLOAD_SOURCE}{}", id.to_ascii_lowercase()),
+                    mime_type: None,
+                    filename: None,
+                    size: None,
+                    sha256: None,
+                    media_id: None,
+                });
+            }
+            _ => return Err(invalid("give either url or upload_id")),
+        };
+        let url = url.trim();
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(invalid("url must start with http:// or https://"));
         }
@@ -335,6 +372,33 @@ mod tests {
         assert!(
             serde_json::from_value::<ChatRequest>(serde_json::json!({"contnet": "typo"})).is_err()
         );
+    }
+
+    #[test]
+    fn uploads_are_named_by_id_alone() {
+        let id = "0193a0b4-1c2d-7e3f-8a9b-0c1d2e3f4a5b";
+        let msg = request(serde_json::json!({"attachments": [{"upload_id": id}]}))
+            .into_inbound(&visitor(), None, LIMITS)
+            .unwrap();
+        let Content::Media { attachments, .. } = msg.content else {
+            panic!("expected media")
+        };
+        assert_eq!(upload_id(&attachments[0]), Some(id));
+        for bad in [
+            serde_json::json!({"upload_id": "../etc"}),
+            serde_json::json!({"upload_id": id, "mime_type": "text/html"}),
+            serde_json::json!({"upload_id": id, "url": "https://example.com/a.png"}),
+            serde_json::json!({}),
+        ] {
+            let request = request(serde_json::json!({"content": "x", "attachments": [bad]}));
+            assert!(
+                matches!(
+                    request.into_inbound(&visitor(), None, LIMITS),
+                    Err(RequestError::InvalidAttachment { index: 0, .. })
+                ),
+                "accepted"
+            );
+        }
     }
 
     #[test]
