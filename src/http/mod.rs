@@ -20,6 +20,7 @@ pub mod server;
 mod staff;
 mod staff_streams;
 mod supervisor;
+mod usage;
 mod webhook;
 
 use std::{sync::Arc, time::Duration};
@@ -173,6 +174,8 @@ fn staff_api() -> Router<AppState> {
             axum::routing::delete(admin::disable_user),
         )
         .route("/v1/admin/audit", get(admin::audit_log))
+        .route("/v1/admin/usage", get(usage::totals))
+        .route("/v1/admin/contacts/{id}/plan", put(usage::set_plan))
 }
 
 fn cors(config: &Config) -> CorsLayer {

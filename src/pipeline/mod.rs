@@ -68,6 +68,10 @@ pub(crate) struct Inner {
     limits: Arc<Limits>,
     /// What a contact over their rate is told.
     over_limit_notice: String,
+    /// What a contact over their quota is told.
+    over_quota_notice: String,
+    /// The currency of costs (`quotas.currency`).
+    currency: String,
     router: Router,
     default_agent: String,
     config: crate::config::PipelineConfig,
@@ -102,6 +106,8 @@ impl Pipeline {
                 evaluate_replies: config.evaluations.enabled,
                 limits,
                 over_limit_notice: config.limits.contact.notice.clone(),
+                over_quota_notice: config.quotas.notice.clone(),
+                currency: config.quotas.currency.clone(),
                 router: Router::new(&config.routing),
                 default_agent: config.routing.default_agent.clone(),
                 config: config.pipeline.clone(),
@@ -228,6 +234,9 @@ impl Inner {
             // stored; a provider's message cannot be refused, only left unanswered.
             floods: (channel != Channel::WEB)
                 .then_some((&self.limits.contacts, self.over_limit_notice.as_str())),
+            // Website visitors over their quota are refused (402) by their admission.
+            quotas: (channel != Channel::WEB)
+                .then_some((&self.limits.quotas, self.over_quota_notice.as_str())),
             admit,
         };
         let outcomes = ingest::ingest(
@@ -239,6 +248,16 @@ impl Inner {
             now,
         )
         .await?;
+        // The sender's identity lets their next request be checked before it is stored.
+        let sender = match events.as_slice() {
+            [InboundEvent::Message(m)] => Some((channel, m.from.external_id.as_str())),
+            _ => None,
+        };
+        for outcome in &outcomes {
+            if let Outcome::Stored { contact_id, .. } = outcome {
+                self.limits.quotas.count_message(contact_id, sender);
+            }
+        }
         let mut watched = false;
         if outcomes.iter().any(|o| matches!(o, Outcome::Notice { .. })) {
             self.deliver_soon(channel);

@@ -91,6 +91,10 @@ pub enum Action {
     ListEvaluations,
     /// Searched the contacts.
     SearchContacts,
+    /// Read the usage totals.
+    ReadUsage,
+    /// Set a contact's plan or credits.
+    SetPlan,
     /// Signed in.
     SignIn,
     /// Failed to sign in.
@@ -117,6 +121,8 @@ impl Action {
             Action::ListConversations => "list_conversations",
             Action::ListEvaluations => "list_evaluations",
             Action::SearchContacts => "search_contacts",
+            Action::ReadUsage => "read_usage",
+            Action::SetPlan => "set_plan",
             Action::SignIn => "sign_in",
             Action::SignInFailed => "sign_in_failed",
         }
