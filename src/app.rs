@@ -31,7 +31,7 @@ use crate::{
     limits::Limits,
     live::Hub,
     media_dir::MediaDir,
-    pipeline::{Pipeline, router::ExpireLocks, sweeper::Sweep},
+    pipeline::{Pipeline, quotas::QuotaRefresh, router::ExpireLocks, sweeper::Sweep},
     shared::Shared,
     staff::Staff,
     store::Store,
@@ -367,7 +367,7 @@ impl Gateway {
                 wake: wakers.evaluate.clone(),
             }));
         }
-        let tasks: Vec<Arc<dyn ScheduledTask>> = vec![
+        let mut tasks: Vec<Arc<dyn ScheduledTask>> = vec![
             Arc::new(ExpireLocks {
                 store: store.clone(),
                 clock: clock.clone(),
@@ -382,6 +382,13 @@ impl Gateway {
                 experts: self.experts.clone(),
             }),
         ];
+        if QuotaRefresh::needed(store) {
+            tasks.push(Arc::new(QuotaRefresh {
+                store: store.clone(),
+                limits: self.limits.clone(),
+                schedule: self.config.quotas.refresh_schedule.clone(),
+            }));
+        }
         Work { queues, tasks }
     }
 

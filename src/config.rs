@@ -874,6 +874,9 @@ pub struct QuotasConfig {
     /// What a contact on a messaging channel is told, once per period, when they are over
     /// their quota (their messages are kept, not answered).
     pub notice: String,
+    /// When the counters are re-read from the database (cron with seconds), so that instances
+    /// sharing a PostgreSQL database see each other's use. SQLite runs one instance and skips it.
+    pub refresh_schedule: String,
     /// The plans, by name.
     pub plans: BTreeMap<String, PlanConfig>,
 }
@@ -886,6 +889,7 @@ impl Default for QuotasConfig {
             notice: "You have used up your messages for now. We will answer again when your \
                      allowance renews."
                 .into(),
+            refresh_schedule: "0 * * * * *".into(),
             plans: BTreeMap::new(),
         }
     }
@@ -1119,6 +1123,7 @@ impl Config {
                 "routing.lock_sweep_schedule",
                 &self.routing.lock_sweep_schedule,
             ),
+            ("quotas.refresh_schedule", &self.quotas.refresh_schedule),
         ] {
             if let Err(e) = schedule.parse::<cron::Schedule>() {
                 return invalid(format!("{name} {schedule:?}: {e}"));

@@ -175,7 +175,10 @@ fn staff_api() -> Router<AppState> {
         )
         .route("/v1/admin/audit", get(admin::audit_log))
         .route("/v1/admin/usage", get(usage::totals))
-        .route("/v1/admin/contacts/{id}/plan", put(usage::set_plan))
+        .route(
+            "/v1/admin/contacts/{id}/plan",
+            put(usage::set_plan).get(usage::get_plan),
+        )
 }
 
 fn cors(config: &Config) -> CorsLayer {

@@ -6,8 +6,10 @@
 //! - `PUT /v1/admin/contacts/{id}/plan` `{plan?, credits?}`: gives a contact a plan of
 //!   `[quotas.plans]` (`null`: back to the default plan) and/or a credit balance in the
 //!   configured currency (`null`: no credit limit). It applies to their next message.
+//! - `GET /v1/admin/contacts/{id}/plan`: a contact's plan, credits, what they used today and this
+//!   month, and whether they are over a quota now.
 //!
-//! Both are admin-only and audited.
+//! All are admin-only and audited.
 
 use axum::{
     Json,
@@ -28,7 +30,7 @@ use crate::{
     ids::ContactId,
     store::{
         audit::{self, Action},
-        usage::{self, GroupBy, PlanChange, Total},
+        usage::{self, GroupBy, PlanChange, QuotaAccount, Total},
         users::StaffRole,
     },
     time::Timestamp,
@@ -250,15 +252,51 @@ pub(super) async fn set_plan(
     .await?;
     tx.commit().await?;
     // The counters of this contact, from the database, with the new plan and credits.
-    let (day, month) = quotas.period_starts();
-    let account = usage::quota_accounts(&mut state.store.reader(), day, month, false, Some(&id))
+    let account = account_of(&state, &id).await?;
+    quotas.reload(account.clone());
+    Ok(standing(&state, &account))
+}
+
+/// `GET /v1/admin/contacts/{id}/plan`
+pub(super) async fn get_plan(
+    State(state): State<AppState>,
+    staff: StaffUser,
+    ApiPath(id): ApiPath<ContactId>,
+) -> Result<Response, ApiError> {
+    staff.require(StaffRole::Admin)?;
+    let account = account_of(&state, &id).await?;
+    audit::record(
+        &mut state.store.reader(),
+        &staff.actor(),
+        Action::ReadUsage,
+        None,
+        json!({"contact_id": id}),
+        state.clock.now(),
+    )
+    .await?;
+    Ok(standing(&state, &account))
+}
+
+/// A contact's plan, credits and use, from the database.
+async fn account_of(state: &AppState, id: &ContactId) -> Result<QuotaAccount, ApiError> {
+    let (day, month) = state.limits.quotas.period_starts();
+    usage::quota_accounts(&mut state.store.reader(), day, month, false, Some(id))
         .await?
         .pop()
-        .ok_or_else(|| ApiError::not_found("contact"))?;
-    quotas.reload(account.clone());
-    let exceeded = quotas.check(&id).err().map(|e| e.reason);
-    Ok(Json(json!({
-        "contact_id": id,
+        .ok_or_else(|| ApiError::not_found("contact"))
+}
+
+/// What the admin routes show of a contact: their standing in the database, and whether the
+/// quotas (as this instance counts them) refuse them now.
+fn standing(state: &AppState, account: &QuotaAccount) -> Response {
+    let exceeded = state
+        .limits
+        .quotas
+        .check(&account.id)
+        .err()
+        .map(|e| e.reason);
+    Json(json!({
+        "contact_id": account.id,
         "plan": account.plan.as_deref().unwrap_or(&state.config.quotas.default_plan),
         "own_plan": account.plan.is_some(),
         "credits": account.credits_left.map(|c| c as f64 / 1e6),
@@ -269,5 +307,5 @@ pub(super) async fn set_plan(
         "tokens_this_month": account.tokens_month,
         "exceeded": exceeded,
     }))
-    .into_response())
+    .into_response()
 }

@@ -14,9 +14,10 @@
 //! and — when the default plan limits anything — everyone active this month. Days and months are
 //! UTC days and months of the gateway's clock.
 //!
-//! Counters are per process: several instances sharing a PostgreSQL database each count what they
-//! store (and read everyone's usage at start), so between restarts a contact may get up to the
-//! quota from each instance.
+//! Counters are per process. Several instances sharing a PostgreSQL database each count what they
+//! store, and re-read everyone's from the database on a schedule ([`Quotas::refresh`],
+//! `quotas.refresh_schedule`), so a contact writing to several instances at once may go over by
+//! what the others stored since the last refresh.
 //!
 //! Messages are counted once stored; a burst of concurrent messages can pass the check together,
 //! so a contact may go over by the messages they had in flight. A reply whose tokens cross a
@@ -179,6 +180,40 @@ impl Quotas {
         for row in accounts {
             Self::put(&mut state, row, periods);
         }
+        self.any.store(
+            self.everyone || !state.accounts.is_empty(),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Replaces every counter with what the database says, keeping who was told they are over
+    /// (the other instances' messages and replies count from now on).
+    pub fn refresh(&self, accounts: Vec<QuotaAccount>) {
+        let periods = self.periods();
+        let mut state = self.lock();
+        let told: HashMap<ContactId, Period> = state
+            .accounts
+            .iter()
+            .filter_map(|(id, a)| a.told.map(|t| (id.clone(), t)))
+            .collect();
+        let mut fresh = State {
+            by_identity: std::mem::take(&mut state.by_identity),
+            accounts: HashMap::new(),
+        };
+        for row in accounts {
+            Self::put(&mut fresh, row, periods);
+        }
+        for (id, period) in told {
+            if let Some(account) = fresh.accounts.get_mut(&id) {
+                account.told = Some(period);
+            }
+        }
+        let State {
+            by_identity,
+            accounts,
+        } = &mut fresh;
+        by_identity.retain(|_, id| accounts.contains_key(id));
+        *state = fresh;
         self.any.store(
             self.everyone || !state.accounts.is_empty(),
             Ordering::Relaxed,
@@ -526,6 +561,14 @@ mod tests {
         quotas.count_reply(&b, 0, 1);
         let over = quotas.check(&b).unwrap_err();
         assert_eq!(over.period, Period::Credits);
+        // Another instance's replies, read from the database: the telling is kept.
+        let over = quotas.check(&a).unwrap_err();
+        assert!(quotas.tell(&a, &over));
+        let mut used = row("a", Some("metered"), None);
+        used.tokens_day = 150;
+        quotas.refresh(vec![used, row("b", None, Some(0))]);
+        assert!(!quotas.tell(&a, &over), "told already");
+        assert!(quotas.check_identity(Channel::WEB, "device:a").is_err());
         // The admin tops up: counted from the database's figures again.
         quotas.reload(row("b", None, Some(5_000)));
         assert!(quotas.check(&b).is_ok());

@@ -12,6 +12,7 @@
 //! - [`turn`]: answering one message: agent, timeout, fallback, storing the reply.
 //! - [`handoff`]: AI → expert mode.
 //! - [`sweeper`]: resumes messages the database says are unanswered (after a crash).
+//! - [`quotas`]: re-reads the quota counters, for instances sharing a database.
 //!
 //! No polling job queue sits between an inbound message and its reply: the lane starts the turn as
 //! soon as the message is committed. Background jobs are for what may wait (see `jobs`).
@@ -19,6 +20,7 @@
 pub mod handoff;
 pub mod ingest;
 pub mod lanes;
+pub mod quotas;
 pub mod router;
 pub mod sweeper;
 pub mod turn;

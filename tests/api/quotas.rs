@@ -423,3 +423,53 @@ async fn a_whatsapp_contact_over_quota_is_stored_unanswered_and_told_once(backen
         3
     );
 }
+
+/// Two gateways on one PostgreSQL database: each counts what it stores, and re-reads what the
+/// other stored on `quotas.refresh_schedule`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_a_database_see_each_others_use() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let clock = mid_month();
+    let one = TestApp::spawn_with_clock(&backend, clock.clone(), |c| {
+        default_plan(
+            c,
+            PlanConfig {
+                messages_per_day: Some(2),
+                ..PlanConfig::default()
+            },
+        );
+        c.quotas.refresh_schedule = "* * * * * *".into();
+    })
+    .await;
+    let two = TestApp::start(one.config.clone(), clock.clone()).await;
+    let (_, admin) = one.staff_token("ada@example.com", "admin").await;
+    let (status, _) = one.send("dev-1", json!({"content": "one"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = two.send("dev-1", json!({"content": "two"})).await;
+    assert_eq!(status, 200, "the second instance counted one message");
+    let contact = contact_of(&one, "dev-1").await;
+    // The first instance learns of the other's message within a refresh.
+    one.eventually(
+        Duration::from_secs(10),
+        "the counters to be refreshed",
+        || async {
+            let (status, body) = one
+                .staff_call(
+                    Method::GET,
+                    &format!("/v1/admin/contacts/{contact}/plan"),
+                    &admin,
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["messages_today"], 2, "{body}");
+            body["exceeded"].is_string().then_some(())
+        },
+    )
+    .await;
+    let (status, body) = one.send("dev-1", json!({"content": "three"})).await;
+    assert_over_quota(status, &body, "2 messages a day");
+    two.stop().await;
+}
