@@ -32,7 +32,7 @@ use crate::{
     limits::Limits,
     live::Hub,
     media_dir::MediaDir,
-    pipeline::{Pipeline, router::ExpireLocks, sweeper::Sweep},
+    pipeline::{Pipeline, quotas::QuotaRefresh, router::ExpireLocks, sweeper::Sweep},
     retention::{Retention, UnusedUploads},
     shared::Shared,
     staff::Staff,
@@ -102,7 +102,19 @@ impl Gateway {
             0 => max_connections - (max_connections / 10).max(256).min(max_connections / 2),
             n => n.min(max_connections),
         };
-        let limits = Limits::new(&config.limits, total_streams, &clock);
+        let limits = Limits::with_quotas(&config.limits, &config.quotas, total_streams, &clock);
+        // Quotas count in memory, from what the database says the contacts used so far.
+        let (day, month) = limits.quotas.period_starts();
+        let accounts = crate::store::usage::quota_accounts(
+            &mut store.reader(),
+            day,
+            month,
+            limits.quotas.counts_everyone(),
+            None,
+        )
+        .await
+        .context("cannot read the contacts' usage for their quotas")?;
+        limits.quotas.load(accounts);
         let pipeline = Pipeline::new(
             &shared,
             agents,
@@ -401,6 +413,13 @@ impl Gateway {
                 self.files.clone(),
                 self.config.retention.clone(),
             )));
+        }
+        if QuotaRefresh::needed(store) {
+            tasks.push(Arc::new(QuotaRefresh {
+                store: store.clone(),
+                limits: self.limits.clone(),
+                schedule: self.config.quotas.refresh_schedule.clone(),
+            }));
         }
         Work { queues, tasks }
     }

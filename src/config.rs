@@ -44,6 +44,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Rate limits and caps on what the public can ask of the gateway.
     pub limits: LimitsConfig,
+    /// Plans of messages and tokens per contact, the currency of prices and credits.
+    pub quotas: QuotasConfig,
     /// Logging.
     pub log: LogConfig,
     /// The channels' sections (`[<channel>]`), by name: each channel crate reads
@@ -330,6 +332,15 @@ impl AgentConfig {
             AgentConfig::Openai(c) => c.lock_ttl,
         }
     }
+
+    /// The agent's prices per 1,000 tokens: (input, output).
+    pub fn prices(&self) -> (f64, f64) {
+        match self {
+            AgentConfig::Scripted(c) => (c.price_per_1k_input, c.price_per_1k_output),
+            AgentConfig::Echo(c) => (c.price_per_1k_input, c.price_per_1k_output),
+            AgentConfig::Openai(c) => (c.price_per_1k_input, c.price_per_1k_output),
+        }
+    }
 }
 
 /// The offline scripted agent.
@@ -339,6 +350,10 @@ pub struct ScriptedConfig {
     /// Lock TTL for conversations this agent answers.
     #[serde(with = "humantime_serde")]
     pub lock_ttl: Option<Duration>,
+    /// Price of 1,000 input (prompt) tokens, in `quotas.currency`.
+    pub price_per_1k_input: f64,
+    /// Price of 1,000 output (completion) tokens, in `quotas.currency`.
+    pub price_per_1k_output: f64,
     /// Pause between streamed words, so replies visibly stream in.
     #[serde(with = "humantime_serde")]
     pub word_delay: Duration,
@@ -363,6 +378,8 @@ impl Default for ScriptedConfig {
     fn default() -> Self {
         Self {
             lock_ttl: None,
+            price_per_1k_input: 0.0,
+            price_per_1k_output: 0.0,
             word_delay: Duration::from_millis(30),
             greeting_words: [
                 "hi",
@@ -433,6 +450,10 @@ pub struct EchoConfig {
     /// Lock TTL for conversations this agent answers.
     #[serde(with = "humantime_serde")]
     pub lock_ttl: Option<Duration>,
+    /// Price of 1,000 input (prompt) tokens, in `quotas.currency`.
+    pub price_per_1k_input: f64,
+    /// Price of 1,000 output (completion) tokens, in `quotas.currency`.
+    pub price_per_1k_output: f64,
     /// Put before the echoed text.
     pub prefix: String,
 }
@@ -444,6 +465,13 @@ pub struct OpenAiConfig {
     /// Lock TTL for conversations this agent answers.
     #[serde(with = "humantime_serde")]
     pub lock_ttl: Option<Duration>,
+    /// Price of 1,000 input (prompt) tokens, in `quotas.currency`.
+    pub price_per_1k_input: f64,
+    /// Price of 1,000 output (completion) tokens, in `quotas.currency`.
+    pub price_per_1k_output: f64,
+    /// Keep the provider's raw stream events with each reply (for staff, bounded in count and
+    /// size): for debugging a model, not for everyday use.
+    pub keep_raw_events: bool,
     /// Base URL up to and including the version, e.g. `https://api.openai.com/v1`;
     /// `/chat/completions` is appended.
     pub base_url: String,
@@ -467,6 +495,9 @@ impl Default for OpenAiConfig {
     fn default() -> Self {
         Self {
             lock_ttl: None,
+            price_per_1k_input: 0.0,
+            price_per_1k_output: 0.0,
+            keep_raw_events: false,
             base_url: "https://api.openai.com/v1".into(),
             model: "gpt-4o-mini".into(),
             api_key: None,
@@ -928,6 +959,72 @@ impl Default for StreamLimits {
     }
 }
 
+/// Quotas: how much each contact may use, by plan, and the currency of prices and credits.
+///
+/// Every contact has a plan: the one an admin gave them, else `default_plan`. Out of the box the
+/// default plan has no limits, so the gateway answers everyone as it always did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// The currency of the agents' prices and of contacts' credits (a label, e.g. `USD`).
+    pub currency: String,
+    /// The plan of contacts an admin gave none. `default` exists (without limits) unless defined.
+    pub default_plan: String,
+    /// What a contact on a messaging channel is told, once per period, when they are over
+    /// their quota (their messages are kept, not answered).
+    pub notice: String,
+    /// When the counters are re-read from the database (cron with seconds), so that instances
+    /// sharing a PostgreSQL database see each other's use. SQLite runs one instance and skips it.
+    pub refresh_schedule: String,
+    /// The plans, by name.
+    pub plans: BTreeMap<String, PlanConfig>,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        Self {
+            currency: "USD".into(),
+            default_plan: DEFAULT_PLAN.into(),
+            notice: "You have used up your messages for now. We will answer again when your \
+                     allowance renews."
+                .into(),
+            refresh_schedule: "0 * * * * *".into(),
+            plans: BTreeMap::new(),
+        }
+    }
+}
+
+/// The plan that exists without being configured.
+pub const DEFAULT_PLAN: &str = "default";
+
+/// The largest limit of a plan, and the largest credit balance: far beyond real use, small
+/// enough that no sum of them overflows.
+pub const MAX_QUOTA: u64 = 1_000_000_000_000;
+
+/// A plan: what a contact may use per UTC day and per UTC month. An absent limit is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Messages a contact may send per day.
+    pub messages_per_day: Option<u64>,
+    /// Messages a contact may send per month.
+    pub messages_per_month: Option<u64>,
+    /// Tokens (in and out) the contact's replies may use per day.
+    pub tokens_per_day: Option<u64>,
+    /// Tokens (in and out) the contact's replies may use per month.
+    pub tokens_per_month: Option<u64>,
+}
+
+impl PlanConfig {
+    /// Whether the plan limits anything.
+    pub fn is_limited(&self) -> bool {
+        self.messages_per_day.is_some()
+            || self.messages_per_month.is_some()
+            || self.tokens_per_day.is_some()
+            || self.tokens_per_month.is_some()
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -976,6 +1073,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "experts.webhook_secret",
     ),
 ];
+
+/// Overrides the default plan's `messages_per_day` (a number; not a fixed key, since the default
+/// plan is named by `quotas.default_plan`).
+pub const QUOTA_MESSAGES_PER_DAY_ENV: &str = "SWITCHBOARD_QUOTA_MESSAGES_PER_DAY";
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -1035,6 +1136,19 @@ impl Config {
                     message: e.to_string(),
                 })?;
         config.add_builtin_agents();
+        config.add_default_plan();
+        if let Some(value) = env(QUOTA_MESSAGES_PER_DAY_ENV).filter(|v| !v.trim().is_empty()) {
+            let limit = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| ConfigError::Parse {
+                    origin: QUOTA_MESSAGES_PER_DAY_ENV.into(),
+                    message: format!("{value:?} is not a number of messages: {e}"),
+                })?;
+            if let Some(plan) = config.quotas.plans.get_mut(&config.quotas.default_plan) {
+                plan.messages_per_day = Some(limit);
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -1052,7 +1166,12 @@ impl Config {
     pub fn defaults() -> Config {
         let mut config = Config::default();
         config.add_builtin_agents();
+        config.add_default_plan();
         config
+    }
+
+    fn add_default_plan(&mut self) {
+        self.quotas.plans.entry(DEFAULT_PLAN.into()).or_default();
     }
 
     fn add_builtin_agents(&mut self) {
@@ -1105,6 +1224,7 @@ impl Config {
                 &self.routing.lock_sweep_schedule,
             ),
             ("retention.schedule", &self.retention.schedule),
+            ("quotas.refresh_schedule", &self.quotas.refresh_schedule),
         ] {
             if let Err(e) = schedule.parse::<cron::Schedule>() {
                 return invalid(format!("{name} {schedule:?}: {e}"));
@@ -1179,6 +1299,7 @@ impl Config {
         if self.jobs.concurrency == 0 || self.jobs.max_attempts == 0 {
             return invalid("jobs.concurrency and jobs.max_attempts must be at least 1".into());
         }
+        self.validate_usage().map_err(ConfigError::Invalid)?;
         if !(self.database.url.starts_with("sqlite:")
             || self.database.url.starts_with("postgres://")
             || self.database.url.starts_with("postgresql://"))
@@ -1191,6 +1312,60 @@ impl Config {
         Ok(())
     }
 }
+
+impl Config {
+    /// Prices, plans and the currency.
+    fn validate_usage(&self) -> Result<(), String> {
+        for (name, agent) in &self.agents {
+            let (input, output) = agent.prices();
+            for (key, price) in [
+                ("price_per_1k_input", input),
+                ("price_per_1k_output", output),
+            ] {
+                if !price.is_finite() || !(0.0..=MAX_PRICE_PER_1K).contains(&price) {
+                    return Err(format!(
+                        "agents.{name}.{key} must be between 0 and {MAX_PRICE_PER_1K}"
+                    ));
+                }
+            }
+        }
+        let quotas = &self.quotas;
+        if !quotas.plans.contains_key(&quotas.default_plan) {
+            return Err(format!(
+                "quotas.default_plan {:?} is not defined in [quotas.plans]",
+                quotas.default_plan
+            ));
+        }
+        for (name, plan) in &quotas.plans {
+            if name.is_empty() || name.len() > 64 {
+                return Err("quotas.plans: a plan's name has 1 to 64 characters".into());
+            }
+            for (key, limit) in [
+                ("messages_per_day", plan.messages_per_day),
+                ("messages_per_month", plan.messages_per_month),
+                ("tokens_per_day", plan.tokens_per_day),
+                ("tokens_per_month", plan.tokens_per_month),
+            ] {
+                if limit.is_some_and(|l| l > MAX_QUOTA) {
+                    return Err(format!(
+                        "quotas.plans.{name}.{key} must be at most {MAX_QUOTA}"
+                    ));
+                }
+            }
+        }
+        let currency = quotas.currency.trim();
+        if currency.is_empty() || currency.len() > 16 {
+            return Err("quotas.currency must have 1 to 16 characters".into());
+        }
+        if quotas.notice.trim().is_empty() {
+            return Err("quotas.notice must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// The highest price per 1,000 tokens the configuration accepts: far above any real model.
+pub const MAX_PRICE_PER_1K: f64 = 1_000.0;
 
 /// The longest validity of a staff API token.
 pub const MAX_STAFF_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -1273,6 +1448,47 @@ mod tests {
         assert_eq!(config.server.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(config.database.url, "postgres://db/x");
         assert_eq!(config.routing.default_agent, "echo");
+    }
+
+    #[test]
+    fn quotas_default_to_none_and_are_checked() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.quotas.default_plan, DEFAULT_PLAN);
+        assert!(
+            !config.quotas.plans[DEFAULT_PLAN].is_limited(),
+            "no limits by default"
+        );
+
+        let config = Config::load(None, env(&[(QUOTA_MESSAGES_PER_DAY_ENV, "50")])).unwrap();
+        assert_eq!(config.quotas.plans[DEFAULT_PLAN].messages_per_day, Some(50));
+        let err = Config::load(None, env(&[(QUOTA_MESSAGES_PER_DAY_ENV, "many")])).unwrap_err();
+        assert!(
+            err.to_string().contains(QUOTA_MESSAGES_PER_DAY_ENV),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotas.toml");
+        std::fs::write(
+            &path,
+            "[quotas]\ndefault_plan = \"basic\"\n[quotas.plans.basic]\nmessages_per_day = 5\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), env(&[(QUOTA_MESSAGES_PER_DAY_ENV, "7")])).unwrap();
+        assert_eq!(
+            config.quotas.plans["basic"].messages_per_day,
+            Some(7),
+            "the variable sets the default plan's, whatever its name"
+        );
+        for bad in [
+            "[quotas]\ndefault_plan = \"gold\"\n",
+            "[quotas.plans.x]\nmessages_per_hour = 5\n",
+            "[agents.echo]\nkind = \"echo\"\nprice_per_1k_input = -1.0\n",
+            "[agents.echo]\nkind = \"echo\"\nkeep_raw_events = true\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Config::load(Some(&path), env(&[])).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -317,6 +317,12 @@ fn ingest_error(e: IngestError) -> InboxError {
             reason: refused.reason.to_owned(),
             retry_after: refused.retry_after.as_secs().max(1),
         },
+        // Channel deliveries are stored unanswered over a quota, never refused; should a refusal
+        // come through anyway, the provider is asked to try again later rather than drop it.
+        IngestError::OverQuota(exceeded) => InboxError::Limited {
+            reason: exceeded.reason,
+            retry_after: 3600,
+        },
         IngestError::Store(e) => unavailable(e),
         IngestError::Internal(e) => unavailable(e),
     }

@@ -87,6 +87,16 @@ impl Clock {
         Self::default()
     }
 
+    /// A clock that reads `start` now and runs on from there (tests of calendar days and months).
+    pub fn starting_at(start: Timestamp) -> Self {
+        let clock = Self::default();
+        clock.offset_micros.store(
+            start.micros() - Utc::now().timestamp_micros(),
+            Ordering::Relaxed,
+        );
+        clock
+    }
+
     /// The current time.
     pub fn now(&self) -> Timestamp {
         Timestamp(Utc::now().timestamp_micros() + self.offset_micros.load(Ordering::Relaxed))

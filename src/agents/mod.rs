@@ -56,6 +56,30 @@ pub enum AgentEvent {
     /// Answers the user can pick with a tap; channels that can show buttons do (inline keyboards,
     /// reply buttons), and a tap comes back as the choice's title.
     Choices(Vec<Choice>),
+    /// What the reply used. An agent that sends none has its usage estimated by the pipeline.
+    Usage(Usage),
+    /// One raw event of the provider's stream, sent only by agents configured to keep them
+    /// (`keep_raw_events`); the pipeline bounds how many are stored.
+    Raw(String),
+}
+
+/// The tokens one reply used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The model, as the provider named it.
+    pub model: String,
+    /// Tokens of the prompt.
+    pub tokens_in: u64,
+    /// Tokens of the reply.
+    pub tokens_out: u64,
+    /// Not reported by the provider: estimated from the text ([`estimate_tokens`]).
+    pub estimated: bool,
+}
+
+/// A rough token count of a text for when a provider reports none: a token is about four
+/// characters of English text (OpenAI's rule of thumb), and every started group counts.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
 }
 
 /// Why an agent could not answer.
@@ -99,6 +123,10 @@ pub struct RegisteredAgent {
     pub agent: Arc<dyn Agent>,
     /// How long a conversation stays locked to it after its last answer.
     pub lock_ttl: Duration,
+    /// What its usage is recorded under when it reports none: its model, or its kind.
+    pub model: Arc<str>,
+    /// Its prices per 1,000 tokens, input and output.
+    pub prices: (f64, f64),
 }
 
 /// The configured agents, by name.
@@ -122,15 +150,36 @@ impl AgentRegistry {
                 )),
             };
             let lock_ttl = agent_config.lock_ttl().unwrap_or(config.routing.lock_ttl);
-            registry.insert(name.clone(), agent, lock_ttl);
+            let model = match agent_config {
+                AgentConfig::Scripted(_) => "scripted",
+                AgentConfig::Echo(_) => "echo",
+                AgentConfig::Openai(c) => c.model.as_str(),
+            };
+            registry.agents.insert(
+                name.clone(),
+                RegisteredAgent {
+                    agent,
+                    lock_ttl,
+                    model: model.into(),
+                    prices: agent_config.prices(),
+                },
+            );
         }
         registry
     }
 
-    /// Adds or replaces an agent.
+    /// Adds or replaces an agent (free of charge, its usage recorded under its name).
     pub fn insert(&mut self, name: String, agent: Arc<dyn Agent>, lock_ttl: Duration) {
-        self.agents
-            .insert(name, RegisteredAgent { agent, lock_ttl });
+        let model = Arc::from(name.as_str());
+        self.agents.insert(
+            name,
+            RegisteredAgent {
+                agent,
+                lock_ttl,
+                model,
+                prices: (0.0, 0.0),
+            },
+        );
     }
 
     /// The agent with this name.

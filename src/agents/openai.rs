@@ -1,5 +1,10 @@
 //! An agent backed by any OpenAI-compatible chat completions API (OpenAI, Azure OpenAI, vLLM,
 //! Ollama, LM Studio, …), streamed with `stream: true` so the user sees the reply as it is written.
+//!
+//! It asks for the reply's token usage (`stream_options.include_usage`: a last chunk carries it)
+//! and reports it as an [`AgentEvent::Usage`]; a server that sends none gets its usage estimated
+//! from the text, marked as such. With `keep_raw_events` every event of the stream is passed on
+//! as it came, for staff to inspect.
 
 use std::time::Duration;
 
@@ -7,7 +12,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Agent, AgentError, AgentEvent, AgentRequest, AgentStream};
+use super::{Agent, AgentError, AgentEvent, AgentRequest, AgentStream, Usage, estimate_tokens};
 use crate::{config::OpenAiConfig, store::messages::Role};
 
 /// Calls `POST {base_url}/chat/completions`.
@@ -20,6 +25,7 @@ pub struct OpenAiAgent {
     temperature: Option<f32>,
     max_tokens: Option<u32>,
     timeout: Duration,
+    keep_raw_events: bool,
 }
 
 impl OpenAiAgent {
@@ -39,6 +45,7 @@ impl OpenAiAgent {
             temperature: config.temperature,
             max_tokens: config.max_tokens,
             timeout: config.timeout,
+            keep_raw_events: config.keep_raw_events,
         }
     }
 
@@ -60,7 +67,12 @@ impl OpenAiAgent {
             };
             messages.push(json!({"role": role, "content": content}));
         }
-        let mut body = json!({"model": self.model, "messages": messages, "stream": true});
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
         if let Some(t) = self.temperature {
             body["temperature"] = json!(t);
         }
@@ -77,6 +89,52 @@ struct Completion {
     choices: Vec<CompletionChoice>,
     #[serde(default)]
     error: Option<ApiError>,
+    /// The model that answered, as the server names it.
+    #[serde(default)]
+    model: Option<String>,
+    /// Whole responses, and the last chunk of a stream with `include_usage`.
+    #[serde(default)]
+    usage: Option<TokenUsage>,
+}
+
+#[derive(Deserialize)]
+struct TokenUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// What the reply used: as the server reported it, or estimated from the prompt and the reply.
+fn usage_of(
+    reported: Option<TokenUsage>,
+    model: String,
+    prompt: &serde_json::Value,
+    reply: &str,
+) -> Usage {
+    match reported {
+        Some(u) => Usage {
+            model,
+            tokens_in: u.prompt_tokens,
+            tokens_out: u.completion_tokens,
+            estimated: false,
+        },
+        None => {
+            let prompt_text: String = prompt["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["content"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            Usage {
+                model,
+                tokens_in: estimate_tokens(&prompt_text),
+                tokens_out: estimate_tokens(reply),
+                estimated: true,
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,11 +166,10 @@ struct ErrorBody {
 
 impl Agent for OpenAiAgent {
     fn respond(&self, request: AgentRequest) -> AgentStream {
-        let mut builder = self
-            .http
-            .post(&self.url)
-            .timeout(self.timeout)
-            .json(&self.body(&request));
+        let body = self.body(&request);
+        let mut builder = self.http.post(&self.url).timeout(self.timeout).json(&body);
+        let mut model = self.model.clone();
+        let keep_raw = self.keep_raw_events;
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
@@ -139,20 +196,35 @@ impl Agent for OpenAiAgent {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/json"));
             if is_json {
-                match response.json::<Completion>().await {
+                let text = match response.text().await {
+                    Ok(text) => text,
+                    Err(e) => {
+                        yield Err(AgentError::Transport(switchboard_channel::error_chain(&e)));
+                        return;
+                    }
+                };
+                if keep_raw {
+                    yield Ok(AgentEvent::Raw(text.clone()));
+                }
+                match serde_json::from_str::<Completion>(&text) {
                     Ok(completion) => {
-                        let text = completion.choices.into_iter()
+                        let reply = completion.choices.into_iter()
                             .filter_map(|c| c.message.and_then(|m| m.content))
                             .collect::<String>();
-                        yield Ok(AgentEvent::Delta(text));
+                        let model = completion.model.unwrap_or(model);
+                        let usage = usage_of(completion.usage, model, &body, &reply);
+                        yield Ok(AgentEvent::Delta(reply));
+                        yield Ok(AgentEvent::Usage(usage));
                     }
                     Err(e) => yield Err(AgentError::Protocol(e.to_string())),
                 }
                 return;
             }
-            let mut body = response.bytes_stream();
+            let mut reply = String::new();
+            let mut reported = None;
+            let mut stream = response.bytes_stream();
             let mut decoder = SseDecoder::default();
-            while let Some(chunk) = body.next().await {
+            'read: while let Some(chunk) = stream.next().await {
                 let chunk = match chunk {
                     Ok(chunk) => chunk,
                     Err(e) => {
@@ -162,7 +234,10 @@ impl Agent for OpenAiAgent {
                 };
                 for data in decoder.feed(&chunk) {
                     if data == "[DONE]" {
-                        return;
+                        break 'read;
+                    }
+                    if keep_raw {
+                        yield Ok(AgentEvent::Raw(data.clone()));
                     }
                     let completion = match serde_json::from_str::<Completion>(&data) {
                         Ok(c) => c,
@@ -175,13 +250,21 @@ impl Agent for OpenAiAgent {
                         yield Err(AgentError::Api { status: status.as_u16(), message: truncate(&error.message, 300) });
                         return;
                     }
+                    if let Some(name) = completion.model.filter(|m| !m.is_empty()) {
+                        model = name;
+                    }
+                    if completion.usage.is_some() {
+                        reported = completion.usage;
+                    }
                     for choice in completion.choices {
                         if let Some(content) = choice.delta.and_then(|d| d.content).filter(|c| !c.is_empty()) {
+                            reply.push_str(&content);
                             yield Ok(AgentEvent::Delta(content));
                         }
                     }
                 }
             }
+            yield Ok(AgentEvent::Usage(usage_of(reported, model, &body, &reply)));
         }
         .boxed()
     }

@@ -138,6 +138,8 @@ mod tests {
                 AgentEvent::Choices(offered) => {
                     choices = offered.into_iter().map(|c| c.title).collect()
                 }
+                // Its usage is estimated by the pipeline.
+                AgentEvent::Usage(_) | AgentEvent::Raw(_) => {}
             }
         }
         (text, handoff, choices)

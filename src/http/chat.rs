@@ -35,7 +35,7 @@ use super::{
 };
 use crate::{
     limits::streams::StreamPermit,
-    pipeline::{Outcome, ReplyWatch},
+    pipeline::{IngestError, Outcome, ReplyWatch},
     store::{
         conversations::{self, Mode},
         media,
@@ -99,11 +99,19 @@ async fn accept(
     let mut inbound: InboundMessage = body.into_inbound(&visitor.0, key, limits)?;
     let uploads = attach_uploads(state, visitor, &mut inbound).await?;
     // Counted once the message is known not to be a retry: a retried request with its
-    // Idempotency-Key gets its original answer, whatever the rate.
-    let rates = state.limits.clone();
+    // Idempotency-Key gets its original answer, whatever the rate or quota. The quota is checked
+    // first: a refused message does not count against the rates.
+    let limits = state.limits.clone();
     let sender = inbound.from.external_id.clone();
     let admit = Box::new(move |new_conversation| {
-        rates.visitors.message(&sender, address, new_conversation)
+        limits
+            .quotas
+            .check_identity(Channel::WEB, &sender)
+            .map_err(IngestError::OverQuota)?;
+        limits
+            .visitors
+            .message(&sender, address, new_conversation)
+            .map_err(IngestError::Limited)
     });
     let (outcome, watch) = state
         .pipeline

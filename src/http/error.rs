@@ -173,6 +173,11 @@ impl From<IngestError> for ApiError {
                 "this request was already received; its one-time token cannot be used again",
             ),
             IngestError::Limited(refused) => ApiError::rate_limited(refused),
+            IngestError::OverQuota(exceeded) => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "quota_exceeded",
+                exceeded.reason,
+            ),
             IngestError::Store(e) => ApiError::internal(&e),
             IngestError::Internal(e) => ApiError::internal(&e),
         }

@@ -59,6 +59,7 @@ mod staff;
 mod staff_streams;
 mod supervisor;
 mod uploads;
+mod usage;
 mod webhook;
 
 use std::{sync::Arc, time::Duration};
@@ -249,6 +250,11 @@ fn staff_api() -> Router<AppState> {
         .route(
             "/v1/admin/contacts/{id}/export",
             get(privacy::export_contact),
+        )
+        .route("/v1/admin/usage", get(usage::totals))
+        .route(
+            "/v1/admin/contacts/{id}/plan",
+            put(usage::set_plan).get(usage::get_plan),
         )
 }
 

@@ -28,7 +28,7 @@ use utoipa::{
 
 use super::{
     ApiError, admin, chat, conversations, dashboard, error::ErrorBody, events, media, ops, pages,
-    privacy, staff, supervisor, uploads, webhook,
+    privacy, staff, supervisor, uploads, usage, webhook,
 };
 
 /// The document's list of operations and components. Handlers whose module keeps them private
@@ -93,6 +93,9 @@ use super::{
         privacy::export_contact,
         privacy::erase_contact,
         privacy::correct_contact,
+        usage::totals,
+        usage::set_plan,
+        usage::get_plan,
         json,
         page,
     ),
@@ -901,9 +904,56 @@ pub(super) mod schemas {
         phase: String,
         /// Messages queued or being answered in this process.
         pending_replies: u64,
-        /// Each dependency by name: `database`, and services of the channels such as
-        /// `email.smtp`.
+        /// Each dependency by name: `database`, and services of the channels, named
+        /// `<channel>.<service>`.
         checks: std::collections::BTreeMap<String, Check>,
+    }
+
+    /// `GET /v1/admin/usage`.
+    #[derive(Serialize, ToSchema)]
+    pub struct UsageTotals {
+        #[schema(format = Date)]
+        from: String,
+        #[schema(format = Date)]
+        to: String,
+        /// `day`, `agent` or `contact`.
+        group_by: String,
+        /// The currency of the costs (`quotas.currency`).
+        currency: String,
+        /// One entry per group, with its key (`day`, `agent` or `contact_id`) and totals.
+        groups: Vec<serde_json::Map<String, serde_json::Value>>,
+        total: UsageTotal,
+    }
+
+    /// Totals of AI replies.
+    #[derive(Serialize, ToSchema)]
+    pub struct UsageTotal {
+        replies: i64,
+        /// Replies whose tokens were estimated (the model server sent no usage).
+        estimated_replies: i64,
+        tokens_in: i64,
+        tokens_out: i64,
+        cost: f64,
+        mean_response_time_ms: i64,
+    }
+
+    /// A contact's plan, credits and use (`/v1/admin/contacts/{id}/plan`).
+    #[derive(Serialize, ToSchema)]
+    pub struct Standing {
+        #[schema(format = "uuid")]
+        contact_id: String,
+        plan: String,
+        /// Whether the plan is the contact's own (not the default).
+        own_plan: bool,
+        /// The prepaid balance left, when the contact has one.
+        credits: Option<f64>,
+        currency: String,
+        messages_today: i64,
+        messages_this_month: i64,
+        tokens_today: i64,
+        tokens_this_month: i64,
+        /// Why the contact is over quota now, if they are.
+        exceeded: Option<String>,
     }
 
     /// One dependency's state.

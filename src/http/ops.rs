@@ -31,7 +31,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
     path = "/healthz",
     tag = "operations",
     summary = "Health: version, uptime and each dependency",
-    description = "200 while the database answers; a channel's failing service (an SMTP relay) is reported as `error` in `checks` without failing the check.",
+    description = "200 while the database answers; a channel's failing service (a mail relay) is reported as `error` in `checks` without failing the check.",
     responses(
         (status = 200, description = "The database answers", body = crate::http::openapi::schemas::Health),
         (status = 503, description = "The database does not answer", body = crate::http::openapi::schemas::Health),

@@ -11,7 +11,9 @@
 //! - [`streams`]: open event streams;
 //! - [`contacts`]: answers per contact on the messaging channels (over the limit a message is
 //!   stored, not answered);
-//! - [`sign_in`]: staff sign-in attempts, with a backoff per account (held by `staff`).
+//! - [`sign_in`]: staff sign-in attempts, with a backoff per account (held by `staff`);
+//! - [`quotas`]: what each contact's plan and credits allow per day and month (over it: `402` on
+//!   the website API, unanswered on the messaging channels).
 //!
 //! Clients on the gateway's own machine (loopback, not forwarded by a proxy) are exempt from the
 //! per-visitor and per-address limits by default (`limits.exempt_local`): they are the operator's
@@ -22,13 +24,17 @@
 //! remember is pruned every minute ([`Limits::forget_idle`]).
 
 pub mod contacts;
+pub mod quotas;
 pub mod rate;
 pub mod sign_in;
 pub mod streams;
 
 use std::{hash::BuildHasher, net::IpAddr, sync::Arc, time::Duration};
 
-use crate::{config::LimitsConfig, time::Clock};
+use crate::{
+    config::{LimitsConfig, QuotasConfig},
+    time::Clock,
+};
 use contacts::ContactFloods;
 use rate::Rate;
 use streams::StreamSlots;
@@ -67,12 +73,24 @@ pub struct Limits {
     pub streams: Arc<StreamSlots>,
     /// Answers per contact on the messaging channels.
     pub contacts: ContactFloods,
+    /// What each contact's plan and credits allow.
+    pub quotas: quotas::Quotas,
 }
 
 impl Limits {
-    /// The limits of a configuration; `total_streams` is the cap on open event streams, derived
-    /// from the connection cap when not configured.
+    /// The limits of a configuration, without quotas; `total_streams` is the cap on open event
+    /// streams, derived from the connection cap when not configured.
     pub fn new(config: &LimitsConfig, total_streams: usize, clock: &Clock) -> Arc<Self> {
+        Self::with_quotas(config, &QuotasConfig::default(), total_streams, clock)
+    }
+
+    /// The limits of a configuration, with its quotas (counting nothing until loaded).
+    pub fn with_quotas(
+        config: &LimitsConfig,
+        quotas: &QuotasConfig,
+        total_streams: usize,
+        clock: &Clock,
+    ) -> Arc<Self> {
         Arc::new(Self {
             visitors: VisitorRates::new(config, clock),
             streams: StreamSlots::new(
@@ -83,6 +101,7 @@ impl Limits {
                 config.exempt_local,
             ),
             contacts: ContactFloods::new(config.contact.messages_per_minute, clock),
+            quotas: quotas::Quotas::new(quotas, clock),
         })
     }
 
@@ -90,6 +109,7 @@ impl Limits {
     pub fn forget_idle(&self) {
         self.visitors.forget_idle();
         self.contacts.forget_idle();
+        self.quotas.forget_idle();
     }
 }
 

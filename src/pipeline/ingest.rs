@@ -19,6 +19,7 @@ use crate::{
     limits::{
         Refused,
         contacts::{ContactFloods, ContactTurn},
+        quotas::{Exceeded, Quotas},
     },
     live::Hub,
     store::meta::MessageMeta,
@@ -40,6 +41,8 @@ pub enum Outcome {
     Stored {
         /// The stored message.
         message: Message,
+        /// Its author.
+        contact_id: ContactId,
         /// Who answers its conversation.
         mode: Mode,
         /// Whether it waits for a turn of the pipeline (everything but reactions).
@@ -98,6 +101,9 @@ pub enum IngestError {
     /// The sender is over one of their rates: nothing was stored.
     #[error("{}", .0.reason)]
     Limited(Refused),
+    /// The sender is over their quota: nothing was stored.
+    #[error("{}", .0.reason)]
+    OverQuota(Exceeded),
     /// The ingest task panicked or was cancelled by a shutdown.
     #[error("ingest failed: {0}")]
     Internal(String),
@@ -121,14 +127,18 @@ pub struct Source<'a> {
     /// The per-contact rate of answers (messaging channels), and what a contact over it is told
     /// once: over it, messages are stored unanswered.
     pub floods: Option<(&'a ContactFloods, &'a str)>,
+    /// The contacts' quotas (messaging channels), and what a contact over theirs is told once per
+    /// period: over it, messages are stored unanswered.
+    pub quotas: Option<(&'a Quotas, &'a str)>,
     /// Counts a new message against its sender's rates before it is stored (website visitors:
     /// over a rate, the message is refused and nothing is stored). Called only once the message
     /// is known not to be a retry of a stored one.
     pub admit: Option<&'a Admission>,
 }
 
-/// Counts a new message against its sender's rates; `true` when it starts a conversation.
-pub type Admission = dyn Fn(bool) -> Result<(), Refused> + Send + Sync;
+/// Checks a new message against its sender's quota and counts it against their rates; `true` when
+/// it starts a conversation. Answers [`IngestError::Limited`] or [`IngestError::OverQuota`].
+pub type Admission = dyn Fn(bool) -> Result<(), IngestError> + Send + Sync;
 
 pub use switchboard_channel::Checkpoint;
 
@@ -189,7 +199,7 @@ async fn append(
         return Ok(Outcome::Duplicate { message });
     }
     if let Some(admit) = source.admit {
-        admit(false).map_err(IngestError::Limited)?;
+        admit(false)?;
     }
     let (attachments, metadata) = message_data(inbound);
     let appended = messages::append_inbound(
@@ -213,6 +223,7 @@ async fn append(
     if let Some(appended) = appended {
         return Ok(Outcome::Stored {
             message: appended.message,
+            contact_id: appended.contact_id,
             mode: appended.conversation_mode,
             awaits_answer: inbound.content.expects_answer(),
         });
@@ -281,16 +292,16 @@ async fn try_ingest(
     // Contacts told they are over their rate, in case this transaction does not commit.
     let mut told = Told {
         floods: source.floods.map(|(floods, _)| floods),
+        quotas: source.quotas.map(|(quotas, _)| quotas),
         channel,
         contacts: Vec::new(),
+        quota_contacts: Vec::new(),
     };
     for event in events {
         let outcome = match event {
             InboundEvent::Message(message) => {
-                let (outcome, notice) = store_message(&mut tx, source, message, now).await?;
-                if notice.is_some() {
-                    told.contacts.push(message.from.external_id.clone());
-                }
+                let (outcome, notice) =
+                    store_message(&mut tx, source, message, &mut told, now).await?;
                 if let Some(message) = notice {
                     outcomes.push(outcome);
                     Outcome::Notice { message }
@@ -318,6 +329,7 @@ async fn try_ingest(
     }
     tx.commit_then(|| publish(hub, &outcomes)).await?;
     told.contacts.clear();
+    told.quota_contacts.clear();
     Ok(outcomes)
 }
 
@@ -331,12 +343,14 @@ fn publish(hub: &Hub, outcomes: &[Outcome]) {
     }
 }
 
-/// The contacts a transaction told they are over their rate: if it does not commit, nobody was
-/// told, and the next message over the rate tells them again.
+/// The contacts a transaction told they are over their rate or quota: if it does not commit,
+/// nobody was told, and the next message over the limit tells them again.
 struct Told<'a> {
     floods: Option<&'a ContactFloods>,
+    quotas: Option<&'a Quotas>,
     channel: Channel,
     contacts: Vec<String>,
+    quota_contacts: Vec<ContactId>,
 }
 
 impl Drop for Told<'_> {
@@ -346,15 +360,21 @@ impl Drop for Told<'_> {
                 floods.untell(self.channel, contact);
             }
         }
+        if let Some(quotas) = self.quotas {
+            for contact in &self.quota_contacts {
+                quotas.untell(contact);
+            }
+        }
     }
 }
 
-/// Stores one message; with it, when the contact just went over their rate, the notice telling
-/// them so.
+/// Stores one message; with it, when the contact just went over their rate or quota, the notice
+/// telling them so (noted in `told`).
 async fn store_message(
     tx: &mut Tx,
     source: Source<'_>,
     inbound: &InboundMessage,
+    told: &mut Told<'_>,
     now: Timestamp,
 ) -> Result<(Outcome, Option<Message>), IngestError> {
     let channel = source.channel;
@@ -362,8 +382,7 @@ async fn store_message(
         return Ok((Outcome::Duplicate { message }, None));
     }
     if let Some(admit) = source.admit {
-        admit(matches!(inbound.conversation, ConversationRef::New))
-            .map_err(IngestError::Limited)?;
+        admit(matches!(inbound.conversation, ConversationRef::New))?;
     }
     let text = inbound.content.to_text();
     let conversation = match &inbound.conversation {
@@ -426,6 +445,19 @@ async fn store_message(
         }
     }
     let mut tell = None;
+    // Checked before the rate, so that a message not answered anyway does not count against it.
+    if awaits_answer
+        && conversation.mode == Mode::Ai
+        && let Some((quotas, notice)) = source.quotas
+        && let Err(over) = quotas.check(&conversation.contact_id)
+    {
+        awaits_answer = false;
+        metadata.unanswered = Some(format!("over quota: {}", over.reason));
+        if quotas.tell(&conversation.contact_id, &over) {
+            told.quota_contacts.push(conversation.contact_id.clone());
+            tell = Some((notice, "quota_exceeded"));
+        }
+    }
     if awaits_answer
         && conversation.mode == Mode::Ai
         && let Some((floods, notice)) = source.floods
@@ -437,7 +469,10 @@ async fn store_message(
             "more than {} messages a minute from this contact",
             floods.per_minute()
         ));
-        tell = first.then_some(notice);
+        if first {
+            told.contacts.push(inbound.from.external_id.clone());
+            tell = Some((notice, "rate_limited"));
+        }
     }
     let reply_to = match &inbound.reply_to {
         Some(provider_id) => {
@@ -488,13 +523,16 @@ async fn store_message(
         }
     }
     let notice = match (&message, tell) {
-        (Some(_), Some(notice)) => over_limit_notice(tx, &conversation.id, notice, now).await?,
+        (Some(_), Some((notice, kind))) => {
+            over_limit_notice(tx, &conversation.id, notice, kind, now).await?
+        }
         _ => None,
     };
     match message {
         Some(message) => Ok((
             Outcome::Stored {
                 message,
+                contact_id: conversation.contact_id.clone(),
                 mode: conversation.mode,
                 awaits_answer,
             },
@@ -506,18 +544,20 @@ async fn store_message(
     }
 }
 
-/// Stores (with its delivery job) the notice that tells a contact they are over their rate.
+/// Stores (with its delivery job) the notice that tells a contact they are over their rate or
+/// quota (`kind`: `rate_limited`, `quota_exceeded`).
 async fn over_limit_notice(
     tx: &mut Tx,
     conversation_id: &ConversationId,
     notice: &str,
+    kind: &str,
     now: Timestamp,
 ) -> Result<Option<Message>, StoreError> {
     let Some(conversation) = conversations::take_seq(tx, conversation_id, now).await? else {
         return Ok(None);
     };
     let metadata = MessageMeta {
-        notice: Some("rate_limited".into()),
+        notice: Some(kind.into()),
         ..MessageMeta::default()
     };
     messages::insert(

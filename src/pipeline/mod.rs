@@ -12,6 +12,7 @@
 //! - [`turn`]: answering one message: agent, timeout, fallback, storing the reply.
 //! - [`handoff`]: AI → expert mode.
 //! - [`sweeper`]: resumes messages the database says are unanswered (after a crash).
+//! - [`quotas`]: re-reads the quota counters, for instances sharing a database.
 //!
 //! No polling job queue sits between an inbound message and its reply: the lane starts the turn as
 //! soon as the message is committed. Background jobs are for what may wait (see `jobs`).
@@ -19,6 +20,7 @@
 pub mod handoff;
 pub mod ingest;
 pub mod lanes;
+pub mod quotas;
 pub mod router;
 pub mod sweeper;
 pub mod turn;
@@ -69,6 +71,10 @@ pub(crate) struct Inner {
     limits: Arc<Limits>,
     /// What a contact over their rate is told.
     over_limit_notice: String,
+    /// What a contact over their quota is told.
+    over_quota_notice: String,
+    /// The currency of costs (`quotas.currency`).
+    currency: String,
     router: Router,
     default_agent: String,
     config: crate::config::PipelineConfig,
@@ -103,6 +109,8 @@ impl Pipeline {
                 evaluate_replies: config.evaluations.enabled,
                 limits,
                 over_limit_notice: config.limits.contact.notice.clone(),
+                over_quota_notice: config.quotas.notice.clone(),
+                currency: config.quotas.currency.clone(),
                 router: Router::new(&config.routing),
                 default_agent: config.routing.default_agent.clone(),
                 config: config.pipeline.clone(),
@@ -229,6 +237,9 @@ impl Inner {
             // stored; a provider's message cannot be refused, only left unanswered.
             floods: (channel != Channel::WEB)
                 .then_some((&self.limits.contacts, self.over_limit_notice.as_str())),
+            // Website visitors over their quota are refused (402) by their admission.
+            quotas: (channel != Channel::WEB)
+                .then_some((&self.limits.quotas, self.over_quota_notice.as_str())),
             admit,
         };
         let outcomes = ingest::ingest(
@@ -240,6 +251,16 @@ impl Inner {
             now,
         )
         .await?;
+        // The sender's identity lets their next request be checked before it is stored.
+        let sender = match events.as_slice() {
+            [InboundEvent::Message(m)] => Some((channel, m.from.external_id.as_str())),
+            _ => None,
+        };
+        for outcome in &outcomes {
+            if let Outcome::Stored { contact_id, .. } = outcome {
+                self.limits.quotas.count_message(contact_id, sender);
+            }
+        }
         let mut watched = false;
         if outcomes.iter().any(|o| matches!(o, Outcome::Notice { .. })) {
             self.deliver_soon(channel);

@@ -6,8 +6,16 @@
 //! lock and marks the message handled — in one transaction, and only if the conversation is still in
 //! AI mode and the message still unhandled. An agent that fails or runs out of time yields the
 //! configured polite fallback, never silence.
+//!
+//! Every stored AI reply records what it used (see `store::usage`): the tokens the agent reported
+//! (or an estimate, marked as such), their cost by the agent's prices, and the time from the start
+//! of the agent call to the reply's write — in the reply's metadata for staff and as a `usage` row
+//! written by the same statement; the contact's quota counters follow once it is stored.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use switchboard_channel::{Choice, Intent, TypingTarget};
@@ -17,8 +25,8 @@ use tracing::{Instrument, info_span, warn};
 
 use super::{Inner, lanes::LaneJob};
 use crate::{
-    agents::{AgentEvent, AgentRequest, RegisteredAgent},
-    ids::{ConversationId, MessageId},
+    agents::{AgentEvent, AgentRequest, RegisteredAgent, Usage, estimate_tokens},
+    ids::{ContactId, ConversationId, MessageId},
     live::NoticeKind,
     live::ReplyProgress,
     store::{
@@ -26,9 +34,16 @@ use crate::{
         conversations::{Conversation, Mode, WithNextTurn},
         jobs::{self, NewJob},
         messages::{self, ContextLine, Direction, Message, NewMessage, ReplyAppend, Role},
+        meta::ReplyUsage,
+        usage::{self, NewUsage},
     },
     telemetry::metrics::{self, AgentOutcome},
 };
+
+/// The most raw provider events kept with one reply, and the largest one kept: enough to debug a
+/// model's answer, bounded so that a chatty stream cannot bloat the database.
+const MAX_RAW_EVENTS: usize = 64;
+const MAX_RAW_EVENT_BYTES: usize = 4096;
 
 /// A message waiting for its turn in its conversation's lane.
 pub struct PendingTurn {
@@ -108,6 +123,26 @@ struct Produced {
     timed_out: bool,
     /// The conversation left the AI while the agent was writing: nothing is stored.
     abandoned: bool,
+    /// What the agent said the reply used.
+    usage: Option<Usage>,
+    /// The provider's raw events (agents that keep them), within the bounds.
+    raw_events: Vec<serde_json::Value>,
+    /// Raw events beyond the bounds.
+    raw_dropped: u64,
+}
+
+/// What is needed to record what an agent's reply used.
+struct Metering {
+    /// The conversation's contact, whose quota the reply counts against.
+    contact_id: ContactId,
+    /// The agent's model or kind, for usage it does not report.
+    model: Arc<str>,
+    /// Its prices per 1,000 tokens, input and output.
+    prices: (f64, f64),
+    /// The estimated tokens of the prompt, for usage it does not report.
+    estimate_in: u64,
+    /// When the agent was called.
+    started: Instant,
 }
 
 impl Inner {
@@ -279,7 +314,7 @@ impl Inner {
                 ..Produced::default()
             };
             return self
-                .finish_turn(message, &name, registered.lock_ttl, produced)
+                .finish_turn(message, &name, registered.lock_ttl, produced, None)
                 .await;
         }
         let history = if registered.agent.needs_history() {
@@ -295,11 +330,22 @@ impl Inner {
                 content: message.content.clone(),
             }]
         };
+        let estimate_in = history
+            .iter()
+            .map(|line| estimate_tokens(&line.content))
+            .sum();
         let request = AgentRequest {
             conversation_id: conversation.id.clone(),
             channel: conversation.channel,
             history,
             opening: intent == Some(Intent::Start.as_str()),
+        };
+        let metering = Metering {
+            contact_id: conversation.contact_id.clone(),
+            model: registered.model.clone(),
+            prices: registered.prices,
+            estimate_in,
+            started: Instant::now(),
         };
         self.show_typing(&conversation, message);
         self.hub.start_reply(
@@ -324,8 +370,14 @@ impl Inner {
         if let Some(error) = &produced.error {
             warn!(agent = %name, %error, "the agent failed; answering with the fallback message");
         }
-        self.finish_turn(message, &name, registered.lock_ttl, produced)
-            .await
+        self.finish_turn(
+            message,
+            &name,
+            registered.lock_ttl,
+            produced,
+            Some(metering),
+        )
+        .await
     }
 
     /// Stores what the turn produced and says how it ended.
@@ -335,6 +387,7 @@ impl Inner {
         agent: &str,
         lock_ttl: Duration,
         produced: Produced,
+        metering: Option<Metering>,
     ) -> Result<TurnOutcome, StoreError> {
         if produced.abandoned {
             self.hub.end_reply(&message.conversation_id);
@@ -345,7 +398,10 @@ impl Inner {
                 mode,
             });
         }
-        if let Some(outcome) = self.store_reply(message, agent, lock_ttl, produced).await? {
+        if let Some(outcome) = self
+            .store_reply(message, agent, lock_ttl, produced, metering)
+            .await?
+        {
             if let Some(reply) = &outcome.reply {
                 let waited = reply.created_at.micros() - message.created_at.micros();
                 metrics::replied(
@@ -427,6 +483,8 @@ impl Inner {
                     }
                     Some(Ok(AgentEvent::Handoff { reason })) => produced.handoff = Some(reason),
                     Some(Ok(AgentEvent::Choices(choices))) => produced.choices = choices,
+                    Some(Ok(AgentEvent::Usage(usage))) => produced.usage = Some(usage),
+                    Some(Ok(AgentEvent::Raw(raw))) => keep_raw(&mut produced, raw),
                     Some(Err(e)) => {
                         produced.error = Some(e.to_string());
                         break;
@@ -450,10 +508,20 @@ impl Inner {
         message: &Message,
         agent: &str,
         lock_ttl: Duration,
-        produced: Produced,
+        mut produced: Produced,
+        metering: Option<Metering>,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let now = self.clock.now();
         let mut metadata = crate::store::meta::MessageMeta::default();
+        let used = metering.map(|m| {
+            let (shown, stored) = self.usage(agent, &m, &produced);
+            metrics::agent_tokens(agent, shown.tokens_in, shown.tokens_out);
+            metadata.usage = Some(shown);
+            metadata.raw_events = std::mem::take(&mut produced.raw_events);
+            metadata.raw_events_dropped =
+                (produced.raw_dropped > 0).then_some(produced.raw_dropped);
+            (m.contact_id, stored)
+        });
         // The fallback is the operator's own text: only what the agent wrote is evaluated.
         let evaluate = self.evaluate_replies && produced.error.is_none();
         let text = match produced.error {
@@ -469,9 +537,13 @@ impl Inner {
                 produced.text
             }
         };
-        if produced.handoff.is_none() && !text.trim().is_empty() {
+        if produced.handoff.is_none()
+            && !text.trim().is_empty()
+            && let Some((contact_id, used)) = used
+        {
             // The common case, in one round trip.
             let hub = &self.hub;
+            let (tokens, cost_micros) = (used.tokens(), used.cost_micros);
             let reply = messages::append_reply(
                 &self.store,
                 ReplyAppend {
@@ -484,12 +556,16 @@ impl Inner {
                     status: messages::initial_status(message.channel),
                     metadata,
                     evaluate,
+                    usage: used,
                 },
                 now,
                 |rows| rows.iter().for_each(|m| hub.message(m)),
             )
             .await?;
             if let Some(reply) = &reply {
+                self.limits
+                    .quotas
+                    .count_reply(&contact_id, tokens, cost_micros);
                 self.deliver_soon(reply.channel);
                 if evaluate {
                     self.wakers.evaluate.wake();
@@ -543,6 +619,18 @@ impl Inner {
                         now,
                     )
                     .await?;
+                    if let (Some(reply), Some((contact_id, used))) = (&outcome.reply, &used) {
+                        usage::insert(
+                            &mut tx,
+                            &reply.id,
+                            &reply.conversation_id,
+                            contact_id,
+                            agent,
+                            used,
+                            now,
+                        )
+                        .await?;
+                    }
                     if let Some(reply) = outcome.reply.as_ref().filter(|_| evaluate) {
                         jobs::enqueue(&mut tx, NewJob::new(jobs::EVALUATE, &reply.id), now).await?;
                     }
@@ -572,6 +660,13 @@ impl Inner {
         if stored {
             self.deliver_soon(message.channel);
         }
+        if outcome.reply.is_some()
+            && let Some((contact_id, used)) = &used
+        {
+            self.limits
+                .quotas
+                .count_reply(contact_id, used.tokens(), used.cost_micros);
+        }
         if evaluate && outcome.reply.is_some() {
             self.wakers.evaluate.wake();
         }
@@ -579,6 +674,44 @@ impl Inner {
             self.queued(&message.conversation_id);
         }
         Ok(stored.then_some(outcome))
+    }
+
+    /// What a reply used: as its metadata shows it, and as its `usage` row stores it. Usage the
+    /// agent did not report is estimated from the text (a prompt only counts when the model
+    /// answered something: a refused call costs nothing).
+    fn usage(&self, agent: &str, m: &Metering, produced: &Produced) -> (ReplyUsage, NewUsage) {
+        let usage = produced.usage.clone().unwrap_or_else(|| Usage {
+            model: m.model.to_string(),
+            tokens_in: if produced.text.is_empty() && produced.error.is_some() {
+                0
+            } else {
+                m.estimate_in
+            },
+            tokens_out: estimate_tokens(&produced.text),
+            estimated: true,
+        });
+        let cost_micros = cost_micros(usage.tokens_in, usage.tokens_out, m.prices);
+        let response_time_ms = u64::try_from(m.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let stored = NewUsage {
+            model: usage.model.clone(),
+            tokens_in: count(usage.tokens_in),
+            tokens_out: count(usage.tokens_out),
+            estimated: usage.estimated,
+            cost_micros,
+            response_time_ms: count(response_time_ms),
+        };
+        let shown = ReplyUsage {
+            agent: agent.to_owned(),
+            model: usage.model,
+            tokens_in: usage.tokens_in,
+            tokens_out: usage.tokens_out,
+            estimated: usage.estimated,
+            cost: cost_micros as f64 / 1e6,
+            currency: self.currency.clone(),
+            response_time_ms,
+        };
+        (shown, stored)
     }
 
     /// Shows the user, on channels that can, that their message is being answered (some also
@@ -645,6 +778,53 @@ impl Inner {
     }
 }
 
+/// The cost of a reply in millionths of the currency, by prices per 1,000 tokens (rounded to the
+/// nearest millionth).
+fn cost_micros(tokens_in: u64, tokens_out: u64, (input, output): (f64, f64)) -> i64 {
+    // A price per 1,000 tokens is a thousand millionths per token per unit of price.
+    let micros = (tokens_in as f64 * input + tokens_out as f64 * output) * 1_000.0;
+    if micros.is_finite() && micros >= 0.0 {
+        micros.round().min(i64::MAX as f64) as i64
+    } else {
+        0
+    }
+}
+
+/// Keeps one raw provider event, within the bounds; JSON events are kept as JSON.
+fn keep_raw(produced: &mut Produced, raw: String) {
+    if produced.raw_events.len() >= MAX_RAW_EVENTS || raw.len() > MAX_RAW_EVENT_BYTES {
+        produced.raw_dropped += 1;
+        return;
+    }
+    let event = serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw));
+    produced.raw_events.push(event);
+}
+
 fn humantime_duration(d: Duration) -> String {
     humantime_serde::re::humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_is_by_prices_per_thousand_tokens_in_millionths() {
+        // 1,200 tokens in at 0.5 and 300 out at 1.5 per 1,000: 0.6 + 0.45.
+        assert_eq!(cost_micros(1200, 300, (0.5, 1.5)), 1_050_000);
+        assert_eq!(cost_micros(1, 0, (0.0001, 0.0)), 0, "rounded to millionths");
+        assert_eq!(cost_micros(1, 1, (0.0, 0.0)), 0);
+    }
+
+    #[test]
+    fn raw_events_are_bounded_in_count_and_size() {
+        let mut produced = Produced::default();
+        keep_raw(&mut produced, "x".repeat(MAX_RAW_EVENT_BYTES + 1));
+        for i in 0..MAX_RAW_EVENTS + 2 {
+            keep_raw(&mut produced, format!("{{\"n\":{i}}}"));
+        }
+        assert_eq!(produced.raw_events.len(), MAX_RAW_EVENTS);
+        assert_eq!(produced.raw_events[0]["n"], 0, "JSON is kept as JSON");
+        assert_eq!(produced.raw_dropped, 3);
+    }
 }

@@ -99,6 +99,10 @@ pub enum Action {
     CorrectContact,
     /// Erased a contact and everything stored about them.
     EraseContact,
+    /// Read the usage totals.
+    ReadUsage,
+    /// Set a contact's plan or credits.
+    SetPlan,
     /// Signed in.
     SignIn,
     /// Failed to sign in.
@@ -128,6 +132,8 @@ impl Action {
             Action::ExportContact => "export_contact",
             Action::CorrectContact => "correct_contact",
             Action::EraseContact => "erase_contact",
+            Action::ReadUsage => "read_usage",
+            Action::SetPlan => "set_plan",
             Action::SignIn => "sign_in",
             Action::SignInFailed => "sign_in_failed",
         }

@@ -128,11 +128,13 @@ pub struct Message {
 /// The columns of [`Message`], for statements built with `concat!`.
 impl Message {
     /// The message as a website visitor may see it: an expert is named by the display name they
-    /// wrote under, never by their staff account's id.
+    /// wrote under, never by their staff account's id; what an AI reply used (tokens, cost, the
+    /// provider's raw events) is for staff only.
     pub fn for_visitor(mut self) -> Message {
         if self.role == Role::Expert {
             self.author = self.metadata.expert_name.clone();
         }
+        self.metadata = self.metadata.for_visitor();
         self
     }
 }
@@ -829,6 +831,8 @@ pub struct Appended {
     /// Who answers the conversation.
     #[sqlx(try_from = "String")]
     pub conversation_mode: Mode,
+    /// The conversation's contact (the message's author).
+    pub contact_id: ContactId,
 }
 
 /// An end user's message for a conversation they named.
@@ -875,7 +879,8 @@ pub async fn append_inbound(
              SELECT $5, id, last_seq, channel, 'inbound', 'user', $6, $7, $8, $9, 'received', $4, $4, $11 \
              FROM conversations WHERE id = $1 AND changes() = 1 RETURNING",
             columns!(),
-            ", (SELECT mode FROM conversations WHERE id = $1) AS conversation_mode; \
+            ", (SELECT mode FROM conversations WHERE id = $1) AS conversation_mode, \
+             (SELECT contact_id FROM conversations WHERE id = $1) AS contact_id; \
              INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
              SELECT $5, $1, (SELECT seq FROM messages WHERE id = $5), $4 \
              WHERE $10 = 1 AND changes() = 1; \
@@ -888,7 +893,7 @@ pub async fn append_inbound(
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4 \
              WHERE id = $1 AND deleted_at IS NULL AND mode <> 'closed' \
              AND contact_id = (SELECT id FROM contacts WHERE channel = $2 AND external_id = $3) \
-             RETURNING id, last_seq, channel, mode), \
+             RETURNING id, last_seq, channel, mode, contact_id), \
              message AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, \
              kind, content, attachments, provider_message_id, status, status_at, created_at, metadata) \
              SELECT $5, id, last_seq, channel, 'inbound', 'user', $6, $7, $8, $9, 'received', $4, $4, $11 \
@@ -898,7 +903,8 @@ pub async fn append_inbound(
              SELECT id, conversation_id, seq, created_at FROM message WHERE $10 = 1), \
              keyed AS (INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
              SELECT $2, $3, $12, id, created_at FROM message WHERE $12::text IS NOT NULL) \
-             SELECT message.*, conversation.mode AS conversation_mode FROM message, conversation"
+             SELECT message.*, conversation.mode AS conversation_mode, conversation.contact_id \
+             FROM message, conversation"
         ),
     )
     .bind(new.conversation_id)
@@ -937,7 +943,15 @@ pub struct ReplyAppend {
     pub metadata: MessageMeta,
     /// Queue the reply's evaluation.
     pub evaluate: bool,
+    /// What the reply used (a `usage` row is written with it).
+    pub usage: super::usage::NewUsage,
 }
+
+/// The reply's usage row (see `store::usage`), for [`append_reply`]: the columns, then the values
+/// after the message's ids and contact.
+const USAGE_INSERT: &str = "INSERT INTO usage (message_id, conversation_id, contact_id, agent, \
+     model, tokens_in, tokens_out, estimated, cost_micros, response_time_ms, created_at)";
+const USAGE_VALUES: &str = "$4, $14, $15, $16, $17, $18, $19, $1";
 
 /// In one round trip: takes the message off the work list, and — if it was still on it and the AI
 /// still answers the conversation — stores the agent's answer and locks the conversation to the
@@ -961,7 +975,11 @@ pub async fn append_reply(
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
              FROM conversations WHERE id = $3 AND changes() = 1 RETURNING{columns}; \
+             {usage} SELECT m.id, m.conversation_id, c.contact_id, {usage_values} \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $6; \
              {deliver}; {evaluate}; COMMIT;",
+            usage = USAGE_INSERT,
+            usage_values = USAGE_VALUES,
             lock = sql::renew_lock("$4", "$1"),
             columns = columns!(),
             deliver = sql::delivery_job("$11", "messages", "id = $6"),
@@ -976,12 +994,16 @@ pub async fn append_reply(
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, {lock}, \
              lock_ttl_secs = $5 \
              WHERE id = $3 AND mode = 'ai' AND deleted_at IS NULL AND EXISTS (SELECT 1 FROM handled) \
-             RETURNING id, last_seq, channel), \
+             RETURNING id, last_seq, channel, contact_id), \
              reply AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
              FROM conversation RETURNING{columns}), \
+             used AS ({usage} SELECT reply.id, reply.conversation_id, conversation.contact_id, \
+             {usage_values} FROM reply, conversation), \
              job AS ({deliver}), evaluation AS ({evaluate}) SELECT * FROM reply",
+            usage = USAGE_INSERT,
+            usage_values = USAGE_VALUES,
             lock = sql::renew_lock("$4", "$1"),
             columns = columns!(),
             deliver = sql::delivery_job("$11", "reply", "TRUE"),
@@ -1001,7 +1023,13 @@ pub async fn append_reply(
         .bind(reply.inbound_seq)
         .bind(JobId::generate())
         .bind(i64::from(reply.evaluate))
-        .bind(JobId::generate());
+        .bind(JobId::generate())
+        .bind(reply.usage.model)
+        .bind(reply.usage.tokens_in)
+        .bind(reply.usage.tokens_out)
+        .bind(i64::from(reply.usage.estimated))
+        .bind(reply.usage.cost_micros)
+        .bind(reply.usage.response_time_ms);
     Ok(store.write_once(write, after).await?.pop())
 }
 

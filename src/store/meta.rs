@@ -46,8 +46,37 @@ pub struct MessageMeta {
     pub message_type: Option<String>,
     /// The client's own data about the message (web API's `metadata`), returned as given.
     pub client: Map<String, Value>,
+    /// What an AI reply used (tokens, cost, time). Staff see it; visitors do not.
+    pub usage: Option<ReplyUsage>,
+    /// The provider's raw stream events of an AI reply, when its agent keeps them
+    /// (`keep_raw_events`). Staff only.
+    pub raw_events: Vec<Value>,
+    /// How many raw events were not kept (over the count or size bound).
+    pub raw_events_dropped: Option<u64>,
     /// What channels add, and anything else.
     pub extra: Map<String, Value>,
+}
+
+/// What one AI reply used: who wrote it with which model, the tokens (as the provider reported
+/// them, or estimated), what that cost by the agent's prices, and how long the reply took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyUsage {
+    /// The agent (its name in the configuration).
+    pub agent: String,
+    /// The model, as the provider named it (built-in agents: their kind).
+    pub model: String,
+    /// Tokens of the prompt.
+    pub tokens_in: u64,
+    /// Tokens of the reply.
+    pub tokens_out: u64,
+    /// The provider reported no usage: the tokens are estimated from the text.
+    pub estimated: bool,
+    /// What the reply cost, in `currency`.
+    pub cost: f64,
+    /// The currency of `cost` (`quotas.currency`).
+    pub currency: String,
+    /// From the start of the agent call to the stored reply, in milliseconds.
+    pub response_time_ms: u64,
 }
 
 /// Takes `key` out of `map` as a `T`; a value that does not fit stays in the map.
@@ -81,6 +110,9 @@ impl MessageMeta {
             edits: take(&mut map, "edits").unwrap_or_default(),
             message_type: take(&mut map, "message_type"),
             client: take(&mut map, "client").unwrap_or_default(),
+            usage: take(&mut map, "usage"),
+            raw_events: take(&mut map, "raw_events").unwrap_or_default(),
+            raw_events_dropped: take(&mut map, "raw_events_dropped"),
             extra: map,
         }
     }
@@ -129,7 +161,24 @@ impl MessageMeta {
         if !self.client.is_empty() {
             put("client", Value::Object(self.client.clone()));
         }
+        if let Some(v) = &self.usage {
+            put("usage", json(v));
+        }
+        if !self.raw_events.is_empty() {
+            put("raw_events", Value::Array(self.raw_events.clone()));
+        }
+        if let Some(v) = self.raw_events_dropped {
+            put("raw_events_dropped", Value::from(v));
+        }
         map
+    }
+
+    /// The metadata without what only staff may see (an AI reply's usage and raw events).
+    pub fn for_visitor(mut self) -> MessageMeta {
+        self.usage = None;
+        self.raw_events = Vec::new();
+        self.raw_events_dropped = None;
+        self
     }
 
     /// The metadata as a JSON value, for binding.

@@ -32,6 +32,7 @@ pub mod settings;
 pub mod sql;
 pub mod statement;
 pub mod threads;
+pub mod usage;
 pub mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};

@@ -263,6 +263,10 @@ pub async fn erase_contact(tx: &mut Tx, id: &ContactId) -> Result<Option<Erased>
             .await?;
         removed.paths.extend(paths.into_iter().map(|(p,)| p));
     }
+    // The contact's usage records go too: retention keeps them for billing after the messages
+    // they count are purged, but an erasure leaves nothing tied to the person.
+    tx.execute(query("DELETE FROM usage WHERE contact_id = $1").bind(id))
+        .await?;
     tx.execute(
         query("DELETE FROM idempotency_keys WHERE channel = $1 AND external_id = $2")
             .bind(&channel)

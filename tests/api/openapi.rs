@@ -248,27 +248,27 @@ fn a_route_without_annotation_is_caught() {
     // new file, one as a second method of a documented path, one behind a constant.
     let mut served = served_by_router();
     let new_file = r#"
-        const USAGE: &str = "/v1/admin/usage";
+        const INVOICES: &str = "/v1/admin/invoices";
         pub(super) fn routes() -> Router<AppState> {
             Router::new()
-                .route(USAGE, get(usage::get))
+                .route(INVOICES, get(invoices::get))
                 // .route("/commented-out", get(nothing))
                 .route(
                     "/v1/expert/me",
                     get(staff::me).patch(staff::change),
                 )
-                .route("/v1/admin/contacts/{id}/plan", axum::routing::put(usage::plan))
+                .route("/v1/admin/contacts/{id}/notes", axum::routing::put(invoices::note))
         }
     "#;
-    routes_in("usage.rs", new_file, &mut served);
+    routes_in("invoices.rs", new_file, &mut served);
     let mut problems = drift(&served, &documented(&document()));
     problems.sort();
     assert_eq!(
         problems,
         [
-            "GET /v1/admin/usage is routed but not in the document",
+            "GET /v1/admin/invoices is routed but not in the document",
             "PATCH /v1/expert/me is routed but not in the document",
-            "PUT /v1/admin/contacts/{id}/plan is routed but not in the document",
+            "PUT /v1/admin/contacts/{id}/notes is routed but not in the document",
         ]
     );
 }

@@ -118,6 +118,7 @@ async fn rows_naming(
     };
     check("contacts", "id = $1", contact).await;
     check("conversations", "contact_id = $1", contact).await;
+    check("usage", "contact_id = $1", contact).await;
     for conversation in conversations {
         for (table, sql) in [
             ("conversations", "id = $1"),
@@ -136,6 +137,7 @@ async fn rows_naming(
             ("evaluations", "message_id = $1"),
             ("message_parts", "message_id = $1"),
             ("idempotency_keys", "message_id = $1"),
+            ("usage", "message_id = $1"),
             ("jobs", "subject = $1 OR lane = $1"),
         ] {
             check(table, sql, message).await;

@@ -27,6 +27,7 @@ fn with_billing(c: &mut switchboard::config::Config) {
         AgentConfig::Echo(EchoConfig {
             prefix: "[billing] ".into(),
             lock_ttl: Some(Duration::from_secs(3600)),
+            ..EchoConfig::default()
         }),
     );
     c.agents.insert(
@@ -34,6 +35,7 @@ fn with_billing(c: &mut switchboard::config::Config) {
         AgentConfig::Echo(EchoConfig {
             prefix: "[orders] ".into(),
             lock_ttl: None,
+            ..EchoConfig::default()
         }),
     );
     c.routing.rules = vec![

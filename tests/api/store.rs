@@ -77,6 +77,7 @@ async fn inbound(store: &Store, channel: Channel, id: &str, now: Timestamp) -> M
         fetches_media: false,
         answers_per_hour: None,
         floods: None,
+        quotas: None,
         admit: None,
     };
     let outcomes = ingest::ingest(store, &Hub::default(), source, &[event], None, now)
@@ -107,6 +108,14 @@ async fn reply(
             status: messages::initial_status(to.channel),
             metadata: Default::default(),
             evaluate,
+            usage: switchboard::store::usage::NewUsage {
+                model: "echo".into(),
+                tokens_in: 1,
+                tokens_out: 2,
+                estimated: true,
+                cost_micros: 0,
+                response_time_ms: 1,
+            },
         },
         now,
         |_| (),

@@ -24,6 +24,9 @@ pub use switchboard_channel::testing::{FakeServer, serve};
 pub enum ModelBehaviour {
     /// Streams these deltas (as chat.completion.chunk events), pausing between them, then `[DONE]`.
     Stream(Vec<String>, Duration),
+    /// Streams these deltas, then a last chunk with the usage (prompt and completion tokens), as
+    /// servers do when asked with `stream_options.include_usage`, then `[DONE]`.
+    StreamWithUsage(Vec<String>, u64, u64),
     /// Answers this status with an OpenAI-style error body.
     Fail(u16, String),
     /// Never answers.
@@ -177,6 +180,18 @@ async fn completions(
                 yield Ok("data: [DONE]\n\n".to_owned());
             };
             sse(Body::from_stream(events))
+        }
+        ModelBehaviour::StreamWithUsage(deltas, prompt, completion) => {
+            drop(in_flight);
+            let mut events: String = deltas.iter().map(|d| chunk(d)).collect();
+            let usage = json!({
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                "model": "fake", "choices": [],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion}
+            });
+            events.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+            sse(Body::from(events))
         }
         ModelBehaviour::StallAfter(deltas) => {
             let events = async_stream::stream! {
