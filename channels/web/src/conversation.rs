@@ -6,15 +6,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::request::RequestError;
+pub use crate::request::{MAX_METADATA_BYTES, MAX_METADATA_KEYS, client_metadata as metadata};
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 /// The longest `source`, in bytes.
 pub const MAX_SOURCE_LEN: usize = 64;
-/// The most keys of a client's metadata object.
-pub const MAX_METADATA_KEYS: usize = 32;
-/// The largest client metadata object, serialized, in bytes.
-pub const MAX_METADATA_BYTES: usize = 4096;
 
 /// The body of `POST /v1/conversations`; every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -81,25 +78,6 @@ pub fn source(source: &str) -> Result<String, RequestError> {
             reason: "must be 1 to 64 letters, digits, '.', '_' or '-'",
         })
     }
-}
-
-/// A client's metadata object: at most [`MAX_METADATA_KEYS`] keys and [`MAX_METADATA_BYTES`]
-/// bytes as JSON, so what a client may park on the gateway stays small.
-pub fn metadata(metadata: Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
-    if metadata.len() > MAX_METADATA_KEYS {
-        return Err(RequestError::InvalidField {
-            field: "metadata",
-            reason: "must have at most 32 keys",
-        });
-    }
-    let size = serde_json::to_vec(&metadata).map_or(usize::MAX, |v| v.len());
-    if size > MAX_METADATA_BYTES {
-        return Err(RequestError::InvalidField {
-            field: "metadata",
-            reason: "must be at most 4096 bytes as JSON",
-        });
-    }
-    Ok(metadata)
 }
 
 #[cfg(test)]

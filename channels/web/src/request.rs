@@ -1,6 +1,7 @@
 //! What a visitor may send, and how it becomes a normalized inbound message.
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use switchboard_channel::{Attachment, Content, ConversationRef, InboundMessage, MediaKind};
 
 use crate::identity::Identity;
@@ -30,6 +31,30 @@ pub struct ChatRequest {
     /// 50 lowercase letters, digits, `_`, `.` or `-`. Stored and returned.
     #[serde(default)]
     pub message_type: Option<String>,
+}
+
+/// The most keys of a client's metadata object.
+pub const MAX_METADATA_KEYS: usize = 32;
+/// The largest client metadata object, serialized, in bytes.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// A client's metadata object: at most [`MAX_METADATA_KEYS`] keys and [`MAX_METADATA_BYTES`]
+/// bytes as JSON, so what a client may park on the gateway stays small.
+pub fn client_metadata(metadata: Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(RequestError::InvalidField {
+            field: "metadata",
+            reason: "must have at most 32 keys",
+        });
+    }
+    let size = serde_json::to_vec(&metadata).map_or(usize::MAX, |v| v.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(RequestError::InvalidField {
+            field: "metadata",
+            reason: "must be at most 4096 bytes as JSON",
+        });
+    }
+    Ok(metadata)
 }
 
 /// The longest `message_type`.
@@ -174,7 +199,7 @@ impl ChatRequest {
         if let Some(client) = self.metadata {
             metadata.insert(
                 "client".into(),
-                serde_json::Value::Object(crate::conversation::metadata(client)?),
+                serde_json::Value::Object(client_metadata(client)?),
             );
         }
         if let Some(kind) = self.message_type {
