@@ -264,6 +264,12 @@ pub struct QueueFigures {
 impl Snapshot {
     /// Records the snapshot's gauges and renders every metric.
     pub fn render(self, handle: &PrometheusHandle) -> String {
+        // Gauges are process-wide: two scrapes at once (or two gateways in one process) must not
+        // interleave their values, so a scrape sets and renders under one lock.
+        static RENDERING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _rendering = RENDERING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for queue in self.queues {
             gauge!(JOBS_QUEUED, "queue" => queue.queue.clone()).set(queue.queued as f64);
             gauge!(JOBS_LAG, "queue" => queue.queue).set(queue.lag.as_secs_f64());
