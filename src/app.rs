@@ -22,6 +22,7 @@ use crate::{
     },
     http::{self, AppState},
     inbox::ChannelInbox,
+    instances::Membership,
     jobs::{
         Jobs, QueueHandler, ScheduledTask, Work,
         deliver::Deliveries,
@@ -74,9 +75,10 @@ impl Gateway {
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Gateway> {
         let http = http_client()?;
         let channels = Channels::from_config(&config).context("invalid configuration")?;
-        let store = Store::connect(&config.database).await.with_context(|| {
-            format!("cannot open the database {}", redact(&config.database.url))
-        })?;
+        let store = Store::connect(&config.database)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact(&config.database.url)))?
+            .for_instance(&config.instance.name(config.server.listen));
         store
             .migrate()
             .await
@@ -194,6 +196,14 @@ impl Gateway {
         let address = listener
             .local_addr()
             .context("the listener has no address")?;
+        let membership = Arc::new(
+            Membership::join(
+                self.shared.store.clone(),
+                self.shared.clock.clone(),
+                self.config.instance.clone(),
+            )
+            .await?,
+        );
         let resumed = self
             .pipeline
             .sweep(Duration::ZERO)
@@ -207,6 +217,11 @@ impl Gateway {
         }
 
         let stop = CancellationToken::new();
+        let watch = membership.watch(
+            self.pipeline.clone(),
+            self.shared.wakers.clone(),
+            stop.clone(),
+        );
         let jobs = tokio::spawn({
             let work = self.background_work(address);
             let runner = Jobs {
@@ -324,6 +339,10 @@ impl Gateway {
         for poller in pollers {
             let _ = poller.await;
         }
+        if let Some(watch) = watch {
+            let _ = watch.await;
+        }
+        membership.leave().await;
         self.shared.store.close().await;
         info!("stopped");
         Ok(())

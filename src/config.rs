@@ -48,10 +48,76 @@ pub struct Config {
     pub quotas: QuotasConfig,
     /// Logging.
     pub log: LogConfig,
+    /// This process among the instances that share one database.
+    pub instance: InstanceConfig,
     /// The channels' sections (`[<channel>]`), by name: each channel crate reads
     /// and checks its own (see `channels`), so this file names none of them.
     #[serde(flatten)]
     pub channels: BTreeMap<String, toml::Value>,
+}
+
+/// This process among the gateway instances that share one (PostgreSQL) database: its name, and
+/// how often it says it is alive. Work in progress — turns and job leases — names its instance, so
+/// that when an instance dies the others take its work over, and when it restarts it takes its own
+/// back at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// Unique among the instances sharing the database, and the same across restarts of one
+    /// instance (a restart then takes back its own work at once). Default: the host name and the
+    /// listening port (with port 0, the host name and a random suffix).
+    pub name: Option<String>,
+    /// How often the instance says it is alive.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// How long an instance may stay silent before the others take its work over.
+    #[serde(with = "humantime_serde")]
+    pub dead_after: Duration,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            name: None,
+            heartbeat: Duration::from_secs(1),
+            dead_after: Duration::from_secs(3),
+        }
+    }
+}
+
+impl InstanceConfig {
+    /// The instance's name: the configured one, or the host name (and port) it runs on.
+    pub fn name(&self, listen: SocketAddr) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "switchboard".into());
+        match listen.port() {
+            // Several such gateways run on one host (tests, tools): each is an instance of its own.
+            0 => format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            port => format!("{host}:{port}"),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(name) = &self.name
+            && (name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+        {
+            return Err("instance.name must be 1 to 200 printable characters".into());
+        }
+        if self.heartbeat < Duration::from_millis(100) {
+            return Err("instance.heartbeat must be at least 100ms".into());
+        }
+        if self.dead_after < self.heartbeat * 2 {
+            return Err("instance.dead_after must be at least twice instance.heartbeat".into());
+        }
+        Ok(())
+    }
 }
 
 /// The HTTP server.
@@ -1057,6 +1123,7 @@ pub enum LogFormat {
 /// Environment variables that override the file, and the key each one sets.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("SWITCHBOARD_LISTEN", "server.listen"),
+    ("SWITCHBOARD_INSTANCE", "instance.name"),
     ("SWITCHBOARD_PUBLIC_URL", "server.public_url"),
     ("DATABASE_URL", "database.url"),
     ("SWITCHBOARD_JWT_SECRET", "web.jwt_secret"),
@@ -1230,6 +1297,7 @@ impl Config {
                 return invalid(format!("{name} {schedule:?}: {e}"));
             }
         }
+        self.instance.validate().map_err(ConfigError::Invalid)?;
         if self.pipeline.context_messages == 0 {
             return invalid("pipeline.context_messages must be at least 1".into());
         }
@@ -1485,6 +1553,36 @@ mod tests {
             "[quotas.plans.x]\nmessages_per_hour = 5\n",
             "[agents.echo]\nkind = \"echo\"\nprice_per_1k_input = -1.0\n",
             "[agents.echo]\nkind = \"echo\"\nkeep_raw_events = true\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Config::load(Some(&path), env(&[])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn instances_are_named_and_their_heartbeat_checked() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(
+            config.instance.name(listen).ends_with(":8080"),
+            "the host name and the port"
+        );
+        let ephemeral: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_ne!(
+            config.instance.name(ephemeral),
+            config.instance.name(ephemeral),
+            "gateways on port 0 are instances of their own"
+        );
+        let config = Config::load(None, env(&[("SWITCHBOARD_INSTANCE", "eu-1")])).unwrap();
+        assert_eq!(config.instance.name(listen), "eu-1");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("instance.toml");
+        for bad in [
+            "[instance]\nname = \" \"\n",
+            "[instance]\nheartbeat = \"10ms\"\n",
+            "[instance]\nheartbeat = \"2s\"\ndead_after = \"3s\"\n",
+            "[instance]\nnmae = \"a\"\n",
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(Config::load(Some(&path), env(&[])).is_err(), "{bad}");

@@ -19,6 +19,8 @@
 //!   notifications, then the pipeline).
 //! - [`evaluations`]: checks of AI replies, and what a failed one causes.
 //! - [`retention`]: old data removed on a schedule, and stored files no row needs any more.
+//! - [`instances`]: this process among those sharing the database; the work of stopped ones
+//!   taken over.
 //! - [`jobs`]: the durable queues and schedules; the services register their handlers.
 //! - [`pipeline`]: ingest (one transaction), lanes (one message of a conversation at a time),
 //!   routing, the agent's turn, handoff, the sweeper.
@@ -39,6 +41,7 @@ pub mod experts;
 pub mod http;
 pub mod ids;
 pub mod inbox;
+pub mod instances;
 pub mod jobs;
 pub mod lifecycle;
 pub mod limits;

@@ -63,6 +63,22 @@ pub struct Wakers {
     pub evaluate: Wake,
 }
 
+impl Wakers {
+    /// Wakes every queue's worker: jobs of every kind may be due (leases another instance held
+    /// were released).
+    pub fn wake_all(&self) {
+        for wake in [
+            &self.deliver,
+            &self.fetch_media,
+            &self.notify_email,
+            &self.notify_webhook,
+            &self.evaluate,
+        ] {
+            wake.wake();
+        }
+    }
+}
+
 /// How long to wait before retrying a failed job.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {

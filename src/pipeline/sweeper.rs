@@ -5,7 +5,8 @@
 //! gateway dies in between (a crash, `kill -9`, a deploy), the entry stays. At start-up the sweeper
 //! hands every such message back to its lane, and it runs again on a schedule for messages whose
 //! turn failed. Messages already queued or running are skipped, and a turn stores a reply only if
-//! its message is still on the list, so sweeping never answers twice.
+//! its message is still on the list, so sweeping never answers twice. Each instance sweeps only
+//! the turns it owns: those of a dead instance become another's first (see `crate::instances`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,7 +20,13 @@ impl Inner {
     /// Resumes unhandled messages older than `grace`. Returns how many were resumed.
     pub(super) async fn sweep(self: &Arc<Self>, grace: Duration) -> Result<usize, StoreError> {
         let before = self.clock.now().minus(grace);
-        let stranded = messages::pending(&mut self.store.reader(), before, BATCH).await?;
+        let stranded = messages::pending(
+            &mut self.store.reader(),
+            self.store.instance(),
+            before,
+            BATCH,
+        )
+        .await?;
         let mut resumed = 0;
         for message in stranded {
             if self.lanes.contains(&message.id) {

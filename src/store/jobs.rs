@@ -1,9 +1,10 @@
 //! Jobs: background work that must survive restarts, stored next to the data it is about.
 //!
 //! A job is written in the same transaction as what causes it (a reply and its delivery), so the
-//! two can never disagree. Workers [`claim`] due jobs with a lease: a worker that dies mid-job
-//! loses its claim when the lease runs out and another worker (or the next start) takes the job
-//! over. Jobs of one *lane* (the deliveries of one conversation) are handed out one at a time, in
+//! two can never disagree. Workers [`claim`] due jobs with a lease that names their instance
+//! (`lease_owner`): a worker that dies mid-job loses its claim when the lease runs out, or sooner
+//! when its instance is known to have stopped ([`super::instances`]), and another worker (or the
+//! next start) takes the job over. Jobs of one *lane* (the deliveries of one conversation) are handed out one at a time, in
 //! `lane_seq` order, so a user receives replies in the order they were written even when one of
 //! them needs retries.
 
@@ -127,7 +128,7 @@ pub async fn claim(
     /// The claim; `lock` ends its inner selection.
     fn claim_sql(lock: &str) -> String {
         format!(
-            "UPDATE jobs SET lease_until = $3, attempts = attempts + 1 WHERE id IN ( \
+            "UPDATE jobs SET lease_until = $3, lease_owner = $5, attempts = attempts + 1 WHERE id IN ( \
              SELECT id FROM jobs AS j WHERE queue = $1 AND run_at <= $2 \
              AND (lease_until IS NULL OR lease_until <= $2) \
              AND (lane IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS e \
@@ -144,7 +145,8 @@ pub async fn claim(
         .bind(queue)
         .bind(now)
         .bind(now.plus(lease))
-        .bind(limit);
+        .bind(limit)
+        .bind(store.instance());
     store.write_once(write, |_: &[Job]| ()).await
 }
 
@@ -182,7 +184,8 @@ pub async fn retry_at(
 ) -> Result<(), StoreError> {
     store
         .execute(
-            query("UPDATE jobs SET run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1")
+            query("UPDATE jobs SET run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3 \
+                 WHERE id = $1")
                 .bind(id)
                 .bind(run_at)
                 .bind(error),

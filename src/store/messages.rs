@@ -268,13 +268,14 @@ pub async fn insert(
     {
         tx.execute(
             query(
-                "INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&message.id)
             .bind(&message.conversation_id)
             .bind(message.seq)
-            .bind(now),
+            .bind(now)
+            .bind(tx.instance().to_owned()),
         )
         .await?;
     }
@@ -473,9 +474,11 @@ pub async fn mark_handled(tx: &mut Tx, message: &Message) -> Result<bool, StoreE
     Ok(n == 1)
 }
 
-/// Messages on the pipeline's work list since before `before`, oldest first.
+/// Messages on the pipeline's work list since before `before` whose turns are `owner`'s, oldest
+/// first.
 pub async fn pending(
     db: &mut impl Db,
+    owner: &str,
     before: Timestamp,
     limit: i64,
 ) -> Result<Vec<Message>, StoreError> {
@@ -483,10 +486,11 @@ pub async fn pending(
         query(with_columns!(
             "SELECT",
             "FROM messages WHERE id IN (SELECT message_id FROM pending_turns WHERE created_at < $1 \
-             ORDER BY created_at LIMIT $2) ORDER BY created_at"
+             AND owner = $3 ORDER BY created_at LIMIT $2) ORDER BY created_at"
         ))
         .bind(before)
-        .bind(limit),
+        .bind(limit)
+        .bind(owner),
     )
     .await
 }
@@ -881,8 +885,8 @@ pub async fn append_inbound(
             columns!(),
             ", (SELECT mode FROM conversations WHERE id = $1) AS conversation_mode, \
              (SELECT contact_id FROM conversations WHERE id = $1) AS contact_id; \
-             INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
-             SELECT $5, $1, (SELECT seq FROM messages WHERE id = $5), $4 \
+             INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
+             SELECT $5, $1, (SELECT seq FROM messages WHERE id = $5), $4, $13 \
              WHERE $10 = 1 AND changes() = 1; \
              INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
              SELECT $2, $3, $12, $5, $4 WHERE $12 IS NOT NULL \
@@ -899,8 +903,8 @@ pub async fn append_inbound(
              SELECT $5, id, last_seq, channel, 'inbound', 'user', $6, $7, $8, $9, 'received', $4, $4, $11 \
              FROM conversation RETURNING",
             columns!(),
-            "), pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at) \
-             SELECT id, conversation_id, seq, created_at FROM message WHERE $10 = 1), \
+            "), pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, \
+             owner) SELECT id, conversation_id, seq, created_at, $13 FROM message WHERE $10 = 1), \
              keyed AS (INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
              SELECT $2, $3, $12, id, created_at FROM message WHERE $12::text IS NOT NULL) \
              SELECT message.*, conversation.mode AS conversation_mode, conversation.contact_id \
@@ -918,7 +922,8 @@ pub async fn append_inbound(
     .bind(new.provider_message_id)
     .bind(i64::from(new.awaits_answer))
     .bind(new.metadata.to_value())
-    .bind(new.sender_key);
+    .bind(new.sender_key)
+    .bind(store.instance());
     Ok(store.write_once(write, after).await?.pop())
 }
 

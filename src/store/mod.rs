@@ -21,6 +21,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod cursors;
 pub mod evaluations;
+pub mod instances;
 pub mod jobs;
 pub mod media;
 pub mod messages;
@@ -343,6 +344,9 @@ pub struct PoolFigures {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Who this process is among the instances sharing the database: the owner its work in
+    /// progress is stored under (see [`instances`]).
+    instance: Arc<str>,
 }
 
 enum Inner {
@@ -410,6 +414,7 @@ impl Store {
             Inner::Postgres { pool }
         };
         Ok(Store {
+            instance: Arc::from(instances::UNNAMED),
             inner: Arc::new(inner),
         })
     }
@@ -424,6 +429,20 @@ impl Store {
             Inner::Postgres { pool } => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
+    }
+
+    /// The same database, for the instance called `name` (its work in progress is stored as
+    /// that instance's).
+    pub fn for_instance(self, name: &str) -> Store {
+        Store {
+            instance: Arc::from(name),
+            ..self
+        }
+    }
+
+    /// The instance this process is among those sharing the database.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The engine behind this store.
@@ -449,7 +468,10 @@ impl Store {
             }
             Inner::Postgres { pool } => TxInner::Postgres(pool.begin().await?),
         };
-        Ok(Tx { inner })
+        Ok(Tx {
+            inner,
+            instance: self.instance.clone(),
+        })
     }
 
     /// Starts a write transaction that no other instance's transaction of the same `section`
@@ -621,6 +643,8 @@ async fn checkpoints(mut conn: SqliteConnection, stop: tokio_util::sync::Cancell
 pub enum Section {
     /// Assigning conversations to experts.
     Assignment,
+    /// Taking over the work of instances that stopped (see [`instances::take_over`]).
+    TakeOver,
 }
 
 impl Section {
@@ -628,6 +652,7 @@ impl Section {
     const fn key(self) -> i64 {
         match self {
             Section::Assignment => 72_010_001,
+            Section::TakeOver => 72_010_002,
         }
     }
 }
@@ -668,6 +693,8 @@ impl Db for Reader<'_> {
 /// A write transaction. Dropped without [`Tx::commit`], it rolls back.
 pub struct Tx {
     inner: TxInner,
+    /// The instance whose work the transaction stores (see [`Store::instance`]).
+    instance: Arc<str>,
 }
 
 enum TxInner {
@@ -677,6 +704,11 @@ enum TxInner {
 }
 
 impl Tx {
+    /// The instance this transaction's work in progress belongs to.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// The engine the transaction runs on, for the few statements whose text differs.
     pub fn backend(&self) -> Backend {
         match &self.inner {

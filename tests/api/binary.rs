@@ -116,31 +116,11 @@ async fn sigterm_stops_the_gateway_cleanly() {
         ),
     )
     .unwrap();
-    let mut gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&config);
     let health = reqwest::get(gateway.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(gateway.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(exit) = gateway.try_wait() {
-                return exit;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still running: {:#?}",
-                gateway.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap();
+    gateway.terminate();
+    let exit = gateway.exited(Duration::from_secs(15)).await;
     assert!(exit.success(), "exit status {exit}");
 }
 

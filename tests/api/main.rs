@@ -21,6 +21,7 @@ mod experts;
 mod hardening;
 mod imap;
 mod ingest;
+mod instances;
 mod limits;
 mod openapi;
 mod operations;

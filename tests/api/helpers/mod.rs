@@ -116,7 +116,14 @@ impl TestApp {
             switchboard::telemetry::init(&config.log);
         }
         config.validate().expect("a valid test configuration");
-        let gateway = Gateway::build_with_clock(config.clone(), clock.clone())
+        // Tests start several gateways on one database with one configuration: each is an
+        // instance of its own (what the configuration names stays for the next start).
+        let mut running = config.clone();
+        running
+            .instance
+            .name
+            .get_or_insert_with(|| format!("test-{}", uuid::Uuid::new_v4().simple()));
+        let gateway = Gateway::build_with_clock(running, clock.clone())
             .await
             .expect("the gateway starts");
         let store = gateway.store().clone();

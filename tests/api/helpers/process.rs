@@ -84,6 +84,36 @@ impl Gateway {
         self.child.try_wait().expect("the gateway's status")
     }
 
+    /// SIGTERM: the clean shutdown a service manager asks for.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; its exit status.
+    pub async fn exited(mut self, timeout: Duration) -> ExitStatus {
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                if let Some(exit) = self.try_wait() {
+                    return exit;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still running: {:#?}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .expect("the waiting thread")
+    }
+
     /// `kill -9`: no shutdown, no flushing, nothing.
     pub fn kill(mut self) {
         self.child.kill().expect("kill the gateway");
