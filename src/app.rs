@@ -222,6 +222,8 @@ impl Gateway {
             self.shared.wakers.clone(),
             stop.clone(),
         );
+        // Before any request: events published here reach the other instances' streams.
+        let relay = crate::live::relay::start(&self.shared.store, &self.shared.hub, stop.clone());
         let jobs = tokio::spawn({
             let work = self.background_work(address);
             let runner = Jobs {
@@ -341,6 +343,9 @@ impl Gateway {
         }
         if let Some(watch) = watch {
             let _ = watch.await;
+        }
+        if let Some(relay) = relay {
+            let _ = relay.await;
         }
         membership.leave().await;
         self.shared.store.close().await;
@@ -470,6 +475,12 @@ impl Gateway {
         address: &std::net::SocketAddr,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let public_url = self.config.server.public_url(*address);
+        let exclusive: Arc<dyn switchboard_channel::Exclusive> =
+            Arc::new(crate::leases::Leases::new(
+                self.shared.store.clone(),
+                self.shared.clock.clone(),
+                self.config.instance.clone(),
+            ));
         self.channels
             .plugins()
             .flat_map(|plugin| {
@@ -486,6 +497,7 @@ impl Gateway {
                     inbox: Arc::new(inbox),
                     public_url: public_url.clone(),
                     stop: stop.clone(),
+                    exclusive: exclusive.clone(),
                 })
             })
             .map(tokio::spawn)

@@ -20,12 +20,13 @@
 //! - [`evaluations`]: checks of AI replies, and what a failed one causes.
 //! - [`retention`]: old data removed on a schedule, and stored files no row needs any more.
 //! - [`instances`]: this process among those sharing the database; the work of stopped ones
-//!   taken over.
+//!   taken over. [`leases`]: work one instance does at a time (pollers, scheduled runs).
 //! - [`jobs`]: the durable queues and schedules; the services register their handlers.
 //! - [`pipeline`]: ingest (one transaction), lanes (one message of a conversation at a time),
 //!   routing, the agent's turn, handoff, the sweeper.
 //! - [`experts`]: who owns a conversation in expert mode; notifications; supervisors' lookups.
-//! - [`agents`], [`staff`], [`live`] (event fan-out), [`limits`] (rates and caps).
+//! - [`agents`], [`staff`], [`live`] (event fan-out, across instances too), [`limits`] (rates
+//!   and caps).
 //! - [`store`]: the database (SQLite or PostgreSQL), one module per table family; [`media_dir`]: the
 //!   media directory.
 //! - [`channels`]: the registry — the one place that names the channel crates.
@@ -43,6 +44,7 @@ pub mod ids;
 pub mod inbox;
 pub mod instances;
 pub mod jobs;
+pub mod leases;
 pub mod lifecycle;
 pub mod limits;
 pub mod live;

@@ -300,6 +300,10 @@ impl crate::jobs::ScheduledTask for Retention {
         "retention"
     }
 
+    fn once_per_deployment(&self) -> bool {
+        true
+    }
+
     fn schedule(&self) -> &str {
         &self.config.schedule
     }
@@ -375,6 +379,10 @@ impl UnusedUploads {
 impl crate::jobs::ScheduledTask for UnusedUploads {
     fn name(&self) -> &'static str {
         "unused_uploads"
+    }
+
+    fn once_per_deployment(&self) -> bool {
+        true
     }
 
     fn schedule(&self) -> &str {

@@ -701,6 +701,10 @@ impl crate::jobs::ScheduledTask for AssignmentRound {
         "experts"
     }
 
+    fn once_per_deployment(&self) -> bool {
+        true
+    }
+
     fn schedule(&self) -> &str {
         &self.experts.inner.config.assign_schedule
     }

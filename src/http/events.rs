@@ -303,6 +303,8 @@ impl Cursor {
             LiveEvent::Message(m) => {
                 return Verdict::Send(self.sent(m));
             }
+            // Events may have been missed: read the conversation again from where we are.
+            LiveEvent::Resync => return Verdict::Gap,
             LiveEvent::Delta(d)
                 if self
                     .replayed_deltas

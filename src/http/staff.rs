@@ -602,6 +602,10 @@ pub(super) async fn events(
             let user = user.clone();
             async move {
                 let event = match notice {
+                    // Missed notices (another instance's): the dashboard reloads its lists.
+                    Ok(notice) if notice.kind == NoticeKind::Reload => {
+                        Event::default().event("reload").data("{}")
+                    }
                     Ok(notice) => {
                         let mine = notice.expert_id.as_ref() == Some(&user.id);
                         let queue = matches!(

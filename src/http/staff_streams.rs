@@ -62,7 +62,9 @@ pub(super) async fn access_ends(
                     let about_it = notice.conversation_id.is_some()
                         && notice.conversation_id == conversation_id;
                     let about_them = notice.expert_id.as_ref() == Some(&staff.user.id);
-                    if !(changes_access(notice.kind) && (about_it || about_them)) {
+                    // After missed notices (another instance's), check, to be safe.
+                    let missed = notice.kind == NoticeKind::Reload;
+                    if !(missed || changes_access(notice.kind) && (about_it || about_them)) {
                         continue;
                     }
                 }

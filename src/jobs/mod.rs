@@ -19,7 +19,7 @@ pub mod deliver;
 pub mod fetch_media;
 pub mod queue;
 
-use std::{str::FromStr, sync::Arc};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_cron::{CronScheduler, Tick};
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::JobsConfig,
-    store::{Store, StoreError, jobs::Job},
+    store::{Backend, Store, StoreError, jobs::Job},
     time::Clock,
 };
 use queue::{QueueSource, Wake};
@@ -58,8 +58,48 @@ pub trait ScheduledTask: Send + Sync + 'static {
     /// Its cron schedule (with seconds), from the configuration.
     fn schedule(&self) -> &str;
 
+    /// Whether the instances sharing a database run each occurrence once between them (work on
+    /// shared data: expiring locks, assigning experts, purging), rather than each its own (work
+    /// on what the instance itself holds, such as its turns or its in-memory counters).
+    fn once_per_deployment(&self) -> bool {
+        false
+    }
+
     /// Does it once.
     async fn tick(&self) -> Result<(), BoxDynError>;
+}
+
+/// A task on its schedule, as the runner holds it.
+struct Scheduled {
+    task: Arc<dyn ScheduledTask>,
+    schedule: Schedule,
+    store: Store,
+    clock: Clock,
+}
+
+impl Scheduled {
+    /// Whether this instance runs the current occurrence: always, unless the task runs once per
+    /// deployment and another instance (PostgreSQL) took the occurrence first. The occurrence's
+    /// lease lasts half the time to the next one: every instance's tick of this occurrence comes
+    /// within it, and the next occurrence finds it run out.
+    async fn runs_here(&self) -> Result<bool, StoreError> {
+        if !self.task.once_per_deployment() || self.store.backend() != Backend::Postgres {
+            return Ok(true);
+        }
+        let mut upcoming = self.schedule.upcoming(chrono::Utc);
+        let period = match (upcoming.next(), upcoming.next()) {
+            (Some(a), Some(b)) => (b - a).to_std().unwrap_or(Duration::from_secs(1)),
+            _ => Duration::from_secs(1),
+        };
+        let now = self.clock.now();
+        crate::store::leases::claim_once(
+            &self.store,
+            &format!("schedule:{}", self.task.name()),
+            now,
+            now.plus(period / 2),
+        )
+        .await
+    }
 }
 
 /// What the gateway's services give the job runner: a handler per queue, and their scheduled
@@ -97,10 +137,17 @@ impl Jobs {
         for task in work.tasks {
             let schedule = Schedule::from_str(task.schedule())
                 .map_err(|e| format!("{} schedule {:?}: {e}", task.name(), task.schedule()))?;
+            let name = task.name();
+            let scheduled = Arc::new(Scheduled {
+                task,
+                schedule: schedule.clone(),
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+            });
             monitor = monitor.register(move |_| {
-                WorkerBuilder::new(task.name())
+                WorkerBuilder::new(name)
                     .backend(CronScheduler::new(schedule.clone()))
-                    .data(task.clone())
+                    .data(scheduled.clone())
                     .build(tick)
             });
         }
@@ -141,8 +188,11 @@ async fn handle(job: Job, handler: Data<Arc<dyn QueueHandler>>) -> Result<(), Bo
 }
 
 /// The one apalis handler of every schedule.
-async fn tick(_tick: Tick, task: Data<Arc<dyn ScheduledTask>>) -> Result<(), BoxDynError> {
-    task.tick().await
+async fn tick(_tick: Tick, scheduled: Data<Arc<Scheduled>>) -> Result<(), BoxDynError> {
+    if !scheduled.runs_here().await? {
+        return Ok(());
+    }
+    scheduled.task.tick().await
 }
 
 /// The backend of a queue (its construction cannot fail once checked at start-up).

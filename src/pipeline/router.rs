@@ -91,6 +91,10 @@ impl crate::jobs::ScheduledTask for ExpireLocks {
         "expire-locks"
     }
 
+    fn once_per_deployment(&self) -> bool {
+        true
+    }
+
     fn schedule(&self) -> &str {
         &self.schedule
     }

@@ -50,6 +50,9 @@ pub const STREAMS_OPEN: &str = "switchboard_event_streams_open";
 pub const DB_CONNECTIONS: &str = "switchboard_db_connections";
 /// Largest number of database connections the pool opens.
 pub const DB_CONNECTIONS_MAX: &str = "switchboard_db_connections_max";
+/// Live events crossing between instances over PostgreSQL, by outcome (`sent`, `received`,
+/// `dropped`: not sent because the relay was behind; listeners catch up from the database).
+pub const LIVE_SIGNALS: &str = "switchboard_live_signals_total";
 /// The running version (value 1, label `version`).
 pub const BUILD_INFO: &str = "switchboard_build_info";
 /// Seconds since the gateway started.
@@ -130,6 +133,10 @@ fn describe() {
     describe_gauge!(STREAMS_OPEN, "open event streams");
     describe_gauge!(DB_CONNECTIONS, "database connections by state");
     describe_gauge!(DB_CONNECTIONS_MAX, "largest size of the database pool");
+    describe_counter!(
+        LIVE_SIGNALS,
+        "live events crossing between instances, by outcome"
+    );
     describe_gauge!(BUILD_INFO, "the running version");
     describe_gauge!(UPTIME, Unit::Seconds, "seconds since the gateway started");
 }
@@ -233,6 +240,27 @@ pub fn delivery(channel: Channel, outcome: DeliveryOutcome) {
         DeliveryOutcome::Failed => "failed",
     };
     counter!(DELIVERIES, "channel" => channel.as_str(), "outcome" => outcome).increment(1);
+}
+
+/// What became of live events crossing between instances.
+#[derive(Debug, Clone, Copy)]
+pub enum SignalOutcome {
+    /// Sent to the other instances.
+    Sent,
+    /// Received from another instance.
+    Received,
+    /// Not sent: the relay was behind.
+    Dropped,
+}
+
+/// Live events crossed between instances.
+pub fn live_signals(outcome: SignalOutcome, count: usize) {
+    let outcome = match outcome {
+        SignalOutcome::Sent => "sent",
+        SignalOutcome::Received => "received",
+        SignalOutcome::Dropped => "dropped",
+    };
+    counter!(LIVE_SIGNALS, "outcome" => outcome).increment(count as u64);
 }
 
 /// What a scrape reads from the gateway's state, recorded as gauges before rendering.

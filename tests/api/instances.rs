@@ -19,6 +19,7 @@ use crate::{
     both_backends,
     helpers::{
         Backend, TestDb,
+        botapi::FakeBotApi,
         fake::{FakeModel, ModelBehaviour},
         graph::FakeGraph,
         json_response,
@@ -355,5 +356,76 @@ async fn a_stopping_instance_hands_its_unfinished_turns_over() {
             ("user".to_owned(), "finish this for me".to_owned()),
             ("ai".to_owned(), "b: finish this for me".to_owned()),
         ]
+    );
+}
+
+/// A Telegram bot in polling mode on two instances: one polls (Telegram would end the other's
+/// calls with 409 Conflict), and when it dies the other takes over and answers what came since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_polling_runs_on_one_instance_and_moves_when_it_dies() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let db = TestDb::create(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeBotApi::start().await;
+    let telegram = |name: &str| {
+        format!(
+            "[instance]\nname = \"{name}\"\n[routing]\ndefault_agent = \"echo\"\n\
+             [telegram]\napi_url = {}\ntoken = \"7000000001:test-token\"\nname = \"support\"\n\
+             mode = \"polling\"\npoll_timeout = \"1s\"\n",
+            toml::Value::String(api.api_url())
+        )
+    };
+    let a = Gateway::start(&write_config(dir.path(), "a.toml", &db.url, &telegram("a")));
+    let b = Gateway::start(&write_config(dir.path(), "b.toml", &db.url, &telegram("b")));
+    let update = |id: i64, text: &str| {
+        json!({"update_id": id, "message": {
+            "message_id": id, "date": chrono::Utc::now().timestamp(),
+            "from": {"id": 4242, "is_bot": false, "first_name": "Waffle"},
+            "chat": {"id": 4242, "first_name": "Waffle", "type": "private"},
+            "text": text
+        }})
+    };
+    api.push_update(update(900, "first"));
+    api.wait_for_sends(1).await;
+
+    // Both run for a while; only one polls: no getUpdates call was cut short by another.
+    let mut logs = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let standby = loop {
+        logs.0.extend(a.log());
+        logs.1.extend(b.log());
+        let standing_by = |log: &[String]| log.iter().any(|l| l.contains("standing by"));
+        match (standing_by(&logs.0), standing_by(&logs.1)) {
+            (false, true) => break "b",
+            (true, false) => break "a",
+            (true, true) => panic!("both stand by: {logs:#?}"),
+            (false, false) => {}
+        }
+        assert!(Instant::now() < deadline, "nobody stands by: {logs:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(api.conflicts(), 0, "two pollers at once");
+
+    // The poller dies; an update sent meanwhile is answered by the other.
+    let (poller, survivor) = if standby == "a" { (b, a) } else { (a, b) };
+    poller.kill();
+    let killed = Instant::now();
+    api.push_update(update(901, "second"));
+    api.wait_for_sends(2).await;
+    println!(
+        "Telegram polling moved to the other instance and answered within {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(api.sent_texts(), ["first", "second"], "each answered once");
+    assert_eq!(api.conflicts(), 0, "two pollers at once");
+    assert!(
+        survivor
+            .log()
+            .iter()
+            .any(|line| line.contains("took over work another instance did")),
+        "the survivor says it took the polling over"
     );
 }

@@ -23,6 +23,7 @@ mod imap;
 mod ingest;
 mod instances;
 mod limits;
+mod live_across_instances;
 mod openapi;
 mod operations;
 mod ordering;

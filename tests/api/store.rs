@@ -10,7 +10,7 @@ use switchboard::{
     live::Hub,
     pipeline::{Outcome, ingest},
     store::{
-        Db, Store, conversations, jobs,
+        Db, Store, conversations, jobs, leases,
         messages::{self, Message, ReplyAppend},
         query,
     },
@@ -30,6 +30,7 @@ both_backends!(
     a_lock_is_renewed_only_after_half_its_time_or_by_another_agent,
     statuses_only_move_forward,
     a_lanes_next_job_waits_for_its_first,
+    a_lease_has_one_holder_until_it_runs_out_is_given_up_or_its_holder_is_gone,
 );
 
 const SMS: Channel = Channel::named("sms");
@@ -281,4 +282,91 @@ async fn a_lanes_next_job_waits_for_its_first(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "then the next one");
+}
+
+/// Leases on exclusive work (pollers, scheduled runs) between two instances of one database.
+async fn a_lease_has_one_holder_until_it_runs_out_is_given_up_or_its_holder_is_gone(
+    backend: Backend,
+) {
+    let (store, _db) = store(&backend).await;
+    for name in ["a", "b"] {
+        store
+            .execute(
+                query(
+                    "INSERT INTO instances (name, boot_id, started_at, heartbeat_at) \
+                     VALUES ($1, $1, 0, 0)",
+                )
+                .bind(name),
+            )
+            .await
+            .unwrap();
+    }
+    let a = store.clone().for_instance("a");
+    let b = store.clone().for_instance("b");
+    let holder = |s: &Store, t| {
+        let s = s.clone();
+        async move { leases::holder(&s, "poll", at(t)).await.unwrap() }
+    };
+
+    assert!(leases::claim(&a, "poll", at(0), at(3)).await.unwrap());
+    assert!(
+        !leases::claim(&b, "poll", at(1), at(4)).await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        leases::claim(&a, "poll", at(1), at(4)).await.unwrap(),
+        "a keeps its own"
+    );
+    assert!(leases::renew(&a, "poll", at(5)).await.unwrap());
+    assert!(
+        !leases::renew(&b, "poll", at(5)).await.unwrap(),
+        "not b's to renew"
+    );
+    assert_eq!(holder(&b, 4).await.as_deref(), Some("a"));
+
+    // It runs out: b takes it, and a learns at its next renewal that it lost it.
+    assert!(leases::claim(&b, "poll", at(5), at(8)).await.unwrap());
+    assert!(!leases::renew(&a, "poll", at(9)).await.unwrap());
+    assert_eq!(holder(&a, 6).await.as_deref(), Some("b"));
+
+    // Given up: free at once.
+    leases::release(&a, "poll").await.unwrap();
+    assert_eq!(
+        holder(&a, 6).await.as_deref(),
+        Some("b"),
+        "a cannot give up b's"
+    );
+    leases::release(&b, "poll").await.unwrap();
+    assert_eq!(holder(&a, 6).await, None);
+    assert!(leases::claim(&a, "poll", at(6), at(9)).await.unwrap());
+
+    // Its holder is no longer an instance (stopped, or found dead): free before it runs out.
+    store
+        .execute(query("DELETE FROM instances WHERE name = 'a'"))
+        .await
+        .unwrap();
+    assert!(leases::claim(&b, "poll", at(7), at(10)).await.unwrap());
+
+    // One run of a scheduled occurrence: whoever comes first, then nobody until it runs out.
+    assert!(
+        leases::claim_once(&b, "schedule:x", at(10), at(15))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !leases::claim_once(&a, "schedule:x", at(10), at(15))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !leases::claim_once(&b, "schedule:x", at(11), at(16))
+            .await
+            .unwrap(),
+        "not twice by the same instance either"
+    );
+    assert!(
+        leases::claim_once(&a, "schedule:x", at(15), at(20))
+            .await
+            .unwrap()
+    );
 }

@@ -17,6 +17,7 @@
 
 mod channel;
 mod error;
+pub mod exclusive;
 mod fetch;
 mod inbound;
 mod inbox;
@@ -31,6 +32,7 @@ pub mod webhook;
 
 pub use channel::{Channel, UnknownChannel};
 pub use error::{ParseError, error_chain};
+pub use exclusive::{Exclusive, Lease};
 pub use fetch::{MediaDownload, MediaFetcher};
 /// The HTTP types of [`WebhookRequest`] and [`WebhookError`], for channel crates.
 pub use http;

@@ -166,6 +166,8 @@ pub struct StartContext {
     pub public_url: String,
     /// Cancelled at shutdown.
     pub stop: CancellationToken,
+    /// Leases on work only one instance may do at a time (pollers): see [`crate::exclusive`].
+    pub exclusive: Arc<dyn crate::Exclusive>,
 }
 
 /// How the gateway treats a channel's conversations.

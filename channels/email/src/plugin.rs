@@ -169,16 +169,32 @@ impl ChannelPlugin for EmailPlugin {
                 return Vec::new();
             }
         };
-        let poller = ImapPoller {
-            url,
-            inbox: context.inbox,
-            ours,
-            max_attachments: self.config.max_attachments,
-            poll_interval: self.config.imap.poll_interval,
-            mark_seen: self.config.imap.mark_seen,
-            stop: context.stop,
-        };
-        vec![Box::pin(poller.run())]
+        // Two pollers would fetch every mail twice: one instance polls.
+        let lease = format!("imap:{}@{}:{}", url.user, url.host, url.mailbox);
+        let (max_attachments, poll_interval, mark_seen) = (
+            self.config.max_attachments,
+            self.config.imap.poll_interval,
+            self.config.imap.mark_seen,
+        );
+        let inbox = context.inbox;
+        let polling = switchboard_channel::exclusive::exclusively(
+            context.exclusive,
+            lease,
+            context.stop,
+            move |stop| {
+                ImapPoller {
+                    url: url.clone(),
+                    inbox: inbox.clone(),
+                    ours: ours.clone(),
+                    max_attachments,
+                    poll_interval,
+                    mark_seen,
+                    stop,
+                }
+                .run()
+            },
+        );
+        vec![Box::pin(polling)]
     }
 }
 

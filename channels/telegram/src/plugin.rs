@@ -12,6 +12,8 @@ use switchboard_channel::{
     plugin::{CommandHost, Replay, ReplayRequest, parse_checked, section_of},
 };
 
+use switchboard_channel::exclusive::exclusively;
+
 use crate::{CHANNEL, Config, TelegramMode, bots::Telegram, poll::Poller};
 
 /// The Telegram channel's entry point.
@@ -176,15 +178,30 @@ impl ChannelPlugin for TelegramPlugin {
                 .boxed(),
             );
         }
+        // Telegram answers a second getUpdates caller with 409 Conflict: one instance polls.
         for bot in self.telegram.names(TelegramMode::Polling) {
-            let poller = Poller {
-                telegram: self.telegram.clone(),
-                bot,
-                inbox: context.inbox.clone(),
-                timeout: self.poll_timeout,
-                stop: context.stop.clone(),
-            };
-            tasks.push(poller.run().boxed());
+            let (telegram, inbox, timeout) = (
+                self.telegram.clone(),
+                context.inbox.clone(),
+                self.poll_timeout,
+            );
+            let lease = format!("telegram:{bot}:polling");
+            let polling = exclusively(
+                context.exclusive.clone(),
+                lease,
+                context.stop.clone(),
+                move |stop| {
+                    Poller {
+                        telegram: telegram.clone(),
+                        bot: bot.clone(),
+                        inbox: inbox.clone(),
+                        timeout,
+                        stop,
+                    }
+                    .run()
+                },
+            );
+            tasks.push(polling.boxed());
         }
         tasks
     }

@@ -168,6 +168,10 @@ struct Shared {
     /// Messages accepted so far.
     sent: AtomicI64,
     pushed: Notify,
+    /// getUpdates calls so far: a call still waiting when a newer one comes is ended with 409.
+    polls: AtomicI64,
+    /// getUpdates calls ended by a newer one (two pollers at once).
+    conflicts: AtomicI64,
 }
 
 impl Shared {
@@ -239,6 +243,11 @@ impl FakeBotApi {
     /// Makes the next sends fail, in this order.
     pub fn fail_next(&self, failures: impl IntoIterator<Item = Failure>) {
         self.shared.script().failures.extend(failures);
+    }
+
+    /// How many `getUpdates` calls were ended by a newer one: more than one poller at a time.
+    pub fn conflicts(&self) -> i64 {
+        self.shared.conflicts.load(Ordering::SeqCst)
     }
 
     /// Queues an update for `getUpdates`.
@@ -478,8 +487,19 @@ async fn get_updates(shared: &Shared, params: &Value) -> Reply {
     let offset = params["offset"].as_i64().unwrap_or(0);
     let timeout = params["timeout"].as_u64().unwrap_or(0).min(5);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    // Like Telegram, one caller at a time: a newer call ends the one still waiting.
+    let me = shared.polls.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.pushed.notify_waiters();
     loop {
         let pushed = shared.pushed.notified();
+        if shared.polls.load(Ordering::SeqCst) != me {
+            shared.conflicts.fetch_add(1, Ordering::SeqCst);
+            return Reply::error(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot \
+                 instance is running",
+            );
+        }
         let pending: Vec<Value> = {
             let mut script = shared.script();
             script

@@ -42,6 +42,7 @@ fn context(inbox: &FakeInbox, public_url: &str) -> (StartContext, CancellationTo
         inbox: Arc::new(inbox.clone()),
         public_url: public_url.into(),
         stop: stop.clone(),
+        exclusive: Arc::new(switchboard_channel::exclusive::Alone),
     };
     (context, stop)
 }

@@ -6,17 +6,25 @@
 //! the database. The only thing kept here is the reply being streamed right now, so a client that
 //! reconnects halfway through a reply also gets the deltas it missed.
 //!
+//! On PostgreSQL several instances share the database, and a visitor's stream on one instance must
+//! hear what another one did: [`relay`] carries every event published here to the other instances
+//! and publishes theirs here.
+//!
 //! Event ids: a message is `<seq>`; the `n`-th delta of the reply to message `seq` is `<seq>.<n>`;
 //! the typing notice of that reply is `<seq>` again. An update of an earlier message (an edit, a
 //! delivery status) carries the listener's current position, so it never moves `Last-Event-ID`.
 
+pub mod relay;
+
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
 };
 
-use serde::Serialize;
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+use self::relay::Signal;
 
 use crate::{
     ids::{ConversationId, MessageId, UserId},
@@ -40,10 +48,13 @@ pub enum LiveEvent {
     Typing(ReplyProgress),
     /// A piece of a reply being streamed.
     Delta(Delta),
+    /// Events may have been missed (another instance's, while the connection that hears them was
+    /// lost): listeners re-read the conversation from the database. Never sent to clients.
+    Resync,
 }
 
 /// Which reply a typing notice or delta belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyProgress {
     /// The id of the message being answered.
     pub reply_to: MessageId,
@@ -72,6 +83,7 @@ impl LiveEvent {
             LiveEvent::Update(_) => "update",
             LiveEvent::Typing(_) => "typing",
             LiveEvent::Delta(_) => "delta",
+            LiveEvent::Resync => "resync",
         }
     }
 
@@ -83,7 +95,7 @@ impl LiveEvent {
                 seq: m.seq,
                 delta: 0,
             }),
-            LiveEvent::Update(_) => None,
+            LiveEvent::Update(_) | LiveEvent::Resync => None,
             LiveEvent::Typing(p) => Some(Position {
                 seq: p.reply_to_seq,
                 delta: 0,
@@ -163,7 +175,7 @@ impl Topic {
 /// What staff dashboards hear about: a conversation entering or leaving the queue, changing
 /// owner, receiving a message while experts own it, or having a reply flagged by an evaluation;
 /// and an account being disabled. Each dashboard shows what its user may see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaffNotice {
     /// What happened.
     pub kind: NoticeKind,
@@ -175,7 +187,7 @@ pub struct StaffNotice {
 }
 
 /// What a [`StaffNotice`] is about. Serialized in snake case (`timed_out`), as dashboards read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeKind {
     /// A conversation entered the queue.
@@ -198,6 +210,8 @@ pub enum NoticeKind {
     Disabled,
     /// One of an account's sessions ended.
     SignedOut,
+    /// Notices may have been missed (another instance's): dashboards reload their lists.
+    Reload,
 }
 
 impl NoticeKind {
@@ -214,6 +228,7 @@ impl NoticeKind {
             NoticeKind::TimedOut => "timed_out",
             NoticeKind::Disabled => "disabled",
             NoticeKind::SignedOut => "signed_out",
+            NoticeKind::Reload => "reload",
         }
     }
 }
@@ -233,6 +248,8 @@ struct HubInner {
     staff: broadcast::Sender<Arc<StaffNotice>>,
     /// Cancelled at shutdown: ends the staff streams too.
     closing: tokio_util::sync::CancellationToken,
+    /// Where events published here go to reach the other instances (PostgreSQL only).
+    relay: OnceLock<mpsc::Sender<Signal>>,
 }
 
 impl Default for Hub {
@@ -242,6 +259,7 @@ impl Default for Hub {
                 topics: Mutex::default(),
                 staff: broadcast::channel(STAFF_BUFFER).0,
                 closing: tokio_util::sync::CancellationToken::new(),
+                relay: OnceLock::new(),
             }),
         }
     }
@@ -298,6 +316,14 @@ impl Hub {
 
     /// Publishes a stored message. A message that answers the reply being streamed ends it.
     pub fn message(&self, message: &Message) {
+        self.message_here(message);
+        self.relay(|| Signal::Message {
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.id.clone(),
+        });
+    }
+
+    fn message_here(&self, message: &Message) {
         let mut topics = self.lock();
         let Some(topic) = topics.get_mut(&message.conversation_id) else {
             return;
@@ -317,6 +343,14 @@ impl Hub {
 
     /// Publishes a change to a stored message.
     pub fn update(&self, message: &Message) {
+        self.update_here(message);
+        self.relay(|| Signal::Update {
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.id.clone(),
+        });
+    }
+
+    fn update_here(&self, message: &Message) {
         let topics = self.lock();
         if let Some(topic) = topics.get(&message.conversation_id) {
             topic.send(LiveEvent::Update(message.clone()));
@@ -325,6 +359,14 @@ impl Hub {
 
     /// An agent starts answering a message.
     pub fn start_reply(&self, conversation_id: &ConversationId, progress: ReplyProgress) {
+        self.relay(|| Signal::Typing {
+            conversation_id: conversation_id.clone(),
+            progress: progress.clone(),
+        });
+        self.start_reply_here(conversation_id, progress);
+    }
+
+    fn start_reply_here(&self, conversation_id: &ConversationId, progress: ReplyProgress) {
         let mut topics = self.lock();
         let topic = topics.entry(conversation_id.clone()).or_default();
         topic.streaming = Some(Streaming {
@@ -336,6 +378,25 @@ impl Hub {
 
     /// A piece of the reply being streamed. Returns the delta's position in the reply.
     pub fn delta(&self, conversation_id: &ConversationId, content: &str) -> u32 {
+        let index = self.delta_here(conversation_id, content, None);
+        if index > 0 {
+            self.relay(|| Signal::Delta {
+                conversation_id: conversation_id.clone(),
+                index,
+                content: content.to_owned(),
+            });
+        }
+        index
+    }
+
+    /// Appends a delta; with `expected`, only if it is that piece of the reply (another
+    /// instance's delta, which may come after one was lost). Returns its position, 0 if none.
+    fn delta_here(
+        &self,
+        conversation_id: &ConversationId,
+        content: &str,
+        expected: Option<u32>,
+    ) -> u32 {
         let mut topics = self.lock();
         let Some(topic) = topics.get_mut(conversation_id) else {
             return 0;
@@ -346,6 +407,9 @@ impl Hub {
         let Some(progress) = streaming.progress.clone() else {
             return 0;
         };
+        if expected.is_some_and(|n| n as usize != streaming.deltas.len() + 1) {
+            return 0;
+        }
         streaming.deltas.push(content.to_owned());
         let index = u32::try_from(streaming.deltas.len()).unwrap_or(u32::MAX);
         topic.send(LiveEvent::Delta(Delta {
@@ -360,6 +424,13 @@ impl Hub {
     /// The reply ended without a message being published for it (the conversation was handed to a
     /// person meanwhile, or storing failed).
     pub fn end_reply(&self, conversation_id: &ConversationId) {
+        self.end_reply_here(conversation_id);
+        self.relay(|| Signal::EndReply {
+            conversation_id: conversation_id.clone(),
+        });
+    }
+
+    fn end_reply_here(&self, conversation_id: &ConversationId) {
         let mut topics = self.lock();
         if let Some(topic) = topics.get_mut(conversation_id) {
             topic.streaming = None;
@@ -394,8 +465,46 @@ impl Hub {
     }
 
     fn send_staff(&self, notice: StaffNotice) {
+        self.relay(|| Signal::Staff {
+            notice: notice.clone(),
+        });
+        self.send_staff_here(notice);
+    }
+
+    fn send_staff_here(&self, notice: StaffNotice) {
         // An error only means no dashboard is open.
         let _ = self.inner.staff.send(Arc::new(notice));
+    }
+
+    /// Sends what `signal` describes to the other instances, when there are any.
+    fn relay(&self, signal: impl FnOnce() -> Signal) {
+        if let Some(relay) = self.inner.relay.get()
+            && relay.try_send(signal()).is_err()
+        {
+            // The relay is behind (or the database away): listeners elsewhere find the gap at
+            // the next message, or at the resync that follows a lost connection.
+            crate::telemetry::metrics::live_signals(
+                crate::telemetry::metrics::SignalOutcome::Dropped,
+                1,
+            );
+        }
+    }
+
+    /// Whether anyone here listens to the conversation or a reply to it is being streamed here.
+    fn is_watched(&self, conversation_id: &ConversationId) -> bool {
+        self.lock().contains_key(conversation_id)
+    }
+
+    /// Tells every listener that events may have been missed: each re-reads from the database.
+    fn resync(&self) {
+        for topic in self.lock().values() {
+            topic.send(LiveEvent::Resync);
+        }
+        self.send_staff_here(StaffNotice {
+            kind: NoticeKind::Reload,
+            conversation_id: None,
+            expert_id: None,
+        });
     }
 
     /// Starts listening to staff notices.
