@@ -1,5 +1,5 @@
-//! The `leases` table: work only one instance may do at a time (a Telegram bot's long polling, an
-//! IMAP mailbox's polling, one run of a periodic job), held by name.
+//! The `leases` table: work only one instance may do at a time (a channel's poller, one run of a
+//! periodic job), held by name.
 //!
 //! A lease is free to take when nobody holds it, when it ran out, or when its holder is no longer
 //! among the registered instances (it stopped cleanly, or was found dead). Its holder renews it
