@@ -220,6 +220,7 @@ impl Gateway {
         let watch = membership.watch(
             self.pipeline.clone(),
             self.shared.wakers.clone(),
+            self.shared.hub.clone(),
             stop.clone(),
         );
         // Before any request: events published here reach the other instances' streams.

@@ -17,6 +17,8 @@
 //! message is still unanswered, so an instance that was only slow, not dead, never makes a
 //! duplicate reply.
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,7 @@ use tracing::{info, warn};
 use crate::{
     config::InstanceConfig,
     jobs::queue::Wakers,
+    live::Hub,
     pipeline::Pipeline,
     store::{
         Backend, Store,
@@ -94,12 +97,14 @@ impl Membership {
     }
 
     /// On PostgreSQL, says every `heartbeat` that this instance is alive and takes over the work
-    /// of instances that stopped: their turns are answered here, their jobs' queues woken. Until
-    /// `stop`. On SQLite there is nobody else, and nothing to do.
+    /// of instances that stopped: their turns are answered here, their jobs' queues woken; and
+    /// answers the turns other instances hand to this one (`hub` hears of them). Until `stop`.
+    /// On SQLite there is nobody else, and nothing to do.
     pub fn watch(
         self: &std::sync::Arc<Self>,
         pipeline: Pipeline,
         wakers: Wakers,
+        hub: Hub,
         stop: CancellationToken,
     ) -> Option<JoinHandle<()>> {
         if self.store.backend() != Backend::Postgres {
@@ -112,6 +117,12 @@ impl Membership {
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
+                    () = hub.turns_handed_over() => {
+                        if let Err(e) = pipeline.sweep(Duration::ZERO).await {
+                            warn!(error = %e, "cannot take the turns handed to this instance; the sweep will");
+                        }
+                        continue;
+                    }
                     _ = ticks.tick() => {}
                 }
                 if let Err(e) = me.beat(&pipeline, &wakers).await {
@@ -131,6 +142,8 @@ impl Membership {
                 "the other instances took this one for dead; registering again"
             );
             instances::rejoin(&self.store, &self.boot_id, now).await?;
+            // They freed this instance's conversation leases too.
+            pipeline.forget_places();
         }
         let taken = self.take_over().await?;
         self.report(&taken);

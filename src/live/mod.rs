@@ -250,6 +250,8 @@ struct HubInner {
     closing: tokio_util::sync::CancellationToken,
     /// Where events published here go to reach the other instances (PostgreSQL only).
     relay: OnceLock<mpsc::Sender<Signal>>,
+    /// Another instance handed turns to this one.
+    turns: tokio::sync::Notify,
 }
 
 impl Default for Hub {
@@ -260,6 +262,7 @@ impl Default for Hub {
                 staff: broadcast::channel(STAFF_BUFFER).0,
                 closing: tokio_util::sync::CancellationToken::new(),
                 relay: OnceLock::new(),
+                turns: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -474,6 +477,19 @@ impl Hub {
     fn send_staff_here(&self, notice: StaffNotice) {
         // An error only means no dashboard is open.
         let _ = self.inner.staff.send(Arc::new(notice));
+    }
+
+    /// Tells the instance `owner` that it was handed turns (they are in the database: this only
+    /// wakes it up).
+    pub fn turns_handed_to(&self, owner: &str) {
+        self.relay(|| Signal::Turns {
+            to: owner.to_owned(),
+        });
+    }
+
+    /// Completes when another instance handed turns to this one.
+    pub async fn turns_handed_over(&self) {
+        self.inner.turns.notified().await;
     }
 
     /// Sends what `signal` describes to the other instances, when there are any.

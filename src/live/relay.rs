@@ -86,6 +86,11 @@ pub enum Signal {
         /// The notice.
         notice: StaffNotice,
     },
+    /// Turns were handed to the instance `to` (see `pipeline::placement`).
+    Turns {
+        /// The instance.
+        to: String,
+    },
 }
 
 /// A signal as sent: who sent it, so an instance skips its own.
@@ -275,6 +280,11 @@ async fn apply(store: &Store, hub: &Hub, me: &str, payload: &str) {
         }
         Signal::EndReply { conversation_id } => hub.end_reply_here(&conversation_id),
         Signal::Staff { notice } => hub.send_staff_here(notice),
+        Signal::Turns { to } => {
+            if to == me {
+                hub.inner.turns.notify_one();
+            }
+        }
     }
 }
 

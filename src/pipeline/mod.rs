@@ -7,7 +7,8 @@
 //! ```
 //!
 //! - [`ingest`]: normalized events into the database, deduplicated by provider id.
-//! - [`lanes`]: per-conversation serial queues with bounded overall concurrency.
+//! - [`lanes`]: per-conversation serial queues with bounded overall concurrency; `placement`:
+//!   which instance runs a conversation's turns, when several share a database.
 //! - [`router`]: which agent answers (session lock, rules, default).
 //! - [`turn`]: answering one message: agent, timeout, fallback, storing the reply.
 //! - [`handoff`]: AI → expert mode.
@@ -20,6 +21,7 @@
 pub mod handoff;
 pub mod ingest;
 pub mod lanes;
+mod placement;
 pub mod quotas;
 pub mod router;
 pub mod sweeper;
@@ -79,6 +81,8 @@ pub(crate) struct Inner {
     default_agent: String,
     config: crate::config::PipelineConfig,
     lanes: Lanes<PendingTurn>,
+    /// The conversations whose turns run here (several instances on one database).
+    places: placement::Places,
     /// The replies agents are writing now, by conversation: a handoff abandons its
     /// conversation's at once, so the user stops seeing it being written (and the agent's API
     /// stops being paid for it).
@@ -115,6 +119,7 @@ impl Pipeline {
                 default_agent: config.routing.default_agent.clone(),
                 config: config.pipeline.clone(),
                 lanes: Lanes::new(config.pipeline.max_concurrency),
+                places: Default::default(),
                 replies: Default::default(),
             }),
         }
@@ -204,6 +209,12 @@ impl Pipeline {
     /// Resumes messages left unanswered for longer than `grace`. Returns how many.
     pub async fn sweep(&self, grace: Duration) -> Result<usize, StoreError> {
         self.inner.sweep(grace).await
+    }
+
+    /// Forgets which conversations' turns run here: the other instances took this one for dead
+    /// and freed its leases.
+    pub fn forget_places(&self) {
+        self.inner.places.forget();
     }
 
     /// Waits for running and queued turns to finish, up to `timeout`. Returns whether they did.

@@ -84,6 +84,19 @@ pub struct ReplyWatch {
     pub done: oneshot::Receiver<TurnOutcome>,
 }
 
+impl ReplyWatcher {
+    /// A piece of the reply.
+    pub(super) fn delta(&self, content: &str) {
+        // An error only means the watch was dropped (the request went away).
+        let _ = self.deltas.send(content.to_owned());
+    }
+
+    /// The turn ended so.
+    pub(super) fn finish(self, outcome: TurnOutcome) {
+        let _ = self.done.send(outcome);
+    }
+}
+
 /// A connected watcher and watch.
 pub fn watch() -> (ReplyWatcher, ReplyWatch) {
     let (deltas_tx, deltas_rx) = mpsc::unbounded_channel();
@@ -151,6 +164,10 @@ impl Inner {
     /// job's own; when concurrent writers committed an earlier message whose job has not reached
     /// the lane yet, that message goes first (its job, arriving later, finds it answered).
     pub(super) async fn turn(self: &Arc<Self>, job: PendingTurn) {
+        // Another instance may run this conversation's turns (see `placement`).
+        let Some(job) = self.place(job).await else {
+            return;
+        };
         loop {
             // Watched from before the conversation is read, so that no handoff slips in between.
             let watch = self.watch_replies(&job.message.conversation_id);

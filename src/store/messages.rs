@@ -495,6 +495,23 @@ pub async fn pending(
     .await
 }
 
+/// Makes the turn of `message_id`, still this store's instance's, `owner`'s. Whether it was.
+pub async fn hand_turn_over(
+    store: &crate::store::Store,
+    message_id: &MessageId,
+    owner: &str,
+) -> Result<bool, StoreError> {
+    let n = store
+        .execute(
+            query("UPDATE pending_turns SET owner = $3 WHERE message_id = $1 AND owner = $2")
+                .bind(message_id)
+                .bind(store.instance())
+                .bind(owner),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// How many messages are on the pipeline's work list.
 pub async fn pending_count(db: &mut impl Db) -> Result<i64, StoreError> {
     let (n,): (i64,) = db

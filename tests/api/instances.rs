@@ -429,3 +429,199 @@ async fn telegram_polling_runs_on_one_instance_and_moves_when_it_dies() {
         "the survivor says it took the polling over"
     );
 }
+
+/// Sends `content` in `conversation` (a new one when `None`) through `gateway` and waits for the
+/// reply; the response.
+async fn chat_through(
+    gateway: &Gateway,
+    device: &str,
+    conversation: Option<&str>,
+    content: &str,
+) -> Value {
+    let (status, body) = json_response(
+        reqwest::Client::new()
+            .post(gateway.url("/v1/chat/messages"))
+            .header("X-Device-ID", device)
+            .json(&json!({ "conversation_id": conversation, "content": content }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// One visitor's conversation, its messages spread over two instances: whoever receives a
+/// message, the instance that runs the conversation answers it — one message at a time, in
+/// order, the model called once per message — and a request waiting on the other instance gets
+/// its reply all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_conversation_over_two_instances_is_answered_in_one_place() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let db = TestDb::create(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(ModelBehaviour::Echo(Duration::from_millis(100))).await;
+    let config = |name: &str| {
+        write_config(
+            dir.path(),
+            &format!("{name}.toml"),
+            &db.url,
+            &format!(
+                "[instance]\nname = \"{name}\"\n[routing]\ndefault_agent = \"gpt\"\n\
+                 [agents.gpt]\nkind = \"openai\"\nbase_url = {}\n",
+                toml::Value::String(model.base_url())
+            ),
+        )
+    };
+    let gateways = [Gateway::start(&config("a")), Gateway::start(&config("b"))];
+
+    // Back and forth, each request waiting for its reply.
+    let first = chat_through(&gateways[0], "dev-1", None, "message 0").await;
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    assert_eq!(first["reply"]["content"], "echo: message 0");
+    for i in 1..4 {
+        let content = format!("message {i}");
+        let body = chat_through(&gateways[i % 2], "dev-1", Some(&conversation), &content).await;
+        assert_eq!(
+            body["reply"]["content"],
+            format!("echo: {content}"),
+            "through instance {}: {body}",
+            i % 2
+        );
+    }
+
+    // Six at once, three through each instance.
+    let sends = (4..10).map(|i| {
+        let gateway = &gateways[i % 2];
+        let conversation = conversation.clone();
+        async move {
+            let (status, body) = json_response(
+                reqwest::Client::new()
+                    .post(gateway.url("/v1/chat/messages?wait=false"))
+                    .header("X-Device-ID", "dev-1")
+                    .json(&json!({"conversation_id": conversation, "content": format!("message {i}")}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, 202, "{body}");
+        }
+    });
+    futures::future::join_all(sends).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        let seen = transcript(&gateways[0], "dev-1", &conversation).await;
+        if seen.iter().filter(|(role, _)| role == "ai").count() == 10 {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "not all answered: {seen:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let asked: Vec<String> = seen
+        .iter()
+        .filter(|(role, _)| role == "user")
+        .map(|(_, content)| format!("echo: {content}"))
+        .collect();
+    let answered: Vec<String> = seen
+        .iter()
+        .filter(|(role, _)| role == "ai")
+        .map(|(_, content)| content.clone())
+        .collect();
+    assert_eq!(answered, asked, "answered in the order asked: {seen:#?}");
+    assert_eq!(
+        model.requests().len(),
+        10,
+        "the model called once per message"
+    );
+    assert_eq!(
+        model.peak_concurrency(),
+        1,
+        "one message of the conversation at a time"
+    );
+    let handed = gateways
+        .iter()
+        .flat_map(|g| g.log())
+        .filter(|line| line.contains("handed this one over"))
+        .count();
+    assert!(
+        handed >= 5,
+        "the other instance's messages were handed over: {handed}"
+    );
+}
+
+/// A WhatsApp user's messages reach two instances in turn (and one webhook reaches both at
+/// once, as a provider retry can): each message is answered once, the replies in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_messages_spread_over_two_instances_are_answered_once_in_order() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let db = TestDb::create(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let graph = FakeGraph::start().await;
+    let config = |name: &str| {
+        write_config(
+            dir.path(),
+            &format!("{name}.toml"),
+            &db.url,
+            &format!(
+                "[instance]\nname = \"{name}\"\n[routing]\ndefault_agent = \"echo\"\n\
+                 [whatsapp]\napp_secret = \"{SECRET}\"\nverify_token = \"v\"\naccess_token = \"t\"\n\
+                 api_base = {}\n",
+                toml::Value::String(graph.base_url())
+            ),
+        )
+    };
+    let gateways = [Gateway::start(&config("a")), Gateway::start(&config("b"))];
+    let post = |gateway: &Gateway, id: &str, body: &str| {
+        let (payload, signature) = whatsapp_text(id, body);
+        reqwest::Client::new()
+            .post(gateway.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .header("X-Hub-Signature-256", signature)
+            .body(payload)
+            .send()
+    };
+    for i in 0..6 {
+        let response = post(
+            &gateways[i % 2],
+            &format!("wamid.spread-{i}"),
+            &format!("note {i}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The same delivery to both at once.
+    let (one, other) = tokio::join!(
+        post(&gateways[0], "wamid.spread-6", "note 6"),
+        post(&gateways[1], "wamid.spread-6", "note 6"),
+    );
+    assert_eq!(one.unwrap().status(), 200);
+    assert_eq!(other.unwrap().status(), 200);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent = graph.message_requests().len();
+        if sent >= 7 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{sent} of 7 replies");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A moment more, for a duplicate that would come late.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: Vec<String> = graph
+        .message_requests()
+        .into_iter()
+        .filter_map(|r| r.body["text"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(sent.len(), 7, "one reply per message: {sent:#?}");
+    for (i, text) in sent.iter().enumerate() {
+        assert!(text.contains(&format!("note {i}")), "in order: {sent:#?}");
+    }
+}
