@@ -20,13 +20,13 @@ const MAX_ERROR_CHARS: usize = 200;
 /// What the calls of one agent showed so far.
 #[derive(Debug, Default)]
 pub struct Availability {
-    state: Mutex<Health>,
+    state: Mutex<AgentHealth>,
 }
 
 /// An agent's health, as the catalogue shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "lowercase")]
-pub enum Health {
+pub enum AgentHealth {
     /// Its last call succeeded (or it has not been called yet).
     #[default]
     Healthy,
@@ -40,17 +40,17 @@ pub enum Health {
     },
 }
 
-impl Health {
+impl AgentHealth {
     /// Whether the agent's last call succeeded.
     pub fn is_healthy(&self) -> bool {
-        matches!(self, Health::Healthy)
+        matches!(self, AgentHealth::Healthy)
     }
 }
 
 impl Availability {
     /// The agent answered.
     pub fn succeeded(&self) {
-        *self.lock() = Health::Healthy;
+        *self.lock() = AgentHealth::Healthy;
     }
 
     /// The agent failed at `now`, for the reason `error` (see [`failure`]). A failure after
@@ -59,18 +59,18 @@ impl Availability {
         let last_error: String = error.chars().take(MAX_ERROR_CHARS).collect();
         let mut state = self.lock();
         let since = match &*state {
-            Health::Failing { since, .. } => *since,
-            Health::Healthy => now,
+            AgentHealth::Failing { since, .. } => *since,
+            AgentHealth::Healthy => now,
         };
-        *state = Health::Failing { last_error, since };
+        *state = AgentHealth::Failing { last_error, since };
     }
 
     /// The agent's health now.
-    pub fn health(&self) -> Health {
+    pub fn health(&self) -> AgentHealth {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AgentHealth> {
         // The state is replaced whole: a panic elsewhere cannot leave it half-written.
         self.state
             .lock()
@@ -95,12 +95,12 @@ mod tests {
     #[test]
     fn failing_keeps_its_start_until_a_success() {
         let availability = Availability::default();
-        assert_eq!(availability.health(), Health::Healthy);
+        assert_eq!(availability.health(), AgentHealth::Healthy);
         availability.failed("the model API answered 500", Timestamp(10));
         availability.failed("the model API could not be reached", Timestamp(20));
         assert_eq!(
             availability.health(),
-            Health::Failing {
+            AgentHealth::Failing {
                 last_error: "the model API could not be reached".into(),
                 since: Timestamp(10),
             }
@@ -110,7 +110,7 @@ mod tests {
         availability.failed("x", Timestamp(30));
         assert!(matches!(
             availability.health(),
-            Health::Failing {
+            AgentHealth::Failing {
                 since: Timestamp(30),
                 ..
             }

@@ -9,7 +9,7 @@ use std::{cmp::Reverse, sync::Arc, time::Duration};
 
 use serde::Serialize;
 
-use super::{AgentRegistry, availability::Availability, availability::Health};
+use super::{AgentRegistry, availability::AgentHealth, availability::Availability};
 use crate::config::{AgentConfig, AgentListing, Config, is_tag};
 
 /// What an agent can do beyond answering with text.
@@ -56,7 +56,7 @@ pub struct CatalogueAgent {
     /// How many tokens of conversation it reads at most, when known.
     pub context_tokens: Option<u32>,
     /// Whether its calls work right now.
-    pub availability: Health,
+    pub availability: AgentHealth,
 }
 
 /// A recommendation: the agent and why.
@@ -234,7 +234,8 @@ impl Catalogue {
                 });
             }
         };
-        let healths: Vec<Health> = candidates.iter().map(|e| e.availability.health()).collect();
+        let healths: Vec<AgentHealth> =
+            candidates.iter().map(|e| e.availability.health()).collect();
         let best = (0..candidates.len())
             .min_by_key(|&i| {
                 let e = candidates[i];
@@ -280,11 +281,11 @@ impl Catalogue {
     fn reason(
         &self,
         chosen: &Entry,
-        health: &Health,
+        health: &AgentHealth,
         task: &str,
         priority: Priority,
         candidates: &[&Entry],
-        healths: &[Health],
+        healths: &[AgentHealth],
     ) -> String {
         let mut reason = if chosen.has_tag(task) {
             format!("{} is tagged for {task}", chosen.id)

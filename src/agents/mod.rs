@@ -19,7 +19,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures::stream::BoxStream;
 use switchboard_channel::{Channel, Choice};
 
-pub use availability::{Availability, Health};
+pub use availability::{AgentHealth, Availability};
 pub use catalogue::{Catalogue, Chosen};
 pub use echo::EchoAgent;
 pub use openai::OpenAiAgent;
