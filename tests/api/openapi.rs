@@ -423,7 +423,8 @@ async fn the_document_and_the_page_are_served_and_every_operation_is_routed(back
         assert!(!methods.is_empty());
     }
     assert!(page.contains("id=\"schema-ErrorBody\""));
-    assert!(page.contains("href=\"#schema-ChatRequest\""));
+    assert!(page.contains("href=\"#schema-SendRequest\""));
+    assert!(page.contains("id=\"schema-ChatRequest\""));
     assert!(page.contains("text/event-stream"));
     // Descriptions show their code as code, escaped like everything else.
     assert!(page.contains("<code>rate_limited</code>"));
