@@ -459,3 +459,31 @@ async fn the_choice_is_honoured_when_the_turn_resumes_after_a_restart() {
     assert_eq!(reply["author"], "gpt", "the chosen agent, not routing's");
     assert_eq!(reply["content"], "resumed answer");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_counts_against_the_visitors_rate() {
+    let model = FakeModel::start(ModelBehaviour::Echo(Duration::ZERO)).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        catalogue(c, &model);
+        c.limits.visitor.messages_per_minute = 2;
+    })
+    .await;
+    assert_eq!(app.get("dev-1", "/v1/agents").await.0, 200);
+    let (status, _) = recommend(&app, json!({"task": "code", "priority": "cost"})).await;
+    assert_eq!(status, 200);
+    let response = app
+        .request(reqwest::Method::GET, "/v1/agents", "dev-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, limited) = recommend(&app, json!({"task": "code", "priority": "cost"})).await;
+    assert_eq!(status, 429, "{limited}");
+    assert_eq!(limited["error"]["code"], "rate_limited");
+    assert_eq!(
+        app.get("dev-2", "/v1/agents").await.0,
+        200,
+        "another visitor has a rate of their own"
+    );
+}
