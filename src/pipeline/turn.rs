@@ -5,7 +5,9 @@
 //! to the live hub and to whoever waits for the reply, and finally stores the reply, renews the
 //! lock and marks the message handled — in one transaction, and only if the conversation is still in
 //! AI mode and the message still unhandled. An agent that fails or runs out of time yields the
-//! configured polite fallback, never silence.
+//! configured polite fallback, never silence. A message whose sender chose a selectable agent
+//! (`metadata.agent`) is answered by that agent, and the conversation keeps its routed lock; every
+//! agent call records whether the agent worked (`agents::availability`).
 //!
 //! Every stored AI reply records what it used (see `store::usage`): the tokens the agent reported
 //! (or an estimate, marked as such), their cost by the agent's prices, and the time from the start
