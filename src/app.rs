@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    agents::AgentRegistry,
+    agents::{AgentRegistry, Catalogue},
     channels::Channels,
     config::{Config, ExpertsConfig},
     evaluations::{Evaluators, job::Evaluations},
@@ -48,6 +48,8 @@ pub struct Gateway {
     /// The database, clock, live hub and queue wakers every service shares.
     shared: Shared,
     pipeline: Pipeline,
+    /// The agents visitors may see and choose.
+    catalogue: Arc<Catalogue>,
     channels: Channels,
     files: MediaDir,
     experts: Experts,
@@ -84,6 +86,7 @@ impl Gateway {
             .await
             .context("cannot migrate the database")?;
         let agents = AgentRegistry::from_config(&config, &http);
+        let catalogue = Arc::new(Catalogue::new(&config, &agents));
         let shared = Shared {
             store: store.clone(),
             clock: clock.clone(),
@@ -152,6 +155,7 @@ impl Gateway {
             config: Arc::new(config),
             shared,
             pipeline,
+            catalogue,
             channels,
             files,
             experts,
@@ -245,6 +249,7 @@ impl Gateway {
             config: self.config.clone(),
             store: self.shared.store.clone(),
             pipeline: self.pipeline.clone(),
+            agents: self.catalogue.clone(),
             hub: self.shared.hub.clone(),
             identity: Arc::new(IdentityVerifier::new(TokenRules {
                 secret: self.config.web.jwt_secret.as_deref(),

@@ -399,6 +399,15 @@ impl AgentConfig {
         }
     }
 
+    /// How visitors see the agent, and whether they may choose it.
+    pub fn listing(&self) -> &AgentListing {
+        match self {
+            AgentConfig::Scripted(c) => &c.listing,
+            AgentConfig::Echo(c) => &c.listing,
+            AgentConfig::Openai(c) => &c.listing,
+        }
+    }
+
     /// The agent's prices per 1,000 tokens: (input, output).
     pub fn prices(&self) -> (f64, f64) {
         match self {
@@ -406,6 +415,81 @@ impl AgentConfig {
             AgentConfig::Echo(c) => (c.price_per_1k_input, c.price_per_1k_output),
             AgentConfig::Openai(c) => (c.price_per_1k_input, c.price_per_1k_output),
         }
+    }
+}
+
+/// An agent as visitors see it in the catalogue: the keys every kind of agent takes besides its
+/// own. An agent is in the catalogue, and visitors may pick it for a message, only when
+/// `selectable`; the rest stay private to the operator's routing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentListing {
+    /// Visitors may see and choose this agent.
+    pub selectable: bool,
+    /// The name shown to visitors (needed when `selectable`).
+    pub name: String,
+    /// What the agent is good at, in a sentence or two.
+    pub description: String,
+    /// What it is for (`general`, `code`, `creative`…) and what it is best at (`speed`,
+    /// `quality`, `cost`): the recommendation picks by them.
+    pub tags: Vec<String>,
+    /// How many tokens of conversation the model reads at most, when known.
+    pub context_tokens: Option<u32>,
+}
+
+/// The longest catalogue name of an agent, in characters.
+pub const MAX_AGENT_NAME_CHARS: usize = 80;
+/// The longest catalogue description of an agent, in characters.
+pub const MAX_AGENT_DESCRIPTION_CHARS: usize = 500;
+/// The most tags of one agent.
+pub const MAX_AGENT_TAGS: usize = 16;
+/// The longest tag, in bytes (tags are lowercase ASCII).
+pub const MAX_TAG_LEN: usize = 32;
+/// The largest context size an agent may declare.
+pub const MAX_CONTEXT_TOKENS: u32 = 100_000_000;
+
+/// Whether `tag` is a well-formed tag: 1 to [`MAX_TAG_LEN`] lowercase letters, digits, `_` or `-`.
+pub fn is_tag(tag: &str) -> bool {
+    (1..=MAX_TAG_LEN).contains(&tag.len())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
+}
+
+impl AgentListing {
+    /// Checks the bounds; `agent` names the agent in the message.
+    fn validate(&self, agent: &str) -> Result<(), String> {
+        let name = self.name.trim();
+        if self.selectable && name.is_empty() {
+            return Err(format!(
+                "agents.{agent}.name is needed when the agent is selectable"
+            ));
+        }
+        let printable = |text: &str| !text.chars().any(char::is_control);
+        if self.name.chars().count() > MAX_AGENT_NAME_CHARS || !printable(&self.name) {
+            return Err(format!(
+                "agents.{agent}.name has at most {MAX_AGENT_NAME_CHARS} characters and no control characters"
+            ));
+        }
+        if self.description.chars().count() > MAX_AGENT_DESCRIPTION_CHARS {
+            return Err(format!(
+                "agents.{agent}.description has at most {MAX_AGENT_DESCRIPTION_CHARS} characters"
+            ));
+        }
+        if self.tags.len() > MAX_AGENT_TAGS || !self.tags.iter().all(|t| is_tag(t)) {
+            return Err(format!(
+                "agents.{agent}.tags: at most {MAX_AGENT_TAGS} tags of 1 to {MAX_TAG_LEN} lowercase letters, digits, '_' or '-'"
+            ));
+        }
+        if self
+            .context_tokens
+            .is_some_and(|n| n == 0 || n > MAX_CONTEXT_TOKENS)
+        {
+            return Err(format!(
+                "agents.{agent}.context_tokens must be between 1 and {MAX_CONTEXT_TOKENS}"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -420,6 +504,10 @@ pub struct ScriptedConfig {
     pub price_per_1k_input: f64,
     /// Price of 1,000 output (completion) tokens, in `quotas.currency`.
     pub price_per_1k_output: f64,
+    /// How visitors see the agent in the catalogue (`GET /v1/agents`), and whether they may
+    /// choose it.
+    #[serde(flatten)]
+    pub listing: AgentListing,
     /// Pause between streamed words, so replies visibly stream in.
     #[serde(with = "humantime_serde")]
     pub word_delay: Duration,
@@ -446,6 +534,7 @@ impl Default for ScriptedConfig {
             lock_ttl: None,
             price_per_1k_input: 0.0,
             price_per_1k_output: 0.0,
+            listing: AgentListing::default(),
             word_delay: Duration::from_millis(30),
             greeting_words: [
                 "hi",
@@ -520,6 +609,10 @@ pub struct EchoConfig {
     pub price_per_1k_input: f64,
     /// Price of 1,000 output (completion) tokens, in `quotas.currency`.
     pub price_per_1k_output: f64,
+    /// How visitors see the agent in the catalogue (`GET /v1/agents`), and whether they may
+    /// choose it.
+    #[serde(flatten)]
+    pub listing: AgentListing,
     /// Put before the echoed text.
     pub prefix: String,
 }
@@ -535,6 +628,10 @@ pub struct OpenAiConfig {
     pub price_per_1k_input: f64,
     /// Price of 1,000 output (completion) tokens, in `quotas.currency`.
     pub price_per_1k_output: f64,
+    /// How visitors see the agent in the catalogue (`GET /v1/agents`), and whether they may
+    /// choose it.
+    #[serde(flatten)]
+    pub listing: AgentListing,
     /// Keep the provider's raw stream events with each reply (for staff, bounded in count and
     /// size): for debugging a model, not for everyday use.
     pub keep_raw_events: bool,
@@ -563,6 +660,7 @@ impl Default for OpenAiConfig {
             lock_ttl: None,
             price_per_1k_input: 0.0,
             price_per_1k_output: 0.0,
+            listing: AgentListing::default(),
             keep_raw_events: false,
             base_url: "https://api.openai.com/v1".into(),
             model: "gpt-4o-mini".into(),
@@ -1367,6 +1465,12 @@ impl Config {
         if self.jobs.concurrency == 0 || self.jobs.max_attempts == 0 {
             return invalid("jobs.concurrency and jobs.max_attempts must be at least 1".into());
         }
+        for (name, agent) in &self.agents {
+            agent
+                .listing()
+                .validate(name)
+                .map_err(ConfigError::Invalid)?;
+        }
         self.validate_usage().map_err(ConfigError::Invalid)?;
         if !(self.database.url.starts_with("sqlite:")
             || self.database.url.starts_with("postgres://")
@@ -1479,6 +1583,37 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| vars.get(k).cloned()
+    }
+
+    fn parse_agents(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load(Some(&path), env(&[]))
+    }
+
+    #[test]
+    fn agents_take_their_listing_and_still_refuse_unknown_keys() {
+        let config = parse_agents(
+            "[agents.fast]\nkind = \"echo\"\nselectable = true\nname = \"Fast\"\n\
+             tags = [\"general\", \"speed\"]\ncontext_tokens = 8000\n",
+        )
+        .unwrap();
+        let listing = config.agents["fast"].listing();
+        assert!(listing.selectable);
+        assert_eq!(listing.name, "Fast");
+        assert_eq!(listing.tags, ["general", "speed"]);
+        assert_eq!(listing.context_tokens, Some(8000));
+        let unknown = parse_agents("[agents.fast]\nkind = \"echo\"\nselectible = true\n");
+        assert!(
+            matches!(&unknown, Err(ConfigError::Parse { message, .. }) if message.contains("selectible")),
+            "{unknown:?}"
+        );
+        let nameless = parse_agents("[agents.fast]\nkind = \"echo\"\nselectable = true\n");
+        assert!(matches!(nameless, Err(ConfigError::Invalid(_))));
+        let bad_tag =
+            parse_agents("[agents.fast]\nkind = \"openai\"\nname = \"F\"\ntags = [\"Speed!\"]\n");
+        assert!(matches!(bad_tag, Err(ConfigError::Invalid(_))));
     }
 
     #[test]
@@ -1679,6 +1814,12 @@ mod tests {
                 api_key: Some("k".into()),
                 temperature: Some(0.2),
                 max_tokens: Some(10),
+                listing: AgentListing {
+                    selectable: true,
+                    name: "x".into(),
+                    context_tokens: Some(1),
+                    ..AgentListing::default()
+                },
                 ..OpenAiConfig::default()
             }),
         );

@@ -4,7 +4,12 @@
 //! to hand the conversation to a human ([`AgentEvent::Handoff`]). Agents do not store anything,
 //! enforce timeouts or talk to channels: the pipeline does all of that around them, so an agent is
 //! only its reasoning (or its API client).
+//!
+//! Visitors see the agents the operator marks `selectable` ([`catalogue`]), with whether their
+//! calls work right now ([`availability`]), and may choose one of them for a message.
 
+pub mod availability;
+pub mod catalogue;
 mod echo;
 mod openai;
 mod scripted;
@@ -14,6 +19,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures::stream::BoxStream;
 use switchboard_channel::{Channel, Choice};
 
+pub use availability::{AgentHealth, Availability};
+pub use catalogue::{Catalogue, Chosen};
 pub use echo::EchoAgent;
 pub use openai::OpenAiAgent;
 pub use scripted::ScriptedAgent;
@@ -127,6 +134,10 @@ pub struct RegisteredAgent {
     pub model: Arc<str>,
     /// Its prices per 1,000 tokens, input and output.
     pub prices: (f64, f64),
+    /// Visitors may choose it (`selectable`).
+    pub selectable: bool,
+    /// What its calls showed so far; the pipeline records every call.
+    pub availability: Arc<Availability>,
 }
 
 /// The configured agents, by name.
@@ -162,13 +173,16 @@ impl AgentRegistry {
                     lock_ttl,
                     model: model.into(),
                     prices: agent_config.prices(),
+                    selectable: agent_config.listing().selectable,
+                    availability: Arc::default(),
                 },
             );
         }
         registry
     }
 
-    /// Adds or replaces an agent (free of charge, its usage recorded under its name).
+    /// Adds or replaces an agent (free of charge, its usage recorded under its name, not
+    /// selectable).
     pub fn insert(&mut self, name: String, agent: Arc<dyn Agent>, lock_ttl: Duration) {
         let model = Arc::from(name.as_str());
         self.agents.insert(
@@ -178,6 +192,8 @@ impl AgentRegistry {
                 lock_ttl,
                 model,
                 prices: (0.0, 0.0),
+                selectable: false,
+                availability: Arc::default(),
             },
         );
     }

@@ -56,6 +56,18 @@ fn yes() -> bool {
     true
 }
 
+/// A message to send and, optionally, the agent to answer it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendRequest {
+    #[serde(flatten)]
+    message: ChatRequest,
+    /// A selectable agent (an `id` of `GET /v1/agents`) to answer this message instead of the
+    /// conversation's own; the conversation keeps its agent for the next messages.
+    #[serde(default)]
+    agent: Option<String>,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct SendResponse {
     conversation_id: String,
@@ -87,7 +99,11 @@ async fn accept(
     address: IpAddr,
     headers: &HeaderMap,
     body: ChatRequest,
+    agent: Option<&str>,
 ) -> Result<Accepted, ApiError> {
+    let chosen = agent
+        .map(|name| super::agents::chosen(state, name))
+        .transpose()?;
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().map_err(|_| RequestError::InvalidIdempotencyKey))
@@ -115,7 +131,7 @@ async fn accept(
     });
     let (outcome, watch) = state
         .pipeline
-        .ingest_and_watch(Channel::WEB, inbound, Some(admit))
+        .ingest_and_watch(Channel::WEB, inbound, Some(admit), chosen)
         .await?;
     match outcome {
         Outcome::Stored { message, mode, .. } => {
@@ -219,7 +235,7 @@ async fn link_uploads(
     description = "Stores the visitor's message (a new conversation without `conversation_id`) and answers once the reply is stored, or after `web.reply_timeout` with `reply: null` (it then arrives on the event stream). `?wait=false` answers 202 once the message is stored. A retry with the same `Idempotency-Key` gets the original message and its reply.",
     security(("device_id" = []), ("visitor_jwt" = [])),
     params(SendParams, ("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible ASCII characters; a retry with the same key is stored once")),
-    request_body = ChatRequest,
+    request_body = SendRequest,
     responses(
         (status = 200, description = "The message and its reply (`null` when none came in time or an expert answers)", body = SendResponse),
         (status = 202, description = "`?wait=false`: the message is stored; the reply comes on the event stream", body = SendResponse),
@@ -229,7 +245,7 @@ async fn link_uploads(
         (status = 409, description = "`conversation_closed`: start a new conversation", body = crate::http::error::ErrorBody),
         (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
-        (status = 422, description = "`invalid_request`: wrong types or unknown fields; `empty_content`, `content_too_long`, `too_many_attachments`, `invalid_attachment`, `invalid_conversation_id`, `invalid_query`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields; `empty_content`, `content_too_long`, `too_many_attachments`, `invalid_attachment`, `invalid_conversation_id`, `invalid_query`; `agent_not_selectable`: `agent` is not the id of a selectable agent", body = crate::http::error::ErrorBody),
         (status = 429, description = "`rate_limited`: over a visitor's or an address's rate", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
         (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
     ),
@@ -240,9 +256,19 @@ pub(super) async fn post_message(
     ClientAddress(address): ClientAddress,
     ApiQuery(params): ApiQuery<SendParams>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<ChatRequest>,
+    ApiJson(body): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    match accept(&state, &visitor, address, &headers, body).await? {
+    let SendRequest { message, agent } = body;
+    match accept(
+        &state,
+        &visitor,
+        address,
+        &headers,
+        message,
+        agent.as_deref(),
+    )
+    .await?
+    {
         Accepted::New { message, watch, .. } => {
             let reply = match (params.wait, watch) {
                 (true, Some(watch)) => {
@@ -286,7 +312,7 @@ pub(super) async fn post_message(
     description = "Like `POST /v1/chat/messages`, answered with server-sent events: one `data:` event per piece of the reply (schema `Chunk`), then a final one (`is_final: true`) with the stored ids, the whole reply (a `Message`) and the conversation's mode.",
     security(("device_id" = []), ("visitor_jwt" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible ASCII characters; a retry with the same key is stored once")),
-    request_body = ChatRequest,
+    request_body = SendRequest,
     responses(
         (status = 200, description = "`data:` events, each a JSON `Chunk`; the last also carries `conversation_id`, `message_id`, `reply_id`, `reply` and `mode`", content_type = "text/event-stream", body = String),
         (status = 400, description = "`invalid_device_id`; `invalid_json`: the body is not JSON; `invalid_idempotency_key`", body = crate::http::error::ErrorBody),
@@ -295,7 +321,7 @@ pub(super) async fn post_message(
         (status = 409, description = "`conversation_closed`", body = crate::http::error::ErrorBody),
         (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not `application/json`", body = crate::http::error::ErrorBody),
-        (status = 422, description = "`invalid_request`: wrong types or unknown fields; `empty_content`, `content_too_long`, `too_many_attachments`, `invalid_attachment`, `invalid_conversation_id`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: wrong types or unknown fields; `empty_content`, `content_too_long`, `too_many_attachments`, `invalid_attachment`, `invalid_conversation_id`; `agent_not_selectable`: `agent` is not the id of a selectable agent", body = crate::http::error::ErrorBody),
         (status = 429, description = "`rate_limited`: over a visitor's or an address's rate", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
         (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
     ),
@@ -305,9 +331,18 @@ pub(super) async fn stream_message(
     visitor: Visitor,
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<ChatRequest>,
+    ApiJson(body): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let accepted = accept(&state, &visitor, address, &headers, body).await?;
+    let SendRequest { message, agent } = body;
+    let accepted = accept(
+        &state,
+        &visitor,
+        address,
+        &headers,
+        message,
+        agent.as_deref(),
+    )
+    .await?;
     let timeout = state.config.web.reply_timeout;
     let clock = state.clock.clone();
     let now = move || clock.now().to_datetime();

@@ -206,7 +206,7 @@ pub(super) async fn get_one(
     path = "/v1/conversations",
     tag = "conversations",
     summary = "Create a conversation",
-    description = "An empty conversation to write in later (send messages with its `conversation_id`). Counts against the visitor's new-conversation rate.",
+    description = "An empty conversation to write in later (send messages with its `conversation_id`). With `agent` (an `id` of `GET /v1/agents`), that agent answers it — for as long as the conversation stays with it (`routing.lock_ttl` or the agent's own after its last answer), as with an agent routing picked. Counts against the visitor's new-conversation rate.",
     security(("device_id" = []), ("visitor_jwt" = [])),
     request_body(content = NewConversationRequest, content_type = "application/json"),
     responses(
@@ -215,7 +215,7 @@ pub(super) async fn get_one(
         (status = 401, description = "`unauthenticated`, `invalid_token`, `token_required`", body = crate::http::error::ErrorBody),
         (status = 413, description = "`body_too_large`", body = crate::http::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not JSON", body = crate::http::error::ErrorBody),
-        (status = 422, description = "`invalid_title`, `invalid_source`, `invalid_metadata` (over 32 keys or 4 KiB), `agent_not_selectable`, `invalid_request`", body = crate::http::error::ErrorBody),
+        (status = 422, description = "`invalid_title`, `invalid_source`, `invalid_metadata` (over 32 keys or 4 KiB), `agent_not_selectable` (`agent` is not the id of a selectable agent), `invalid_request`", body = crate::http::error::ErrorBody),
         (status = 429, description = "`rate_limited`: too many new conversations", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
         (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
     ),
@@ -233,12 +233,11 @@ pub(super) async fn create(
         .map(request::metadata)
         .transpose()?
         .unwrap_or_default();
-    if let Some(agent) = body.agent {
-        return Err(ApiError::invalid(
-            "agent_not_selectable",
-            format!("visitors cannot choose the agent {agent:?}"),
-        ));
-    }
+    let chosen = body
+        .agent
+        .as_deref()
+        .map(|name| super::agents::chosen(&state, name))
+        .transpose()?;
     state
         .limits
         .visitors
@@ -254,6 +253,7 @@ pub(super) async fn create(
             title,
             source,
             metadata,
+            agent: chosen.as_ref().map(|c| (c.name(), c.lock_ttl())),
         },
         now,
     )

@@ -41,6 +41,7 @@
 //!    it private, in that module's own `Api`, merged in [`openapi::document`]).
 
 mod admin;
+mod agents;
 pub mod auth;
 mod chat;
 mod conversations;
@@ -91,6 +92,8 @@ pub struct AppState {
     pub store: Store,
     /// The conversation pipeline.
     pub pipeline: Pipeline,
+    /// The agents visitors may see and choose.
+    pub agents: Arc<crate::agents::Catalogue>,
     /// Live events.
     pub hub: Hub,
     /// Checks website visitor identities.
@@ -129,6 +132,8 @@ pub fn router(state: AppState) -> Router {
     let visitor_api = Router::new()
         .route("/v1/chat/messages", post(chat::post_message))
         .route("/v1/chat/stream", post(chat::stream_message))
+        .route("/v1/agents", get(agents::list))
+        .route("/v1/agents/recommend", post(agents::recommend))
         .route(
             "/v1/conversations",
             get(conversations::list).post(conversations::create),

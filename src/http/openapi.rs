@@ -27,8 +27,8 @@ use utoipa::{
 };
 
 use super::{
-    ApiError, admin, chat, conversations, dashboard, error::ErrorBody, events, media, ops, pages,
-    privacy, staff, supervisor, uploads, usage, webhook,
+    ApiError, admin, agents, chat, conversations, dashboard, error::ErrorBody, events, media, ops,
+    pages, privacy, staff, supervisor, uploads, usage, webhook,
 };
 
 /// The document's list of operations and components. Handlers whose module keeps them private
@@ -49,6 +49,8 @@ use super::{
     paths(
         chat::post_message,
         chat::stream_message,
+        agents::list,
+        agents::recommend,
         uploads::create,
         conversations::list,
         conversations::create,
@@ -103,6 +105,7 @@ use super::{
     modifiers(&SecuritySchemes),
     tags(
         (name = "chat", description = "Website visitors send messages and get the replies."),
+        (name = "agents", description = "The agents a visitor may choose for a message, and a recommendation of one for a task."),
         (name = "conversations", description = "A visitor's own conversations and their live events."),
         (name = "webhooks", description = "Every channel's provider webhooks, one generic route."),
         (name = "media", description = "Stored copies of files users sent, for the operator."),

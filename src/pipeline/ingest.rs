@@ -14,6 +14,7 @@ use switchboard_channel::{
 };
 
 use crate::{
+    agents::Chosen,
     ids::{ContactId, ConversationId},
     jobs::fetch_media::FetchMedia,
     limits::{
@@ -134,6 +135,10 @@ pub struct Source<'a> {
     /// over a rate, the message is refused and nothing is stored). Called only once the message
     /// is known not to be a retry of a stored one.
     pub admit: Option<&'a Admission>,
+    /// The agent the sender chose for their message (a website visitor's selectable agent,
+    /// checked by the catalogue). Stored in the message's metadata, so that the turn — also one
+    /// resumed after a restart — asks that agent.
+    pub chosen: Option<&'a Chosen>,
 }
 
 /// Checks a new message against its sender's quota and counts it against their rates; `true` when
@@ -201,7 +206,7 @@ async fn append(
     if let Some(admit) = source.admit {
         admit(false)?;
     }
-    let (attachments, metadata) = message_data(inbound);
+    let (attachments, metadata) = message_data(inbound, source.chosen);
     let appended = messages::append_inbound(
         store,
         InboundAppend {
@@ -260,10 +265,17 @@ async fn stored_before(
     }
 }
 
-/// The attachments and metadata stored with an inbound message.
-fn message_data(inbound: &InboundMessage) -> (Vec<Attachment>, MessageMeta) {
+/// The attachments and metadata stored with an inbound message; `chosen` is the agent its sender
+/// chose, if the gateway let them.
+fn message_data(
+    inbound: &InboundMessage,
+    chosen: Option<&Chosen>,
+) -> (Vec<Attachment>, MessageMeta) {
     // What the channel added is kept as it is; the gateway's own facts are typed.
     let mut metadata = MessageMeta::from_map(inbound.metadata.clone());
+    // Which agent answers is the gateway's to say: a channel (or whoever writes to it) naming one
+    // in its metadata would pick a private agent, so the key only ever holds a checked choice.
+    metadata.agent = chosen.map(|c| c.name().to_owned());
     metadata.intent = inbound.intent.map(|i| i.as_str().to_owned());
     metadata.sent_at = inbound.sent_at;
     let (attachments, extra) = content_parts(&inbound.content);
@@ -428,7 +440,7 @@ async fn store_message(
             }
         }
     };
-    let (attachments, mut metadata) = message_data(inbound);
+    let (attachments, mut metadata) = message_data(inbound, source.chosen);
     let mut awaits_answer = inbound.content.expects_answer();
     if awaits_answer && let Some(limit) = source.answers_per_hour {
         let recent = messages::inbound_of_contact_since(

@@ -36,7 +36,7 @@ pub use ingest::{Checkpoint, IngestError, Outcome};
 pub use turn::{ReplyWatch, TurnOutcome};
 
 use crate::{
-    agents::AgentRegistry,
+    agents::{AgentRegistry, Chosen},
     channels::Channels,
     config::Config,
     experts::Experts,
@@ -150,7 +150,7 @@ impl Pipeline {
         // message is always dispatched.
         spawn_detached(async move {
             inner
-                .ingest(channel, events, checkpoint, None, None)
+                .ingest(channel, events, checkpoint, None, Accepting::default())
                 .await
                 .map(|(o, _)| o)
         })
@@ -160,12 +160,14 @@ impl Pipeline {
     /// Ingests one message and follows its answer as it is produced. The watch is `None` when no
     /// answer will come from this turn (a duplicate, or a message that needs none). `admit`, if
     /// given, counts a message that is not a retry against its sender's rates before it is stored
-    /// ([`IngestError::Limited`] when over one).
+    /// ([`IngestError::Limited`] when over one). `chosen`, if given, answers the message with the
+    /// agent the sender chose instead of the routed one.
     pub async fn ingest_and_watch(
         &self,
         channel: Channel,
         message: InboundMessage,
         admit: Option<Box<ingest::Admission>>,
+        chosen: Option<Chosen>,
     ) -> Result<(Outcome, Option<ReplyWatch>), IngestError> {
         let inner = self.inner.clone();
         let (watcher, watch) = turn::watch();
@@ -176,7 +178,10 @@ impl Pipeline {
                     vec![InboundEvent::Message(message)],
                     None,
                     Some(watcher),
-                    admit.as_deref(),
+                    Accepting {
+                        admit: admit.as_deref(),
+                        chosen: chosen.as_ref(),
+                    },
                 )
                 .await
         })
@@ -228,6 +233,15 @@ impl Pipeline {
     }
 }
 
+/// What the caller that hands a single message in decides about it.
+#[derive(Default, Clone, Copy)]
+struct Accepting<'a> {
+    /// Counts it against its sender's rates (see [`ingest::Source::admit`]).
+    admit: Option<&'a ingest::Admission>,
+    /// The agent its sender chose.
+    chosen: Option<&'a Chosen>,
+}
+
 impl Inner {
     /// Ingests (which publishes), and queues turns. With a watcher, the (single) new message's turn
     /// reports to it; the flag says whether the watcher was attached.
@@ -237,7 +251,7 @@ impl Inner {
         events: Vec<InboundEvent>,
         checkpoint: Option<Checkpoint>,
         mut watcher: Option<turn::ReplyWatcher>,
-        admit: Option<&ingest::Admission>,
+        accepting: Accepting<'_>,
     ) -> Result<(Vec<Outcome>, bool), IngestError> {
         let now = self.clock.now();
         let source = ingest::Source {
@@ -251,7 +265,8 @@ impl Inner {
             // Website visitors over their quota are refused (402) by their admission.
             quotas: (channel != Channel::WEB)
                 .then_some((&self.limits.quotas, self.over_quota_notice.as_str())),
-            admit,
+            admit: accepting.admit,
+            chosen: accepting.chosen,
         };
         let outcomes = ingest::ingest(
             &self.store,

@@ -5,7 +5,9 @@
 //! to the live hub and to whoever waits for the reply, and finally stores the reply, renews the
 //! lock and marks the message handled — in one transaction, and only if the conversation is still in
 //! AI mode and the message still unhandled. An agent that fails or runs out of time yields the
-//! configured polite fallback, never silence.
+//! configured polite fallback, never silence. A message whose sender chose a selectable agent
+//! (`metadata.agent`) is answered by that agent, and the conversation keeps its routed lock; every
+//! agent call records whether the agent worked (`agents::availability`).
 //!
 //! Every stored AI reply records what it used (see `store::usage`): the tokens the agent reported
 //! (or an estimate, marked as such), their cost by the agent's prices, and the time from the start
@@ -134,6 +136,8 @@ struct Produced {
     error: Option<String>,
     /// The agent ran out of time (`error` says so too).
     timed_out: bool,
+    /// What went wrong, in words anyone may read (the agent's availability keeps it).
+    failure: Option<String>,
     /// The conversation left the AI while the agent was writing: nothing is stored.
     abandoned: bool,
     /// What the agent said the reply used.
@@ -142,6 +146,12 @@ struct Produced {
     raw_events: Vec<serde_json::Value>,
     /// Raw events beyond the bounds.
     raw_dropped: u64,
+}
+
+/// The agent a conversation stays locked to after a turn, and for how long.
+struct Lock {
+    agent: String,
+    ttl: Duration,
 }
 
 /// What is needed to record what an agent's reply used.
@@ -318,7 +328,7 @@ impl Inner {
             });
         };
         let now = self.clock.now();
-        let (name, registered) = self.agent_for(&conversation, message, now);
+        let (name, registered, lock) = self.agent_for(&conversation, message, now);
         let intent = message
             .metadata
             .intent
@@ -331,7 +341,7 @@ impl Inner {
                 ..Produced::default()
             };
             return self
-                .finish_turn(message, &name, registered.lock_ttl, produced, None)
+                .finish_turn(message, &name, &lock, produced, None)
                 .await;
         }
         let history = if registered.agent.needs_history() {
@@ -383,18 +393,16 @@ impl Inner {
                 (Some(_), false) => AgentOutcome::Error,
             };
             metrics::agent_call(&name, outcome, called.elapsed());
+            match &produced.failure {
+                None => registered.availability.succeeded(),
+                Some(failure) => registered.availability.failed(failure, self.clock.now()),
+            }
         }
         if let Some(error) = &produced.error {
             warn!(agent = %name, %error, "the agent failed; answering with the fallback message");
         }
-        self.finish_turn(
-            message,
-            &name,
-            registered.lock_ttl,
-            produced,
-            Some(metering),
-        )
-        .await
+        self.finish_turn(message, &name, &lock, produced, Some(metering))
+            .await
     }
 
     /// Stores what the turn produced and says how it ended.
@@ -402,7 +410,7 @@ impl Inner {
         &self,
         message: &Message,
         agent: &str,
-        lock_ttl: Duration,
+        lock: &Lock,
         produced: Produced,
         metering: Option<Metering>,
     ) -> Result<TurnOutcome, StoreError> {
@@ -416,7 +424,7 @@ impl Inner {
             });
         }
         if let Some(outcome) = self
-            .store_reply(message, agent, lock_ttl, produced, metering)
+            .store_reply(message, agent, lock, produced, metering)
             .await?
         {
             if let Some(reply) = &outcome.reply {
@@ -440,24 +448,43 @@ impl Inner {
         })
     }
 
+    /// The agent that answers the message, and the lock the conversation keeps afterwards. The
+    /// routed agent answers, unless the sender chose one (stored with the message, so a turn
+    /// resumed after a restart asks the same agent) that is still configured and selectable: it
+    /// answers this message only, and the conversation stays locked to the routed agent.
     fn agent_for(
         &self,
         conversation: &Conversation,
         message: &Message,
         now: crate::time::Timestamp,
-    ) -> (String, RegisteredAgent) {
+    ) -> (String, RegisteredAgent, Lock) {
         // A lock naming an agent that is no longer configured is treated as expired.
         let locked = conversation
             .locked_agent(now)
             .filter(|name| self.agents.get(name).is_some());
         let (name, _) = self.router.route(locked, &message.content);
-        let registered = self
-            .agents
-            .get(name)
-            .or_else(|| self.agents.get(&self.default_agent))
-            .cloned()
-            .unwrap_or_else(|| unreachable!("the default agent is validated at start"));
-        (name.to_owned(), registered)
+        let (name, routed) = match self.agents.get(name) {
+            Some(routed) => (name, routed),
+            None => match self.agents.get(&self.default_agent) {
+                Some(default) => (self.default_agent.as_str(), default),
+                None => unreachable!("the default agent is validated at start"),
+            },
+        };
+        let lock = Lock {
+            agent: name.to_owned(),
+            ttl: routed.lock_ttl,
+        };
+        let chosen = message.metadata.agent.as_deref().and_then(|chosen| {
+            let registered = self.agents.get(chosen).filter(|a| a.selectable);
+            if registered.is_none() {
+                warn!(agent = chosen, "the agent chosen for the message is not selectable any more; the routed agent answers");
+            }
+            registered.map(|r| (chosen, r))
+        });
+        match chosen {
+            Some((chosen, registered)) => (chosen.to_owned(), registered.clone(), lock),
+            None => (name.to_owned(), routed.clone(), lock),
+        }
     }
 
     /// Runs the agent within the timeout, forwarding deltas as they come.
@@ -485,6 +512,7 @@ impl Inner {
                         "no complete reply within {}",
                         humantime_duration(self.config.agent_timeout)
                     ));
+                    produced.failure = produced.error.clone();
                     break;
                 }
                 event = stream.next() => match event {
@@ -504,6 +532,7 @@ impl Inner {
                     Some(Ok(AgentEvent::Raw(raw))) => keep_raw(&mut produced, raw),
                     Some(Err(e)) => {
                         produced.error = Some(e.to_string());
+                        produced.failure = Some(crate::agents::availability::failure(&e));
                         break;
                     }
                     None => break,
@@ -513,6 +542,7 @@ impl Inner {
         if produced.error.is_none() && produced.text.trim().is_empty() && produced.handoff.is_none()
         {
             produced.error = Some("the agent returned an empty reply".into());
+            produced.failure = produced.error.clone();
         }
         produced
     }
@@ -524,7 +554,7 @@ impl Inner {
         &self,
         message: &Message,
         agent: &str,
-        lock_ttl: Duration,
+        lock: &Lock,
         mut produced: Produced,
         metering: Option<Metering>,
     ) -> Result<Option<TurnOutcome>, StoreError> {
@@ -568,7 +598,8 @@ impl Inner {
                     inbound_seq: message.seq,
                     conversation_id: message.conversation_id.clone(),
                     agent: agent.to_owned(),
-                    lock_ttl,
+                    lock_agent: lock.agent.clone(),
+                    lock_ttl: lock.ttl,
                     content: text,
                     status: messages::initial_status(message.channel),
                     metadata,
@@ -608,8 +639,8 @@ impl Inner {
             match conversations::take_seq_for_agent(
                 &mut tx,
                 &message.conversation_id,
-                agent,
-                lock_ttl,
+                &lock.agent,
+                lock.ttl,
                 now,
             )
             .await?

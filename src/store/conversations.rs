@@ -208,6 +208,9 @@ pub struct EmptyConversation<'a> {
     pub source: Option<String>,
     /// The client's data about it.
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The agent it is locked to from the start (the visitor's choice), and for how long after
+    /// the agent's last answer.
+    pub agent: Option<(&'a str, std::time::Duration)>,
 }
 
 /// Creates a conversation without messages (its first message takes seq 1).
@@ -219,8 +222,8 @@ pub async fn create_empty(
     tx.fetch_one(
         query(with_columns!(
             "INSERT INTO conversations (id, channel, account, contact_id, title, source, metadata, \
-             last_seq, created_at, updated_at) VALUES ($1, $2, '', $3, $4, $5, $6, 0, $7, $7) \
-             RETURNING",
+             last_seq, created_at, updated_at, active_agent, locked_at, lock_ttl_secs) \
+             VALUES ($1, $2, '', $3, $4, $5, $6, 0, $7, $7, $8, $9, $10) RETURNING",
             ""
         ))
         .bind(ConversationId::generate())
@@ -229,7 +232,13 @@ pub async fn create_empty(
         .bind(new.title)
         .bind(new.source)
         .bind(serde_json::Value::Object(new.metadata))
-        .bind(now),
+        .bind(now)
+        .bind(new.agent.map(|(name, _)| name))
+        .bind(new.agent.map(|_| now))
+        .bind(
+            new.agent
+                .map(|(_, ttl)| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        ),
     )
     .await
 }

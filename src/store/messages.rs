@@ -953,9 +953,12 @@ pub struct ReplyAppend {
     pub inbound_seq: i64,
     /// Its conversation.
     pub conversation_id: ConversationId,
-    /// The agent.
+    /// The agent that wrote the answer.
     pub agent: String,
-    /// How long the conversation stays locked to the agent.
+    /// The agent the conversation stays locked to: the one that answered, unless the user chose
+    /// it for this message only.
+    pub lock_agent: String,
+    /// How long the conversation stays locked to `lock_agent`.
     pub lock_ttl: std::time::Duration,
     /// The answer.
     pub content: String,
@@ -976,8 +979,8 @@ const USAGE_INSERT: &str = "INSERT INTO usage (message_id, conversation_id, cont
 const USAGE_VALUES: &str = "$4, $14, $15, $16, $17, $18, $19, $1";
 
 /// In one round trip: takes the message off the work list, and — if it was still on it and the AI
-/// still answers the conversation — stores the agent's answer and locks the conversation to the
-/// agent. A lock held by the same agent is renewed only once more than half of it has passed:
+/// still answers the conversation — stores the agent's answer and locks the conversation to
+/// `lock_agent`. A lock held by the same agent is renewed only once more than half of it has passed:
 /// an active conversation keeps its agent, and most answers leave the (indexed) lock columns as
 /// they are. Returns the answer, or `None` when nothing was stored.
 pub async fn append_reply(
@@ -1002,7 +1005,7 @@ pub async fn append_reply(
              {deliver}; {evaluate}; COMMIT;",
             usage = USAGE_INSERT,
             usage_values = USAGE_VALUES,
-            lock = sql::renew_lock("$4", "$1"),
+            lock = sql::renew_lock("$20", "$1"),
             columns = columns!(),
             deliver = sql::delivery_job("$11", "messages", "id = $6"),
             evaluate = sql::evaluation_job("$13", "messages", "id = $6 AND $12 = 1"),
@@ -1026,7 +1029,7 @@ pub async fn append_reply(
              job AS ({deliver}), evaluation AS ({evaluate}) SELECT * FROM reply",
             usage = USAGE_INSERT,
             usage_values = USAGE_VALUES,
-            lock = sql::renew_lock("$4", "$1"),
+            lock = sql::renew_lock("$20", "$1"),
             columns = columns!(),
             deliver = sql::delivery_job("$11", "reply", "TRUE"),
             evaluate = sql::evaluation_job("$13", "reply", "$12 = 1"),
@@ -1051,7 +1054,8 @@ pub async fn append_reply(
         .bind(reply.usage.tokens_out)
         .bind(i64::from(reply.usage.estimated))
         .bind(reply.usage.cost_micros)
-        .bind(reply.usage.response_time_ms);
+        .bind(reply.usage.response_time_ms)
+        .bind(reply.lock_agent);
     Ok(store.write_once(write, after).await?.pop())
 }
 

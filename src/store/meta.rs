@@ -46,6 +46,10 @@ pub struct MessageMeta {
     pub message_type: Option<String>,
     /// The client's own data about the message (web API's `metadata`), returned as given.
     pub client: Map<String, Value>,
+    /// The agent the visitor chose to answer this message (web API's `agent`, a selectable
+    /// one). Only the gateway sets it, from a checked choice: what a channel sends under this
+    /// key is dropped (see `pipeline::ingest`).
+    pub agent: Option<String>,
     /// What an AI reply used (tokens, cost, time). Staff see it; visitors do not.
     pub usage: Option<ReplyUsage>,
     /// The provider's raw stream events of an AI reply, when its agent keeps them
@@ -110,6 +114,7 @@ impl MessageMeta {
             edits: take(&mut map, "edits").unwrap_or_default(),
             message_type: take(&mut map, "message_type"),
             client: take(&mut map, "client").unwrap_or_default(),
+            agent: take(&mut map, "agent"),
             usage: take(&mut map, "usage"),
             raw_events: take(&mut map, "raw_events").unwrap_or_default(),
             raw_events_dropped: take(&mut map, "raw_events_dropped"),
@@ -144,6 +149,7 @@ impl MessageMeta {
             ("reason", &self.reason),
             ("substituted", &self.substituted),
             ("message_type", &self.message_type),
+            ("agent", &self.agent),
         ] {
             if let Some(value) = value {
                 put(key, Value::String(value.clone()));

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod agents;
+mod agents_catalogue;
 mod api_channel;
 mod binary;
 mod browser;

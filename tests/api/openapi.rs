@@ -215,7 +215,7 @@ fn drift(served: &Served, documented: &BTreeMap<String, BTreeSet<String>>) -> Ve
     problems
 }
 
-fn document() -> Value {
+pub(crate) fn document() -> Value {
     serde_json::to_value(switchboard::http::openapi::document()).unwrap()
 }
 
@@ -341,7 +341,12 @@ fn the_document_is_openapi_3_1_with_every_error_described() {
     let post = &doc["paths"]["/v1/chat/messages"]["post"];
     assert_eq!(
         post["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-        "#/components/schemas/ChatRequest"
+        "#/components/schemas/SendRequest"
+    );
+    let send = doc["components"]["schemas"]["SendRequest"].to_string();
+    assert!(
+        send.contains("#/components/schemas/ChatRequest") && send.contains("\"agent\""),
+        "a chat request and the agent to answer it: {send}"
     );
     assert!(post["responses"]["429"]["headers"]["Retry-After"].is_object());
     let stream = &doc["paths"]["/v1/chat/stream"]["post"]["responses"]["200"]["content"];
@@ -418,7 +423,8 @@ async fn the_document_and_the_page_are_served_and_every_operation_is_routed(back
         assert!(!methods.is_empty());
     }
     assert!(page.contains("id=\"schema-ErrorBody\""));
-    assert!(page.contains("href=\"#schema-ChatRequest\""));
+    assert!(page.contains("href=\"#schema-SendRequest\""));
+    assert!(page.contains("id=\"schema-ChatRequest\""));
     assert!(page.contains("text/event-stream"));
     // Descriptions show their code as code, escaped like everything else.
     assert!(page.contains("<code>rate_limited</code>"));
@@ -457,7 +463,7 @@ async fn the_document_and_the_page_are_served_and_every_operation_is_routed(back
 
 /// Checks a real answer against the document's schema: no field the schema does not name, every
 /// field it requires, and the same for the schemas its fields name.
-fn assert_shape(doc: &Value, schema: &str, value: &Value, at: &str) {
+pub(crate) fn assert_shape(doc: &Value, schema: &str, value: &Value, at: &str) {
     let schema = &doc["components"]["schemas"][schema];
     assert!(schema.is_object(), "{at}: no schema");
     let mut properties = serde_json::Map::new();

@@ -80,6 +80,7 @@ async fn inbound(store: &Store, channel: Channel, id: &str, now: Timestamp) -> M
         floods: None,
         quotas: None,
         admit: None,
+        chosen: None,
     };
     let outcomes = ingest::ingest(store, &Hub::default(), source, &[event], None, now)
         .await
@@ -104,6 +105,7 @@ async fn reply(
             inbound_seq: to.seq,
             conversation_id: to.conversation_id.clone(),
             agent: agent.into(),
+            lock_agent: agent.into(),
             lock_ttl: Duration::from_secs(100),
             content: "an answer".into(),
             status: messages::initial_status(to.channel),
