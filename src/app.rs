@@ -228,7 +228,12 @@ impl Gateway {
             stop.clone(),
         );
         // Before any request: events published here reach the other instances' streams.
-        let relay = crate::live::relay::start(&self.shared.store, &self.shared.hub, stop.clone());
+        let relay = crate::live::relay::start(
+            &self.shared.store,
+            &self.shared.hub,
+            &self.limits,
+            stop.clone(),
+        );
         let jobs = tokio::spawn({
             let work = self.background_work(address);
             let runner = Jobs {

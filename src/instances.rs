@@ -17,8 +17,6 @@
 //! message is still unanswered, so an instance that was only slow, not dead, never makes a
 //! duplicate reply.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -117,8 +115,8 @@ impl Membership {
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    () = hub.turns_handed_over() => {
-                        if let Err(e) = pipeline.sweep(Duration::ZERO).await {
+                    handed = hub.turns_handed_over() => {
+                        if let Err(e) = pipeline.resume(&handed).await {
                             warn!(error = %e, "cannot take the turns handed to this instance; the sweep will");
                         }
                         continue;
@@ -147,10 +145,8 @@ impl Membership {
         }
         let taken = self.take_over().await?;
         self.report(&taken);
-        if taken.turns > 0 {
-            // Turns of a dead instance are older than its last heartbeat plus `dead_after`: a
-            // grace of one heartbeat leaves alone the messages this instance is storing now.
-            pipeline.sweep(self.settings.heartbeat).await?;
+        if !taken.turns.is_empty() {
+            pipeline.resume(&taken.turns).await?;
         }
         if taken.jobs > 0 {
             wakers.wake_all();
@@ -165,11 +161,11 @@ impl Membership {
     }
 
     fn report(&self, taken: &TakenOver) {
-        if !taken.dead.is_empty() || taken.turns > 0 || taken.jobs > 0 {
+        if !taken.dead.is_empty() || !taken.turns.is_empty() || taken.jobs > 0 {
             info!(
                 instance = self.store.instance(),
                 dead = ?taken.dead,
-                turns = taken.turns,
+                turns = taken.turns.len(),
                 jobs = taken.jobs,
                 "took over the work of instances that stopped"
             );

@@ -33,7 +33,7 @@ pub struct ContactFloods {
     rate: Rate<u64>,
     per_minute: u32,
     told: Mutex<HashMap<u64, Timestamp>>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: super::IdentityHasher,
     clock: Clock,
 }
 
@@ -47,6 +47,11 @@ impl ContactFloods {
             hasher: Default::default(),
             clock: clock.clone(),
         }
+    }
+
+    /// The rate itself (shared between instances, see [`super::Limits::share`]).
+    pub(super) fn rate(&self) -> &Rate<u64> {
+        &self.rate
     }
 
     /// The limit, per minute (0: none).

@@ -21,7 +21,8 @@
 //!
 //! A refusal of a request is answered `429` with `Retry-After` and changes nothing. The checks are
 //! in memory and cost nothing measurable on the path from a message to its reply; what they
-//! remember is pruned every minute ([`Limits::forget_idle`]).
+//! remember is pruned every minute ([`Limits::forget_idle`]). Instances sharing a database tell
+//! each other what they counted ([`Charge`], every second), so the rates hold across them.
 
 pub mod contacts;
 pub mod quotas;
@@ -29,7 +30,14 @@ pub mod rate;
 pub mod sign_in;
 pub mod streams;
 
-use std::{hash::BuildHasher, net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    hash::{BuildHasher, BuildHasherDefault, DefaultHasher},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{LimitsConfig, QuotasConfig},
@@ -77,7 +85,115 @@ pub struct Limits {
     pub quotas: quotas::Quotas,
 }
 
+/// The hash of identities under which they are limited: the same in every instance (and every
+/// process of one version), so that instances can tell each other what they counted.
+pub(crate) type IdentityHasher = BuildHasherDefault<DefaultHasher>;
+
+/// A rate, as instances name it to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RateName {
+    /// A visitor's messages.
+    #[serde(rename = "vm")]
+    VisitorMessages,
+    /// A visitor's new conversations.
+    #[serde(rename = "vc")]
+    VisitorConversations,
+    /// A visitor's requests for a person.
+    #[serde(rename = "vh")]
+    VisitorHandoffs,
+    /// An address's messages.
+    #[serde(rename = "am")]
+    AddressMessages,
+    /// An address's new conversations.
+    #[serde(rename = "ac")]
+    AddressConversations,
+    /// An address's requests for a person.
+    #[serde(rename = "ah")]
+    AddressHandoffs,
+    /// A messaging channel contact's answered messages.
+    #[serde(rename = "cm")]
+    ContactMessages,
+}
+
+/// Events one instance counted, for the others to count too: `n` events of `key` against a rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge(pub RateName, pub String, pub u32);
+
 impl Limits {
+    /// Notes every event counted from now on for the other instances ([`Limits::take_charges`]).
+    pub fn share(&self) {
+        let v = &self.visitors;
+        for rate in [&v.messages, &v.conversations, &v.handoffs] {
+            rate.share();
+        }
+        for rate in [
+            &v.address_messages,
+            &v.address_conversations,
+            &v.address_handoffs,
+        ] {
+            rate.share();
+        }
+        self.contacts.rate().share();
+    }
+
+    /// What was counted here since the last call, for the other instances.
+    pub fn take_charges(&self) -> Vec<Charge> {
+        fn take<K: std::hash::Hash + Eq + Clone + ToString>(
+            name: RateName,
+            rate: &Rate<K>,
+            into: &mut Vec<Charge>,
+        ) {
+            into.extend(
+                rate.take_recent()
+                    .into_iter()
+                    .map(|(key, n)| Charge(name, key.to_string(), n)),
+            );
+        }
+        let v = &self.visitors;
+        let mut charges = Vec::new();
+        take(RateName::VisitorMessages, &v.messages, &mut charges);
+        take(
+            RateName::VisitorConversations,
+            &v.conversations,
+            &mut charges,
+        );
+        take(RateName::VisitorHandoffs, &v.handoffs, &mut charges);
+        take(RateName::AddressMessages, &v.address_messages, &mut charges);
+        take(
+            RateName::AddressConversations,
+            &v.address_conversations,
+            &mut charges,
+        );
+        take(RateName::AddressHandoffs, &v.address_handoffs, &mut charges);
+        take(
+            RateName::ContactMessages,
+            self.contacts.rate(),
+            &mut charges,
+        );
+        charges
+    }
+
+    /// Counts what another instance counted. Keys that do not parse (another version's) are
+    /// skipped.
+    pub fn charge(&self, charges: &[Charge]) {
+        let v = &self.visitors;
+        for Charge(name, key, n) in charges {
+            let (n, identity, address) = (*n, key.parse::<u64>(), key.parse::<IpAddr>());
+            match (name, identity, address) {
+                (RateName::VisitorMessages, Ok(key), _) => v.messages.charge(&key, n),
+                (RateName::VisitorConversations, Ok(key), _) => v.conversations.charge(&key, n),
+                (RateName::VisitorHandoffs, Ok(key), _) => v.handoffs.charge(&key, n),
+                (RateName::ContactMessages, Ok(key), _) => self.contacts.rate().charge(&key, n),
+                (RateName::AddressMessages, _, Ok(key)) => v.address_messages.charge(&key, n),
+                (RateName::AddressConversations, _, Ok(key)) => {
+                    v.address_conversations.charge(&key, n);
+                }
+                (RateName::AddressHandoffs, _, Ok(key)) => v.address_handoffs.charge(&key, n),
+                _ => {}
+            }
+        }
+    }
+
     /// The limits of a configuration, without quotas; `total_streams` is the cap on open event
     /// streams, derived from the connection cap when not configured.
     pub fn new(config: &LimitsConfig, total_streams: usize, clock: &Clock) -> Arc<Self> {
@@ -121,7 +237,7 @@ pub struct VisitorRates {
     address_messages: Rate<IpAddr>,
     address_conversations: Rate<IpAddr>,
     address_handoffs: Rate<IpAddr>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: IdentityHasher,
     exempt_local: bool,
 }
 

@@ -2,11 +2,24 @@
 //! `governor`, on the gateway's clock (so tests can move time forward instead of sleeping).
 //!
 //! A check is a lock-free update of one map entry: it costs nothing measurable on the path from a
-//! message to its reply. Keys are small values (an address, or a 64-bit hash of an identity under
-//! a per-process random key), so a check never allocates; idle keys are forgotten by
-//! [`Rate::forget_idle`].
+//! message to its reply. Keys are small values (an address, or a 64-bit hash of an identity), so a
+//! check never allocates; idle keys are forgotten by [`Rate::forget_idle`].
+//!
+//! Instances sharing a database share their rates: once [`Rate::share`] is on, every event counted
+//! here is also noted, handed out by [`Rate::take_recent`] and counted by the other instances with
+//! [`Rate::charge`] (see `live::relay`), so a client spreading requests over instances meets one
+//! limit, a moment late at most.
 
-use std::{hash::Hash, num::NonZeroU32, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    num::NonZeroU32,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use governor::{
     Quota, RateLimiter, middleware::NoOpMiddleware, nanos::Nanos, state::keyed::DashMapStateStore,
@@ -34,6 +47,10 @@ impl governor::clock::Clock for LimitClock {
 pub struct Rate<K: Hash + Eq + Clone> {
     limiter: Option<RateLimiter<K, DashMapStateStore<K>, LimitClock, NoOpMiddleware<Nanos>>>,
     clock: LimitClock,
+    /// Whether other instances count what is counted here.
+    shared: AtomicBool,
+    /// Events counted here since the other instances were last told, by key.
+    recent: Mutex<HashMap<K, u32>>,
 }
 
 impl<K: Hash + Eq + Clone> Rate<K> {
@@ -52,6 +69,35 @@ impl<K: Hash + Eq + Clone> Rate<K> {
         Self {
             limiter: quota.map(|q| RateLimiter::dashmap_with_clock(q, clock.clone())),
             clock,
+            shared: AtomicBool::new(false),
+            recent: Mutex::default(),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, HashMap<K, u32>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the events counted from now on for the other instances ([`Rate::take_recent`]).
+    pub fn share(&self) {
+        self.shared.store(true, Ordering::Relaxed);
+    }
+
+    /// The events counted here since the last call, by key, for the other instances.
+    pub fn take_recent(&self) -> Vec<(K, u32)> {
+        std::mem::take(&mut *self.recent()).into_iter().collect()
+    }
+
+    /// Counts `n` events of `key` that another instance allowed, as far as the rate has room
+    /// for them (beyond it the key is refused here too, until it refills).
+    pub fn charge(&self, key: &K, n: u32) {
+        let Some(limiter) = &self.limiter else {
+            return;
+        };
+        for _ in 0..n {
+            if limiter.check_key(key).is_err() {
+                return;
+            }
         }
     }
 
@@ -64,7 +110,11 @@ impl<K: Hash + Eq + Clone> Rate<K> {
         limiter.check_key(key).map_err(|not_until| {
             use governor::clock::Clock as _;
             not_until.wait_time_from(self.clock.now())
-        })
+        })?;
+        if self.shared.load(Ordering::Relaxed) {
+            *self.recent().entry(key.clone()).or_default() += 1;
+        }
+        Ok(())
     }
 
     /// Forgets keys whose bucket is full again (they would be allowed a full burst anyway), so
@@ -110,6 +160,33 @@ mod tests {
             "one more after a third of the minute"
         );
         assert!(rate.check(&1).is_err());
+    }
+
+    #[test]
+    fn what_one_instance_counts_the_other_counts_too() {
+        let clock = Clock::system();
+        let (here, there) = (
+            Rate::<u64>::per_minute(3, &clock),
+            Rate::<u64>::per_minute(3, &clock),
+        );
+        here.share();
+        here.check(&1).unwrap();
+        here.check(&1).unwrap();
+        here.check(&2).unwrap();
+        let mut recent = here.take_recent();
+        recent.sort();
+        assert_eq!(recent, [(1, 2), (2, 1)]);
+        assert!(here.take_recent().is_empty(), "told once");
+        for (key, n) in recent {
+            there.charge(&key, n);
+        }
+        there.check(&1).unwrap();
+        assert!(
+            there.check(&1).is_err(),
+            "two here and one there: the third"
+        );
+        there.charge(&2, 10);
+        assert!(there.check(&2).is_err(), "charged up to the burst");
     }
 
     #[test]

@@ -250,7 +250,8 @@ struct HubInner {
     closing: tokio_util::sync::CancellationToken,
     /// Where events published here go to reach the other instances (PostgreSQL only).
     relay: OnceLock<mpsc::Sender<Signal>>,
-    /// Another instance handed turns to this one.
+    /// Turns other instances handed to this one, not yet taken.
+    handed: Mutex<Vec<MessageId>>,
     turns: tokio::sync::Notify,
 }
 
@@ -262,6 +263,7 @@ impl Default for Hub {
                 staff: broadcast::channel(STAFF_BUFFER).0,
                 closing: tokio_util::sync::CancellationToken::new(),
                 relay: OnceLock::new(),
+                handed: Mutex::default(),
                 turns: tokio::sync::Notify::new(),
             }),
         }
@@ -479,17 +481,34 @@ impl Hub {
         let _ = self.inner.staff.send(Arc::new(notice));
     }
 
-    /// Tells the instance `owner` that it was handed turns (they are in the database: this only
-    /// wakes it up).
-    pub fn turns_handed_to(&self, owner: &str) {
+    /// Tells the instance `owner` that it was handed the turn of `message` (the database says
+    /// so already; this wakes it up, its sweep would find it later).
+    pub fn turns_handed_to(&self, owner: &str, message: &MessageId) {
         self.relay(|| Signal::Turns {
             to: owner.to_owned(),
+            messages: vec![message.clone()],
         });
     }
 
-    /// Completes when another instance handed turns to this one.
-    pub async fn turns_handed_over(&self) {
-        self.inner.turns.notified().await;
+    /// The turns other instances handed to this one, once there are some.
+    pub async fn turns_handed_over(&self) -> Vec<MessageId> {
+        loop {
+            let handed =
+                std::mem::take(&mut *self.inner.handed.lock().unwrap_or_else(|e| e.into_inner()));
+            if !handed.is_empty() {
+                return handed;
+            }
+            self.inner.turns.notified().await;
+        }
+    }
+
+    fn handed_here(&self, messages: Vec<MessageId>) {
+        self.inner
+            .handed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(messages);
+        self.inner.turns.notify_one();
     }
 
     /// Sends what `signal` describes to the other instances, when there are any.

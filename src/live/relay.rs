@@ -15,6 +15,10 @@
 //! Signals are sent in batches, one round trip each, by one task: the hot path only hands a signal
 //! to a channel. Signals are applied one at a time, in the order they were sent, and only for
 //! conversations someone here watches.
+//!
+//! Two more things travel the same way: word that turns were handed to an instance (see
+//! `pipeline::placement`), and, every second, what the rate limits counted here, which the other
+//! instances count too — so a client spreading requests over the instances meets one limit.
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,6 +30,7 @@ use tracing::{debug, warn};
 use super::{Hub, ReplyProgress, StaffNotice};
 use crate::{
     ids::{ConversationId, MessageId},
+    limits::{Charge, Limits},
     store::{
         Store, messages,
         signals::{self, Heard, MAX_PAYLOAD},
@@ -41,6 +46,10 @@ const BACKLOG: usize = 8_192;
 const BATCH: usize = 256;
 /// How long to wait before listening again after the database could not be reached.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often the other instances are told what the rate limits counted here.
+const SHARE_RATES_EVERY: Duration = Duration::from_secs(1);
+/// Rate charges per signal: well under the payload limit.
+const CHARGES_PER_SIGNAL: usize = 100;
 
 /// What one instance tells the others about an event it published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +99,13 @@ pub enum Signal {
     Turns {
         /// The instance.
         to: String,
+        /// The messages whose turns they are.
+        messages: Vec<MessageId>,
+    },
+    /// What the sender's rate limits counted lately.
+    Charges {
+        /// The events, by rate and key.
+        charges: Vec<Charge>,
     },
 }
 
@@ -101,9 +117,15 @@ struct Envelope {
     signal: Signal,
 }
 
-/// Starts relaying `hub`'s events to and from the other instances on the database, until `stop`.
-/// On SQLite (one process) there is nobody to relay to, and nothing starts.
-pub fn start(store: &Store, hub: &Hub, stop: CancellationToken) -> Option<JoinHandle<()>> {
+/// Starts relaying `hub`'s events and what `limits` count to and from the other instances on the
+/// database, until `stop`. On SQLite (one process) there is nobody to relay to, and nothing
+/// starts.
+pub fn start(
+    store: &Store,
+    hub: &Hub,
+    limits: &Arc<Limits>,
+    stop: CancellationToken,
+) -> Option<JoinHandle<()>> {
     if store.backend() != crate::store::Backend::Postgres {
         return None;
     }
@@ -112,8 +134,9 @@ pub fn start(store: &Store, hub: &Hub, stop: CancellationToken) -> Option<JoinHa
         // A hub relays through one relay only.
         return None;
     }
+    limits.share();
     let from: Arc<str> = store.instance().into();
-    let (store, hub) = (store.clone(), hub.clone());
+    let (store, hub, limits) = (store.clone(), hub.clone(), limits.clone());
     Some(tokio::spawn(async move {
         let channel = loop {
             match signals::channel(&store, TOPIC).await {
@@ -131,9 +154,10 @@ pub fn start(store: &Store, hub: &Hub, stop: CancellationToken) -> Option<JoinHa
             channel.clone(),
             from.clone(),
             receiver,
+            limits.clone(),
             stop.clone(),
         );
-        let listening = listen(store, channel, hub, from, stop);
+        let listening = listen(store, channel, hub, limits, from, stop);
         tokio::join!(sending, listening);
     }))
 }
@@ -145,13 +169,25 @@ async fn send(
     channel: Arc<str>,
     from: Arc<str>,
     mut signals: mpsc::Receiver<Signal>,
+    limits: Arc<Limits>,
     stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut share = tokio::time::interval(SHARE_RATES_EVERY);
+    share.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             n = signals.recv_many(&mut batch, BATCH) => if n == 0 { return },
+            _ = share.tick() => {
+                let charges = limits.take_charges();
+                batch.extend(charges.chunks(CHARGES_PER_SIGNAL).map(|chunk| Signal::Charges {
+                    charges: chunk.to_vec(),
+                }));
+                if batch.is_empty() {
+                    continue;
+                }
+            }
         }
         let payloads: Vec<String> = batch
             .drain(..)
@@ -188,6 +224,7 @@ async fn listen(
     store: Store,
     channel: Arc<str>,
     hub: Hub,
+    limits: Arc<Limits>,
     from: Arc<str>,
     stop: CancellationToken,
 ) {
@@ -214,7 +251,9 @@ async fn listen(
                 heard = listener.next() => heard,
             };
             match heard {
-                Ok(Heard::Payload(payload)) => apply(&store, &hub, &from, &payload).await,
+                Ok(Heard::Payload(payload)) => {
+                    apply(&store, &hub, &limits, &from, &payload).await;
+                }
                 Ok(Heard::Gap) => {
                     debug!("the connection to the other instances was lost and reopened");
                     hub.resync();
@@ -229,7 +268,7 @@ async fn listen(
 }
 
 /// Publishes another instance's signal on this hub.
-async fn apply(store: &Store, hub: &Hub, me: &str, payload: &str) {
+async fn apply(store: &Store, hub: &Hub, limits: &Limits, me: &str, payload: &str) {
     let envelope: Envelope = match serde_json::from_str(payload) {
         Ok(envelope) => envelope,
         Err(e) => {
@@ -280,11 +319,12 @@ async fn apply(store: &Store, hub: &Hub, me: &str, payload: &str) {
         }
         Signal::EndReply { conversation_id } => hub.end_reply_here(&conversation_id),
         Signal::Staff { notice } => hub.send_staff_here(notice),
-        Signal::Turns { to } => {
+        Signal::Turns { to, messages } => {
             if to == me {
-                hub.inner.turns.notify_one();
+                hub.handed_here(messages);
             }
         }
+        Signal::Charges { charges } => limits.charge(&charges),
     }
 }
 
@@ -322,6 +362,23 @@ mod tests {
         let back: Envelope = serde_json::from_str(&payload).unwrap();
         assert_eq!(back.from, "gw-1");
         assert!(matches!(back.signal, Signal::Message { .. }));
+    }
+
+    #[test]
+    fn a_full_signal_of_rate_charges_fits_in_a_notification() {
+        use crate::limits::RateName;
+        let worst = Charge(
+            RateName::AddressConversations,
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".into(),
+            u32::MAX,
+        );
+        let payload = encode(
+            "an-instance-name-of-some-length-0000000000",
+            Signal::Charges {
+                charges: vec![worst; CHARGES_PER_SIGNAL],
+            },
+        );
+        assert!(payload.is_some_and(|p| p.len() <= MAX_PAYLOAD));
     }
 
     #[test]

@@ -40,12 +40,15 @@ use crate::{
     channels::Channels,
     config::Config,
     experts::Experts,
-    ids::ConversationId,
+    ids::{ConversationId, MessageId},
     jobs::queue::Wakers,
     limits::Limits,
     live::Hub,
     shared::Shared,
-    store::{Store, StoreError, messages::needs_delivery},
+    store::{
+        Store, StoreError,
+        messages::{self, needs_delivery},
+    },
     telemetry::metrics,
     time::Clock,
 };
@@ -214,6 +217,29 @@ impl Pipeline {
     /// Resumes messages left unanswered for longer than `grace`. Returns how many.
     pub async fn sweep(&self, grace: Duration) -> Result<usize, StoreError> {
         self.inner.sweep(grace).await
+    }
+
+    /// Answers these unanswered messages here (their turns were handed to this instance, or
+    /// taken over from one that stopped); those already queued here are left alone. Returns how
+    /// many were queued.
+    pub async fn resume(&self, ids: &[MessageId]) -> Result<usize, StoreError> {
+        let mut resumed = 0;
+        for id in ids {
+            if self.inner.lanes.contains(id) {
+                continue;
+            }
+            if let Some(message) =
+                messages::get(&mut self.inner.store.reader(), id.as_str()).await?
+            {
+                self.inner.submit(PendingTurn {
+                    message,
+                    watcher: None,
+                    origin: tracing::Span::none(),
+                });
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
     }
 
     /// Forgets which conversations' turns run here: the other instances took this one for dead

@@ -1,7 +1,7 @@
 //! One place runs a conversation's turns, when several instances share a PostgreSQL database.
 //!
 //! Lanes keep one message of a conversation at a time within a process; across processes, two
-//! messages of one conversation stored by different instances (a WhatsApp user whose webhooks the
+//! messages of one conversation stored by different instances (a messaging user whose webhooks the
 //! load balancer spreads, a visitor whose requests do) would otherwise be answered at the same
 //! time, each without the other's reply, and both turns could pick the same oldest unanswered
 //! message and pay the agent twice for it.
@@ -150,7 +150,7 @@ impl Inner {
                     to = %owner,
                     "the conversation's turns run on another instance; handed this one over"
                 );
-                self.hub.turns_handed_to(&owner);
+                self.hub.turns_handed_to(&owner, &message.id);
             }
             // Answered meanwhile, or taken over by another instance: nothing to hand.
             Ok(false) => {}

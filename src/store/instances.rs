@@ -8,7 +8,7 @@
 //! longer than `instance.dead_after`.
 
 use super::{Backend, Db, Section, Store, StoreError, query};
-use crate::time::Timestamp;
+use crate::{ids::MessageId, time::Timestamp};
 
 /// The owner of work stored by a store that was never given an instance name (tools and tests
 /// that use the store directly).
@@ -129,8 +129,8 @@ pub struct TakenOver {
     pub dead: Vec<String>,
     /// Job leases released (their jobs are due again for any instance).
     pub jobs: u64,
-    /// Turns of unanswered messages that are now this instance's.
-    pub turns: u64,
+    /// The unanswered messages whose turns are now this instance's.
+    pub turns: Vec<MessageId>,
 }
 
 /// Forgets the instances silent since before `now - dead_after`, releases the job leases of
@@ -156,11 +156,11 @@ pub async fn take_over(
              AND lease_owner NOT IN (SELECT name FROM instances)",
         ))
         .await?;
-    let turns = tx
-        .execute(
+    let turns: Vec<(MessageId,)> = tx
+        .fetch_all(
             query(
                 "UPDATE pending_turns SET owner = $1 WHERE owner IS NULL \
-                 OR owner NOT IN (SELECT name FROM instances)",
+                 OR owner NOT IN (SELECT name FROM instances) RETURNING message_id",
             )
             .bind(me),
         )
@@ -169,7 +169,7 @@ pub async fn take_over(
     Ok(TakenOver {
         dead: dead.into_iter().map(|(name,)| name).collect(),
         jobs,
-        turns,
+        turns: turns.into_iter().map(|(id,)| id).collect(),
     })
 }
 

@@ -782,3 +782,35 @@ pub(crate) async fn announce_body(app: &TestApp, head: &str) -> TcpStream {
     stream.write_all(head.as_bytes()).await.unwrap();
     stream
 }
+
+/// A visitor spreading messages over two instances of one deployment meets one limit: each
+/// instance counts what the other allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_meets_one_rate_across_instances() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let one = TestApp::spawn_with(&backend, |config| {
+        config.limits.visitor.messages_per_minute = 4;
+    })
+    .await;
+    let two = TestApp::start(one.config.clone(), one.clock.clone()).await;
+    for (i, app) in [&one, &two, &one, &two].into_iter().enumerate() {
+        let (status, body) = app
+            .send("dev-1", json!({"content": format!("message {i}")}))
+            .await;
+        assert_eq!(status, 200, "message {i} is within the rate: {body}");
+    }
+    // The instances tell each other what they counted every second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for app in [&one, &two] {
+        let (status, body) = app.send("dev-1", json!({"content": "a fifth"})).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    }
+    assert_eq!(
+        one.count("messages").await,
+        8,
+        "four messages, four replies"
+    );
+}
