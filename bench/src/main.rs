@@ -22,6 +22,8 @@
 //!    acknowledged (each stored durably before the 200), and the replies the throttled sender got
 //!    out meanwhile (Telegram allows a bot about 30 messages/s, and teloxide's throttle keeps it
 //!    there).
+//! 6. Several instances (`--instances`, PostgreSQL): the web figure with one gateway and with two
+//!    on one database, and the time a reply takes to reach an event stream on the other instance.
 
 use std::{
     net::SocketAddr,
@@ -42,6 +44,7 @@ use tokio::{
     sync::Mutex,
 };
 
+mod instances;
 mod telegram;
 mod whatsapp;
 
@@ -61,6 +64,8 @@ struct Options {
     postgres: Option<String>,
     whatsapp_users: usize,
     telegram_connections: usize,
+    /// Also measure two instances on the PostgreSQL database.
+    instances: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -75,6 +80,7 @@ fn options() -> anyhow::Result<Options> {
             .filter(|u| !u.is_empty()),
         whatsapp_users: 64,
         telegram_connections: 64,
+        instances: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -89,6 +95,7 @@ fn options() -> anyhow::Result<Options> {
             "--no-sqlite" => o.sqlite = false,
             "--whatsapp-users" => o.whatsapp_users = value()?.parse()?,
             "--telegram-connections" => o.telegram_connections = value()?.parse()?,
+            "--instances" => o.instances = true,
             other => bail!("unknown argument {other}; see the source for the options"),
         }
     }
@@ -306,15 +313,15 @@ struct Throughput {
     latencies: Vec<Duration>,
 }
 
-/// `visitors` visitors send back to back for `duration`.
+/// `visitors` visitors send back to back for `duration`, visitor `n` to `addresses[n % len]`.
 async fn throughput(
-    address: SocketAddr,
+    addresses: &[SocketAddr],
     visitors: usize,
     duration: Duration,
 ) -> anyhow::Result<Throughput> {
     let mut ready = Vec::with_capacity(visitors);
     for n in 0..visitors {
-        ready.push(Visitor::new(address, n).await?);
+        ready.push(Visitor::new(addresses[n % addresses.len()], n).await?);
     }
     let start = Instant::now();
     let deadline = start + duration;
@@ -466,8 +473,8 @@ struct Report {
 async fn measure(backend: &'static str, url: &str, options: &Options) -> anyhow::Result<Report> {
     let gateway = Gateway::start(url).await?;
     // Warm up: connections, statement caches, page cache.
-    throughput(gateway.address, options.visitors, Duration::from_secs(2)).await?;
-    let mut result = throughput(gateway.address, options.visitors, options.duration).await?;
+    throughput(&[gateway.address], options.visitors, Duration::from_secs(2)).await?;
+    let mut result = throughput(&[gateway.address], options.visitors, options.duration).await?;
     result.latencies.sort();
     let mut fixed = fixed_rate(gateway.address, 100, options.rate_seconds).await?;
     fixed.sort();
@@ -504,6 +511,27 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let separator = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{separator}options[search_path]={name}");
         reports.push(measure("PostgreSQL", &url, &options).await?);
+        if options.instances {
+            let name = format!("bench_{}", uuid::Uuid::now_v7().simple());
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+                .await?;
+            let url = format!("{base}{separator}options[search_path]={name}");
+            let figures = instances::run(&url, options.visitors, options.duration).await;
+            conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE")))
+                .await?;
+            let figures = figures?;
+            println!(
+                "PostgreSQL, one instance: {:.0} msgs/s; two instances on one database: {:.0} msgs/s \
+                 (visitors spread over both); a reply on one reached a stream on the other in \
+                 p50 {} p99 {} max {} ({} replies)",
+                figures.one.per_second,
+                figures.two.per_second,
+                ms(percentile(&figures.crossing, 50.0)),
+                ms(percentile(&figures.crossing, 99.0)),
+                ms(figures.crossing.last().copied().unwrap_or_default()),
+                figures.crossing.len(),
+            );
+        }
         schema = Some((conn, name));
     } else {
         println!("(PostgreSQL skipped: pass --postgres URL or set TEST_DATABASE_URL)");
