@@ -23,7 +23,7 @@ use crate::{
         fake::{FakeModel, ModelBehaviour},
         graph::FakeGraph,
         json_response,
-        process::Gateway,
+        process::{Gateway, config_file},
     },
 };
 
@@ -78,21 +78,6 @@ impl Unresponsive {
     }
 }
 
-/// A configuration file in `dir` for a gateway on `url`, with `extra` TOML appended.
-fn write_config(dir: &Path, file: &str, url: &str, extra: &str) -> PathBuf {
-    let path = dir.join(file);
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"1s\"\n\
-             [database]\nurl = {url}\n{extra}",
-            url = toml::Value::String(url.into()),
-        ),
-    )
-    .unwrap();
-    path
-}
-
 /// A signed WhatsApp text message from the test user.
 fn whatsapp_text(id: &str, body: &str) -> (Vec<u8>, String) {
     let payload = serde_json::to_vec(&json!({
@@ -125,7 +110,7 @@ async fn a_restart_takes_back_its_jobs_without_waiting_for_their_leases(backend:
         )
     };
     let silent = Unresponsive::start("survive the lease").await;
-    let config = write_config(
+    let config = config_file(
         dir.path(),
         "first.toml",
         &db.url,
@@ -147,7 +132,7 @@ async fn a_restart_takes_back_its_jobs_without_waiting_for_their_leases(backend:
     first.kill();
 
     let graph = FakeGraph::start().await;
-    let config = write_config(
+    let config = config_file(
         dir.path(),
         "second.toml",
         &db.url,
@@ -260,7 +245,7 @@ async fn all_answered(gateway: &Gateway, sent: &[(String, String, String)]) -> D
 /// Two instances on one PostgreSQL schema: `a` answers with a model that never finishes, `b` with
 /// the echo agent under the same name (so whoever answers is visible in the reply).
 fn two_instances(dir: &Path, url: &str, model: &FakeModel) -> (PathBuf, PathBuf) {
-    let a = write_config(
+    let a = config_file(
         dir,
         "a.toml",
         url,
@@ -271,7 +256,7 @@ fn two_instances(dir: &Path, url: &str, model: &FakeModel) -> (PathBuf, PathBuf)
             toml::Value::String(model.base_url())
         ),
     );
-    let b = write_config(
+    let b = config_file(
         dir,
         "b.toml",
         url,
@@ -377,8 +362,8 @@ async fn telegram_polling_runs_on_one_instance_and_moves_when_it_dies() {
             toml::Value::String(api.api_url())
         )
     };
-    let a = Gateway::start(&write_config(dir.path(), "a.toml", &db.url, &telegram("a")));
-    let b = Gateway::start(&write_config(dir.path(), "b.toml", &db.url, &telegram("b")));
+    let a = Gateway::start(&config_file(dir.path(), "a.toml", &db.url, &telegram("a")));
+    let b = Gateway::start(&config_file(dir.path(), "b.toml", &db.url, &telegram("b")));
     let update = |id: i64, text: &str| {
         json!({"update_id": id, "message": {
             "message_id": id, "date": chrono::Utc::now().timestamp(),
@@ -465,7 +450,7 @@ async fn one_conversation_over_two_instances_is_answered_in_one_place() {
     let dir = tempfile::tempdir().unwrap();
     let model = FakeModel::start(ModelBehaviour::Echo(Duration::from_millis(100))).await;
     let config = |name: &str| {
-        write_config(
+        config_file(
             dir.path(),
             &format!("{name}.toml"),
             &db.url,
@@ -564,7 +549,7 @@ async fn whatsapp_messages_spread_over_two_instances_are_answered_once_in_order(
     let dir = tempfile::tempdir().unwrap();
     let graph = FakeGraph::start().await;
     let config = |name: &str| {
-        write_config(
+        config_file(
             dir.path(),
             &format!("{name}.toml"),
             &db.url,

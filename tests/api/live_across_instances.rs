@@ -12,23 +12,18 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, SseEvent, SseReader, TestApp, TestDb, json_response, process::Gateway,
+    Backend, SseEvent, SseReader, TestApp, TestDb, json_response,
+    process::{Gateway, config_file},
 };
 
 /// A configuration file in `dir` for an instance named `name` on `url`, answering with `echo`.
 fn config(dir: &Path, name: &str, url: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"1s\"\n\
-             [database]\nurl = {url}\n[instance]\nname = \"{name}\"\n\
-             [routing]\ndefault_agent = \"echo\"\n",
-            url = toml::Value::String(url.into()),
-        ),
+    config_file(
+        dir,
+        &format!("{name}.toml"),
+        url,
+        &format!("[instance]\nname = \"{name}\"\n[routing]\ndefault_agent = \"echo\"\n"),
     )
-    .unwrap();
-    path
 }
 
 /// Sends `content` as visitor `device` and waits for its reply; the response body.

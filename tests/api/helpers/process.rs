@@ -5,11 +5,27 @@
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
     time::Duration,
 };
+
+/// Writes a configuration file `file` in `dir` for a gateway on the database `url` (listening on a
+/// free port, with a short grace period), with `extra` TOML appended.
+pub fn config_file(dir: &Path, file: &str, url: &str, extra: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"1s\"\n\
+             [database]\nurl = {url}\n{extra}",
+            url = toml::Value::String(url.into()),
+        ),
+    )
+    .expect("a configuration file");
+    path
+}
 
 /// The gateway binary, running.
 pub struct Gateway {
