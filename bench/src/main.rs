@@ -128,6 +128,8 @@ fn serve(database_url: String, graph: Option<String>) -> anyhow::Result<()> {
             config.database.url = database_url;
             config.routing.default_agent = "echo".into();
             config.log.filter = "warn".into();
+            // Several gateways of this benchmark may share a database: each is an instance.
+            config.instance.name = Some(format!("bench-{}", std::process::id()));
             let dir = tempfile::tempdir()?;
             config.media.dir = dir.path().join("media");
             // Every gateway the benchmark starts on one database must sign staff tokens with the
@@ -203,6 +205,13 @@ impl Gateway {
             .strip_prefix("listening ")
             .context("unexpected first line")?
             .parse()?;
+        // The gateway's log (warnings and errors) goes on to this program's error output; a
+        // closed pipe would make its writes fail.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("gateway: {line}");
+            }
+        });
         Ok(Gateway { child, address })
     }
 
