@@ -47,6 +47,7 @@ mod conversations;
 mod dashboard;
 pub mod error;
 mod events;
+mod follow;
 pub mod extract;
 mod media;
 pub mod openapi;
@@ -61,6 +62,7 @@ mod supervisor;
 mod uploads;
 mod usage;
 mod webhook;
+mod ws;
 
 use std::{sync::Arc, time::Duration};
 
@@ -129,6 +131,7 @@ pub fn router(state: AppState) -> Router {
     let visitor_api = Router::new()
         .route("/v1/chat/messages", post(chat::post_message))
         .route("/v1/chat/stream", post(chat::stream_message))
+        .route("/v1/chat/ws", get(ws::open))
         .route(
             "/v1/conversations",
             get(conversations::list).post(conversations::create),

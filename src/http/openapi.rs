@@ -28,7 +28,7 @@ use utoipa::{
 
 use super::{
     ApiError, admin, chat, conversations, dashboard, error::ErrorBody, events, media, ops, pages,
-    privacy, staff, supervisor, uploads, usage, webhook,
+    privacy, staff, supervisor, uploads, usage, webhook, ws,
 };
 
 /// The document's list of operations and components. Handlers whose module keeps them private
@@ -49,6 +49,7 @@ use super::{
     paths(
         chat::post_message,
         chat::stream_message,
+        ws::open,
         uploads::create,
         conversations::list,
         conversations::create,

@@ -33,7 +33,8 @@ use super::{
     AppState,
     chat::sse_response,
     error::ApiError,
-    events::{Audience, conversation_stream, resume_from},
+    events::{conversation_stream, resume_from},
+    follow::Audience,
     extract::{ApiJson, ApiPath, ApiQuery, RequestOrigin, StaffUser},
     staff_streams::{access_ends, stream_place},
 };

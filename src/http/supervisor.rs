@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use super::{
     AppState,
     error::ApiError,
-    events::{Audience, conversation_stream},
+    events::conversation_stream,
+    follow::Audience,
     extract::{ApiPath, ApiQuery, StaffUser},
     paging,
     staff::audit,
