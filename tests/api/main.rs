@@ -36,4 +36,5 @@ mod supervision;
 mod telegram;
 mod uploads;
 mod usage;
+mod websocket;
 mod whatsapp;
