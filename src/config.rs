@@ -1160,7 +1160,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 /// Environment variables that override numeric keys of the file, and the key each one sets.
 pub const ENV_NUMBER_OVERRIDES: &[(&str, &str)] = &[
     ("SWITCHBOARD_WS_MAX_FRAME_BYTES", "web.ws_max_frame_bytes"),
-    ("SWITCHBOARD_WS_SOCKETS_PER_VISITOR", "web.ws_sockets_per_visitor"),
+    (
+        "SWITCHBOARD_WS_SOCKETS_PER_VISITOR",
+        "web.ws_sockets_per_visitor",
+    ),
 ];
 
 /// Overrides the default plan's `messages_per_day` (a number; not a fixed key, since the default

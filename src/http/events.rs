@@ -138,16 +138,13 @@ pub(super) async fn conversation_stream(
             serde_json::json!({"conversation_id": conversation_id, "after_seq": from.seq}),
         ));
     }
-    let (replay, live) = follow(
-        &state.store,
-        &state.hub,
-        conversation_id,
-        from,
-        observed,
-    )
-    .await?;
+    let (replay, live) = follow(&state.store, &state.hub, conversation_id, from, observed).await?;
     let events = futures::stream::iter(head)
-        .chain(futures::stream::iter(replay).chain(live).map(move |followed| sse(&followed, audience)))
+        .chain(
+            futures::stream::iter(replay)
+                .chain(live)
+                .map(move |followed| sse(&followed, audience)),
+        )
         .map(Ok)
         .take_until(until);
     Ok(sse_response(events, state, Some(permit)))

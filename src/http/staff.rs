@@ -34,8 +34,8 @@ use super::{
     chat::sse_response,
     error::ApiError,
     events::{conversation_stream, resume_from},
-    follow::Audience,
     extract::{ApiJson, ApiPath, ApiQuery, RequestOrigin, StaffUser},
+    follow::Audience,
     staff_streams::{access_ends, stream_place},
 };
 use crate::{

@@ -105,13 +105,7 @@ impl Limits {
                 total_streams,
                 config.exempt_local,
             ),
-            sockets: StreamSlots::new(
-                sockets_per_visitor,
-                0,
-                0,
-                usize::MAX,
-                config.exempt_local,
-            ),
+            sockets: StreamSlots::new(sockets_per_visitor, 0, 0, usize::MAX, config.exempt_local),
             contacts: ContactFloods::new(config.contact.messages_per_minute, clock),
             quotas: quotas::Quotas::new(quotas, clock),
         })

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
-use switchboard::config::AgentConfig;
+use switchboard::{config::AgentConfig, store::Db};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
@@ -199,7 +199,10 @@ async fn a_visitor_chats_and_sees_typing_deltas_and_the_reply(backend: Backend) 
 
     // What the socket showed is what is stored.
     let (_, stored) = app
-        .get("dev-ws", &format!("/v1/conversations/{conversation}/messages"))
+        .get(
+            "dev-ws",
+            &format!("/v1/conversations/{conversation}/messages"),
+        )
         .await;
     let contents: Vec<&str> = stored["messages"]
         .as_array()
@@ -269,7 +272,9 @@ async fn an_experts_message_arrives_unasked() {
     socket
         .send(json!({"type": "resume", "conversation_id": other, "after_seq": 0}))
         .await;
-    let (first, _) = socket.until(|f| f["conversation_id"] == other.as_str()).await;
+    let (first, _) = socket
+        .until(|f| f["conversation_id"] == other.as_str())
+        .await;
     assert_eq!(first["message"]["content"], "second tab", "{first}");
 }
 
@@ -348,7 +353,10 @@ async fn bad_frames_get_error_frames_and_the_socket_lives() {
         (r#"{"type":"shout"}"#, "unknown_type"),
         (r#"{"content":"no type"}"#, "invalid_request"),
         (r#"{"type":"message","content":""}"#, "empty_content"),
-        (r#"{"type":"message","content":"hi","colour":"red"}"#, "invalid_request"),
+        (
+            r#"{"type":"message","content":"hi","colour":"red"}"#,
+            "invalid_request",
+        ),
         (
             r#"{"type":"message","content":"hi","conversation_id":"nope"}"#,
             "invalid_conversation_id",
@@ -357,7 +365,10 @@ async fn bad_frames_get_error_frames_and_the_socket_lives() {
             r#"{"type":"message","content":"hi","conversation_id":"0193a0a0-0000-7000-8000-000000000000"}"#,
             "not_found",
         ),
-        (r#"{"type":"resume","conversation_id":"nope","after_seq":1}"#, "invalid_conversation_id"),
+        (
+            r#"{"type":"resume","conversation_id":"nope","after_seq":1}"#,
+            "invalid_conversation_id",
+        ),
         (r#"{"type":"resume","after_seq":1}"#, "invalid_request"),
     ];
     for (frame, code) in cases {
@@ -470,9 +481,13 @@ async fn identities_and_origins_are_checked_before_the_upgrade() {
         refusal(connect(&strict, "?device_id=dev-1", &[]).await),
         (401, "token_required".into())
     );
-    connect(&strict, "", &[("authorization", &format!("Bearer {signed}"))])
-        .await
-        .expect("a token in the header");
+    connect(
+        &strict,
+        "",
+        &[("authorization", &format!("Bearer {signed}"))],
+    )
+    .await
+    .expect("a token in the header");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,7 +534,10 @@ async fn a_visitor_may_hold_only_so_many_sockets() {
     let (_second, _) = Socket::open(&app, "dev-ws").await;
     let refused = connect(&app, "?device_id=dev-ws", &[]).await.err();
     let (status, body) = refused.expect("a third socket is refused");
-    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
     // Another visitor is not concerned.
     let _other = Socket::open(&app, "dev-other").await;
     // The gauge counts the open sockets.
@@ -606,4 +624,111 @@ async fn silent_sockets_are_closed_and_a_shutdown_says_going_away() {
     let (code, _) = alive.closed().await;
     assert_eq!(code, CloseCode::Away);
     app.stop().await;
+}
+
+/// The open event transports, from the metrics: (WebSockets, event streams).
+async fn transports_open(app: &TestApp) -> (u64, u64) {
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_default() as u64
+    };
+    (
+        gauge("switchboard_websockets_open "),
+        gauge("switchboard_event_streams_open "),
+    )
+}
+
+/// The widget in headless Chromium follows its conversation over a WebSocket: an expert's reply
+/// reaches the page while the socket is the only event transport open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_gets_replies_over_a_websocket_in_a_real_browser() {
+    use crate::browser::{Browser, texts};
+    use fantoccini::Locator;
+
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let client = browser.client();
+    client.goto(&app.url("/")).await.unwrap();
+    let input = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#sbw-input"))
+        .await
+        .expect("the widget opens on the page");
+    input.send_keys("hello").await.unwrap();
+    client
+        .find(Locator::Css("#sbw-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    app.eventually(WAIT, "the widget's WebSocket", || async {
+        (transports_open(&app).await == (1, 0)).then_some(())
+    })
+    .await;
+    let (id,): (String,) = app
+        .store
+        .reader()
+        .fetch_one(switchboard::store::query("SELECT id FROM conversations"))
+        .await
+        .unwrap();
+
+    // The visitor asks for a person; an expert takes the conversation and answers.
+    client
+        .find(Locator::Css("#sbw-human"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let (_, token) = app.staff_token("ana@example.com", "expert").await;
+    app.eventually(WAIT, "the claim", || async {
+        let (status, _) = app
+            .staff_call(
+                Method::POST,
+                &format!("/v1/expert/conversations/{id}/claim"),
+                &token,
+                None,
+            )
+            .await;
+        (status < 300).then_some(())
+    })
+    .await;
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{id}/messages"),
+            &token,
+            Some(json!({"content": "Hello, Ana here."})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.eventually(WAIT, "the expert's reply on the page", || async {
+        let shown = texts(client, ".sbw-msg").await;
+        shown
+            .iter()
+            .any(|t| t.contains("Hello, Ana here."))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        transports_open(&app).await,
+        (1, 0),
+        "the reply came over the WebSocket, the only event transport open"
+    );
+    let _ = client.clone().close().await;
 }

@@ -94,7 +94,10 @@ struct Bare {}
 pub(super) fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     let mut fields: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
         if e.classify() == serde_json::error::Category::Data {
-            FrameError::new("invalid_request", "a frame is a JSON object with a \"type\"")
+            FrameError::new(
+                "invalid_request",
+                "a frame is a JSON object with a \"type\"",
+            )
         } else {
             FrameError::new("invalid_json", format!("the frame is not valid JSON: {e}"))
         }
@@ -188,7 +191,9 @@ fn conversation_id(id: &str) -> Result<ConversationId, FrameError> {
 
 /// A `client_id` is what an `Idempotency-Key` may be.
 fn valid_client_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_IDEMPOTENCY_KEY_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+    !id.is_empty()
+        && id.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// `{"type":"connected"}`, with the conversations followed from the start and the ping interval.
@@ -314,15 +319,17 @@ mod tests {
             "invalid_conversation_id"
         );
         assert_eq!(
-            code(r#"{"type":"resume","conversation_id":"0193a0a0-0000-7000-8000-000000000000","after_seq":-1}"#),
+            code(
+                r#"{"type":"resume","conversation_id":"0193a0a0-0000-7000-8000-000000000000","after_seq":-1}"#
+            ),
             "invalid_request"
         );
         assert_eq!(
             code(r#"{"type":"message","content":"hi","client_id":""}"#),
             "invalid_client_id"
         );
-        let unknown = parse(r#"{"type":"message","content":"hi","client_id":"a","colour":1}"#)
-            .unwrap_err();
+        let unknown =
+            parse(r#"{"type":"message","content":"hi","client_id":"a","colour":1}"#).unwrap_err();
         assert_eq!(
             (unknown.code, unknown.client_id.as_deref()),
             ("invalid_request", Some("a")),
@@ -332,10 +339,9 @@ mod tests {
 
     #[test]
     fn a_message_frame_is_the_http_body_with_a_client_id() {
-        let frame = parse(
-            r#"{"type":"message","client_id":"c-1","content":"hi","conversation_id":null}"#,
-        )
-        .unwrap();
+        let frame =
+            parse(r#"{"type":"message","client_id":"c-1","content":"hi","conversation_id":null}"#)
+                .unwrap();
         let ClientFrame::Message { client_id, body } = frame else {
             panic!("a message frame");
         };

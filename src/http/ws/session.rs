@@ -150,7 +150,6 @@ impl Session {
                 return Err(End::Close(1011, "internal error"));
             }
         };
-        drop(reader);
         // Oldest first, so that the most recent end up the least likely to be let go.
         let mut ids = Vec::new();
         for conversation in recent.into_iter().rev() {
@@ -251,7 +250,10 @@ impl Session {
                 )
                 .await;
                 match sent {
-                    Ok(accepted) => self.acknowledge(socket, client_id.as_deref(), accepted).await,
+                    Ok(accepted) => {
+                        self.acknowledge(socket, client_id.as_deref(), accepted)
+                            .await
+                    }
                     Err(error) => {
                         write(socket, frames::api_error(&error, client_id.as_deref())).await
                     }
