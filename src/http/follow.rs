@@ -26,6 +26,9 @@ use crate::{
 /// Messages read per query while catching up.
 const REPLAY_BATCH: i64 = 200;
 
+/// Answered messages a cursor remembers.
+const ANSWERED_KEPT: usize = 16;
+
 /// Who reads a stream: website visitors see messages as [`Message::for_visitor`] shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Audience {
@@ -164,6 +167,10 @@ impl Cursor {
         if message.direction == Direction::Outbound
             && let Some(reply_to) = &message.reply_to
         {
+            // The recent ones are enough: a reply in progress answers one of the newest messages.
+            if self.answered.len() == ANSWERED_KEPT {
+                self.answered.remove(0);
+            }
             self.answered.push(reply_to.clone());
         }
         self.position
@@ -258,6 +265,10 @@ impl Cursor {
             LiveEvent::Message(m) => {
                 return Verdict::Send(self.sent(m));
             }
+            // The pieces of a reply the client has whole already: the replay read it from the
+            // database before its live events came through.
+            LiveEvent::Delta(d) if self.answered.contains(&d.reply_to) => return Verdict::Skip,
+            LiveEvent::Typing(p) if self.answered.contains(&p.reply_to) => return Verdict::Skip,
             LiveEvent::Delta(d)
                 if self
                     .replayed_deltas
@@ -471,6 +482,29 @@ mod tests {
             deltas: vec!["Hello".into()],
         };
         assert!(cursor.resume_reply(streaming).is_empty());
+    }
+
+    #[test]
+    fn pieces_of_a_reply_already_sent_whole_are_not_sent() {
+        let mut cursor = Cursor::new(at(0, 0));
+        cursor.sent(&message(1, None));
+        cursor.sent(&message(2, Some("m1")));
+        let typing = LiveEvent::Typing(ReplyProgress {
+            reply_to: "m1".into(),
+            reply_to_seq: 1,
+        });
+        assert_eq!(cursor.judge(&typing), Verdict::Skip);
+        let delta = LiveEvent::Delta(Delta {
+            reply_to: "m1".into(),
+            reply_to_seq: 1,
+            index: 1,
+            content: "x".into(),
+        });
+        assert_eq!(cursor.judge(&delta), Verdict::Skip);
+        assert_eq!(
+            cursor.judge(&LiveEvent::Message(message(3, None))),
+            Verdict::Send(at(3, 0))
+        );
     }
 
     #[test]

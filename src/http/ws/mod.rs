@@ -110,7 +110,7 @@ pub(super) async fn open(
         .max_message_size(web.ws_max_frame_bytes)
         .max_frame_size(web.ws_max_frame_bytes)
         // Small buffers: an idle socket is one of the gateway's budgets, and frames are small.
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| session.run(socket)))

@@ -112,7 +112,9 @@ impl Session {
 
     /// Runs the socket to its end.
     pub(super) async fn run(mut self, mut socket: WebSocket) {
-        let end = match self.start(&mut socket).await {
+        // Boxed: the task of an idle socket keeps only the loop's own state, not room for the
+        // largest thing a frame can make it do (sending a message runs the pipeline's ingest).
+        let end = match Box::pin(self.start(&mut socket)).await {
             Ok(()) => self.serve(&mut socket).await,
             Err(end) => end,
         };
@@ -188,11 +190,11 @@ impl Session {
                     },
                     Some(Ok(frame)) => {
                         self.heard = Instant::now();
-                        self.received(socket, frame).await
+                        Box::pin(self.received(socket, frame)).await
                     }
                 },
                 Some((conversation, followed)) = self.follows.next(), if !self.follows.is_empty() => {
-                    self.forward(socket, &conversation, &followed).await
+                    Box::pin(self.forward(socket, &conversation, &followed)).await
                 }
                 _ = pings.tick() => {
                     if self.heard.elapsed() >= interval * 2 {
