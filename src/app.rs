@@ -107,7 +107,13 @@ impl Gateway {
             0 => max_connections - (max_connections / 10).max(256).min(max_connections / 2),
             n => n.min(max_connections),
         };
-        let limits = Limits::with_quotas(&config.limits, &config.quotas, total_streams, &clock);
+        let limits = Limits::with_quotas(
+            &config.limits,
+            &config.quotas,
+            total_streams,
+            config.web.ws_sockets_per_visitor,
+            &clock,
+        );
         // Quotas count in memory, from what the database says the contacts used so far.
         let (day, month) = limits.quotas.period_starts();
         let accounts = crate::store::usage::quota_accounts(

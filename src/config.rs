@@ -279,7 +279,19 @@ pub struct WebConfig {
     /// Interval of comment heartbeats on event streams.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// The largest frame a WebSocket client (`GET /v1/chat/ws`) may send, in bytes; a bigger one
+    /// closes the socket (close code 1009).
+    pub ws_max_frame_bytes: usize,
+    /// WebSockets one visitor may hold open at once; one more is refused (429). 0: no limit.
+    pub ws_sockets_per_visitor: u32,
+    /// How often the gateway pings each WebSocket; a socket that has not answered (nothing came
+    /// from it) for two intervals is closed (close code 4408).
+    #[serde(with = "humantime_serde")]
+    pub ws_ping_interval: Duration,
 }
+
+/// The smallest and largest `web.ws_max_frame_bytes`.
+pub const WS_FRAME_BYTES: std::ops::RangeInclusive<usize> = 1024..=16 * 1024 * 1024;
 
 /// The largest `web.max_upload_bytes`: an upload is one request, held open while it arrives.
 pub const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * 1024;
@@ -300,6 +312,9 @@ impl Default for WebConfig {
             allowed_origins: vec!["*".into()],
             reply_timeout: Duration::from_secs(60),
             heartbeat: Duration::from_secs(15),
+            ws_max_frame_bytes: 64 * 1024,
+            ws_sockets_per_visitor: 8,
+            ws_ping_interval: Duration::from_secs(30),
         }
     }
 }
@@ -1225,6 +1240,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("SWITCHBOARD_PUBLIC_URL", "server.public_url"),
     ("DATABASE_URL", "database.url"),
     ("SWITCHBOARD_JWT_SECRET", "web.jwt_secret"),
+    ("SWITCHBOARD_WS_PING_INTERVAL", "web.ws_ping_interval"),
     ("SWITCHBOARD_DEFAULT_AGENT", "routing.default_agent"),
     ("SWITCHBOARD_LOG", "log.filter"),
     ("SWITCHBOARD_LOG_FORMAT", "log.format"),
@@ -1236,6 +1252,15 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     (
         "SWITCHBOARD_EXPERT_WEBHOOK_SECRET",
         "experts.webhook_secret",
+    ),
+];
+
+/// Environment variables that override numeric keys of the file, and the key each one sets.
+pub const ENV_NUMBER_OVERRIDES: &[(&str, &str)] = &[
+    ("SWITCHBOARD_WS_MAX_FRAME_BYTES", "web.ws_max_frame_bytes"),
+    (
+        "SWITCHBOARD_WS_SOCKETS_PER_VISITOR",
+        "web.ws_sockets_per_visitor",
     ),
 ];
 
@@ -1290,6 +1315,18 @@ impl Config {
         for (var, key) in ENV_OVERRIDES {
             if let Some(value) = env(var).filter(|v| !v.is_empty()) {
                 set_key(&mut doc, key, toml::Value::String(value));
+            }
+        }
+        for (var, key) in ENV_NUMBER_OVERRIDES {
+            if let Some(value) = env(var).filter(|v| !v.trim().is_empty()) {
+                let number = value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|e| ConfigError::Parse {
+                        origin: (*var).into(),
+                        message: format!("{value:?} is not a number: {e}"),
+                    })?;
+                set_key(&mut doc, key, toml::Value::Integer(number));
             }
         }
         let origin = path.map_or("environment".to_owned(), |p| p.display().to_string());
@@ -1409,6 +1446,16 @@ impl Config {
             return invalid(format!(
                 "web.max_upload_bytes must be between 1 and {MAX_UPLOAD_BYTES}"
             ));
+        }
+        if !WS_FRAME_BYTES.contains(&self.web.ws_max_frame_bytes) {
+            return invalid(format!(
+                "web.ws_max_frame_bytes must be between {} and {}",
+                WS_FRAME_BYTES.start(),
+                WS_FRAME_BYTES.end()
+            ));
+        }
+        if self.web.ws_ping_interval < Duration::from_millis(100) {
+            return invalid("web.ws_ping_interval must be at least 100ms".into());
         }
         if self.web.unused_upload_ttl < Duration::from_secs(60) {
             return invalid("web.unused_upload_ttl must be at least 1m".into());
@@ -1629,6 +1676,30 @@ mod tests {
         assert_eq!(config.web.heartbeat, Duration::from_secs(15));
         assert_eq!(config.routing.lock_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.web.max_content_chars, 4096);
+    }
+
+    #[test]
+    fn websocket_limits_come_from_the_environment_too() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_WS_MAX_FRAME_BYTES", "4096"),
+                ("SWITCHBOARD_WS_SOCKETS_PER_VISITOR", "3"),
+                ("SWITCHBOARD_WS_PING_INTERVAL", "10s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.web.ws_max_frame_bytes, 4096);
+        assert_eq!(config.web.ws_sockets_per_visitor, 3);
+        assert_eq!(config.web.ws_ping_interval, Duration::from_secs(10));
+        assert!(
+            Config::load(None, env(&[("SWITCHBOARD_WS_MAX_FRAME_BYTES", "many")])).is_err(),
+            "not a number"
+        );
+        assert!(
+            Config::load(None, env(&[("SWITCHBOARD_WS_MAX_FRAME_BYTES", "10")])).is_err(),
+            "too small for a message"
+        );
     }
 
     #[test]

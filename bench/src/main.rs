@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p switchboard-bench                      # SQLite (+ PostgreSQL if TEST_DATABASE_URL is set)
 //! cargo run --release -p switchboard-bench -- --postgres postgres://postgres@127.0.0.1:5432/test
+//! cargo run --release -p switchboard-bench -- --ws                # the WebSocket chat only
 //! ```
 //!
 //! The gateway runs in a child process (this program started again with `--serve`), with the
@@ -24,6 +25,8 @@
 //!    there).
 //! 6. Several instances (`--instances`, PostgreSQL): the web figure with one gateway and with two
 //!    on one database, and the time a reply takes to reach an event stream on the other instance.
+//! 7. WebSocket (`--ws`: only this): idle sockets per process and memory per socket, and latency
+//!    at 100 messages/s over sockets (see [`ws`]).
 
 use std::{
     net::SocketAddr,
@@ -47,6 +50,7 @@ use tokio::{
 mod instances;
 mod telegram;
 mod whatsapp;
+mod ws;
 
 /// The app secret the benchmark's gateway verifies WhatsApp webhooks with.
 const WHATSAPP_SECRET: &str = "bench-app-secret";
@@ -66,6 +70,10 @@ struct Options {
     telegram_connections: usize,
     /// Also measure two instances on the PostgreSQL database.
     instances: bool,
+    /// Only the WebSocket benchmark.
+    ws: bool,
+    /// Idle sockets to open (at most what the open-files limit allows).
+    ws_sockets: usize,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -81,6 +89,8 @@ fn options() -> anyhow::Result<Options> {
         whatsapp_users: 64,
         telegram_connections: 64,
         instances: false,
+        ws: false,
+        ws_sockets: 20_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -96,6 +106,8 @@ fn options() -> anyhow::Result<Options> {
             "--whatsapp-users" => o.whatsapp_users = value()?.parse()?,
             "--telegram-connections" => o.telegram_connections = value()?.parse()?,
             "--instances" => o.instances = true,
+            "--ws" => o.ws = true,
+            "--ws-sockets" => o.ws_sockets = value()?.parse()?,
             other => bail!("unknown argument {other}; see the source for the options"),
         }
     }
@@ -152,6 +164,8 @@ fn serve(database_url: String, graph: Option<String>) -> anyhow::Result<()> {
             address.conversations_per_hour = u32::MAX;
             address.event_streams = u32::MAX;
             config.limits.contact.messages_per_minute = u32::MAX;
+            // Idle sockets are measured for minutes without a word: pings are not the subject.
+            config.web.ws_ping_interval = Duration::from_secs(600);
             if let Some(api) = graph.as_deref().and_then(|g| g.strip_prefix("telegram=")) {
                 config.set("telegram.token", telegram::TOKEN);
                 config.set("telegram.name", "bench");
@@ -495,7 +509,52 @@ async fn measure(backend: &'static str, url: &str, options: &Options) -> anyhow:
     })
 }
 
+/// The WebSocket benchmark: idle sockets and their memory, then latency at 100 msgs/s.
+async fn run_ws(options: &Options) -> anyhow::Result<()> {
+    // Each socket is a descriptor in both processes; what else they hold stays below 1,000.
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    let count = options
+        .ws_sockets
+        .min(usize::try_from(limit.saturating_sub(1000)).unwrap_or(usize::MAX));
+    println!(
+        "WebSocket chat: {count} idle sockets (open-files limit {limit}), then 100 msgs/s for {} s",
+        options.rate_seconds
+    );
+    let dir = tempfile::tempdir()?;
+    let sqlite = format!("sqlite://{}", dir.path().join("ws.db").display());
+    let gateway = Gateway::start(&sqlite).await?;
+    let (before, after, open) = ws::idle_memory(&gateway, count).await?;
+    let per = after.saturating_sub(before) as f64 / open.max(1) as f64;
+    println!(
+        "idle WebSockets: {open} open, each following a conversation; gateway RSS {:.1} MiB -> \
+         {:.1} MiB = {:.1} KB per socket",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        per / 1024.0
+    );
+    // Let the sockets' ends settle before measuring latency on the same gateway.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (mut acks, mut replies) =
+        ws::fixed_rate(gateway.address, 100, options.rate_seconds).await?;
+    gateway.stop().await;
+    acks.sort();
+    replies.sort();
+    println!(
+        "100 msgs/s over WebSockets, {} messages: ack p50 {} p99 {}; reply p50 {} p99 {} max {}",
+        replies.len(),
+        ms(percentile(&acks, 50.0)),
+        ms(percentile(&acks, 99.0)),
+        ms(percentile(&replies, 50.0)),
+        ms(percentile(&replies, 99.0)),
+        ms(replies.last().copied().unwrap_or_default()),
+    );
+    Ok(())
+}
+
 async fn run(options: Options) -> anyhow::Result<()> {
+    if options.ws {
+        return run_ws(&options).await;
+    }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "Switchboard benchmark: {cores} cores, echo agent, {} visitors for {} s, then 100 msgs/s for {} s",

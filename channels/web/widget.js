@@ -14,7 +14,8 @@
  *                             web.max_upload_bytes decides)
  *
  * Replies stream in through POST /v1/chat/stream; everything else that happens in the conversation
- * (expert messages, handoff notices, other tabs) arrives on its event stream (see "Transports").
+ * (expert messages, handoff notices, other tabs) arrives over a WebSocket, or server-sent events
+ * where a WebSocket cannot open (see "Transports").
  * Pictures and PDFs go up through POST /v1/uploads and are attached to a message by id. The
  * visitor's earlier conversations are listed from GET /v1/conversations; one is current at a time.
  */
@@ -302,24 +303,72 @@
   // How a conversation's events reach the widget. A transport opens a stream of one
   // conversation's events, calls on(kind, payload) for each ("message", "update", "typing",
   // "delta", and "closed" when the stream ends for good), and returns {close}; or returns null
-  // when it cannot run here. The first that runs is used: another transport can be put before
-  // server-sent events, which work everywhere.
-  var transports = [
-    function sse(conversation, on) {
-      if (!window.EventSource) return null;
-      var source = new EventSource(base + "/v1/conversations/" + encodeURIComponent(conversation) + "/events?" + identityQuery());
-      ["message", "update", "typing", "delta"].forEach(function (kind) {
-        source.addEventListener(kind, function (e) {
-          var payload = null;
-          try { payload = e.data ? JSON.parse(e.data) : null; } catch (err) { /* a typing notice carries no JSON */ }
-          on(kind, payload);
-        });
+  // when it cannot run here. The first that runs is used: the WebSocket, then server-sent
+  // events, which work everywhere.
+  function sse(conversation, on) {
+    if (!window.EventSource) return null;
+    var source = new EventSource(base + "/v1/conversations/" + encodeURIComponent(conversation) + "/events?" + identityQuery());
+    ["message", "update", "typing", "delta"].forEach(function (kind) {
+      source.addEventListener(kind, function (e) {
+        var payload = null;
+        try { payload = e.data ? JSON.parse(e.data) : null; } catch (err) { /* a typing notice carries no JSON */ }
+        on(kind, payload);
       });
-      // The browser reconnects by itself (sending Last-Event-ID) unless the stream was refused.
-      source.onerror = function () { if (source.readyState === EventSource.CLOSED) on("closed", null); };
-      return { close: function () { source.close(); } };
+    });
+    // The browser reconnects by itself (sending Last-Event-ID) unless the stream was refused.
+    source.onerror = function () { if (source.readyState === EventSource.CLOSED) on("closed", null); };
+    return { close: function () { source.close(); } };
+  }
+  // One WebSocket (GET /v1/chat/ws) carries the conversation's events; it asks to "resume" from
+  // the newest message it has, on opening and on every reconnect, so that nothing is missed.
+  // A socket that cannot open at all (a proxy that does not pass WebSockets, an old gateway)
+  // hands over to server-sent events.
+  function websocket(conversation, on) {
+    if (!window.WebSocket) return null;
+    var url = base.replace(/^http/, "ws") + "/v1/chat/ws?" + identityQuery();
+    var socket = null, opened = false, stopped = false, fallback = null, timer = null, retries = 0, lastSeq = 0;
+    function connect() {
+      socket = new WebSocket(url);
+      socket.onopen = function () {
+        opened = true;
+        retries = 0;
+        socket.send(JSON.stringify({ type: "resume", conversation_id: conversation, after_seq: lastSeq }));
+      };
+      socket.onmessage = function (e) {
+        var frame;
+        try { frame = JSON.parse(e.data); } catch (err) { return; }
+        if (!frame || frame.conversation_id !== conversation) return;
+        if (frame.type === "message" && frame.message) {
+          if (frame.message.seq > lastSeq) lastSeq = frame.message.seq;
+          on("message", frame.message);
+        } else if (frame.type === "update" && frame.message) {
+          on("update", frame.message);
+        } else if (frame.type === "typing" || frame.type === "delta") {
+          on(frame.type, frame);
+        }
+      };
+      socket.onclose = function () {
+        if (stopped) return;
+        if (!opened) {
+          fallback = sse(conversation, on);
+          if (!fallback) on("closed", null);
+          return;
+        }
+        opened = false;
+        timer = setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, retries++)));
+      };
     }
-  ];
+    connect();
+    return {
+      close: function () {
+        stopped = true;
+        clearTimeout(timer);
+        if (socket) socket.close();
+        if (fallback) fallback.close();
+      }
+    };
+  }
+  var transports = [websocket, sse];
 
   function onEvent(kind, payload) {
     if (kind === "closed") { events = null; return; }

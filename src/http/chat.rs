@@ -76,37 +76,59 @@ pub(super) struct SendResponse {
 }
 
 /// What the visitor's message became.
-enum Accepted {
+pub(super) enum Accepted {
     /// A new message, and how to follow its answer.
     New {
+        /// The stored message.
         message: Message,
+        /// Who answers the conversation.
         mode: Mode,
+        /// The reply being produced, when an agent answers.
         watch: Option<ReplyWatch>,
     },
     /// A retry of a message already stored, and its answer so far.
     Repeat {
+        /// The message as first stored.
         message: Message,
+        /// Its answer, when there is one already.
         reply: Option<Box<Message>>,
+        /// Who answers the conversation.
         mode: Mode,
     },
 }
 
-/// Validates the visitor's message, counts it against their rates, and ingests it. A refusal
-/// stores nothing.
-async fn accept(
+impl Accepted {
+    /// The visitor's stored message.
+    pub(super) fn message(&self) -> &Message {
+        match self {
+            Accepted::New { message, .. } | Accepted::Repeat { message, .. } => message,
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, when the request has one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    Ok(headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map_err(|_| RequestError::InvalidIdempotencyKey))
+        .transpose()?)
+}
+
+/// Sends a visitor's message, whatever carries it (`POST /v1/chat/messages`, `/v1/chat/stream`,
+/// a WebSocket frame): validates it, counts it against their quota and rates, and ingests it
+/// (the pipeline's locks and order). `key` makes a resend safe (an `Idempotency-Key` header, a
+/// frame's `client_id`): a message already stored under it is returned as it was, and counted
+/// against nothing. A refusal stores nothing.
+pub(super) async fn send(
     state: &AppState,
     visitor: &Visitor,
     address: IpAddr,
-    headers: &HeaderMap,
+    key: Option<&str>,
     body: ChatRequest,
     agent: Option<&str>,
 ) -> Result<Accepted, ApiError> {
     let chosen = agent
         .map(|name| super::agents::chosen(state, name))
-        .transpose()?;
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().map_err(|_| RequestError::InvalidIdempotencyKey))
         .transpose()?;
     let limits = Limits {
         max_content_chars: state.config.web.max_content_chars,
@@ -259,16 +281,8 @@ pub(super) async fn post_message(
     ApiJson(body): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     let SendRequest { message, agent } = body;
-    match accept(
-        &state,
-        &visitor,
-        address,
-        &headers,
-        message,
-        agent.as_deref(),
-    )
-    .await?
-    {
+    let key = idempotency_key(&headers)?;
+    match send(&state, &visitor, address, key, message, agent.as_deref()).await? {
         Accepted::New { message, watch, .. } => {
             let reply = match (params.wait, watch) {
                 (true, Some(watch)) => {
@@ -334,15 +348,8 @@ pub(super) async fn stream_message(
     ApiJson(body): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     let SendRequest { message, agent } = body;
-    let accepted = accept(
-        &state,
-        &visitor,
-        address,
-        &headers,
-        message,
-        agent.as_deref(),
-    )
-    .await?;
+    let key = idempotency_key(&headers)?;
+    let accepted = send(&state, &visitor, address, key, message, agent.as_deref()).await?;
     let timeout = state.config.web.reply_timeout;
     let clock = state.clock.clone();
     let now = move || clock.now().to_datetime();

@@ -423,9 +423,9 @@ pub(super) struct HandoffRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct HandoffResponse {
     #[schema(value_type = super::openapi::schemas::VisitorConversation)]
-    conversation: VisitorView,
+    pub(super) conversation: VisitorView,
     /// The notice shown to the visitor; `null` when an expert already had the conversation.
-    message: Option<Message>,
+    pub(super) message: Option<Message>,
 }
 
 /// `POST /v1/conversations/{id}/handoff`: ask for a person. The AI stops answering.
@@ -457,15 +457,6 @@ pub(super) async fn handoff(
     ApiPath(id): ApiPath<ConversationId>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
-    let conversation = owned(&state, &visitor, &id).await?;
-    // Asking again while experts already have the conversation changes nothing; only a real
-    // handoff counts against the visitor's rate.
-    if conversation.mode == Mode::Ai {
-        state
-            .limits
-            .visitors
-            .handoff(&visitor.external_id(), address)?;
-    }
     // The body is optional.
     let request: HandoffRequest = if body.iter().all(u8::is_ascii_whitespace) {
         HandoffRequest::default()
@@ -481,14 +472,34 @@ pub(super) async fn handoff(
             ),
         })?
     };
-    let reason = request
-        .reason
+    let handoff = hand_off(&state, &visitor, address, &id, request.reason).await?;
+    Ok(Json(handoff).into_response())
+}
+
+/// Hands one of the visitor's conversations to a person, whatever carries the request (HTTP, a
+/// WebSocket frame); `reason` is cut to 500 characters.
+pub(super) async fn hand_off(
+    state: &AppState,
+    visitor: &Visitor,
+    address: std::net::IpAddr,
+    id: &ConversationId,
+    reason: Option<String>,
+) -> Result<HandoffResponse, ApiError> {
+    let conversation = owned(state, visitor, id).await?;
+    // Asking again while experts already have the conversation changes nothing; only a real
+    // handoff counts against the visitor's rate.
+    if conversation.mode == Mode::Ai {
+        state
+            .limits
+            .visitors
+            .handoff(&visitor.external_id(), address)?;
+    }
+    let reason = reason
         .map(|r| r.chars().take(500).collect::<String>())
         .unwrap_or_else(|| "the visitor asked for a person".into());
     let handoff = state.pipeline.handoff(&conversation.id, &reason).await?;
-    Ok(Json(HandoffResponse {
+    Ok(HandoffResponse {
         conversation: VisitorView(handoff.conversation),
         message: handoff.notice.map(Message::for_visitor),
     })
-    .into_response())
 }

@@ -90,6 +90,24 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The stable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message, for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The seconds of its `Retry-After` header, when it has one (a refusal over a limit).
+    pub fn retry_after(&self) -> Option<u64> {
+        self.header
+            .as_ref()
+            .filter(|(name, _)| name == header::RETRY_AFTER)
+            .and_then(|(_, value)| value.to_str().ok()?.parse().ok())
+    }
 }
 
 /// The body of every error answer: `{"error":{"code","message"}}`. The OpenAPI document

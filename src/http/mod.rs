@@ -49,6 +49,7 @@ mod dashboard;
 pub mod error;
 mod events;
 pub mod extract;
+mod follow;
 mod media;
 pub mod openapi;
 mod ops;
@@ -62,6 +63,7 @@ mod supervisor;
 mod uploads;
 mod usage;
 mod webhook;
+mod ws;
 
 use std::{sync::Arc, time::Duration};
 
@@ -134,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/stream", post(chat::stream_message))
         .route("/v1/agents", get(agents::list))
         .route("/v1/agents/recommend", post(agents::recommend))
+        .route("/v1/chat/ws", get(ws::open))
         .route(
             "/v1/conversations",
             get(conversations::list).post(conversations::create),

@@ -28,7 +28,7 @@ use utoipa::{
 
 use super::{
     ApiError, admin, agents, chat, conversations, dashboard, error::ErrorBody, events, media, ops,
-    pages, privacy, staff, supervisor, uploads, usage, webhook,
+    pages, privacy, staff, supervisor, uploads, usage, webhook, ws,
 };
 
 /// The document's list of operations and components. Handlers whose module keeps them private
@@ -51,6 +51,7 @@ use super::{
         chat::stream_message,
         agents::list,
         agents::recommend,
+        ws::open,
         uploads::create,
         conversations::list,
         conversations::create,

@@ -160,6 +160,7 @@ pub(super) async fn metrics(
             .collect(),
         pending_turns: (pending, age(oldest)),
         streams_open: state.limits.streams.open_count(),
+        websockets_open: state.limits.sockets.open_count(),
         connections: state.store.pool_figures(),
         uptime: state.lifecycle.uptime(),
     };

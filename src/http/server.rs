@@ -32,7 +32,6 @@ use http_body::{Frame, SizeHint};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::{net::TcpListener, sync::Semaphore, time::Instant};
@@ -114,7 +113,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout)
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
+    // Told to every connection at shutdown; the server waits until every connection has dropped
+    // its receiver. (hyper-util's `GracefulShutdown` does the same, for connections that cannot
+    // be upgraded to WebSockets.)
+    let (closing, _) = tokio::sync::watch::channel(());
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::default());
     let mut backoff = Duration::from_millis(5);
@@ -163,13 +165,31 @@ pub async fn serve(
                             });
                             // The peer's address, for limits and the audit log.
                             request.extensions_mut().insert(ConnectInfo(*peer));
+                            // A WebSocket outlives its HTTP connection (hyper hands the socket
+                            // over on upgrade): it keeps the connection's places.
+                            request.extensions_mut().insert(ConnectionPlaces {
+                                _places: routed.clone(),
+                            });
                             // The router is always ready: no need to wait for it.
                             app.clone().call(request)
                         },
                     ));
-                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    let mut shutdown = closing.subscribe();
                     tokio::spawn(async move {
-                        if let Err(e) = connection.await {
+                        tokio::pin!(connection);
+                        // At shutdown the connection finishes the response under way; an upgraded
+                        // one (a WebSocket) is on its own already, and ends when the hub closes.
+                        let ended = tokio::select! {
+                            ended = connection.as_mut() => ended,
+                            _ = shutdown.changed() => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await
+                            }
+                        };
+                        if let Err(e) = ended {
                             debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });
@@ -186,7 +206,16 @@ pub async fn serve(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = closing.send(());
+    closing.closed().await;
+}
+
+/// A connection's places (among all connections and among its address's): whoever holds this
+/// keeps them taken. An upgraded connection (a WebSocket) holds them for as long as it is open,
+/// so sockets count against `max_connections` like any connection.
+#[derive(Clone)]
+pub struct ConnectionPlaces {
+    _places: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 /// Open connections by client address (IPv6: by /64).

@@ -33,8 +33,9 @@ use super::{
     AppState,
     chat::sse_response,
     error::ApiError,
-    events::{Audience, conversation_stream, resume_from},
+    events::{conversation_stream, resume_from},
     extract::{ApiJson, ApiPath, ApiQuery, RequestOrigin, StaffUser},
+    follow::Audience,
     staff_streams::{access_ends, stream_place},
 };
 use crate::{

@@ -21,8 +21,9 @@ use serde_json::{Value, json};
 use super::{
     AppState,
     error::ApiError,
-    events::{Audience, conversation_stream},
+    events::conversation_stream,
     extract::{ApiPath, ApiQuery, StaffUser},
+    follow::Audience,
     paging,
     staff::audit,
     staff_streams::{access_ends, stream_place},

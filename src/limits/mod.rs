@@ -8,7 +8,7 @@
 //! configuration; `0` switches one off):
 //!
 //! - [`VisitorRates`]: messages, new conversations and handoffs of the website API;
-//! - [`streams`]: open event streams;
+//! - [`streams`]: open event streams, and open WebSockets per visitor;
 //! - [`contacts`]: answers per contact on the messaging channels (over the limit a message is
 //!   stored, not answered);
 //! - [`sign_in`]: staff sign-in attempts, with a backoff per account (held by `staff`);
@@ -79,6 +79,9 @@ pub struct Limits {
     pub visitors: VisitorRates,
     /// Open event streams.
     pub streams: Arc<StreamSlots>,
+    /// Open WebSockets (per visitor; their total is the connection cap's, as each holds its
+    /// connection).
+    pub sockets: Arc<StreamSlots>,
     /// Answers per contact on the messaging channels.
     pub contacts: ContactFloods,
     /// What each contact's plan and credits allow.
@@ -197,14 +200,16 @@ impl Limits {
     /// The limits of a configuration, without quotas; `total_streams` is the cap on open event
     /// streams, derived from the connection cap when not configured.
     pub fn new(config: &LimitsConfig, total_streams: usize, clock: &Clock) -> Arc<Self> {
-        Self::with_quotas(config, &QuotasConfig::default(), total_streams, clock)
+        Self::with_quotas(config, &QuotasConfig::default(), total_streams, 0, clock)
     }
 
-    /// The limits of a configuration, with its quotas (counting nothing until loaded).
+    /// The limits of a configuration, with its quotas (counting nothing until loaded), and at
+    /// most `sockets_per_visitor` WebSockets per visitor (0: no cap).
     pub fn with_quotas(
         config: &LimitsConfig,
         quotas: &QuotasConfig,
         total_streams: usize,
+        sockets_per_visitor: u32,
         clock: &Clock,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -216,6 +221,7 @@ impl Limits {
                 total_streams,
                 config.exempt_local,
             ),
+            sockets: StreamSlots::new(sockets_per_visitor, 0, 0, usize::MAX, config.exempt_local),
             contacts: ContactFloods::new(config.contact.messages_per_minute, clock),
             quotas: quotas::Quotas::new(quotas, clock),
         })

@@ -46,6 +46,8 @@ pub const PENDING_TURNS: &str = "switchboard_pending_turns";
 pub const PENDING_TURNS_AGE: &str = "switchboard_pending_turns_oldest_age_seconds";
 /// Open event streams (visitors', staff's and supervisors').
 pub const STREAMS_OPEN: &str = "switchboard_event_streams_open";
+/// Open WebSockets of the chat (`GET /v1/chat/ws`).
+pub const WEBSOCKETS_OPEN: &str = "switchboard_websockets_open";
 /// Database connections, by state (`in_use`, `idle`).
 pub const DB_CONNECTIONS: &str = "switchboard_db_connections";
 /// Largest number of database connections the pool opens.
@@ -131,6 +133,7 @@ fn describe() {
         "age of the oldest inbound message waiting for its answer"
     );
     describe_gauge!(STREAMS_OPEN, "open event streams");
+    describe_gauge!(WEBSOCKETS_OPEN, "open WebSockets of the chat");
     describe_gauge!(DB_CONNECTIONS, "database connections by state");
     describe_gauge!(DB_CONNECTIONS_MAX, "largest size of the database pool");
     describe_counter!(
@@ -272,6 +275,8 @@ pub struct Snapshot {
     pub pending_turns: (i64, Duration),
     /// Open event streams.
     pub streams_open: usize,
+    /// Open WebSockets.
+    pub websockets_open: usize,
     /// Database connections in use, idle, and at most.
     pub connections: crate::store::PoolFigures,
     /// Since the gateway started.
@@ -305,6 +310,7 @@ impl Snapshot {
         gauge!(PENDING_TURNS).set(self.pending_turns.0 as f64);
         gauge!(PENDING_TURNS_AGE).set(self.pending_turns.1.as_secs_f64());
         gauge!(STREAMS_OPEN).set(self.streams_open as f64);
+        gauge!(WEBSOCKETS_OPEN).set(self.websockets_open as f64);
         gauge!(DB_CONNECTIONS, "state" => "in_use").set(f64::from(self.connections.in_use));
         gauge!(DB_CONNECTIONS, "state" => "idle").set(f64::from(self.connections.idle));
         gauge!(DB_CONNECTIONS_MAX).set(f64::from(self.connections.max));

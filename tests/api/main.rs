@@ -38,4 +38,5 @@ mod supervision;
 mod telegram;
 mod uploads;
 mod usage;
+mod websocket;
 mod whatsapp;
