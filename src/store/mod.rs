@@ -550,10 +550,12 @@ impl Store {
             } => {
                 let idle = u32::try_from(readers.num_idle()).unwrap_or(u32::MAX);
                 let writing = u32::from(writer.try_lock().is_err());
+                // Read without a lock while connections come and go: the figures may disagree
+                // for a moment, so no arithmetic here may overflow.
                 PoolFigures {
-                    in_use: readers.size().saturating_sub(idle) + writing,
-                    idle: idle + (1 - writing),
-                    max: readers.options().get_max_connections() + 1,
+                    in_use: readers.size().saturating_sub(idle).saturating_add(writing),
+                    idle: idle.saturating_add(1 - writing),
+                    max: readers.options().get_max_connections().saturating_add(1),
                 }
             }
             Inner::Postgres { pool } => {
