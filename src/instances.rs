@@ -123,14 +123,14 @@ impl Membership {
                     }
                     _ = ticks.tick() => {}
                 }
-                if let Err(e) = me.beat(&pipeline, &wakers).await {
+                if let Err(e) = me.beat(&pipeline, &wakers, &hub).await {
                     warn!(error = %e, "cannot check on the other instances; trying again");
                 }
             }
         }))
     }
 
-    async fn beat(&self, pipeline: &Pipeline, wakers: &Wakers) -> anyhow::Result<()> {
+    async fn beat(&self, pipeline: &Pipeline, wakers: &Wakers, hub: &Hub) -> anyhow::Result<()> {
         let now = self.clock.now();
         if !instances::heartbeat(&self.store, &self.boot_id, now).await? {
             // The others found this instance silent for too long (a stall, a lost connection) and
@@ -145,6 +145,7 @@ impl Membership {
         }
         let taken = self.take_over().await?;
         self.report(&taken);
+        hub.set_others(instances::others(&self.store).await? > 0);
         if !taken.turns.is_empty() {
             pipeline.resume(&taken.turns).await?;
         }

@@ -250,6 +250,9 @@ struct HubInner {
     closing: tokio_util::sync::CancellationToken,
     /// Where events published here go to reach the other instances (PostgreSQL only).
     relay: OnceLock<mpsc::Sender<Signal>>,
+    /// Whether other instances may be listening: when this one is alone on its database, nothing
+    /// is relayed (a signal costs a round trip and PostgreSQL's notification queue).
+    others: std::sync::atomic::AtomicBool,
     /// Turns other instances handed to this one, not yet taken.
     handed: Mutex<Vec<MessageId>>,
     turns: tokio::sync::Notify,
@@ -263,6 +266,8 @@ impl Default for Hub {
                 staff: broadcast::channel(STAFF_BUFFER).0,
                 closing: tokio_util::sync::CancellationToken::new(),
                 relay: OnceLock::new(),
+                // Until the instances are counted, assume company.
+                others: std::sync::atomic::AtomicBool::new(true),
                 handed: Mutex::default(),
                 turns: tokio::sync::Notify::new(),
             }),
@@ -511,8 +516,19 @@ impl Hub {
         self.inner.turns.notify_one();
     }
 
+    /// Says whether other instances share the database now (they are counted every heartbeat;
+    /// a signal from one says so at once).
+    pub fn set_others(&self, others: bool) {
+        self.inner
+            .others
+            .store(others, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Sends what `signal` describes to the other instances, when there are any.
     fn relay(&self, signal: impl FnOnce() -> Signal) {
+        if !self.inner.others.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         if let Some(relay) = self.inner.relay.get()
             && relay.try_send(signal()).is_err()
         {

@@ -102,6 +102,8 @@ pub enum Signal {
         /// The messages whose turns they are.
         messages: Vec<MessageId>,
     },
+    /// An instance started: the others relay to it from now on.
+    Hello,
     /// What the sender's rate limits counted lately.
     Charges {
         /// The events, by rate and key.
@@ -157,6 +159,8 @@ pub fn start(
             limits.clone(),
             stop.clone(),
         );
+        // Listening first: the others may answer the hello at once.
+        hub.relay(|| Signal::Hello);
         let listening = listen(store, channel, hub, limits, from, stop);
         tokio::join!(sending, listening);
     }))
@@ -281,6 +285,7 @@ async fn apply(store: &Store, hub: &Hub, limits: &Limits, me: &str, payload: &st
         return;
     }
     live_signals(SignalOutcome::Received, 1);
+    hub.set_others(true);
     match envelope.signal {
         Signal::Message {
             conversation_id,
@@ -325,6 +330,7 @@ async fn apply(store: &Store, hub: &Hub, limits: &Limits, me: &str, payload: &st
             }
         }
         Signal::Charges { charges } => limits.charge(&charges),
+        Signal::Hello => {}
     }
 }
 

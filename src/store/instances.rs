@@ -104,6 +104,15 @@ pub async fn heartbeat(store: &Store, boot_id: &str, now: Timestamp) -> Result<b
     Ok(n == 1)
 }
 
+/// How many other instances are registered.
+pub async fn others(store: &Store) -> Result<i64, StoreError> {
+    let (n,): (i64,) = store
+        .reader()
+        .fetch_one(query("SELECT COUNT(*) FROM instances WHERE name <> $1").bind(store.instance()))
+        .await?;
+    Ok(n)
+}
+
 /// Registers this run again after the others took it for dead (see [`heartbeat`]); what they
 /// took over stays theirs.
 pub async fn rejoin(store: &Store, boot_id: &str, now: Timestamp) -> Result<(), StoreError> {
