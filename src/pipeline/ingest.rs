@@ -28,7 +28,7 @@ use crate::{
         Db, Store, StoreError, Tx, contacts,
         conversations::{self, Conversation, Mode, NewConversation},
         cursors, jobs,
-        messages::{self, Direction, InboundAppend, Message, NewMessage, Role},
+        messages::{self, Direction, InboundAppend, InboundStart, Message, NewMessage, Role},
         threads,
     },
     text,
@@ -48,6 +48,9 @@ pub enum Outcome {
         mode: Mode,
         /// Whether it waits for a turn of the pipeline (everything but reactions).
         awaits_answer: bool,
+        /// The conversation the message started, as its commit left it: its turn need not read
+        /// it back. `None` when the message joined a conversation (which may have changed since).
+        started: Option<Box<Conversation>>,
     },
     /// The provider had already delivered this message; nothing changed.
     Duplicate {
@@ -167,6 +170,13 @@ pub async fn ingest(
                     .await
                     .map(|o| vec![o])
             }
+            [InboundEvent::Message(message)]
+                if checkpoint.is_none() && starts_plain_conversation(source, message) =>
+            {
+                start(store, hub, source, message, now)
+                    .await
+                    .map(|o| vec![o])
+            }
             _ => try_ingest(store, hub, source, events, checkpoint, now).await,
         };
         match result {
@@ -184,6 +194,89 @@ pub async fn ingest(
 /// needs no lookup of a replied-to message.
 fn appends_to_named_conversation(message: &InboundMessage) -> bool {
     matches!(message.conversation, ConversationRef::Existing(_)) && message.reply_to.is_none()
+}
+
+/// Whether a message can take the one-round-trip path of a new conversation: it starts one,
+/// quotes nothing, and its channel counts nothing per contact at ingest (no hourly cap, no flood
+/// or quota check, no media to fetch: web chat, whose visitors are admitted before).
+fn starts_plain_conversation(source: Source<'_>, message: &InboundMessage) -> bool {
+    matches!(message.conversation, ConversationRef::New)
+        && message.reply_to.is_none()
+        && source.answers_per_hour.is_none()
+        && source.floods.is_none()
+        && source.quotas.is_none()
+        && !source.fetches_media
+}
+
+/// A visitor's first message of a conversation, stored with its contact and conversation in one
+/// round trip (after a duplicate check when the client sent an idempotency key).
+async fn start(
+    store: &Store,
+    hub: &Hub,
+    source: Source<'_>,
+    inbound: &InboundMessage,
+    now: Timestamp,
+) -> Result<Outcome, IngestError> {
+    let channel = source.channel;
+    if let Some(message) = stored_before(&mut store.reader(), channel, inbound).await? {
+        return Ok(Outcome::Duplicate { message });
+    }
+    if let Some(admit) = source.admit {
+        admit(true)?;
+    }
+    let (attachments, metadata) = message_data(inbound, source.chosen);
+    let text = inbound.content.to_text();
+    let about = inbound
+        .subject
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(&text);
+    let conversation_id = ConversationId::generate();
+    let title = text::title(about);
+    let awaits_answer = inbound.content.expects_answer();
+    let started = messages::start_inbound(
+        store,
+        InboundStart {
+            conversation_id: conversation_id.clone(),
+            title: title.clone(),
+            account: inbound.account.clone(),
+            contact: inbound.from.clone(),
+            message: InboundAppend {
+                conversation_id: conversation_id.clone(),
+                channel,
+                external_id: inbound.from.external_id.clone(),
+                kind: inbound.content.kind(),
+                content: text,
+                attachments,
+                provider_message_id: inbound.provider_message_id.clone(),
+                sender_key: inbound.sender_key.clone(),
+                awaits_answer,
+                metadata,
+            },
+        },
+        now,
+        {
+            let hub = hub.clone();
+            move |rows| rows.iter().for_each(|row| hub.message(&row.message))
+        },
+    )
+    .await?
+    .ok_or(IngestError::Store(StoreError::DuplicateRace))?;
+    let conversation = Conversation::started(
+        conversation_id,
+        channel,
+        inbound.account.clone(),
+        started.contact_id.clone(),
+        title,
+        now,
+    );
+    Ok(Outcome::Stored {
+        message: started.message,
+        contact_id: started.contact_id,
+        mode: started.conversation_mode,
+        awaits_answer,
+        started: Some(Box::new(conversation)),
+    })
 }
 
 /// The hot path of web chat: one message for a conversation the visitor named, stored in one
@@ -222,7 +315,10 @@ async fn append(
             metadata,
         },
         now,
-        |rows| rows.iter().for_each(|row| hub.message(&row.message)),
+        {
+            let hub = hub.clone();
+            move |rows| rows.iter().for_each(|row| hub.message(&row.message))
+        },
     )
     .await?;
     if let Some(appended) = appended {
@@ -231,6 +327,7 @@ async fn append(
             contact_id: appended.contact_id,
             mode: appended.conversation_mode,
             awaits_answer: inbound.content.expects_answer(),
+            started: None,
         });
     }
     let existing = conversations::get_for_owner(
@@ -547,6 +644,7 @@ async fn store_message(
                 contact_id: conversation.contact_id.clone(),
                 mode: conversation.mode,
                 awaits_answer,
+                started: None,
             },
             notice,
         )),

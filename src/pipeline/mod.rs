@@ -235,6 +235,7 @@ impl Pipeline {
                     message,
                     watcher: None,
                     origin: tracing::Span::none(),
+                    started: None,
                 });
                 resumed += 1;
             }
@@ -328,6 +329,7 @@ impl Inner {
             if let Outcome::Stored {
                 message,
                 awaits_answer,
+                started,
                 ..
             } = outcome
             {
@@ -338,6 +340,7 @@ impl Inner {
                         message: message.clone(),
                         watcher: watcher.take(),
                         origin: tracing::Span::current(),
+                        started: started.clone(),
                     });
                 }
             }

@@ -41,6 +41,7 @@ impl Inner {
                 message,
                 watcher: None,
                 origin: tracing::Span::none(),
+                started: None,
             });
             resumed += 1;
         }

@@ -56,6 +56,10 @@ pub struct PendingTurn {
     /// The span of the work that stored the message (an HTTP request, with its request id): the
     /// turn's span is its child, so the reply's log lines name the request that caused it.
     pub origin: tracing::Span,
+    /// The conversation the message started, as stored with it: nothing can have come before
+    /// this turn, so it is not read back. (A handoff in between is still caught: the reply is
+    /// stored only while the AI answers.)
+    pub started: Option<Box<Conversation>>,
 }
 
 impl LaneJob for PendingTurn {
@@ -175,13 +179,17 @@ impl Inner {
     /// the lane yet, that message goes first (its job, arriving later, finds it answered).
     pub(super) async fn turn(self: &Arc<Self>, job: PendingTurn) {
         // Another instance may run this conversation's turns (see `placement`).
-        let Some(job) = self.place(job).await else {
+        let Some(mut job) = self.place(job).await else {
             return;
         };
         loop {
             // Watched from before the conversation is read, so that no handoff slips in between.
             let watch = self.watch_replies(&job.message.conversation_id);
             let abandon = &watch.token;
+            if let Some(conversation) = job.started.take() {
+                self.run(job, Some(*conversation), abandon).await;
+                return;
+            }
             let next = conversations::get_with_next_turn(
                 &mut self.store.reader(),
                 &job.message.conversation_id,
@@ -242,6 +250,7 @@ impl Inner {
                         message,
                         watcher: None,
                         origin: tracing::Span::none(),
+                        started: None,
                     },
                     Ok(None) => return,
                     Err(e) => {
@@ -589,7 +598,7 @@ impl Inner {
             && let Some((contact_id, used)) = used
         {
             // The common case, in one round trip.
-            let hub = &self.hub;
+            let hub = self.hub.clone();
             let (tokens, cost_micros) = (used.tokens(), used.cost_micros);
             let reply = messages::append_reply(
                 &self.store,
@@ -607,7 +616,7 @@ impl Inner {
                     usage: used,
                 },
                 now,
-                |rows| rows.iter().for_each(|m| hub.message(m)),
+                move |rows| rows.iter().for_each(|m| hub.message(m)),
             )
             .await?;
             if let Some(reply) = &reply {

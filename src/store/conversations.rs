@@ -195,6 +195,41 @@ pub async fn create(
     .await
 }
 
+impl Conversation {
+    /// A conversation as [`create`] stores it, with its first message: what a turn would read
+    /// right after the commit that started it (see `messages::start_inbound`).
+    pub fn started(
+        id: ConversationId,
+        channel: Channel,
+        account: String,
+        contact_id: ContactId,
+        title: Option<String>,
+        now: Timestamp,
+    ) -> Conversation {
+        Conversation {
+            id,
+            channel,
+            account,
+            contact_id,
+            mode: Mode::Ai,
+            active_agent: None,
+            locked_at: None,
+            lock_ttl_secs: None,
+            title,
+            last_seq: 1,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            metadata: Json(serde_json::Map::new()),
+            expert_id: None,
+            queued_at: None,
+            assigned_at: None,
+            expert_seen_seq: 0,
+            source: None,
+        }
+    }
+}
+
 /// A conversation a client creates before writing in it.
 #[derive(Debug, Clone)]
 pub struct EmptyConversation<'a> {

@@ -137,7 +137,7 @@ pub async fn claim(
             job_columns!()
         )
     }
-    static SQLITE: Sql = Sql::new(|| format!("BEGIN IMMEDIATE; {}; COMMIT;", claim_sql("")));
+    static SQLITE: Sql = Sql::new(|| format!("{};", claim_sql("")));
     // SKIP LOCKED: instances sharing the database each take different jobs. A lane's later jobs
     // stay out of reach while its first one exists, whoever holds it.
     static POSTGRES: Sql = Sql::new(|| claim_sql(" FOR UPDATE SKIP LOCKED"));

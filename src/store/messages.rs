@@ -887,12 +887,11 @@ pub async fn append_inbound(
     store: &Store,
     new: InboundAppend,
     now: Timestamp,
-    after: impl FnOnce(&[Appended]),
+    after: impl FnOnce(&[Appended]) + Send + 'static,
 ) -> Result<Option<Appended>, StoreError> {
     let write = OneTrip::new(
         concat!(
-            "BEGIN IMMEDIATE; \
-             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4 \
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4 \
              WHERE id = $1 AND deleted_at IS NULL AND mode <> 'closed' \
              AND contact_id = (SELECT id FROM contacts WHERE channel = $2 AND external_id = $3); \
              INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
@@ -907,7 +906,7 @@ pub async fn append_inbound(
              WHERE $10 = 1 AND changes() = 1; \
              INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
              SELECT $2, $3, $12, $5, $4 WHERE $12 IS NOT NULL \
-             AND EXISTS (SELECT 1 FROM messages WHERE id = $5); COMMIT;"
+             AND EXISTS (SELECT 1 FROM messages WHERE id = $5);"
         ),
         concat!(
             "WITH conversation AS ( \
@@ -941,6 +940,122 @@ pub async fn append_inbound(
     .bind(new.metadata.to_value())
     .bind(new.sender_key)
     .bind(store.instance());
+    Ok(store.write_once(write, after).await?.pop())
+}
+
+/// An end user's first message, starting a conversation (see [`start_inbound`]).
+#[derive(Debug, Clone)]
+pub struct InboundStart {
+    /// The new conversation's id.
+    pub conversation_id: ConversationId,
+    /// Its title.
+    pub title: Option<String>,
+    /// Which of the gateway's identities on the channel it runs through.
+    pub account: String,
+    /// The author as the channel names them; created as a contact when new, their name and
+    /// handle refreshed (and their reachability restored) when known.
+    pub contact: switchboard_channel::ContactRef,
+    /// The message (its `conversation_id` is ignored: the new conversation's is used).
+    pub message: InboundAppend,
+}
+
+/// Starts a conversation with an end user's message, in one round trip: the contact (created
+/// or refreshed as `contacts::upsert` does), the conversation (as `conversations::create` stores
+/// it), the message at seq 1, its turn and its sender's key. A message whose provider id or sender
+/// key is stored already fails the whole write with a unique violation: nothing is kept, and the
+/// caller's retry finds the stored one.
+pub async fn start_inbound(
+    store: &Store,
+    new: InboundStart,
+    now: Timestamp,
+    after: impl FnOnce(&[Appended]) + Send + 'static,
+) -> Result<Option<Appended>, StoreError> {
+    // A known contact is refreshed only when the message changes it (or shows them reachable
+    // again): on SQLite the row is then left alone. PostgreSQL needs the row back even when
+    // nothing changes (a contact a concurrent transaction just inserted is not in this
+    // statement's snapshot), so there it is always "updated", its `updated_at` only on a change.
+    const CHANGED: &str = "(excluded.display_name IS NOT NULL \
+         AND excluded.display_name IS DISTINCT FROM contacts.display_name) \
+         OR (excluded.username IS NOT NULL AND excluded.username IS DISTINCT FROM contacts.username) \
+         OR contacts.unreachable_since IS NOT NULL";
+    fn contact(updated_at: &str, only_when: &str) -> String {
+        format!(
+            "INSERT INTO contacts (id, channel, external_id, display_name, username, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (channel, external_id) DO UPDATE SET \
+             display_name = COALESCE(excluded.display_name, contacts.display_name), \
+             username = COALESCE(excluded.username, contacts.username), unreachable_since = NULL, \
+             unreachable_reason = NULL, updated_at = {updated_at}{only_when}"
+        )
+    }
+    static SQLITE: Sql = Sql::new(|| {
+        format!(
+            "{contact}; \
+             INSERT INTO conversations (id, channel, account, contact_id, title, last_seq, \
+             created_at, updated_at) \
+             SELECT $7, $2, $8, id, $9, 1, $6, $6 FROM contacts WHERE channel = $2 AND external_id = $3; \
+             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
+             attachments, provider_message_id, status, status_at, created_at, metadata) \
+             VALUES ($10, $7, 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, $6, $15) \
+             RETURNING{columns}, 'ai' AS conversation_mode, \
+             (SELECT contact_id FROM conversations WHERE id = $7) AS contact_id; \
+             INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
+             SELECT $10, $7, 1, $6, $17 WHERE $16 = 1; \
+             INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+             SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL;",
+            contact = contact("excluded.updated_at", &format!(" WHERE {CHANGED}")),
+            columns = columns!(),
+        )
+    });
+    static POSTGRES: Sql = Sql::new(|| {
+        format!(
+            "WITH contact AS ({contact} RETURNING id), \
+             conversation AS (INSERT INTO conversations (id, channel, account, contact_id, title, \
+             last_seq, created_at, updated_at) \
+             SELECT $7, $2, $8, id, $9, 1, $6, $6 FROM contact RETURNING id, contact_id), \
+             message AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, \
+             kind, content, attachments, provider_message_id, status, status_at, created_at, metadata) \
+             SELECT $10, id, 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, $6, $15 \
+             FROM conversation RETURNING{columns}), \
+             pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, \
+             owner) SELECT id, conversation_id, seq, created_at, $17 FROM message WHERE $16 = 1), \
+             keyed AS (INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+             SELECT $2, $3, $18, id, created_at FROM message WHERE $18::text IS NOT NULL) \
+             SELECT message.*, 'ai' AS conversation_mode, conversation.contact_id \
+             FROM message, conversation",
+            contact = contact(
+                &format!("CASE WHEN {CHANGED} THEN excluded.updated_at ELSE contacts.updated_at END"),
+                ""
+            ),
+            columns = columns!(),
+        )
+    });
+    let InboundStart {
+        conversation_id,
+        title,
+        account,
+        contact,
+        message,
+    } = new;
+    let write = OneTrip::new(SQLITE.text(), POSTGRES.text())
+        .bind(ContactId::generate())
+        .bind(message.channel.as_str())
+        .bind(message.external_id)
+        .bind(contact.display_name)
+        .bind(contact.username)
+        .bind(now)
+        .bind(conversation_id)
+        .bind(account)
+        .bind(title)
+        .bind(MessageId::generate())
+        .bind(message.kind)
+        .bind(message.content)
+        .bind(serde_json::to_value(&message.attachments).unwrap_or_default())
+        .bind(message.provider_message_id)
+        .bind(message.metadata.to_value())
+        .bind(i64::from(message.awaits_answer))
+        .bind(store.instance())
+        .bind(message.sender_key);
     Ok(store.write_once(write, after).await?.pop())
 }
 
@@ -987,12 +1102,11 @@ pub async fn append_reply(
     store: &Store,
     reply: ReplyAppend,
     now: Timestamp,
-    after: impl FnOnce(&[Message]),
+    after: impl FnOnce(&[Message]) + Send + 'static,
 ) -> Result<Option<Message>, StoreError> {
     static SQLITE: Sql = Sql::new(|| {
         format!(
-            "BEGIN IMMEDIATE; \
-             DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10; \
+            "DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10; \
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1, {lock}, \
              lock_ttl_secs = $5 \
              WHERE id = $3 AND mode = 'ai' AND deleted_at IS NULL AND changes() = 1; \
@@ -1002,7 +1116,7 @@ pub async fn append_reply(
              FROM conversations WHERE id = $3 AND changes() = 1 RETURNING{columns}; \
              {usage} SELECT m.id, m.conversation_id, c.contact_id, {usage_values} \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $6; \
-             {deliver}; {evaluate}; COMMIT;",
+             {deliver}; {evaluate};",
             usage = USAGE_INSERT,
             usage_values = USAGE_VALUES,
             lock = sql::renew_lock("$20", "$1"),

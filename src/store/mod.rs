@@ -229,9 +229,10 @@ impl Query {
     }
 }
 
-/// A write done in a single round trip: on SQLite a script of statements with its own
-/// `BEGIN IMMEDIATE … COMMIT`, which the writer's worker runs in one go; on PostgreSQL a single
-/// statement (data-modifying CTEs), atomic by itself. Both texts take the same arguments. Only
+/// A write done in a single round trip: on SQLite a script of statements (without `BEGIN` and
+/// `COMMIT`: the store runs it in a transaction, alone or beside other writes, see
+/// [`group_commit`]), which the writer's worker runs in one go; on PostgreSQL a single statement
+/// (data-modifying CTEs), atomic by itself. Both texts take the same arguments. Only
 /// rows of the script's last statement may be returned.
 ///
 /// Each round trip to SQLite crosses to sqlx's worker thread and back; for the few writes on the
@@ -304,6 +305,8 @@ macro_rules! run {
     };
 }
 
+mod group_commit;
+
 /// Runs queries: a write transaction ([`Tx`]) or the read side of the store ([`Reader`]). Helpers
 /// that only read take `&mut impl Db`, so they work inside and outside a transaction.
 pub trait Db: Send {
@@ -354,6 +357,8 @@ pub struct Store {
 enum Inner {
     Sqlite {
         writer: Arc<Mutex<SqliteConnection>>,
+        /// One-trip writes waiting for the writer, committed together.
+        group: Arc<group_commit::Group>,
         readers: Pool<Sqlite>,
         /// Copies the WAL back into the database file in the background (see [`checkpoints`]).
         checkpointer: tokio_util::sync::CancellationToken,
@@ -392,7 +397,9 @@ impl Store {
                 .pragma("temp_store", "memory")
                 // Commits never checkpoint (and so never wait for an fsync of the database
                 // file); a background connection does it.
-                .pragma("wal_autocheckpoint", "0");
+                .pragma("wal_autocheckpoint", "0")
+                // When the WAL starts over, a file grown larger than this is cut back.
+                .pragma("journal_size_limit", "67108864");
             let writer = SqliteConnection::connect_with(&options).await?;
             let readers = SqlitePoolOptions::new()
                 .max_connections(config.sqlite_readers)
@@ -401,9 +408,11 @@ impl Store {
                 .await?;
             let checkpointer = tokio_util::sync::CancellationToken::new();
             let background = SqliteConnection::connect_with(&options).await?;
-            tokio::spawn(checkpoints(background, checkpointer.clone()));
+            let writer = Arc::new(Mutex::new(writer));
+            tokio::spawn(checkpoints(background, writer.clone(), checkpointer.clone()));
             Inner::Sqlite {
-                writer: Arc::new(Mutex::new(writer)),
+                writer,
+                group: Arc::default(),
                 readers,
                 checkpointer,
             }
@@ -496,42 +505,27 @@ impl Store {
 
     /// Runs a write in one round trip to the database, for the hot path (see [`OneTrip`]), and
     /// returns its rows. `after` runs once the write is durable and, on SQLite, before the next
-    /// writer commits, like [`Tx::commit_then`].
-    pub async fn write_once<T: Record>(
+    /// writer commits, like [`Tx::commit_then`]. On SQLite, writes that arrive together are
+    /// committed together (see [`group_commit`]).
+    pub async fn write_once<T: Record + 'static>(
         &self,
         write: OneTrip,
-        after: impl FnOnce(&[T]),
+        after: impl FnOnce(&[T]) + Send + 'static,
     ) -> Result<Vec<T>, StoreError> {
-        let q = Query {
-            sql: match &*self.inner {
-                Inner::Sqlite { .. } => write.sqlite,
-                Inner::Postgres { .. } => write.postgres,
-            },
-            args: write.args,
-        };
-        let rows = match &*self.inner {
-            Inner::Sqlite { writer, .. } => {
-                let mut conn = writer.lock().await;
-                match run!(fetch_all, Sqlite, &mut *conn, q) {
-                    Ok(rows) => {
-                        after(&rows);
-                        rows
-                    }
-                    Err(e) => {
-                        // The script stopped partway; undo whatever it began. (When it failed
-                        // before its BEGIN, there is nothing to roll back and this fails harmlessly.)
-                        let _ = conn.execute("ROLLBACK").await;
-                        return Err(e.into());
-                    }
-                }
+        match &*self.inner {
+            Inner::Sqlite { writer, group, .. } => {
+                group_commit::write(writer, group, write.sqlite, write.args, after).await
             }
             Inner::Postgres { pool } => {
+                let q = Query {
+                    sql: write.postgres,
+                    args: write.args,
+                };
                 let rows = run!(fetch_all, Postgres, pool, q)?;
                 after(&rows);
-                rows
+                Ok(rows)
             }
-        };
-        Ok(rows)
+        }
     }
 
     /// Runs one statement in its own transaction and returns the rows changed.
@@ -585,6 +579,7 @@ impl Store {
                 writer,
                 readers,
                 checkpointer,
+                ..
             } => {
                 checkpointer.cancel();
                 readers.close().await;
@@ -623,20 +618,46 @@ fn keep_private(file: &std::path::Path) -> Result<(), StoreError> {
 /// How often the background connection copies the WAL into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A WAL longer than this many pages (4 KiB each) after a passive checkpoint is checkpointed
+/// once more with the writer held, so that it starts again from its beginning.
+const RESTART_OVER_PAGES: i64 = 4_096;
+
 /// Checkpoints the SQLite WAL from a connection of its own, until cancelled.
 ///
 /// By default SQLite checkpoints inside the commit that fills the WAL past 1,000 pages, and that
 /// commit then waits for the database file to be written and synced: a latency spike of several
 /// milliseconds every few hundred commits, on the path from a message to its reply. A passive
 /// checkpoint from another connection does the same work beside the writer, without its lock.
-async fn checkpoints(mut conn: SqliteConnection, stop: tokio_util::sync::CancellationToken) {
+///
+/// But under a steady stream of commits a passive checkpoint never catches up with the last
+/// one, and SQLite only starts the WAL over once everything in it is copied: the file then grows
+/// without end (2 GB in 20 seconds of benchmark load), every commit extends it (the kernel
+/// zeroes each new page) and readers search an ever larger index. So when a passive
+/// checkpoint leaves more than [`RESTART_OVER_PAGES`] behind, the rest (little, since the passive
+/// one copied most) is copied with the writer held, and the checkpoint waits for readers to leave
+/// the WAL: the next commit writes it from the start again.
+async fn checkpoints(
+    mut conn: SqliteConnection,
+    writer: Arc<Mutex<SqliteConnection>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
         }
-        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::warn!(error = %e, "background WAL checkpoint failed");
+        let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await;
+        match passive {
+            Ok((_, pages, _)) if pages > RESTART_OVER_PAGES => {
+                let _writing = writer.lock().await;
+                if let Err(e) = conn.execute("PRAGMA wal_checkpoint(RESTART)").await {
+                    tracing::warn!(error = %e, "background WAL checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
         }
     }
     let _ = conn.close().await;

@@ -31,6 +31,7 @@ both_backends!(
     statuses_only_move_forward,
     a_lanes_next_job_waits_for_its_first,
     a_lease_has_one_holder_until_it_runs_out_is_given_up_or_its_holder_is_gone,
+    writes_committed_together_keep_their_own_results,
 );
 
 const SMS: Channel = Channel::named("sms");
@@ -371,4 +372,99 @@ async fn a_lease_has_one_holder_until_it_runs_out_is_given_up_or_its_holder_is_g
             .await
             .unwrap()
     );
+}
+
+/// A visitor's first message, resent under the same key when `key` repeats.
+fn first_message(visitor: usize, key: usize) -> InboundEvent {
+    InboundEvent::Message(InboundMessage {
+        provider_message_id: None,
+        sender_key: Some(format!("key-{key}")),
+        account: String::new(),
+        from: ContactRef {
+            external_id: format!("visitor-{visitor}"),
+            display_name: None,
+            username: None,
+        },
+        conversation: ConversationRef::New,
+        sent_at: None,
+        reply_to: None,
+        content: Content::Text {
+            body: format!("hello from {visitor}"),
+        },
+        subject: None,
+        intent: None,
+        metadata: Map::new(),
+        files: Vec::new(),
+    })
+}
+
+/// Many first messages at once (on SQLite they are committed together, see
+/// `store::group_commit`), a quarter of them resends of another under the same key: every
+/// resend gets the message stored the first time, and the copy it began (a conversation, a
+/// message, its turn) leaves nothing behind.
+async fn writes_committed_together_keep_their_own_results(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let hub = Hub::default();
+    let calls = (0..40).map(|i| {
+        // Calls 30..40 resend the messages of visitors 0..10.
+        let visitor = if i < 30 { i } else { i - 30 };
+        let (store, hub) = (store.clone(), hub.clone());
+        tokio::spawn(async move {
+            let source = ingest::Source {
+                channel: Channel::WEB,
+                fetches_media: false,
+                answers_per_hour: None,
+                floods: None,
+                quotas: None,
+                admit: None,
+                chosen: None,
+            };
+            let outcomes = ingest::ingest(
+                &store,
+                &hub,
+                source,
+                &[first_message(visitor, visitor)],
+                None,
+                at(0),
+            )
+            .await
+            .expect("ingest");
+            (visitor, outcomes.into_iter().next().expect("an outcome"))
+        })
+    });
+    let mut stored = std::collections::HashMap::new();
+    let mut resent = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        let (visitor, outcome) = call.await.expect("task");
+        match outcome {
+            Outcome::Stored { message, .. } => {
+                assert!(
+                    stored.insert(visitor, message.id).is_none(),
+                    "visitor {visitor}'s message stored twice"
+                );
+            }
+            Outcome::Duplicate { message } => resent.push((visitor, message.id)),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(stored.len(), 30, "one message per visitor");
+    assert_eq!(resent.len(), 10, "every resend recognised");
+    for (visitor, id) in resent {
+        assert_eq!(stored[&visitor], id, "a resend answers with the stored message");
+    }
+    let count = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            let (n,): (i64,) = store
+                .reader()
+                .fetch_one(query(sql))
+                .await
+                .expect("count");
+            n
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM messages").await, 30);
+    assert_eq!(count("SELECT COUNT(*) FROM conversations").await, 30);
+    assert_eq!(count("SELECT COUNT(*) FROM contacts").await, 30);
+    assert_eq!(count("SELECT COUNT(*) FROM pending_turns").await, 30);
 }
