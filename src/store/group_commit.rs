@@ -12,7 +12,9 @@
 //! durability promise does not change. The writes' `after` callbacks (which publish to the live
 //! hub) run in the order the writes were committed, before the writer is released, so that live
 //! events keep the database's order. A batch runs on a task of its own: it finishes even when the
-//! caller that started it is cancelled, and the others waiting on it get their results.
+//! caller that started it is cancelled, and the others waiting on it get their results (a batch
+//! holding only the caller's own write runs in the caller's task, sparing a task switch when the
+//! gateway is not busy).
 
 use std::sync::{Arc, Mutex as SyncMutex};
 
@@ -26,6 +28,8 @@ type Completion = Box<dyn FnOnce(Result<Vec<SqliteRow>, StoreError>) + Send>;
 
 /// A write waiting for the writer.
 struct Queued {
+    /// Which caller's (see [`Group::next`]).
+    caller: u64,
     work: Work,
     complete: Completion,
 }
@@ -40,9 +44,14 @@ struct Work {
 #[derive(Default)]
 pub(super) struct Group {
     queue: SyncMutex<Vec<Queued>>,
+    next: std::sync::atomic::AtomicU64,
 }
 
 impl Group {
+    fn next(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn push(&self, write: Queued) {
         self.queue
             .lock()
@@ -66,7 +75,9 @@ pub(super) async fn write<T: Record + 'static>(
     after: impl FnOnce(&[T]) + Send + 'static,
 ) -> Result<Vec<T>, StoreError> {
     let (done, mut result) = oneshot::channel();
+    let caller = group.next();
     group.push(Queued {
+        caller,
         work: Work { script, args },
         complete: Box::new(move |rows| {
             let rows = rows.and_then(|rows| {
@@ -86,7 +97,11 @@ pub(super) async fn write<T: Record + 'static>(
         rows = &mut result => return rows.unwrap_or_else(|_| Err(abandoned())),
         conn = writer.clone().lock_owned() => {
             let batch = group.take();
-            if !batch.is_empty() {
+            let only_own = matches!(batch.as_slice(), [only] if only.caller == caller);
+            if only_own {
+                // Only this caller's own write: run here, as a write without a group would.
+                run(conn, batch).await;
+            } else if !batch.is_empty() {
                 tokio::spawn(run(conn, batch));
             }
         }
@@ -122,10 +137,7 @@ async fn run(mut conn: OwnedMutexGuard<SqliteConnection>, batch: Vec<Queued>) {
 }
 
 /// One write in a transaction of its own, in one round trip.
-async fn alone(
-    conn: &mut SqliteConnection,
-    write: &Work,
-) -> Result<Vec<SqliteRow>, StoreError> {
+async fn alone(conn: &mut SqliteConnection, write: &Work) -> Result<Vec<SqliteRow>, StoreError> {
     let script = format!("BEGIN IMMEDIATE; {} COMMIT;", write.script);
     match fetch(conn, script, &write.args).await {
         Ok(rows) => Ok(rows),
@@ -169,9 +181,10 @@ async fn fetch(
     script: String,
     args: &[Value],
 ) -> Result<Vec<SqliteRow>, StoreError> {
-    Ok(
-        bind_all!(sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(script)), args)
-            .fetch_all(conn)
-            .await?,
+    Ok(bind_all!(
+        sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(script)),
+        args
     )
+    .fetch_all(conn)
+    .await?)
 }

@@ -1024,7 +1024,9 @@ pub async fn start_inbound(
              SELECT message.*, 'ai' AS conversation_mode, conversation.contact_id \
              FROM message, conversation",
             contact = contact(
-                &format!("CASE WHEN {CHANGED} THEN excluded.updated_at ELSE contacts.updated_at END"),
+                &format!(
+                    "CASE WHEN {CHANGED} THEN excluded.updated_at ELSE contacts.updated_at END"
+                ),
                 ""
             ),
             columns = columns!(),

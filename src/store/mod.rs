@@ -409,7 +409,11 @@ impl Store {
             let checkpointer = tokio_util::sync::CancellationToken::new();
             let background = SqliteConnection::connect_with(&options).await?;
             let writer = Arc::new(Mutex::new(writer));
-            tokio::spawn(checkpoints(background, writer.clone(), checkpointer.clone()));
+            tokio::spawn(checkpoints(
+                background,
+                writer.clone(),
+                checkpointer.clone(),
+            ));
             Inner::Sqlite {
                 writer,
                 group: Arc::default(),

@@ -450,16 +450,15 @@ async fn writes_committed_together_keep_their_own_results(backend: Backend) {
     assert_eq!(stored.len(), 30, "one message per visitor");
     assert_eq!(resent.len(), 10, "every resend recognised");
     for (visitor, id) in resent {
-        assert_eq!(stored[&visitor], id, "a resend answers with the stored message");
+        assert_eq!(
+            stored[&visitor], id,
+            "a resend answers with the stored message"
+        );
     }
     let count = |sql: &'static str| {
         let store = store.clone();
         async move {
-            let (n,): (i64,) = store
-                .reader()
-                .fetch_one(query(sql))
-                .await
-                .expect("count");
+            let (n,): (i64,) = store.reader().fetch_one(query(sql)).await.expect("count");
             n
         }
     };
