@@ -218,11 +218,8 @@ async fn start(
     now: Timestamp,
 ) -> Result<Outcome, IngestError> {
     let channel = source.channel;
-    if let Some(message) = stored_before(&mut store.reader(), channel, inbound).await? {
+    if let Some(message) = retried_or_admitted(&mut store.reader(), source, inbound).await? {
         return Ok(Outcome::Duplicate { message });
-    }
-    if let Some(admit) = source.admit {
-        admit(true)?;
     }
     let (attachments, metadata) = message_data(inbound, source.chosen);
     let text = inbound.content.to_text();
@@ -293,11 +290,8 @@ async fn append(
         unreachable!("checked by appends_to_named_conversation")
     };
     let conversation_id = &ConversationId::from(conversation_id.as_str());
-    if let Some(message) = stored_before(&mut store.reader(), channel, inbound).await? {
+    if let Some(message) = retried_or_admitted(&mut store.reader(), source, inbound).await? {
         return Ok(Outcome::Duplicate { message });
-    }
-    if let Some(admit) = source.admit {
-        admit(false)?;
     }
     let (attachments, metadata) = message_data(inbound, source.chosen);
     let appended = messages::append_inbound(
@@ -341,6 +335,23 @@ async fn append(
         Some(c) if c.mode == Mode::Closed => Err(IngestError::ConversationClosed),
         _ => Err(IngestError::ConversationNotFound),
     }
+}
+
+/// The message stored before, when this one is a retry of it; otherwise `None`, once the new
+/// message is counted against its sender's quota and rates (`source.admit`; a refusal is the
+/// error).
+async fn retried_or_admitted(
+    db: &mut impl Db,
+    source: Source<'_>,
+    inbound: &InboundMessage,
+) -> Result<Option<Message>, IngestError> {
+    if let Some(message) = stored_before(db, source.channel, inbound).await? {
+        return Ok(Some(message));
+    }
+    if let Some(admit) = source.admit {
+        admit(matches!(inbound.conversation, ConversationRef::New))?;
+    }
+    Ok(None)
 }
 
 /// The message stored before under the same provider id, or under the same sender's own key.
@@ -487,11 +498,8 @@ async fn store_message(
     now: Timestamp,
 ) -> Result<(Outcome, Option<Message>), IngestError> {
     let channel = source.channel;
-    if let Some(message) = stored_before(tx, channel, inbound).await? {
+    if let Some(message) = retried_or_admitted(tx, source, inbound).await? {
         return Ok((Outcome::Duplicate { message }, None));
-    }
-    if let Some(admit) = source.admit {
-        admit(matches!(inbound.conversation, ConversationRef::New))?;
     }
     let text = inbound.content.to_text();
     let conversation = match &inbound.conversation {
