@@ -52,6 +52,19 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp(1_800_000_000_000_000 + seconds * 1_000_000)
 }
 
+/// A channel that counts nothing at ingest: no caps, rates, quotas or media to fetch.
+fn plain(channel: Channel) -> ingest::Source<'static> {
+    ingest::Source {
+        channel,
+        fetches_media: false,
+        answers_per_hour: None,
+        floods: None,
+        quotas: None,
+        admit: None,
+        chosen: None,
+    }
+}
+
 /// Stores a user's message on `channel` (with its work-list entry), as a channel's delivery would.
 async fn inbound(store: &Store, channel: Channel, id: &str, now: Timestamp) -> Message {
     let event = InboundEvent::Message(InboundMessage {
@@ -74,16 +87,7 @@ async fn inbound(store: &Store, channel: Channel, id: &str, now: Timestamp) -> M
         metadata: Map::new(),
         files: Vec::new(),
     });
-    let source = ingest::Source {
-        channel,
-        fetches_media: false,
-        answers_per_hour: None,
-        floods: None,
-        quotas: None,
-        admit: None,
-        chosen: None,
-    };
-    let outcomes = ingest::ingest(store, &Hub::default(), source, &[event], None, now)
+    let outcomes = ingest::ingest(store, &Hub::default(), plain(channel), &[event], None, now)
         .await
         .expect("ingest");
     match outcomes.into_iter().next() {
@@ -410,19 +414,10 @@ async fn writes_committed_together_keep_their_own_results(backend: Backend) {
         let visitor = if i < 30 { i } else { i - 30 };
         let (store, hub) = (store.clone(), hub.clone());
         tokio::spawn(async move {
-            let source = ingest::Source {
-                channel: Channel::WEB,
-                fetches_media: false,
-                answers_per_hour: None,
-                floods: None,
-                quotas: None,
-                admit: None,
-                chosen: None,
-            };
             let outcomes = ingest::ingest(
                 &store,
                 &hub,
-                source,
+                plain(Channel::WEB),
                 &[first_message(visitor, visitor)],
                 None,
                 at(0),
