@@ -26,7 +26,7 @@ use crate::{
     store::meta::MessageMeta,
     store::{
         Db, Store, StoreError, Tx, contacts,
-        conversations::{self, Conversation, Mode, NewConversation},
+        conversations::{self, Answering, Conversation, Mode, NewConversation},
         cursors, jobs,
         messages::{self, Direction, InboundAppend, InboundStart, Message, NewMessage, Role},
         threads,
@@ -48,9 +48,9 @@ pub enum Outcome {
         mode: Mode,
         /// Whether it waits for a turn of the pipeline (everything but reactions).
         awaits_answer: bool,
-        /// The conversation the message started, as its commit left it: its turn need not read
-        /// it back. `None` when the message joined a conversation (which may have changed since).
-        started: Option<Box<Conversation>>,
+        /// The conversation as the write that stored the message left it, when the message is
+        /// the first in it waiting for an answer: its turn need not read it back.
+        answering: Option<Answering>,
     },
     /// The provider had already delivered this message; nothing changed.
     Duplicate {
@@ -259,20 +259,12 @@ async fn start(
     )
     .await?
     .ok_or(IngestError::Store(StoreError::DuplicateRace))?;
-    let conversation = Conversation::started(
-        conversation_id,
-        channel,
-        inbound.account.clone(),
-        started.contact_id.clone(),
-        title,
-        now,
-    );
     Ok(Outcome::Stored {
+        answering: started.answering(),
         message: started.message,
         contact_id: started.contact_id,
         mode: started.conversation_mode,
         awaits_answer,
-        started: Some(Box::new(conversation)),
     })
 }
 
@@ -317,11 +309,11 @@ async fn append(
     .await?;
     if let Some(appended) = appended {
         return Ok(Outcome::Stored {
+            answering: appended.answering(),
             message: appended.message,
             contact_id: appended.contact_id,
             mode: appended.conversation_mode,
             awaits_answer: inbound.content.expects_answer(),
-            started: None,
         });
     }
     let existing = conversations::get_for_owner(
@@ -652,7 +644,7 @@ async fn store_message(
                 contact_id: conversation.contact_id.clone(),
                 mode: conversation.mode,
                 awaits_answer,
-                started: None,
+                answering: None,
             },
             notice,
         )),

@@ -235,7 +235,7 @@ impl Pipeline {
                     message,
                     watcher: None,
                     origin: tracing::Span::none(),
-                    started: None,
+                    answering: None,
                 });
                 resumed += 1;
             }
@@ -329,7 +329,7 @@ impl Inner {
             if let Outcome::Stored {
                 message,
                 awaits_answer,
-                started,
+                answering,
                 ..
             } = outcome
             {
@@ -340,7 +340,7 @@ impl Inner {
                         message: message.clone(),
                         watcher: watcher.take(),
                         origin: tracing::Span::current(),
-                        started: started.clone(),
+                        answering: answering.clone(),
                     });
                 }
             }

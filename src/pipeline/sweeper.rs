@@ -41,7 +41,7 @@ impl Inner {
                 message,
                 watcher: None,
                 origin: tracing::Span::none(),
-                started: None,
+                answering: None,
             });
             resumed += 1;
         }

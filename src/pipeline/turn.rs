@@ -33,7 +33,7 @@ use crate::{
     live::ReplyProgress,
     store::{
         StoreError, contacts, conversations,
-        conversations::{Conversation, Mode, WithNextTurn},
+        conversations::{Answering, Mode, WithNextTurn},
         jobs::{self, NewJob},
         messages::{self, ContextLine, Direction, Message, NewMessage, ReplyAppend, Role},
         meta::ReplyUsage,
@@ -56,10 +56,10 @@ pub struct PendingTurn {
     /// The span of the work that stored the message (an HTTP request, with its request id): the
     /// turn's span is its child, so the reply's log lines name the request that caused it.
     pub origin: tracing::Span,
-    /// The conversation the message started, as stored with it: nothing can have come before
-    /// this turn, so it is not read back. (A handoff in between is still caught: the reply is
-    /// stored only while the AI answers.)
-    pub started: Option<Box<Conversation>>,
+    /// The conversation as the write that stored the message left it, when the message was
+    /// the first in it waiting for an answer: it is not read back (see
+    /// `messages::Appended::answering`).
+    pub answering: Option<Answering>,
 }
 
 impl LaneJob for PendingTurn {
@@ -186,8 +186,8 @@ impl Inner {
             // Watched from before the conversation is read, so that no handoff slips in between.
             let watch = self.watch_replies(&job.message.conversation_id);
             let abandon = &watch.token;
-            if let Some(conversation) = job.started.take() {
-                self.run(job, Some(*conversation), abandon).await;
+            if let Some(conversation) = job.answering.take() {
+                self.run(job, Some(conversation), abandon).await;
                 return;
             }
             let next = conversations::get_with_next_turn(
@@ -211,7 +211,8 @@ impl Inner {
                 }
                 // An expert owns it, or it is closed: nothing to answer, in any order.
                 Some(found) if found.conversation.mode != Mode::Ai => {
-                    self.run(job, Some(found.conversation), abandon).await;
+                    self.run(job, Some(found.conversation.into()), abandon)
+                        .await;
                     return;
                 }
                 Some(WithNextTurn {
@@ -238,7 +239,7 @@ impl Inner {
                 return;
             };
             if next == job.message.id {
-                self.run(job, Some(conversation), abandon).await;
+                self.run(job, Some(conversation.into()), abandon).await;
                 return;
             }
             // An earlier message goes first, with its watcher when its job is already queued.
@@ -250,7 +251,7 @@ impl Inner {
                         message,
                         watcher: None,
                         origin: tracing::Span::none(),
-                        started: None,
+                        answering: None,
                     },
                     Ok(None) => return,
                     Err(e) => {
@@ -259,7 +260,7 @@ impl Inner {
                     }
                 },
             };
-            if !self.run(earlier, Some(conversation), abandon).await {
+            if !self.run(earlier, Some(conversation.into()), abandon).await {
                 // Leave both to the sweeper rather than trying again and again.
                 return;
             }
@@ -271,7 +272,7 @@ impl Inner {
     async fn run(
         self: &Arc<Self>,
         job: PendingTurn,
-        conversation: Option<Conversation>,
+        conversation: Option<Answering>,
         abandon: &CancellationToken,
     ) -> bool {
         let span = info_span!(
@@ -312,7 +313,7 @@ impl Inner {
     async fn try_turn(
         self: &Arc<Self>,
         message: &Message,
-        conversation: Option<Conversation>,
+        conversation: Option<Answering>,
         deltas: Option<&mpsc::UnboundedSender<String>>,
         abandon: &CancellationToken,
     ) -> Result<TurnOutcome, StoreError> {
@@ -463,7 +464,7 @@ impl Inner {
     /// answers this message only, and the conversation stays locked to the routed agent.
     fn agent_for(
         &self,
-        conversation: &Conversation,
+        conversation: &Answering,
         message: &Message,
         now: crate::time::Timestamp,
     ) -> (String, RegisteredAgent, Lock) {
@@ -773,7 +774,7 @@ impl Inner {
 
     /// Shows the user, on channels that can, that their message is being answered (some also
     /// mark it read). Runs beside the turn: it must never delay or fail the answer.
-    fn show_typing(self: &Arc<Self>, conversation: &Conversation, message: &Message) {
+    fn show_typing(self: &Arc<Self>, conversation: &Answering, message: &Message) {
         let Some(sender) = self.channels.sender(conversation.channel) else {
             return;
         };

@@ -327,12 +327,18 @@ impl Staff {
     }
 }
 
-/// 256 random bits, hex.
+/// 256 random bits from the operating system, hex.
 pub(crate) fn random_token() -> String {
-    let mut bytes = Vec::with_capacity(32);
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    hex::encode(bytes)
+    hex::encode(os_random::<32>())
+}
+
+/// `N` bytes from the operating system's generator, for secrets. (Ids take theirs from a faster
+/// thread-local generator, see `crate::ids`.) Without an OS generator the gateway cannot make
+/// secrets at all, so it stops rather than make guessable ones.
+pub(crate) fn os_random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+    bytes
 }
 
 /// What the database stores of a session token.

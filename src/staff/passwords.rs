@@ -25,8 +25,7 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
     if password.chars().count() < MIN_LENGTH {
         return Err(PasswordError::TooShort);
     }
-    // 16 random bytes from the OS (a v4 UUID is exactly that, less 6 fixed bits).
-    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
+    let salt = SaltString::encode_b64(&super::os_random::<16>())
         .map_err(|e| PasswordError::Hash(e.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

@@ -112,17 +112,61 @@ pub struct Conversation {
 impl Conversation {
     /// When the agent lock runs out, if there is one.
     pub fn lock_expires_at(&self) -> Option<Timestamp> {
-        match (self.locked_at, self.lock_ttl_secs) {
-            (Some(at), Some(ttl)) => Some(at.plus(Duration::from_secs(ttl.max(0) as u64))),
+        lock_expiry(self.locked_at, self.lock_ttl_secs)
+    }
+}
+
+fn lock_expiry(locked_at: Option<Timestamp>, ttl_secs: Option<i64>) -> Option<Timestamp> {
+    match (locked_at, ttl_secs) {
+        (Some(at), Some(ttl)) => Some(at.plus(Duration::from_secs(ttl.max(0) as u64))),
+        _ => None,
+    }
+}
+
+/// What a turn acts on of its conversation: who answers it, the agent it is locked to, and
+/// where its end user is. A turn gets it from the write that stored its message when that write
+/// could tell (see `messages::Appended::answering`), else by reading the conversation.
+#[derive(Debug, Clone)]
+pub struct Answering {
+    /// The conversation.
+    pub id: ConversationId,
+    /// Its channel.
+    pub channel: Channel,
+    /// Which of our identities on the channel it runs through.
+    pub account: String,
+    /// The end user.
+    pub contact_id: ContactId,
+    /// Who answers.
+    pub mode: Mode,
+    /// The agent it is locked to, if any.
+    pub active_agent: Option<String>,
+    /// When the lock was last taken or renewed.
+    pub locked_at: Option<Timestamp>,
+    /// How long the lock lasts after `locked_at`.
+    pub lock_ttl_secs: Option<i64>,
+}
+
+impl Answering {
+    /// The agent holding a lock that is still valid at `now`.
+    pub fn locked_agent(&self, now: Timestamp) -> Option<&str> {
+        match lock_expiry(self.locked_at, self.lock_ttl_secs) {
+            Some(expires) if expires > now => self.active_agent.as_deref(),
             _ => None,
         }
     }
+}
 
-    /// The agent holding a lock that is still valid at `now`.
-    pub fn locked_agent(&self, now: Timestamp) -> Option<&str> {
-        match self.lock_expires_at() {
-            Some(expires) if expires > now => self.active_agent.as_deref(),
-            _ => None,
+impl From<Conversation> for Answering {
+    fn from(c: Conversation) -> Self {
+        Answering {
+            id: c.id,
+            channel: c.channel,
+            account: c.account,
+            contact_id: c.contact_id,
+            mode: c.mode,
+            active_agent: c.active_agent,
+            locked_at: c.locked_at,
+            lock_ttl_secs: c.lock_ttl_secs,
         }
     }
 }
@@ -193,41 +237,6 @@ pub async fn create(
         .bind(now),
     )
     .await
-}
-
-impl Conversation {
-    /// A conversation as [`create`] stores it, with its first message: what a turn would read
-    /// right after the commit that started it (see `messages::start_inbound`).
-    pub fn started(
-        id: ConversationId,
-        channel: Channel,
-        account: String,
-        contact_id: ContactId,
-        title: Option<String>,
-        now: Timestamp,
-    ) -> Conversation {
-        Conversation {
-            id,
-            channel,
-            account,
-            contact_id,
-            mode: Mode::Ai,
-            active_agent: None,
-            locked_at: None,
-            lock_ttl_secs: None,
-            title,
-            last_seq: 1,
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            metadata: Json(serde_json::Map::new()),
-            expert_id: None,
-            queued_at: None,
-            assigned_at: None,
-            expert_seen_seq: 0,
-            source: None,
-        }
-    }
 }
 
 /// A conversation a client creates before writing in it.

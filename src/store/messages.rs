@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     ids::{ContactId, ConversationId, JobId, MessageId},
-    store::conversations::Mode,
+    store::conversations::{Answering, Mode},
     time::Timestamp,
 };
 
@@ -843,7 +843,8 @@ pub async fn delivery_context(
     .await
 }
 
-/// A message stored by [`append_inbound`], with the mode its conversation is in.
+/// A message stored by [`append_inbound`] or [`start_inbound`], with its conversation as the
+/// same write left it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Appended {
     /// The stored message.
@@ -854,6 +855,47 @@ pub struct Appended {
     pub conversation_mode: Mode,
     /// The conversation's contact (the message's author).
     pub contact_id: ContactId,
+    /// Which of our identities on the channel the conversation runs through.
+    account: String,
+    /// The agent the conversation is locked to, and since when for how long.
+    active_agent: Option<String>,
+    locked_at: Option<Timestamp>,
+    lock_ttl_secs: Option<i64>,
+    /// The oldest message of the conversation waiting for its turn, as far as the write could
+    /// tell: `NULL` when it could not (on PostgreSQL, when another write to the conversation
+    /// committed while this one waited for it).
+    next_turn: Option<MessageId>,
+}
+
+impl Appended {
+    /// The conversation as its turn acts on it, when this message is the first in it waiting for
+    /// an answer: the turn then need not read it back. (A handoff committed in between is still
+    /// caught: a reply is stored only while the AI answers.)
+    pub fn answering(&self) -> Option<Answering> {
+        (self.next_turn.as_ref() == Some(&self.message.id)).then(|| Answering {
+            id: self.message.conversation_id.clone(),
+            channel: self.message.channel,
+            account: self.account.clone(),
+            contact_id: self.contact_id.clone(),
+            mode: self.conversation_mode,
+            active_agent: self.active_agent.clone(),
+            locked_at: self.locked_at,
+            lock_ttl_secs: self.lock_ttl_secs,
+        })
+    }
+}
+
+/// The columns of [`Appended`] besides the message's, in the SQLite scripts: from the
+/// conversation `c` (as the script left it), with the oldest of its messages waiting for a turn.
+macro_rules! appended_columns {
+    ($conversation:literal) => {
+        concat!(
+            "c.mode AS conversation_mode, c.contact_id, c.account, c.active_agent, c.locked_at, \
+             c.lock_ttl_secs, (SELECT message_id FROM pending_turns WHERE conversation_id = ",
+            $conversation,
+            " ORDER BY seq LIMIT 1) AS next_turn"
+        )
+    };
 }
 
 /// An end user's message for a conversation they named.
@@ -897,23 +939,26 @@ pub async fn append_inbound(
              INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
              attachments, provider_message_id, status, status_at, created_at, metadata) \
              SELECT $5, id, last_seq, channel, 'inbound', 'user', $6, $7, $8, $9, 'received', $4, $4, $11 \
-             FROM conversations WHERE id = $1 AND changes() = 1 RETURNING",
-            columns!(),
-            ", (SELECT mode FROM conversations WHERE id = $1) AS conversation_mode, \
-             (SELECT contact_id FROM conversations WHERE id = $1) AS contact_id; \
+             FROM conversations WHERE id = $1 AND changes() = 1; \
              INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
              SELECT $5, $1, (SELECT seq FROM messages WHERE id = $5), $4, $13 \
              WHERE $10 = 1 AND changes() = 1; \
              INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
              SELECT $2, $3, $12, $5, $4 WHERE $12 IS NOT NULL \
-             AND EXISTS (SELECT 1 FROM messages WHERE id = $5);"
+             AND EXISTS (SELECT 1 FROM messages WHERE id = $5); \
+             SELECT m.*, ",
+            appended_columns!("$1"),
+            " FROM (SELECT",
+            columns!(),
+            "FROM messages WHERE id = $5) m JOIN conversations c ON c.id = m.conversation_id;"
         ),
         concat!(
             "WITH conversation AS ( \
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = $4 \
              WHERE id = $1 AND deleted_at IS NULL AND mode <> 'closed' \
              AND contact_id = (SELECT id FROM contacts WHERE channel = $2 AND external_id = $3) \
-             RETURNING id, last_seq, channel, mode, contact_id), \
+             RETURNING id, last_seq, channel, mode, contact_id, account, active_agent, locked_at, \
+             lock_ttl_secs), \
              message AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, \
              kind, content, attachments, provider_message_id, status, status_at, created_at, metadata) \
              SELECT $5, id, last_seq, channel, 'inbound', 'user', $6, $7, $8, $9, 'received', $4, $4, $11 \
@@ -923,7 +968,12 @@ pub async fn append_inbound(
              owner) SELECT id, conversation_id, seq, created_at, $13 FROM message WHERE $10 = 1), \
              keyed AS (INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
              SELECT $2, $3, $12, id, created_at FROM message WHERE $12::text IS NOT NULL) \
-             SELECT message.*, conversation.mode AS conversation_mode, conversation.contact_id \
+             SELECT message.*, conversation.mode AS conversation_mode, conversation.contact_id, \
+             conversation.account, conversation.active_agent, conversation.locked_at, \
+             conversation.lock_ttl_secs, \
+             CASE WHEN conversation.last_seq = (SELECT last_seq + 1 FROM conversations WHERE id = $1) \
+             THEN COALESCE((SELECT message_id FROM pending_turns WHERE conversation_id = $1 \
+             ORDER BY seq LIMIT 1), CASE WHEN $10 = 1 THEN message.id END) END AS next_turn \
              FROM message, conversation"
         ),
     )
@@ -996,15 +1046,16 @@ pub async fn start_inbound(
              SELECT $7, $2, $8, id, $9, 1, $6, $6 FROM contacts WHERE channel = $2 AND external_id = $3; \
              INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
              attachments, provider_message_id, status, status_at, created_at, metadata) \
-             VALUES ($10, $7, 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, $6, $15) \
-             RETURNING{columns}, 'ai' AS conversation_mode, \
-             (SELECT contact_id FROM conversations WHERE id = $7) AS contact_id; \
+             VALUES ($10, $7, 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, $6, $15); \
              INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
              SELECT $10, $7, 1, $6, $17 WHERE $16 = 1; \
              INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
-             SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL;",
+             SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL; \
+             SELECT m.*, {appended} FROM (SELECT{columns}FROM messages WHERE id = $10) m \
+             JOIN conversations c ON c.id = m.conversation_id;",
             contact = contact("excluded.updated_at", &format!(" WHERE {CHANGED}")),
             columns = columns!(),
+            appended = appended_columns!("$7"),
         )
     });
     static POSTGRES: Sql = Sql::new(|| {
@@ -1021,7 +1072,9 @@ pub async fn start_inbound(
              owner) SELECT id, conversation_id, seq, created_at, $17 FROM message WHERE $16 = 1), \
              keyed AS (INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
              SELECT $2, $3, $18, id, created_at FROM message WHERE $18::text IS NOT NULL) \
-             SELECT message.*, 'ai' AS conversation_mode, conversation.contact_id \
+             SELECT message.*, 'ai' AS conversation_mode, conversation.contact_id, \
+             $8 AS account, NULL::text AS active_agent, NULL::bigint AS locked_at, \
+             NULL::bigint AS lock_ttl_secs, CASE WHEN $16 = 1 THEN message.id END AS next_turn \
              FROM message, conversation",
             contact = contact(
                 &format!(

@@ -481,7 +481,10 @@ impl Store {
                 .await?;
                 TxInner::Sqlite(Some(conn))
             }
-            Inner::Postgres { pool } => TxInner::Postgres(pool.begin().await?),
+            // Boxed: the pool's acquire future holds a whole connection attempt (14 KB), and
+            // every future that begins a transaction would otherwise carry it inline — also on
+            // SQLite, and also where it is moved into a task of its own.
+            Inner::Postgres { pool } => TxInner::Postgres(Box::pin(pool.begin()).await?),
         };
         Ok(Tx {
             inner,

@@ -32,6 +32,7 @@ both_backends!(
     a_lanes_next_job_waits_for_its_first,
     a_lease_has_one_holder_until_it_runs_out_is_given_up_or_its_holder_is_gone,
     writes_committed_together_keep_their_own_results,
+    a_message_carries_its_conversation_only_when_first_in_line,
 );
 
 const SMS: Channel = Channel::named("sms");
@@ -461,4 +462,77 @@ async fn writes_committed_together_keep_their_own_results(backend: Backend) {
     assert_eq!(count("SELECT COUNT(*) FROM conversations").await, 30);
     assert_eq!(count("SELECT COUNT(*) FROM contacts").await, 30);
     assert_eq!(count("SELECT COUNT(*) FROM pending_turns").await, 30);
+}
+
+/// A visitor's message in the conversation they name.
+fn visitor_message(visitor: usize, conversation: &str, body: &str) -> InboundEvent {
+    let InboundEvent::Message(mut message) = first_message(visitor, 0) else {
+        unreachable!()
+    };
+    message.sender_key = None;
+    message.conversation = ConversationRef::Existing(conversation.into());
+    message.content = Content::Text { body: body.into() };
+    InboundEvent::Message(message)
+}
+
+/// The write that stores a message tells its turn about the conversation (so that the turn
+/// need not read it) only when no earlier message of the conversation waits for an answer, and
+/// then as the write left it: with the agent the conversation is locked to.
+async fn a_message_carries_its_conversation_only_when_first_in_line(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let hub = Hub::default();
+    let send = |event: InboundEvent, now: Timestamp| {
+        let (store, hub) = (store.clone(), hub.clone());
+        async move {
+            match ingest::ingest(&store, &hub, plain(Channel::WEB), &[event], None, now)
+                .await
+                .expect("ingest")
+                .into_iter()
+                .next()
+            {
+                Some(Outcome::Stored {
+                    message, answering, ..
+                }) => (message, answering),
+                other => panic!("not stored: {other:?}"),
+            }
+        }
+    };
+    let (first, answering) = send(first_message(1, 1), at(0)).await;
+    let known = answering.expect("a new conversation's first message is first in line");
+    assert_eq!(known.id, first.conversation_id);
+    assert_eq!(known.mode, conversations::Mode::Ai);
+    assert_eq!(known.active_agent, None);
+    let conversation = first.conversation_id.to_string();
+
+    let (second, answering) = send(visitor_message(1, &conversation, "two"), at(1)).await;
+    assert!(answering.is_none(), "the first message still waits");
+    reply(&store, &first, "echo", false, at(2))
+        .await
+        .expect("answered");
+    let (_, answering) = send(visitor_message(1, &conversation, "three"), at(3)).await;
+    assert!(answering.is_none(), "the second message still waits");
+    reply(&store, &second, "echo", false, at(4))
+        .await
+        .expect("answered");
+    // The third is still unanswered: the fourth waits behind it.
+    let (_, answering) = send(visitor_message(1, &conversation, "four"), at(5)).await;
+    assert!(answering.is_none(), "the third message still waits");
+
+    // A conversation with nothing waiting: its next message is first in line, and learns the
+    // lock the answers left.
+    let (fresh, _) = send(first_message(2, 2), at(10)).await;
+    reply(&store, &fresh, "echo", false, at(11))
+        .await
+        .expect("answered");
+    let (next, answering) = send(
+        visitor_message(2, &fresh.conversation_id.to_string(), "again"),
+        at(12),
+    )
+    .await;
+    let known = answering.expect("nothing waits before it");
+    assert_eq!(known.id, next.conversation_id);
+    assert_eq!(known.active_agent.as_deref(), Some("echo"));
+    assert_eq!(known.locked_at, Some(at(11)));
+    assert_eq!(known.lock_ttl_secs, Some(100));
+    assert_eq!(known.locked_agent(at(12)), Some("echo"));
 }
