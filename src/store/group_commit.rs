@@ -5,8 +5,8 @@
 //! stored beside it, so two messages committed together write those pages once. So a write
 //! ([`super::OneTrip`]) does not take the writer for itself: it is queued, and whoever gets the
 //! writer next runs every queued write in one transaction — each in a savepoint of its own, so that
-//! one that fails (a duplicate) is undone alone and reported to its caller only. A batch of one runs
-//! as before, in a single round trip.
+//! one that fails (a duplicate) is undone alone and reported to its caller only. The batch, of one
+//! write or of many, is a single hand-off to the writer thread ([`super::sqlite_writer`]).
 //!
 //! Every caller still gets its own result, and only after the commit that holds its write: the
 //! durability promise does not change. The writes' `after` callbacks (which publish to the live
@@ -18,13 +18,16 @@
 
 use std::sync::{Arc, Mutex as SyncMutex};
 
-use sqlx::{Executor, SqliteConnection, sqlite::SqliteRow};
+use sqlx::SqliteConnection;
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use super::{Record, StoreError, Value};
+use super::{
+    Record, StoreError, Value,
+    sqlite_writer::{FromWritten, Work, WriterThread, Written},
+};
 
 /// What a write's caller does with its result: decode its rows, run its `after`, hand it over.
-type Completion = Box<dyn FnOnce(Result<Vec<SqliteRow>, StoreError>) + Send>;
+type Completion = Box<dyn FnOnce(Written) + Send>;
 
 /// A write waiting for the writer.
 struct Queued {
@@ -32,12 +35,6 @@ struct Queued {
     caller: u64,
     work: Work,
     complete: Completion,
-}
-
-/// What a write runs: statements without their transaction, and their arguments.
-struct Work {
-    script: &'static str,
-    args: Vec<Value>,
 }
 
 /// The writes waiting for the writer.
@@ -67,8 +64,9 @@ impl Group {
 /// Runs `script` (statements without `BEGIN`/`COMMIT`) in a transaction, alone or with the writes
 /// queued beside it, and returns its rows once committed. `after` runs on the rows once they are
 /// durable, before any later transaction commits.
-pub(super) async fn write<T: Record + 'static>(
+pub(super) async fn write<T: Record + FromWritten + 'static>(
     writer: &Arc<Mutex<SqliteConnection>>,
+    thread: &Arc<WriterThread>,
     group: &Arc<Group>,
     script: &'static str,
     args: Vec<Value>,
@@ -82,7 +80,7 @@ pub(super) async fn write<T: Record + 'static>(
         complete: Box::new(move |rows| {
             let rows = rows.and_then(|rows| {
                 rows.iter()
-                    .map(|row| T::from_row(row).map_err(StoreError::from))
+                    .map(T::from_written)
                     .collect::<Result<Vec<T>, _>>()
             });
             if let Ok(rows) = &rows {
@@ -100,9 +98,9 @@ pub(super) async fn write<T: Record + 'static>(
             let only_own = matches!(batch.as_slice(), [only] if only.caller == caller);
             if only_own {
                 // Only this caller's own write: run here, as a write without a group would.
-                run(conn, batch).await;
+                run(conn, thread.clone(), batch).await;
             } else if !batch.is_empty() {
-                tokio::spawn(run(conn, batch));
+                tokio::spawn(run(conn, thread.clone(), batch));
             }
         }
     }
@@ -113,78 +111,18 @@ fn abandoned() -> StoreError {
     StoreError::Database(sqlx::Error::WorkerCrashed)
 }
 
-/// Runs a batch and completes its writes, in order, while holding the writer.
-async fn run(mut conn: OwnedMutexGuard<SqliteConnection>, batch: Vec<Queued>) {
+/// Runs a batch on the writer thread and completes its writes, in order, while holding the
+/// writer (whose sqlx connection stays unused meanwhile: holding it keeps every other write out).
+async fn run(
+    writer: OwnedMutexGuard<SqliteConnection>,
+    thread: Arc<WriterThread>,
+    batch: Vec<Queued>,
+) {
     let (work, completions): (Vec<Work>, Vec<Completion>) =
         batch.into_iter().map(|q| (q.work, q.complete)).unzip();
-    if work.len() > 1 {
-        match together(&mut conn, &work).await {
-            Ok(results) => {
-                for (complete, rows) in completions.into_iter().zip(results) {
-                    complete(rows);
-                }
-                return;
-            }
-            // The transaction as a whole failed (it is rolled back): each write on its own then
-            // gets the answer that is its own.
-            Err(e) => tracing::debug!(error = %e, "a group commit failed; writing one by one"),
-        }
-    }
-    for (write, complete) in work.iter().zip(completions) {
-        let rows = alone(&mut conn, write).await;
+    let results = thread.write(work).await;
+    for (complete, rows) in completions.into_iter().zip(results) {
         complete(rows);
     }
-}
-
-/// One write in a transaction of its own, in one round trip.
-async fn alone(conn: &mut SqliteConnection, write: &Work) -> Result<Vec<SqliteRow>, StoreError> {
-    let script = format!("BEGIN IMMEDIATE; {} COMMIT;", write.script);
-    match fetch(conn, script, &write.args).await {
-        Ok(rows) => Ok(rows),
-        Err(e) => {
-            // The script stopped partway; undo whatever it began. (When it failed before its
-            // BEGIN, there is nothing to roll back and this fails harmlessly.)
-            let _ = conn.execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
-}
-
-/// Every write of the batch in one transaction, each in a savepoint. `Err` when the transaction
-/// itself could not begin or commit (then nothing of it is kept).
-async fn together(
-    conn: &mut SqliteConnection,
-    batch: &[Work],
-) -> Result<Vec<Result<Vec<SqliteRow>, StoreError>>, StoreError> {
-    conn.execute("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for write in batch {
-        let script = format!("SAVEPOINT one; {} RELEASE one;", write.script);
-        let rows = fetch(conn, script, &write.args).await;
-        if rows.is_err()
-            && let Err(e) = conn.execute("ROLLBACK TO one; RELEASE one").await
-        {
-            let _ = conn.execute("ROLLBACK").await;
-            return Err(e.into());
-        }
-        results.push(rows);
-    }
-    if let Err(e) = conn.execute("COMMIT").await {
-        let _ = conn.execute("ROLLBACK").await;
-        return Err(e.into());
-    }
-    Ok(results)
-}
-
-async fn fetch(
-    conn: &mut SqliteConnection,
-    script: String,
-    args: &[Value],
-) -> Result<Vec<SqliteRow>, StoreError> {
-    Ok(bind_all!(
-        sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(script)),
-        args
-    )
-    .fetch_all(conn)
-    .await?)
+    drop(writer);
 }

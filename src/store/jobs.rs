@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
 
-use super::{Db, OneTrip, Store, StoreError, Tx, query, statement::Sql};
+use super::{Db, FromWritten, OneTrip, Store, StoreError, Tx, WrittenRow, query, statement::Sql};
 use crate::{ids::JobId, time::Timestamp};
 
 /// The queue of outbound deliveries (subject: the message id; lane: its conversation).
@@ -43,6 +43,22 @@ pub struct Job {
     pub last_error: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
+}
+
+/// As sqlx decodes it (the derive above), from a row a one-trip write returned on SQLite.
+impl FromWritten for Job {
+    fn from_written(r: &WrittenRow) -> Result<Self, StoreError> {
+        Ok(Job {
+            id: r.get::<String>("id")?.into(),
+            queue: r.get("queue")?,
+            subject: r.get("subject")?,
+            lane: r.get("lane")?,
+            payload: Json(r.json("payload")?),
+            attempts: r.get("attempts")?,
+            last_error: r.get("last_error")?,
+            created_at: Timestamp(r.get("created_at")?),
+        })
+    }
 }
 
 impl Job {

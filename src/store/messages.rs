@@ -6,7 +6,8 @@ use serde::Serialize;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
 
 use super::{
-    Db, OneTrip, Store, StoreError, Tx, jobs, meta::MessageMeta, query, sql, statement::Sql,
+    Db, FromWritten, OneTrip, Store, StoreError, Tx, WrittenRow, jobs, meta::MessageMeta, query,
+    sql, statement::Sql,
 };
 use crate::{
     ids::{ContactId, ConversationId, JobId, MessageId},
@@ -126,6 +127,31 @@ pub struct Message {
 }
 
 /// The columns of [`Message`], for statements built with `concat!`.
+/// As sqlx decodes it (the derive above), from a row a one-trip write returned on SQLite.
+impl FromWritten for Message {
+    fn from_written(r: &WrittenRow) -> Result<Self, StoreError> {
+        Ok(Message {
+            id: r.get::<String>("id")?.into(),
+            conversation_id: r.get::<String>("conversation_id")?.into(),
+            seq: r.get("seq")?,
+            channel: r.parse("channel")?,
+            direction: r.parse("direction")?,
+            role: r.parse("role")?,
+            author: r.get("author")?,
+            kind: r.get("kind")?,
+            content: r.get("content")?,
+            attachments: r.json("attachments")?,
+            provider_message_id: r.get("provider_message_id")?,
+            reply_to: r.get::<Option<String>>("reply_to")?.map(MessageId::from),
+            status: r.parse("status")?,
+            status_at: Timestamp(r.get("status_at")?),
+            error: r.get("error")?,
+            created_at: Timestamp(r.get("created_at")?),
+            metadata: r.json("metadata")?,
+        })
+    }
+}
+
 impl Message {
     /// The message as a website visitor may see it: an expert is named by the display name they
     /// wrote under, never by their staff account's id; what an AI reply used (tokens, cost, the
@@ -865,6 +891,21 @@ pub struct Appended {
     /// tell: `NULL` when it could not (on PostgreSQL, when another write to the conversation
     /// committed while this one waited for it).
     next_turn: Option<MessageId>,
+}
+
+impl FromWritten for Appended {
+    fn from_written(r: &WrittenRow) -> Result<Self, StoreError> {
+        Ok(Appended {
+            message: Message::from_written(r)?,
+            conversation_mode: r.parse("conversation_mode")?,
+            contact_id: r.get::<String>("contact_id")?.into(),
+            account: r.get("account")?,
+            active_agent: r.get("active_agent")?,
+            locked_at: r.get::<Option<i64>>("locked_at")?.map(Timestamp),
+            lock_ttl_secs: r.get("lock_ttl_secs")?,
+            next_turn: r.get::<Option<String>>("next_turn")?.map(MessageId::from),
+        })
+    }
 }
 
 impl Appended {

@@ -9,7 +9,9 @@
 //! the write lock (and sleep in SQLite's busy handler), every write goes through one dedicated
 //! connection behind an async mutex, and reads use a separate pool of read-only connections; in WAL
 //! mode readers never wait for the writer. Skipping the pool on the write path also avoids the pool's
-//! acquire/release cost, which on SQLite is larger than the statements themselves.
+//! acquire/release cost, which on SQLite is larger than the statements themselves. The hot path's
+//! writes ([`OneTrip`]) are gathered into batches ([`group_commit`]) that a thread owning a
+//! second writer connection runs in one go ([`sqlite_writer`]), under the same lock.
 //!
 //! PostgreSQL uses one ordinary pool for both, and concurrent transactions.
 //!
@@ -231,13 +233,14 @@ impl Query {
 
 /// A write done in a single round trip: on SQLite a script of statements (without `BEGIN` and
 /// `COMMIT`: the store runs it in a transaction, alone or beside other writes, see
-/// [`group_commit`]), which the writer's worker runs in one go; on PostgreSQL a single statement
-/// (data-modifying CTEs), atomic by itself. Both texts take the same arguments. Only
-/// rows of the script's last statement may be returned.
+/// [`group_commit`]), which the writer thread runs in one go ([`sqlite_writer`]); on PostgreSQL
+/// a single statement (data-modifying CTEs), atomic by itself. Both texts take the same
+/// arguments. Only rows of the script's last statement may be returned; on SQLite the rows'
+/// type decodes them by hand ([`FromWritten`]).
 ///
-/// Each round trip to SQLite crosses to sqlx's worker thread and back; for the few writes on the
-/// path from a message to its reply, doing them in one trip instead of four or five is what
-/// makes the gateway fast (see the performance section of the README).
+/// Each round trip crosses to another thread (SQLite) or process (PostgreSQL) and back; for the
+/// few writes on the path from a message to its reply, doing them in one trip instead of four or
+/// five is what makes the gateway fast (see the performance section of the README).
 #[derive(Debug, Clone)]
 pub struct OneTrip {
     /// The SQLite script.
@@ -306,6 +309,8 @@ macro_rules! run {
 }
 
 mod group_commit;
+pub mod sqlite_writer;
+pub use sqlite_writer::{FromWritten, WrittenRow};
 
 /// Runs queries: a write transaction ([`Tx`]) or the read side of the store ([`Reader`]). Helpers
 /// that only read take `&mut impl Db`, so they work inside and outside a transaction.
@@ -359,6 +364,8 @@ enum Inner {
         writer: Arc<Mutex<SqliteConnection>>,
         /// One-trip writes waiting for the writer, committed together.
         group: Arc<group_commit::Group>,
+        /// Runs them, on a connection of its own (see [`sqlite_writer`]).
+        thread: Arc<sqlite_writer::WriterThread>,
         readers: Pool<Sqlite>,
         /// Copies the WAL back into the database file in the background (see [`checkpoints`]).
         checkpointer: tokio_util::sync::CancellationToken,
@@ -401,6 +408,13 @@ impl Store {
                 // When the WAL starts over, a file grown larger than this is cut back.
                 .pragma("journal_size_limit", "67108864");
             let writer = SqliteConnection::connect_with(&options).await?;
+            // Opened after the connection above created the file and put it in WAL mode.
+            let thread = sqlite_writer::WriterThread::start(
+                options.get_filename(),
+                sqlite_writer::Settings {
+                    synchronous_full: config.sqlite_synchronous == SqliteSynchronous::Full,
+                },
+            )?;
             let readers = SqlitePoolOptions::new()
                 .max_connections(config.sqlite_readers)
                 .min_connections(1)
@@ -417,6 +431,7 @@ impl Store {
             Inner::Sqlite {
                 writer,
                 group: Arc::default(),
+                thread: Arc::new(thread),
                 readers,
                 checkpointer,
             }
@@ -514,15 +529,18 @@ impl Store {
     /// returns its rows. `after` runs once the write is durable and, on SQLite, before the next
     /// writer commits, like [`Tx::commit_then`]. On SQLite, writes that arrive together are
     /// committed together (see [`group_commit`]).
-    pub async fn write_once<T: Record + 'static>(
+    pub async fn write_once<T: Record + FromWritten + 'static>(
         &self,
         write: OneTrip,
         after: impl FnOnce(&[T]) + Send + 'static,
     ) -> Result<Vec<T>, StoreError> {
         match &*self.inner {
-            Inner::Sqlite { writer, group, .. } => {
-                group_commit::write(writer, group, write.sqlite, write.args, after).await
-            }
+            Inner::Sqlite {
+                writer,
+                group,
+                thread,
+                ..
+            } => group_commit::write(writer, thread, group, write.sqlite, write.args, after).await,
             Inner::Postgres { pool } => {
                 let q = Query {
                     sql: write.postgres,

@@ -33,6 +33,7 @@ both_backends!(
     a_lease_has_one_holder_until_it_runs_out_is_given_up_or_its_holder_is_gone,
     writes_committed_together_keep_their_own_results,
     a_message_carries_its_conversation_only_when_first_in_line,
+    what_a_write_returns_is_what_the_database_holds,
 );
 
 const SMS: Channel = Channel::named("sms");
@@ -525,7 +526,7 @@ async fn a_message_carries_its_conversation_only_when_first_in_line(backend: Bac
         .await
         .expect("answered");
     let (next, answering) = send(
-        visitor_message(2, &fresh.conversation_id.to_string(), "again"),
+        visitor_message(2, fresh.conversation_id.as_str(), "again"),
         at(12),
     )
     .await;
@@ -535,4 +536,71 @@ async fn a_message_carries_its_conversation_only_when_first_in_line(backend: Bac
     assert_eq!(known.locked_at, Some(at(11)));
     assert_eq!(known.lock_ttl_secs, Some(100));
     assert_eq!(known.locked_agent(at(12)), Some("echo"));
+}
+
+/// The rows a one-trip write returns (on SQLite decoded by hand from the writer thread's
+/// connection) are the rows a read of the database gives (decoded by sqlx): a message, its
+/// reply and the reply's delivery job, field for field.
+async fn what_a_write_returns_is_what_the_database_holds(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let InboundEvent::Message(mut first) = first_message(7, 7) else {
+        unreachable!()
+    };
+    first.metadata = serde_json::json!({"campaign": "spring", "n": 3})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let outcome = ingest::ingest(
+        &store,
+        &Hub::default(),
+        plain(SMS),
+        &[InboundEvent::Message(first)],
+        None,
+        at(0),
+    )
+    .await
+    .expect("ingest")
+    .pop();
+    let Some(Outcome::Stored { message, .. }) = outcome else {
+        panic!("not stored: {outcome:?}")
+    };
+    let read = |id: String| {
+        let store = store.clone();
+        async move {
+            messages::get(&mut store.reader(), &id)
+                .await
+                .expect("read")
+                .expect("stored")
+        }
+    };
+    assert_eq!(
+        format!("{message:?}"),
+        format!("{:?}", read(message.id.to_string()).await)
+    );
+    let answer = reply(&store, &message, "echo", false, at(1))
+        .await
+        .expect("answered");
+    assert_eq!(
+        format!("{answer:?}"),
+        format!("{:?}", read(answer.id.to_string()).await)
+    );
+    let claimed = jobs::claim(&store, jobs::DELIVER, at(2), Duration::from_secs(30), 10)
+        .await
+        .expect("claim");
+    let [job] = claimed.as_slice() else {
+        panic!("one delivery job: {claimed:?}")
+    };
+    let stored: jobs::Job = store
+        .reader()
+        .fetch_one(
+            query(
+                "SELECT id, queue, subject, lane, payload, attempts, last_error, created_at \
+                 FROM jobs WHERE id = $1",
+            )
+            .bind(&job.id),
+        )
+        .await
+        .expect("read the job");
+    assert_eq!(format!("{job:?}"), format!("{stored:?}"));
+    assert_eq!(job.subject, answer.id.to_string());
 }

@@ -1,0 +1,390 @@
+//! The SQLite writer thread: one-trip writes run on a connection that a thread of its own owns.
+//!
+//! Through sqlx every statement is a hand-off to the connection's worker thread and back, and
+//! every row returned another: a batch of one-trip writes (see [`super::group_commit`]) cost
+//! `BEGIN`, a round trip per write and `COMMIT`, each waking two threads. Here the whole batch is
+//! one hand-off: the thread takes it, runs every write in one transaction (each in a savepoint
+//! when there are several) and hands back every write's rows at once.
+//!
+//! The thread's connection is a second writer of the same file. The two never write at once: a
+//! batch is handed to the thread only by whoever holds the store's writer lock (the same lock
+//! every [`super::Tx`] takes), so the thread never waits for SQLite's write lock except behind a
+//! checkpoint. Its statements are prepared once and cached, as sqlx caches its own.
+
+use std::{collections::HashMap, ffi::CString, path::Path, sync::Arc, time::Duration};
+
+use rusqlite::{Connection, OpenFlags, types::Value as Sql};
+use tokio::sync::oneshot;
+
+use super::{StoreError, Value};
+
+/// One write of a batch: statements without their transaction, and their arguments.
+pub(super) struct Work {
+    pub script: &'static str,
+    pub args: Vec<Value>,
+}
+
+/// What one write returned: the rows of its statements (only the last returns any).
+pub(super) type Written = Result<Vec<WrittenRow>, StoreError>;
+
+struct Batch {
+    writes: Vec<Work>,
+    done: oneshot::Sender<Vec<Written>>,
+}
+
+/// The writer thread's handle. The thread ends (closing its connection) when the handle is
+/// dropped.
+pub(super) struct WriterThread {
+    batches: std::sync::mpsc::Sender<Batch>,
+}
+
+/// The per-connection settings the store's other connections have (see `Store::connect`).
+pub(super) struct Settings {
+    pub synchronous_full: bool,
+}
+
+impl WriterThread {
+    /// Opens the database file for writing and starts the thread.
+    pub fn start(path: &Path, settings: Settings) -> Result<WriterThread, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(failed)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
+        let synchronous = if settings.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        // As on the store's other connections: commits never checkpoint (a background
+        // connection does), foreign keys hold, temporary data stays in memory.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = memory; \
+             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"
+        ))
+        .map_err(failed)?;
+        conn.set_prepared_statement_cache_capacity(256);
+        let (batches, received) = std::sync::mpsc::channel::<Batch>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                let mut thread = Thread {
+                    conn,
+                    scripts: HashMap::new(),
+                };
+                for batch in received {
+                    let results = match thread.together(&batch.writes) {
+                        Ok(results) => results,
+                        // The transaction as a whole failed (it is rolled back): each write on
+                        // its own then gets the answer that is its own.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a group commit failed; writing one by one");
+                            batch.writes.iter().map(|w| thread.alone(w)).collect()
+                        }
+                    };
+                    let _ = batch.done.send(results);
+                }
+            })
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Ok(WriterThread { batches })
+    }
+
+    /// Runs the writes in one transaction (a savepoint each when there are several; one by one
+    /// if that transaction cannot commit) and returns each one's result. Call only while holding
+    /// the store's writer lock.
+    pub async fn write(&self, writes: Vec<Work>) -> Vec<Written> {
+        let n = writes.len();
+        let (done, result) = oneshot::channel();
+        let sent = self.batches.send(Batch { writes, done });
+        match (sent, result.await) {
+            (Ok(()), Ok(results)) => results,
+            // The thread is gone (it panicked): nothing was written.
+            _ => (0..n)
+                .map(|_| Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
+                .collect(),
+        }
+    }
+}
+
+/// A row a write returned, with its values owned.
+#[derive(Debug)]
+pub struct WrittenRow {
+    columns: Arc<[String]>,
+    values: Vec<Sql>,
+}
+
+/// A value that a row written on SQLite can be read as (see [`WrittenRow::get`]).
+pub trait FromWrittenValue: Sized {
+    /// Converts the column's value; `None` when it has another type.
+    fn from_value(value: &Sql) -> Option<Self>;
+}
+
+impl FromWrittenValue for i64 {
+    fn from_value(value: &Sql) -> Option<Self> {
+        match value {
+            Sql::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl FromWrittenValue for String {
+    fn from_value(value: &Sql) -> Option<Self> {
+        match value {
+            Sql::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromWrittenValue> FromWrittenValue for Option<T> {
+    fn from_value(value: &Sql) -> Option<Self> {
+        match value {
+            Sql::Null => Some(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+impl WrittenRow {
+    fn value(&self, name: &'static str) -> Result<&Sql, StoreError> {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| corrupt(name, "no such column".into()))
+    }
+
+    /// The column `name` as a `T`.
+    pub fn get<T: FromWrittenValue>(&self, name: &'static str) -> Result<T, StoreError> {
+        let value = self.value(name)?;
+        T::from_value(value).ok_or_else(|| corrupt(name, format!("unexpected value {value:?}")))
+    }
+
+    /// The column `name`, text, as a `T` it names (an enum stored as its name, a typed id).
+    pub fn parse<T>(&self, name: &'static str) -> Result<T, StoreError>
+    where
+        T: TryFrom<String>,
+        T::Error: std::fmt::Display,
+    {
+        T::try_from(self.get::<String>(name)?).map_err(|e| corrupt(name, e.to_string()))
+    }
+
+    /// The column `name`, a JSON document.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &'static str,
+    ) -> Result<T, StoreError> {
+        serde_json::from_str(&self.get::<String>(name)?).map_err(|e| corrupt(name, e.to_string()))
+    }
+}
+
+fn corrupt(what: &'static str, message: String) -> StoreError {
+    StoreError::Corrupt { what, message }
+}
+
+/// A row type that one-trip writes return on SQLite (see [`WrittenRow`]): the few types a write
+/// returns decode themselves by hand, since sqlx decodes only the rows of its own connections.
+pub trait FromWritten: Sized {
+    /// Decodes a row.
+    fn from_written(row: &WrittenRow) -> Result<Self, StoreError>;
+}
+
+fn failed(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!("SQLite writer: {e}")))
+}
+
+/// A write's failure as the rest of the store reports it: a violated UNIQUE constraint must
+/// read as one (`StoreError::is_unique_violation`).
+fn write_failed(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, _) = &e
+        && matches!(
+            code.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
+    {
+        return StoreError::DuplicateRace;
+    }
+    failed(e)
+}
+
+/// The thread's side: its connection and the scripts it has split into statements.
+struct Thread {
+    conn: Connection,
+    /// By the script's address and length: each is a constant of the program.
+    scripts: HashMap<(usize, usize), Arc<[String]>>,
+}
+
+impl Thread {
+    fn alone(&mut self, write: &Work) -> Written {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(write_failed)?;
+        match self.script(write).and_then(|rows| {
+            self.conn.execute_batch("COMMIT").map_err(write_failed)?;
+            Ok(rows)
+        }) {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Every write of the batch in one transaction, each in a savepoint. `Err` when the
+    /// transaction itself could not begin or commit (then nothing of it is kept).
+    fn together(&mut self, writes: &[Work]) -> Result<Vec<Written>, StoreError> {
+        if let [only] = writes {
+            return Ok(vec![self.alone(only)]);
+        }
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(write_failed)?;
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            let step = self
+                .conn
+                .execute_batch("SAVEPOINT one")
+                .map_err(write_failed)
+                .and_then(|()| self.script(write));
+            let undone = match &step {
+                Ok(_) => self.conn.execute_batch("RELEASE one"),
+                Err(_) => self.conn.execute_batch("ROLLBACK TO one; RELEASE one"),
+            };
+            if let Err(e) = undone {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(failed(e));
+            }
+            results.push(step);
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(failed(e));
+        }
+        Ok(results)
+    }
+
+    /// Runs a write's statements; the rows of those that return any.
+    fn script(&mut self, write: &Work) -> Written {
+        let statements = self.statements(write.script)?;
+        let mut rows = Vec::new();
+        for sql in statements.iter() {
+            let mut statement = self.conn.prepare_cached(sql).map_err(write_failed)?;
+            for index in 1..=statement.parameter_count() {
+                let arg = statement
+                    .parameter_name(index)
+                    .and_then(|name| name.strip_prefix('$'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| write.args.get(n.wrapping_sub(1)))
+                    .ok_or_else(|| {
+                        corrupt("statement", format!("parameter {index} of {sql} unbound"))
+                    })?;
+                bind(&mut statement, index, arg).map_err(write_failed)?;
+            }
+            if statement.column_count() == 0 {
+                statement.raw_execute().map_err(write_failed)?;
+                continue;
+            }
+            let columns: Arc<[String]> = statement
+                .column_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let mut result = statement.raw_query();
+            while let Some(row) = result.next().map_err(write_failed)? {
+                let values = (0..columns.len())
+                    .map(|i| {
+                        row.get_ref(i)
+                            .and_then(|v| Sql::try_from(v).map_err(Into::into))
+                    })
+                    .collect::<Result<Vec<_>, rusqlite::Error>>()
+                    .map_err(write_failed)?;
+                rows.push(WrittenRow {
+                    columns: columns.clone(),
+                    values,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// A script's statements, split once: the scripts are the program's own constants.
+    fn statements(&mut self, script: &'static str) -> Result<Arc<[String]>, StoreError> {
+        let key = (script.as_ptr() as usize, script.len());
+        if let Some(statements) = self.scripts.get(&key) {
+            return Ok(statements.clone());
+        }
+        let statements: Arc<[String]> = split(script)?.into();
+        self.scripts.insert(key, statements.clone());
+        Ok(statements)
+    }
+}
+
+/// Splits a script at the semicolons that end a statement (SQLite's own `sqlite3_complete`
+/// tells, so a semicolon within a string or a trigger body does not).
+fn split(script: &str) -> Result<Vec<String>, StoreError> {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    for (end, _) in script.match_indices(';') {
+        let candidate = &script[start..=end];
+        let text = CString::new(candidate).map_err(|e| corrupt("script", e.to_string()))?;
+        // SAFETY: `text` is a valid NUL-terminated string that outlives the call.
+        if unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) } != 0 {
+            let statement = candidate.trim();
+            if statement != ";" {
+                statements.push(statement.to_owned());
+            }
+            start = end + 1;
+        }
+    }
+    let rest = script[start..].trim();
+    if !rest.is_empty() {
+        statements.push(rest.to_owned());
+    }
+    Ok(statements)
+}
+
+fn bind(
+    statement: &mut rusqlite::Statement<'_>,
+    index: usize,
+    value: &Value,
+) -> rusqlite::Result<()> {
+    match value {
+        Value::Int(Some(i)) => statement.raw_bind_parameter(index, i),
+        Value::Float(Some(f)) => statement.raw_bind_parameter(index, f),
+        Value::Text(Some(s)) => statement.raw_bind_parameter(index, s.as_str()),
+        // As sqlx binds a JSON document on SQLite: its text.
+        Value::Json(Some(v)) => statement.raw_bind_parameter(index, v.to_string()),
+        Value::Int(None) | Value::Float(None) | Value::Text(None) | Value::Json(None) => {
+            statement.raw_bind_parameter(index, rusqlite::types::Null)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn a_script_splits_at_the_ends_of_its_statements_only() {
+        let statements = split(
+            "INSERT INTO t VALUES ('a;b'); UPDATE t SET x = 1 WHERE y = ';'; \
+             SELECT * FROM t;",
+        )
+        .unwrap();
+        assert_eq!(
+            statements,
+            vec![
+                "INSERT INTO t VALUES ('a;b');",
+                "UPDATE t SET x = 1 WHERE y = ';';",
+                "SELECT * FROM t;"
+            ]
+        );
+        assert_eq!(split("SELECT 1").unwrap(), vec!["SELECT 1"]);
+    }
+}
