@@ -177,7 +177,9 @@ pub async fn ingest(
                     .await
                     .map(|o| vec![o])
             }
-            _ => try_ingest(store, hub, source, events, checkpoint, now).await,
+            // Boxed: its transaction of many statements would otherwise make the future of
+            // every message larger, also of those that take the one-trip paths above.
+            _ => Box::pin(try_ingest(store, hub, source, events, checkpoint, now)).await,
         };
         match result {
             Err(IngestError::Store(e)) if e.is_unique_violation() && attempt < ATTEMPTS => {

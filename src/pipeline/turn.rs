@@ -152,6 +152,18 @@ struct Produced {
     raw_dropped: u64,
 }
 
+/// A reply to store, as the agent's turn left it (see `Inner::store_reply`).
+struct Reply {
+    text: String,
+    metadata: crate::store::meta::MessageMeta,
+    /// Who the reply counts against, and what it used.
+    used: Option<(ContactId, NewUsage)>,
+    /// Whether it is evaluated once stored.
+    evaluate: bool,
+    /// Why the agent handed the conversation over, if it did.
+    handoff: Option<String>,
+}
+
 /// The agent a conversation stays locked to after a turn, and for how long.
 struct Lock {
     agent: String,
@@ -635,6 +647,41 @@ impl Inner {
                 mode: Mode::Ai,
             }));
         }
+        // Boxed: the rare path's transaction would otherwise make every turn's future larger
+        // (it is moved when the turn's task is spawned and finished).
+        Box::pin(self.store_reply_in_transaction(
+            message,
+            agent,
+            lock,
+            Reply {
+                text,
+                metadata,
+                used,
+                evaluate,
+                handoff: produced.handoff,
+            },
+            now,
+        ))
+        .await
+    }
+
+    /// Stores a reply that comes with a handoff (or is empty) in a transaction of several
+    /// statements: see [`Self::store_reply`].
+    async fn store_reply_in_transaction(
+        &self,
+        message: &Message,
+        agent: &str,
+        lock: &Lock,
+        reply: Reply,
+        now: crate::time::Timestamp,
+    ) -> Result<Option<TurnOutcome>, StoreError> {
+        let Reply {
+            text,
+            metadata,
+            used,
+            evaluate,
+            handoff,
+        } = reply;
         let mut tx = self.store.begin().await?;
         if !messages::mark_handled(&mut tx, message).await? {
             return Ok(None);
@@ -696,7 +743,7 @@ impl Inner {
                 None => still_ai = false,
             }
         }
-        if still_ai && let Some(reason) = produced.handoff {
+        if still_ai && let Some(reason) = handoff {
             let notice =
                 super::handoff::to_expert(&mut tx, &message.conversation_id, &reason, now).await?;
             if let Some(notice) = notice {
