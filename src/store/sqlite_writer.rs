@@ -48,9 +48,7 @@ impl WriterThread {
     pub fn start(path: &Path, settings: Settings) -> Result<WriterThread, StoreError> {
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(failed)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
@@ -102,10 +100,15 @@ impl WriterThread {
         let sent = self.batches.send(Batch { writes, done });
         match (sent, result.await) {
             (Ok(()), Ok(results)) => results,
-            // The thread is gone (it panicked): nothing was written.
-            _ => (0..n)
-                .map(|_| Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
-                .collect(),
+            // The thread is gone (it panicked): nothing was written, and nothing will be.
+            _ => {
+                tracing::error!(
+                    "the SQLite writer thread stopped: writes fail until the gateway restarts"
+                );
+                (0..n)
+                    .map(|_| Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
+                    .collect()
+            }
         }
     }
 }
