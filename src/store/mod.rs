@@ -383,6 +383,20 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long an SQLite connection waits for another one's lock (a checkpoint's) before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings of every SQLite connection besides the journal mode, `synchronous`, the busy
+/// timeout and foreign keys (which sqlx sets by name).
+const SQLITE_PRAGMAS: &[(&str, &str)] = &[
+    ("temp_store", "memory"),
+    // Commits never checkpoint (and so never wait for an fsync of the database file); a
+    // background connection does it.
+    ("wal_autocheckpoint", "0"),
+    // When the WAL starts over, a file grown larger than this is cut back.
+    ("journal_size_limit", "67108864"),
+];
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -392,28 +406,23 @@ impl Store {
         let inner = if config.url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&config.url)?;
             keep_private(options.get_filename())?;
-            let options = options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(match config.sqlite_synchronous {
-                    SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
-                    SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
-                })
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                .pragma("temp_store", "memory")
-                // Commits never checkpoint (and so never wait for an fsync of the database
-                // file); a background connection does it.
-                .pragma("wal_autocheckpoint", "0")
-                // When the WAL starts over, a file grown larger than this is cut back.
-                .pragma("journal_size_limit", "67108864");
+            let options = SQLITE_PRAGMAS.iter().fold(
+                options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(match config.sqlite_synchronous {
+                        SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+                        SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+                    })
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true),
+                |options, (name, value)| options.pragma(*name, *value),
+            );
             let writer = SqliteConnection::connect_with(&options).await?;
             // Opened after the connection above created the file and put it in WAL mode.
             let thread = sqlite_writer::WriterThread::start(
                 options.get_filename(),
-                sqlite_writer::Settings {
-                    synchronous_full: config.sqlite_synchronous == SqliteSynchronous::Full,
-                },
+                config.sqlite_synchronous,
             )?;
             let readers = SqlitePoolOptions::new()
                 .max_connections(config.sqlite_readers)

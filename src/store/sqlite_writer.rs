@@ -11,12 +11,13 @@
 //! every [`super::Tx`] takes), so the thread never waits for SQLite's write lock except behind a
 //! checkpoint. Its statements are prepared once and cached, as sqlx caches its own.
 
-use std::{collections::HashMap, ffi::CString, path::Path, sync::Arc, time::Duration};
+use std::{collections::HashMap, ffi::CString, path::Path, sync::Arc};
 
 use rusqlite::{Connection, OpenFlags, types::Value as Sql};
 use tokio::sync::oneshot;
 
 use super::{StoreError, Value};
+use crate::config::SqliteSynchronous;
 
 /// One write of a batch: statements without their transaction, and their arguments.
 pub(super) struct Work {
@@ -38,33 +39,29 @@ pub(super) struct WriterThread {
     batches: std::sync::mpsc::Sender<Batch>,
 }
 
-/// The per-connection settings the store's other connections have (see `Store::connect`).
-pub(super) struct Settings {
-    pub synchronous_full: bool,
-}
-
 impl WriterThread {
-    /// Opens the database file for writing and starts the thread.
-    pub fn start(path: &Path, settings: Settings) -> Result<WriterThread, StoreError> {
+    /// Opens the database file for writing, with the settings of the store's other connections,
+    /// and starts the thread.
+    pub fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<WriterThread, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(failed)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
-        let synchronous = if settings.synchronous_full {
-            "FULL"
-        } else {
-            "NORMAL"
+        conn.busy_timeout(super::SQLITE_BUSY_TIMEOUT)
+            .map_err(failed)?;
+        let synchronous = match synchronous {
+            SqliteSynchronous::Normal => "NORMAL",
+            SqliteSynchronous::Full => "FULL",
         };
-        // As on the store's other connections: commits never checkpoint (a background
-        // connection does), foreign keys hold, temporary data stays in memory.
-        conn.execute_batch(&format!(
+        let mut settings = format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-             PRAGMA foreign_keys = ON; PRAGMA temp_store = memory; \
-             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"
-        ))
-        .map_err(failed)?;
+             PRAGMA foreign_keys = ON;"
+        );
+        for (name, value) in super::SQLITE_PRAGMAS {
+            settings.push_str(&format!(" PRAGMA {name} = {value};"));
+        }
+        conn.execute_batch(&settings).map_err(failed)?;
         conn.set_prepared_statement_cache_capacity(256);
         let (batches, received) = std::sync::mpsc::channel::<Batch>();
         std::thread::Builder::new()
