@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_channel::{
-    Attachment, Channel, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
+    Attachment, Channel, Content, ConversationRef, DeliveryStatus, InboundEdit, InboundEvent,
     InboundMessage, StatusUpdate,
 };
 
@@ -28,7 +28,9 @@ use crate::{
         Db, Store, StoreError, Tx, contacts,
         conversations::{self, Answering, Conversation, Mode, NewConversation},
         cursors, jobs,
-        messages::{self, Direction, InboundAppend, InboundStart, Message, NewMessage, Role},
+        messages::{
+            self, Appended, Direction, InboundAppend, InboundStart, Message, NewMessage, Role,
+        },
         threads,
     },
     text,
@@ -177,6 +179,15 @@ pub async fn ingest(
                     .await
                     .map(|o| vec![o])
             }
+            [InboundEvent::Message(message)]
+                if checkpoint.is_none() && joins_current_conversation(source, message) =>
+            {
+                match continue_current(store, hub, source, message, now).await {
+                    Ok(Some(outcome)) => Ok(vec![outcome]),
+                    Ok(None) => Box::pin(try_ingest(store, hub, source, events, None, now)).await,
+                    Err(e) => Err(e),
+                }
+            }
             // Boxed: its transaction of many statements would otherwise make the future of
             // every message larger, also of those that take the one-trip paths above.
             _ => Box::pin(try_ingest(store, hub, source, events, checkpoint, now)).await,
@@ -196,6 +207,16 @@ pub async fn ingest(
 /// needs no lookup of a replied-to message.
 fn appends_to_named_conversation(message: &InboundMessage) -> bool {
     matches!(message.conversation, ConversationRef::Existing(_)) && message.reply_to.is_none()
+}
+
+/// Whether a message can take the one-round-trip path of a messaging channel: it goes to its
+/// sender's current conversation, quotes nothing, brings no media to download, and its channel
+/// caps no answers per hour (all of which the transaction path looks up or adds).
+fn joins_current_conversation(source: Source<'_>, message: &InboundMessage) -> bool {
+    matches!(message.conversation, ConversationRef::Current)
+        && message.reply_to.is_none()
+        && source.answers_per_hour.is_none()
+        && !(source.fetches_media && matches!(message.content, Content::Media { .. }))
 }
 
 /// Whether a message can take the one-round-trip path of a new conversation: it starts one,
@@ -219,10 +240,68 @@ async fn start(
     inbound: &InboundMessage,
     now: Timestamp,
 ) -> Result<Outcome, IngestError> {
-    let channel = source.channel;
     if let Some(message) = retried_or_admitted(&mut store.reader(), source, inbound).await? {
         return Ok(Outcome::Duplicate { message });
     }
+    let started = messages::start_inbound(store, starting(source, inbound), now, publisher(hub))
+        .await?
+        .ok_or(IngestError::Store(StoreError::DuplicateRace))?;
+    Ok(stored(started, inbound))
+}
+
+/// A message of a messaging channel's contact, stored in their current conversation (or a new
+/// one) in one round trip. `None` when the sender is over their quota or rate: whether that
+/// leaves the message unanswered depends on who answers the conversation, which the
+/// transaction path reads before it decides (and tells the contact).
+async fn continue_current(
+    store: &Store,
+    hub: &Hub,
+    source: Source<'_>,
+    inbound: &InboundMessage,
+    now: Timestamp,
+) -> Result<Option<Outcome>, IngestError> {
+    if let Some(message) = retried_or_admitted(&mut store.reader(), source, inbound).await? {
+        return Ok(Some(Outcome::Duplicate { message }));
+    }
+    if !within_limits(source, inbound) {
+        return Ok(None);
+    }
+    let stored_message =
+        messages::continue_inbound(store, starting(source, inbound), now, publisher(hub))
+            .await?
+            .ok_or(IngestError::Store(StoreError::DuplicateRace))?;
+    Ok(Some(stored(stored_message, inbound)))
+}
+
+/// Whether a message may be stored for an answer without asking who answers its conversation:
+/// it expects no answer, or its sender is within their quota and their rate (the message is
+/// counted against the rate here, also when an expert turns out to answer the conversation —
+/// a rate of messages, not of AI answers, in that case). When not, the transaction path decides:
+/// the contact is left to be told there.
+fn within_limits(source: Source<'_>, inbound: &InboundMessage) -> bool {
+    if !inbound.content.expects_answer() {
+        return true;
+    }
+    let (channel, sender) = (source.channel, inbound.from.external_id.as_str());
+    if let Some((quotas, _)) = source.quotas
+        && quotas.check_identity(channel, sender).is_err()
+    {
+        return false;
+    }
+    if let Some((floods, _)) = source.floods
+        && let ContactTurn::Quiet { tell } = floods.check(channel, sender)
+    {
+        if tell {
+            floods.untell(channel, sender);
+        }
+        return false;
+    }
+    true
+}
+
+/// What the one-trip writes store for a message that may start a conversation: the contact, and
+/// the new conversation's id and title (from the subject, else the text).
+fn starting(source: Source<'_>, inbound: &InboundMessage) -> InboundStart {
     let (attachments, metadata) = message_data(inbound, source.chosen);
     let text = inbound.content.to_text();
     let about = inbound
@@ -231,43 +310,41 @@ async fn start(
         .filter(|s| !s.trim().is_empty())
         .unwrap_or(&text);
     let conversation_id = ConversationId::generate();
-    let title = text::title(about);
-    let awaits_answer = inbound.content.expects_answer();
-    let started = messages::start_inbound(
-        store,
-        InboundStart {
+    InboundStart {
+        title: text::title(about),
+        account: inbound.account.clone(),
+        contact: inbound.from.clone(),
+        message: InboundAppend {
             conversation_id: conversation_id.clone(),
-            title: title.clone(),
-            account: inbound.account.clone(),
-            contact: inbound.from.clone(),
-            message: InboundAppend {
-                conversation_id: conversation_id.clone(),
-                channel,
-                external_id: inbound.from.external_id.clone(),
-                kind: inbound.content.kind(),
-                content: text,
-                attachments,
-                provider_message_id: inbound.provider_message_id.clone(),
-                sender_key: inbound.sender_key.clone(),
-                awaits_answer,
-                metadata,
-            },
+            channel: source.channel,
+            external_id: inbound.from.external_id.clone(),
+            kind: inbound.content.kind(),
+            content: text,
+            attachments,
+            provider_message_id: inbound.provider_message_id.clone(),
+            sender_key: inbound.sender_key.clone(),
+            awaits_answer: inbound.content.expects_answer(),
+            metadata,
         },
-        now,
-        {
-            let hub = hub.clone();
-            move |rows| rows.iter().for_each(|row| hub.message(&row.message))
-        },
-    )
-    .await?
-    .ok_or(IngestError::Store(StoreError::DuplicateRace))?;
-    Ok(Outcome::Stored {
-        answering: started.answering(),
-        message: started.message,
-        contact_id: started.contact_id,
-        mode: started.conversation_mode,
-        awaits_answer,
-    })
+        conversation_id,
+    }
+}
+
+/// Publishes what a one-trip write stored, once it is committed.
+fn publisher(hub: &Hub) -> impl FnOnce(&[Appended]) + Send + 'static {
+    let hub = hub.clone();
+    move |rows| rows.iter().for_each(|row| hub.message(&row.message))
+}
+
+/// The outcome of a message a one-trip write stored.
+fn stored(appended: Appended, inbound: &InboundMessage) -> Outcome {
+    Outcome::Stored {
+        answering: appended.answering(),
+        message: appended.message,
+        contact_id: appended.contact_id,
+        mode: appended.conversation_mode,
+        awaits_answer: inbound.content.expects_answer(),
+    }
 }
 
 /// The hot path of web chat: one message for a conversation the visitor named, stored in one
@@ -303,20 +380,11 @@ async fn append(
             metadata,
         },
         now,
-        {
-            let hub = hub.clone();
-            move |rows| rows.iter().for_each(|row| hub.message(&row.message))
-        },
+        publisher(hub),
     )
     .await?;
     if let Some(appended) = appended {
-        return Ok(Outcome::Stored {
-            answering: appended.answering(),
-            message: appended.message,
-            contact_id: appended.contact_id,
-            mode: appended.conversation_mode,
-            awaits_answer: inbound.content.expects_answer(),
-        });
+        return Ok(stored(appended, inbound));
     }
     let existing = conversations::get_for_owner(
         &mut store.reader(),

@@ -6,8 +6,8 @@ use serde::Serialize;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
 
 use super::{
-    Db, FromWritten, OneTrip, Store, StoreError, Tx, WrittenRow, jobs, meta::MessageMeta, query,
-    sql, statement::Sql,
+    Backend, Db, FromWritten, OneTrip, Store, StoreError, Tx, WrittenRow, jobs, meta::MessageMeta,
+    query, sql, statement::Sql,
 };
 use crate::{
     ids::{ContactId, ConversationId, JobId, MessageId},
@@ -1050,6 +1050,79 @@ pub struct InboundStart {
     pub message: InboundAppend,
 }
 
+/// Whether an end user's message changes their stored contact (their name or handle, or shows
+/// them reachable again), in an upsert's `ON CONFLICT` clause.
+const CONTACT_CHANGED: &str = "(excluded.display_name IS NOT NULL \
+     AND excluded.display_name IS DISTINCT FROM contacts.display_name) \
+     OR (excluded.username IS NOT NULL AND excluded.username IS DISTINCT FROM contacts.username) \
+     OR contacts.unreachable_since IS NOT NULL";
+
+/// The contact of an [`InboundStart`] (`$1` its id if new, `$2`–`$6` channel, identity, name,
+/// handle, now), created or refreshed as `contacts::upsert` does; `updated_at` and `only_when`
+/// finish the `ON CONFLICT … DO UPDATE` clause.
+fn contact_upsert(updated_at: &str, only_when: &str) -> String {
+    format!(
+        "INSERT INTO contacts (id, channel, external_id, display_name, username, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (channel, external_id) DO UPDATE SET \
+         display_name = COALESCE(excluded.display_name, contacts.display_name), \
+         username = COALESCE(excluded.username, contacts.username), unreachable_since = NULL, \
+         unreachable_reason = NULL, updated_at = {updated_at}{only_when}"
+    )
+}
+
+/// The contact upsert of SQLite's scripts: a known contact's row is left alone unless the
+/// message changes it.
+fn contact_upsert_sqlite() -> String {
+    contact_upsert("excluded.updated_at", &format!(" WHERE {CONTACT_CHANGED}"))
+}
+
+/// The contact upsert on PostgreSQL, which needs the row back (and so locked) even when nothing
+/// changes — a contact a concurrent transaction just inserted is not in the statement's
+/// snapshot — so there it is always "updated", its `updated_at` only on a change.
+fn contact_upsert_postgres() -> String {
+    contact_upsert(
+        &format!(
+            "CASE WHEN {CONTACT_CHANGED} THEN excluded.updated_at ELSE contacts.updated_at END"
+        ),
+        "",
+    )
+}
+
+/// The arguments of both inbound scripts: `$1` a new contact's id, `$2` channel, `$3` the
+/// author's identity, `$4` name, `$5` handle, `$6` now, `$7` a new conversation's id, `$8`
+/// account, `$9` title, `$10` the message's id, `$11` kind, `$12` text, `$13` attachments, `$14`
+/// provider id, `$15` metadata, `$16` whether it awaits an answer, `$17` the instance that owns
+/// its turn, `$18` the sender's key.
+fn inbound_write(write: OneTrip, new: InboundStart, now: Timestamp, instance: &str) -> OneTrip {
+    let InboundStart {
+        conversation_id,
+        title,
+        account,
+        contact,
+        message,
+    } = new;
+    write
+        .bind(ContactId::generate())
+        .bind(message.channel.as_str())
+        .bind(message.external_id)
+        .bind(contact.display_name)
+        .bind(contact.username)
+        .bind(now)
+        .bind(conversation_id)
+        .bind(account)
+        .bind(title)
+        .bind(MessageId::generate())
+        .bind(message.kind)
+        .bind(message.content)
+        .bind(serde_json::to_value(&message.attachments).unwrap_or_default())
+        .bind(message.provider_message_id)
+        .bind(message.metadata.to_value())
+        .bind(i64::from(message.awaits_answer))
+        .bind(instance.to_owned())
+        .bind(message.sender_key)
+}
+
 /// Starts a conversation with an end user's message, in one round trip: the contact (created
 /// or refreshed as `contacts::upsert` does), the conversation (as `conversations::create` stores
 /// it), the message at seq 1, its turn and its sender's key. A message whose provider id or sender
@@ -1061,24 +1134,6 @@ pub async fn start_inbound(
     now: Timestamp,
     after: impl FnOnce(&[Appended]) + Send + 'static,
 ) -> Result<Option<Appended>, StoreError> {
-    // A known contact is refreshed only when the message changes it (or shows them reachable
-    // again): on SQLite the row is then left alone. PostgreSQL needs the row back even when
-    // nothing changes (a contact a concurrent transaction just inserted is not in this
-    // statement's snapshot), so there it is always "updated", its `updated_at` only on a change.
-    const CHANGED: &str = "(excluded.display_name IS NOT NULL \
-         AND excluded.display_name IS DISTINCT FROM contacts.display_name) \
-         OR (excluded.username IS NOT NULL AND excluded.username IS DISTINCT FROM contacts.username) \
-         OR contacts.unreachable_since IS NOT NULL";
-    fn contact(updated_at: &str, only_when: &str) -> String {
-        format!(
-            "INSERT INTO contacts (id, channel, external_id, display_name, username, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-             ON CONFLICT (channel, external_id) DO UPDATE SET \
-             display_name = COALESCE(excluded.display_name, contacts.display_name), \
-             username = COALESCE(excluded.username, contacts.username), unreachable_since = NULL, \
-             unreachable_reason = NULL, updated_at = {updated_at}{only_when}"
-        )
-    }
     static SQLITE: Sql = Sql::new(|| {
         format!(
             "{contact}; \
@@ -1094,7 +1149,7 @@ pub async fn start_inbound(
              SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL; \
              SELECT m.*, {appended} FROM (SELECT{columns}FROM messages WHERE id = $10) m \
              JOIN conversations c ON c.id = m.conversation_id;",
-            contact = contact("excluded.updated_at", &format!(" WHERE {CHANGED}")),
+            contact = contact_upsert_sqlite(),
             columns = columns!(),
             appended = appended_columns!("$7"),
         )
@@ -1117,42 +1172,128 @@ pub async fn start_inbound(
              $8 AS account, NULL::text AS active_agent, NULL::bigint AS locked_at, \
              NULL::bigint AS lock_ttl_secs, CASE WHEN $16 = 1 THEN message.id END AS next_turn \
              FROM message, conversation",
-            contact = contact(
-                &format!(
-                    "CASE WHEN {CHANGED} THEN excluded.updated_at ELSE contacts.updated_at END"
-                ),
-                ""
-            ),
+            contact = contact_upsert_postgres(),
             columns = columns!(),
         )
     });
-    let InboundStart {
-        conversation_id,
-        title,
-        account,
-        contact,
-        message,
-    } = new;
-    let write = OneTrip::new(SQLITE.text(), POSTGRES.text())
-        .bind(ContactId::generate())
-        .bind(message.channel.as_str())
-        .bind(message.external_id)
-        .bind(contact.display_name)
-        .bind(contact.username)
-        .bind(now)
-        .bind(conversation_id)
-        .bind(account)
-        .bind(title)
-        .bind(MessageId::generate())
-        .bind(message.kind)
-        .bind(message.content)
-        .bind(serde_json::to_value(&message.attachments).unwrap_or_default())
-        .bind(message.provider_message_id)
-        .bind(message.metadata.to_value())
-        .bind(i64::from(message.awaits_answer))
-        .bind(store.instance())
-        .bind(message.sender_key);
+    let write = inbound_write(
+        OneTrip::new(SQLITE.text(), POSTGRES.text()),
+        new,
+        now,
+        store.instance(),
+    );
     Ok(store.write_once(write, after).await?.pop())
+}
+
+/// Stores an end user's message in their current conversation on its channel and account — the
+/// most recently active one that is open — or, when they have none, in a new one (`new`'s id and
+/// title); the contact is created or refreshed on the way, as by [`start_inbound`]. The messaging
+/// channels' hot path: on SQLite one round trip; on PostgreSQL two statements in a transaction,
+/// the first locking the contact's row, so that the second (whose snapshot is taken after the
+/// lock) sees a conversation a concurrent first message of the same contact just started, and
+/// does not start a second one. A message whose provider id or sender key is stored already
+/// fails with a unique violation, as with [`start_inbound`].
+pub async fn continue_inbound(
+    store: &Store,
+    new: InboundStart,
+    now: Timestamp,
+    after: impl FnOnce(&[Appended]) + Send + 'static,
+) -> Result<Option<Appended>, StoreError> {
+    /// The contact's current conversation, as `conversations::current_for_contact` finds it.
+    const CURRENT: &str = "SELECT id FROM conversations WHERE contact_id = \
+         (SELECT id FROM contacts WHERE channel = $2 AND external_id = $3) AND channel = $2 \
+         AND account = $8 AND deleted_at IS NULL AND mode <> 'closed' \
+         ORDER BY updated_at DESC LIMIT 1";
+    // The message takes the conversation's next seq before the conversation is updated: its
+    // `updated_at` decides which conversation is current, and must not change under the script.
+    static SQLITE: Sql = Sql::new(|| {
+        format!(
+            "{contact}; \
+             INSERT INTO conversations (id, channel, account, contact_id, title, last_seq, \
+             created_at, updated_at) \
+             SELECT $7, $2, $8, id, $9, 0, $6, $6 FROM contacts WHERE channel = $2 \
+             AND external_id = $3 AND NOT EXISTS ({CURRENT}); \
+             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
+             attachments, provider_message_id, status, status_at, created_at, metadata) \
+             SELECT $10, id, last_seq + 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', \
+             $6, $6, $15 FROM conversations WHERE id = ({CURRENT}); \
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = $6 \
+             WHERE id = (SELECT conversation_id FROM messages WHERE id = $10); \
+             INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
+             SELECT id, conversation_id, seq, $6, $17 FROM messages WHERE id = $10 AND $16 = 1; \
+             INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+             SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL; \
+             SELECT m.*, {appended} FROM (SELECT{columns}FROM messages WHERE id = $10) m \
+             JOIN conversations c ON c.id = m.conversation_id;",
+            contact = contact_upsert_sqlite(),
+            columns = columns!(),
+            appended = appended_columns!("c.id"),
+        )
+    });
+    // `$1` is the contact's id here, as the first statement returned it. The oldest message
+    // waiting is known only for a conversation this statement started, or one that no other
+    // write changed since its snapshot (see `append_inbound`).
+    static POSTGRES: Sql = Sql::new(|| {
+        format!(
+            "WITH current AS (SELECT id FROM conversations WHERE contact_id = $1 AND channel = $2 \
+             AND account = $8 AND deleted_at IS NULL AND mode <> 'closed' \
+             ORDER BY updated_at DESC LIMIT 1), \
+             started AS (INSERT INTO conversations (id, channel, account, contact_id, title, \
+             last_seq, created_at, updated_at) \
+             SELECT $7, $2, $8, $1, $9, 1, $6, $6 WHERE NOT EXISTS (SELECT 1 FROM current) \
+             RETURNING {conversation}, TRUE AS fresh), \
+             taken AS (UPDATE conversations SET last_seq = last_seq + 1, updated_at = $6 \
+             WHERE id = (SELECT id FROM current) RETURNING {conversation}, FALSE AS fresh), \
+             conversation AS (SELECT * FROM started UNION ALL SELECT * FROM taken), \
+             message AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, \
+             kind, content, attachments, provider_message_id, status, status_at, created_at, metadata) \
+             SELECT $10, id, last_seq, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, \
+             $6, $15 FROM conversation RETURNING{columns}), \
+             pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, \
+             owner) SELECT id, conversation_id, seq, created_at, $17 FROM message WHERE $16 = 1), \
+             keyed AS (INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+             SELECT $2, $3, $18, id, created_at FROM message WHERE $18::text IS NOT NULL) \
+             SELECT message.*, conversation.mode AS conversation_mode, conversation.contact_id, \
+             conversation.account, conversation.active_agent, conversation.locked_at, \
+             conversation.lock_ttl_secs, \
+             CASE WHEN conversation.fresh THEN CASE WHEN $16 = 1 THEN message.id END \
+             WHEN conversation.last_seq = \
+             (SELECT last_seq + 1 FROM conversations WHERE id = conversation.id) \
+             THEN COALESCE((SELECT message_id FROM pending_turns \
+             WHERE conversation_id = conversation.id ORDER BY seq LIMIT 1), \
+             CASE WHEN $16 = 1 THEN message.id END) END AS next_turn \
+             FROM message, conversation",
+            conversation = "id, last_seq, mode, contact_id, account, active_agent, locked_at, \
+                            lock_ttl_secs",
+            columns = columns!(),
+        )
+    });
+    static CONTACT: Sql = Sql::new(|| format!("{} RETURNING id", contact_upsert_postgres()));
+    let mut write = inbound_write(
+        OneTrip::new(SQLITE.text(), POSTGRES.text()),
+        new,
+        now,
+        store.instance(),
+    );
+    if store.backend() == Backend::Sqlite {
+        return Ok(store.write_once(write, after).await?.pop());
+    }
+    let mut tx = store.begin().await?;
+    let mut contact = query(CONTACT.text());
+    for arg in &write.args[..6] {
+        contact = contact.bind(arg.clone());
+    }
+    let contact: ContactKey = tx.fetch_one(contact).await?;
+    write.args[0] = contact.id.into();
+    let mut rows: Vec<Appended> = tx.fetch_all(write.postgres_query()).await?;
+    tx.commit_then(|| after(&rows)).await?;
+    Ok(rows.pop())
+}
+
+/// A contact's id, as an upsert returns it.
+#[derive(sqlx::FromRow)]
+struct ContactKey {
+    id: ContactId,
 }
 
 /// An agent's answer to a message.

@@ -266,6 +266,15 @@ impl OneTrip {
         self.args.push(value.into());
         self
     }
+
+    /// The PostgreSQL statement with its arguments, for a write that runs it in a transaction
+    /// after statements of its own.
+    fn postgres_query(self) -> Query {
+        Query {
+            sql: self.postgres,
+            args: self.args,
+        }
+    }
 }
 
 /// A row type that both backends can decode (derive `sqlx::FromRow`).

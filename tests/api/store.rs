@@ -34,6 +34,7 @@ both_backends!(
     writes_committed_together_keep_their_own_results,
     a_message_carries_its_conversation_only_when_first_in_line,
     what_a_write_returns_is_what_the_database_holds,
+    a_messaging_contact_writes_in_one_current_conversation,
 );
 
 const SMS: Channel = Channel::named("sms");
@@ -603,4 +604,108 @@ async fn what_a_write_returns_is_what_the_database_holds(backend: Backend) {
         .expect("read the job");
     assert_eq!(format!("{job:?}"), format!("{stored:?}"));
     assert_eq!(job.subject, answer.id.to_string());
+}
+
+/// A message of a messaging channel's contact for their current conversation.
+fn chat_message(contact: &str, account: &str, provider_id: &str) -> InboundEvent {
+    let InboundEvent::Message(mut message) = first_message(0, 0) else {
+        unreachable!()
+    };
+    message.sender_key = None;
+    message.provider_message_id = Some(provider_id.into());
+    message.account = account.into();
+    message.from.external_id = contact.into();
+    message.conversation = ConversationRef::Current;
+    InboundEvent::Message(message)
+}
+
+/// A messaging channel's contact writes in one conversation at a time: their first messages,
+/// also many at once, start exactly one (on PostgreSQL a concurrent first message must see the
+/// conversation another just started); later ones join it until it is closed; another account
+/// of the gateway, or another contact, has a conversation of its own; a provider's resend is the
+/// message stored the first time.
+async fn a_messaging_contact_writes_in_one_current_conversation(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let hub = Hub::default();
+    let send = |event: InboundEvent, now: Timestamp| {
+        let (store, hub) = (store.clone(), hub.clone());
+        async move {
+            ingest::ingest(&store, &hub, plain(SMS), &[event], None, now)
+                .await
+                .expect("ingest")
+                .into_iter()
+                .next()
+                .expect("an outcome")
+        }
+    };
+    let stored = |outcome: Outcome| match outcome {
+        Outcome::Stored {
+            message, answering, ..
+        } => (message, answering),
+        other => panic!("not stored: {other:?}"),
+    };
+
+    let first = (0..16).map(|i| {
+        let send = &send;
+        async move { stored(send(chat_message("+100", "", &format!("m{i}")), at(i)).await) }
+    });
+    let first = futures::future::join_all(first).await;
+    let conversation = first[0].0.conversation_id.clone();
+    let mut seqs: Vec<i64> = first
+        .iter()
+        .map(|(m, _)| {
+            assert_eq!(
+                m.conversation_id, conversation,
+                "one conversation for the contact"
+            );
+            m.seq
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=16).collect::<Vec<i64>>());
+    let waiting_first: Vec<_> = first.iter().filter(|(_, a)| a.is_some()).collect();
+    assert_eq!(
+        waiting_first.len(),
+        1,
+        "only the message first in line learns its conversation"
+    );
+    assert_eq!(waiting_first[0].0.seq, 1);
+
+    let (later, answering) = stored(send(chat_message("+100", "", "m16"), at(20)).await);
+    assert_eq!(
+        (later.conversation_id.clone(), later.seq),
+        (conversation.clone(), 17)
+    );
+    assert!(answering.is_none(), "sixteen messages wait before it");
+
+    let resent = send(chat_message("+100", "", "m3"), at(21)).await;
+    let Outcome::Duplicate { message } = resent else {
+        panic!("a resend stored again: {resent:?}")
+    };
+    assert_eq!(message.id, first[3].0.id);
+
+    let (other_account, _) = stored(send(chat_message("+100", "sales", "s1"), at(22)).await);
+    let (other_contact, _) = stored(send(chat_message("+200", "", "o1"), at(23)).await);
+    assert_ne!(other_account.conversation_id, conversation);
+    assert_ne!(other_contact.conversation_id, conversation);
+    assert_ne!(other_account.conversation_id, other_contact.conversation_id);
+    assert_eq!((other_account.seq, other_contact.seq), (1, 1));
+
+    store
+        .execute(
+            query("UPDATE conversations SET mode = 'closed' WHERE id = $1").bind(&conversation),
+        )
+        .await
+        .expect("close");
+    let (after_close, answering) = stored(send(chat_message("+100", "", "m17"), at(30)).await);
+    assert_ne!(after_close.conversation_id, conversation);
+    assert_eq!(after_close.seq, 1);
+    let answering = answering.expect("the new conversation's first message is first in line");
+    assert_eq!(answering.id, after_close.conversation_id);
+    assert_eq!(
+        conversations::message_count(&mut store.reader(), &conversation)
+            .await
+            .expect("count"),
+        17
+    );
 }
