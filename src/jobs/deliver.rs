@@ -105,6 +105,24 @@ impl Deliveries {
         };
         let now = self.clock.now();
         match outcome {
+            // The usual end: the last part sent as it was written, recorded in one trip.
+            Attempt::Delivered {
+                last_part: Some((index, provider_message_id)),
+                substituted: None,
+            } => {
+                let latest = messages::record_sent(
+                    &self.store,
+                    channel,
+                    &ctx.message.id,
+                    index,
+                    &provider_message_id,
+                    &job.id,
+                    now,
+                )
+                .await?;
+                metrics::delivery(channel, DeliveryOutcome::Sent);
+                self.published(latest);
+            }
             Attempt::Delivered {
                 last_part,
                 substituted,

@@ -728,6 +728,75 @@ pub async fn record_part(
     Ok(())
 }
 
+/// Records in one round trip that the last part of an outbound message (`part`, from 0) was
+/// accepted by the provider under `provider_message_id`, as [`record_part`], then
+/// [`advance_status_of`] to `sent` and [`apply_early_statuses`] do in a transaction, and
+/// finishes its delivery job (`job`). Returns the message as it is now.
+pub async fn record_sent(
+    store: &Store,
+    channel: Channel,
+    message_id: &MessageId,
+    part: i64,
+    provider_message_id: &str,
+    job: &JobId,
+    now: Timestamp,
+) -> Result<Option<Message>, StoreError> {
+    /// The provider ids of the message's parts.
+    const PARTS: &str = "SELECT provider_message_id FROM message_parts WHERE message_id = $3";
+    static SQLITE: Sql = Sql::new(|| {
+        format!(
+            "INSERT INTO message_parts (channel, provider_message_id, message_id, part) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (channel, provider_message_id) DO NOTHING; \
+             UPDATE messages SET provider_message_id = $2 WHERE id = $3 AND $4 = 0; \
+             UPDATE messages SET status = $7, status_at = $5 WHERE id = $3 AND {rank} < $8; \
+             UPDATE messages SET status = e.status, status_at = e.status_at, \
+             error = COALESCE(e.error, messages.error) \
+             FROM (SELECT status, status_at, error, {rank} AS rank FROM early_statuses \
+             WHERE channel = $1 AND provider_message_id IN ({PARTS}) ORDER BY rank DESC LIMIT 1) e \
+             WHERE messages.id = $3 AND {message_rank} < e.rank; \
+             DELETE FROM early_statuses WHERE channel = $1 AND provider_message_id IN ({PARTS}); \
+             DELETE FROM jobs WHERE id = $6; \
+             SELECT{columns}FROM messages WHERE id = $3;",
+            rank = sql::status_rank(),
+            message_rank = sql::status_rank_of("messages.status"),
+            columns = columns!(),
+        )
+    });
+    // One statement sees the database as it was before it: the part it records is not among
+    // the message's parts yet, and the status is the best of `sent` and the early ones.
+    static POSTGRES: Sql = Sql::new(|| {
+        format!(
+            "WITH part AS (INSERT INTO message_parts (channel, provider_message_id, message_id, \
+             part) VALUES ($1, $2, $3, $4) ON CONFLICT (channel, provider_message_id) DO NOTHING), \
+             early AS (DELETE FROM early_statuses WHERE channel = $1 \
+             AND provider_message_id IN ({PARTS} UNION ALL SELECT $2) \
+             RETURNING status, status_at, error), \
+             best AS (SELECT status AS best_status, status_at AS best_at, error AS best_error, \
+             rank AS best_rank FROM (SELECT status, status_at, error, {rank} AS rank FROM early \
+             UNION ALL SELECT $7, $5, NULL, $8) candidates ORDER BY rank DESC LIMIT 1), \
+             job AS (DELETE FROM jobs WHERE id = $6) \
+             UPDATE messages SET \
+             provider_message_id = CASE WHEN $4 = 0 THEN $2 ELSE provider_message_id END, \
+             status = CASE WHEN {rank} < best_rank THEN best_status ELSE status END, \
+             status_at = CASE WHEN {rank} < best_rank THEN best_at ELSE status_at END, \
+             error = CASE WHEN {rank} < best_rank THEN COALESCE(best_error, error) ELSE error END \
+             FROM best WHERE id = $3 RETURNING{columns}",
+            rank = sql::status_rank(),
+            columns = columns!(),
+        )
+    });
+    let write = OneTrip::new(SQLITE.text(), POSTGRES.text())
+        .bind(channel.as_str())
+        .bind(provider_message_id)
+        .bind(message_id)
+        .bind(part)
+        .bind(now)
+        .bind(job)
+        .bind(DeliveryStatus::Sent.as_str())
+        .bind(i64::from(DeliveryStatus::Sent.rank()));
+    Ok(store.write_once(write, |_: &[Message]| ()).await?.pop())
+}
+
 /// The message a provider id refers to, whether it is an inbound message or any part of an
 /// outbound one (for replies that quote one of our messages).
 pub async fn find_quoted(

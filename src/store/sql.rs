@@ -32,11 +32,16 @@ pub fn renew_lock(agent: &str, now: &str) -> String {
 
 /// The rank of a message's stored `status`, as [`DeliveryStatus::rank`] defines it.
 pub fn status_rank() -> String {
+    status_rank_of("status")
+}
+
+/// The rank of the status in `column` (a qualified name where `status` would be ambiguous).
+pub fn status_rank_of(column: &str) -> String {
     let cases: Vec<String> = DeliveryStatus::ALL
         .iter()
         .map(|s| format!("WHEN '{}' THEN {}", s.as_str(), s.rank()))
         .collect();
-    format!("(CASE status {} ELSE 0 END)", cases.join(" "))
+    format!("(CASE {column} {} ELSE 0 END)", cases.join(" "))
 }
 
 /// `channel <> 'web'`: the messages a delivery job sends (the web chat's are delivered by being
