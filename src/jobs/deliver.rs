@@ -82,7 +82,7 @@ impl Deliveries {
 
     async fn attempt(&self, job: jobs::Job) -> Result<(), StoreError> {
         let id = crate::ids::MessageId::from(job.subject.as_str());
-        let Some(ctx) = messages::delivery_context(&mut self.store.reader(), &id).await? else {
+        let Some(ctx) = messages::delivery_context(&self.store, &id).await? else {
             // The message is gone; nothing to deliver.
             return self.finish(&job).await;
         };

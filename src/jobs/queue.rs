@@ -181,7 +181,7 @@ impl QueueSource {
                         tracing::warn!(queue = self.name, error = %e, "cannot claim jobs; trying again shortly");
                     }
                 }
-                let wait = match jobs::next_due(&mut self.store.reader(), self.name, now).await {
+                let wait = match jobs::next_due(&self.store, self.name, now).await {
                     Ok(Some(at)) => Duration::from_micros(
                         u64::try_from(at.micros() - now.micros()).unwrap_or(0),
                     )

@@ -240,7 +240,7 @@ async fn start(
     inbound: &InboundMessage,
     now: Timestamp,
 ) -> Result<Outcome, IngestError> {
-    if let Some(message) = retried_or_admitted(&mut store.reader(), source, inbound).await? {
+    if let Some(message) = retried_or_admitted(store, source, inbound).await? {
         return Ok(Outcome::Duplicate { message });
     }
     let started = messages::start_inbound(store, starting(source, inbound), now, publisher(hub))
@@ -260,7 +260,7 @@ async fn continue_current(
     inbound: &InboundMessage,
     now: Timestamp,
 ) -> Result<Option<Outcome>, IngestError> {
-    if let Some(message) = retried_or_admitted(&mut store.reader(), source, inbound).await? {
+    if let Some(message) = retried_or_admitted(store, source, inbound).await? {
         return Ok(Some(Outcome::Duplicate { message }));
     }
     if !within_limits(source, inbound) {
@@ -361,7 +361,7 @@ async fn append(
         unreachable!("checked by appends_to_named_conversation")
     };
     let conversation_id = &ConversationId::from(conversation_id.as_str());
-    if let Some(message) = retried_or_admitted(&mut store.reader(), source, inbound).await? {
+    if let Some(message) = retried_or_admitted(store, source, inbound).await? {
         return Ok(Outcome::Duplicate { message });
     }
     let (attachments, metadata) = message_data(inbound, source.chosen);
@@ -401,38 +401,40 @@ async fn append(
 
 /// The message stored before, when this one is a retry of it; otherwise `None`, once the new
 /// message is counted against its sender's quota and rates (`source.admit`; a refusal is the
-/// error).
+/// error). For the one-trip paths: the read is a hot-path one ([`Store::read_once`]).
 async fn retried_or_admitted(
-    db: &mut impl Db,
+    store: &Store,
     source: Source<'_>,
     inbound: &InboundMessage,
 ) -> Result<Option<Message>, IngestError> {
-    if let Some(message) = stored_before(db, source.channel, inbound).await? {
-        return Ok(Some(message));
+    if let Some(resent) = resent(source.channel, inbound) {
+        let stored: Vec<Message> = store.read_once(resent).await?;
+        if let Some(message) = stored.into_iter().next() {
+            return Ok(Some(message));
+        }
     }
-    if let Some(admit) = source.admit {
-        admit(matches!(inbound.conversation, ConversationRef::New))?;
-    }
-    Ok(None)
+    admitted(source, inbound).map(|()| None)
 }
 
-/// The message stored before under the same provider id, or under the same sender's own key.
-async fn stored_before(
-    db: &mut impl Db,
-    channel: Channel,
-    inbound: &InboundMessage,
-) -> Result<Option<Message>, StoreError> {
-    if let Some(provider_id) = &inbound.provider_message_id
-        && let Some(message) = messages::find_by_provider_id(db, channel, provider_id).await?
-    {
-        return Ok(Some(message));
+/// Counts a message that is not a retry against its sender's quota and rates.
+fn admitted(source: Source<'_>, inbound: &InboundMessage) -> Result<(), IngestError> {
+    match source.admit {
+        Some(admit) => admit(matches!(inbound.conversation, ConversationRef::New)),
+        None => Ok(()),
     }
-    match &inbound.sender_key {
-        Some(key) => {
-            messages::find_by_sender_key(db, channel, &inbound.from.external_id, key).await
-        }
-        None => Ok(None),
-    }
+}
+
+/// The query for the message stored before under the same provider id, or under the same
+/// sender's own key; `None` when the message has neither.
+fn resent(channel: Channel, inbound: &InboundMessage) -> Option<crate::store::Query> {
+    (inbound.provider_message_id.is_some() || inbound.sender_key.is_some()).then(|| {
+        messages::resent(
+            channel,
+            inbound.provider_message_id.as_deref(),
+            &inbound.from.external_id,
+            inbound.sender_key.as_deref(),
+        )
+    })
 }
 
 /// The attachments and metadata stored with an inbound message; `chosen` is the agent its sender
@@ -560,9 +562,12 @@ async fn store_message(
     now: Timestamp,
 ) -> Result<(Outcome, Option<Message>), IngestError> {
     let channel = source.channel;
-    if let Some(message) = retried_or_admitted(tx, source, inbound).await? {
+    if let Some(resent) = resent(channel, inbound)
+        && let Some(message) = tx.fetch_optional(resent).await?
+    {
         return Ok((Outcome::Duplicate { message }, None));
     }
+    admitted(source, inbound)?;
     let text = inbound.content.to_text();
     let conversation = match &inbound.conversation {
         ConversationRef::Existing(id) => {

@@ -831,7 +831,7 @@ impl Inner {
         let message_provider_id = message.provider_message_id.clone();
         tokio::spawn(
             async move {
-                let to = match contacts::external_id(&mut inner.store.reader(), &contact_id).await {
+                let to = match contacts::external_id_once(&inner.store, &contact_id).await {
                     Ok(Some(to)) => to,
                     Ok(None) => return,
                     Err(e) => {

@@ -2,7 +2,7 @@
 
 use switchboard_channel::{Channel, ContactRef};
 
-use super::{Db, StoreError, Tx, query};
+use super::{Db, FromOwnedRow, OwnedRow, Store, StoreError, Tx, query};
 use crate::{ids::ContactId, time::Timestamp};
 
 #[derive(sqlx::FromRow)]
@@ -95,6 +95,28 @@ pub async fn external_id(db: &mut impl Db, id: &ContactId) -> Result<Option<Stri
         .fetch_optional(query("SELECT external_id FROM contacts WHERE id = $1").bind(id))
         .await?;
     Ok(row.map(|(external_id,)| external_id))
+}
+
+/// The channel identity of a contact, read on the path of a turn (see [`Store::read_once`]).
+pub async fn external_id_once(store: &Store, id: &ContactId) -> Result<Option<String>, StoreError> {
+    let rows: Vec<Identity> = store
+        .read_once(query("SELECT external_id FROM contacts WHERE id = $1").bind(id))
+        .await?;
+    Ok(rows.into_iter().next().map(|row| row.external_id))
+}
+
+/// A contact's channel identity.
+#[derive(sqlx::FromRow)]
+struct Identity {
+    external_id: String,
+}
+
+impl FromOwnedRow for Identity {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+        Ok(Identity {
+            external_id: r.get("external_id")?,
+        })
+    }
 }
 
 /// Records that a contact can (`reason: None`) or cannot be reached. Creates the contact if it

@@ -6,7 +6,7 @@
 //! ([`super::OneTrip`]) does not take the writer for itself: it is queued, and whoever gets the
 //! writer next runs every queued write in one transaction — each in a savepoint of its own, so that
 //! one that fails (a duplicate) is undone alone and reported to its caller only. The batch, of one
-//! write or of many, is a single hand-off to the writer thread ([`super::sqlite_writer`]).
+//! write or of many, is a single hand-off to the writer thread ([`super::sqlite_threads`]).
 //!
 //! Every caller still gets its own result, and only after the commit that holds its write: the
 //! durability promise does not change. The writes' `after` callbacks (which publish to the live
@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use super::{
     Record, StoreError, Value,
-    sqlite_writer::{FromWritten, Work, WriterThread, Written},
+    sqlite_threads::{FromOwnedRow, Work, WriterThread, Written},
 };
 
 /// What a write's caller does with its result: decode its rows, run its `after`, hand it over.
@@ -64,7 +64,7 @@ impl Group {
 /// Runs `script` (statements without `BEGIN`/`COMMIT`) in a transaction, alone or with the writes
 /// queued beside it, and returns its rows once committed. `after` runs on the rows once they are
 /// durable, before any later transaction commits.
-pub(super) async fn write<T: Record + FromWritten + 'static>(
+pub(super) async fn write<T: Record + FromOwnedRow + 'static>(
     writer: &Arc<Mutex<SqliteConnection>>,
     thread: &Arc<WriterThread>,
     group: &Arc<Group>,
@@ -80,7 +80,7 @@ pub(super) async fn write<T: Record + FromWritten + 'static>(
         complete: Box::new(move |rows| {
             let rows = rows.and_then(|rows| {
                 rows.iter()
-                    .map(T::from_written)
+                    .map(T::from_owned_row)
                     .collect::<Result<Vec<T>, _>>()
             });
             if let Ok(rows) = &rows {

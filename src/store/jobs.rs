@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
 
-use super::{Db, FromWritten, OneTrip, Store, StoreError, Tx, WrittenRow, query, statement::Sql};
+use super::{Db, FromOwnedRow, OneTrip, OwnedRow, Store, StoreError, Tx, query, statement::Sql};
 use crate::{ids::JobId, time::Timestamp};
 
 /// The queue of outbound deliveries (subject: the message id; lane: its conversation).
@@ -46,8 +46,8 @@ pub struct Job {
 }
 
 /// As sqlx decodes it (the derive above), from a row a one-trip write returned on SQLite.
-impl FromWritten for Job {
-    fn from_written(r: &WrittenRow) -> Result<Self, StoreError> {
+impl FromOwnedRow for Job {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
         Ok(Job {
             id: r.get::<String>("id")?.into(),
             queue: r.get("queue")?,
@@ -170,18 +170,32 @@ pub async fn claim(
 /// already due but not claimable wait for the end of their lane's current job, which wakes the
 /// queue.)
 pub async fn next_due(
-    db: &mut impl Db,
+    store: &Store,
     queue: &str,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, StoreError> {
-    let (at,): (Option<Timestamp>,) = db
-        .fetch_one(
-            query("SELECT MIN(run_at) FROM jobs WHERE queue = $1 AND run_at > $2")
+    let due: Vec<NextDue> = store
+        .read_once(
+            query("SELECT MIN(run_at) AS run_at FROM jobs WHERE queue = $1 AND run_at > $2")
                 .bind(queue)
                 .bind(now),
         )
         .await?;
-    Ok(at)
+    Ok(due.into_iter().next().and_then(|d| d.run_at))
+}
+
+/// When the next job is due.
+#[derive(sqlx::FromRow)]
+struct NextDue {
+    run_at: Option<Timestamp>,
+}
+
+impl FromOwnedRow for NextDue {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+        Ok(NextDue {
+            run_at: r.get::<Option<i64>>("run_at")?.map(Timestamp),
+        })
+    }
 }
 
 /// Removes a finished job (done, or given up).

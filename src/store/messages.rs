@@ -6,8 +6,8 @@ use serde::Serialize;
 use switchboard_channel::{Attachment, Channel, DeliveryStatus};
 
 use super::{
-    Backend, Db, FromWritten, OneTrip, Store, StoreError, Tx, WrittenRow, jobs, meta::MessageMeta,
-    query, sql, statement::Sql,
+    Backend, Db, FromOwnedRow, OneTrip, OwnedRow, Query, Store, StoreError, Tx, jobs,
+    meta::MessageMeta, query, sql, statement::Sql,
 };
 use crate::{
     ids::{ContactId, ConversationId, JobId, MessageId},
@@ -128,8 +128,8 @@ pub struct Message {
 
 /// The columns of [`Message`], for statements built with `concat!`.
 /// As sqlx decodes it (the derive above), from a row a one-trip write returned on SQLite.
-impl FromWritten for Message {
-    fn from_written(r: &WrittenRow) -> Result<Self, StoreError> {
+impl FromOwnedRow for Message {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
         Ok(Message {
             id: r.get::<String>("id")?.into(),
             conversation_id: r.get::<String>("conversation_id")?.into(),
@@ -337,25 +337,26 @@ pub async fn find_by_provider_id(
     .await
 }
 
-/// The message a sender stored under their own key (a website visitor's `Idempotency-Key`):
-/// only ever one of their own messages.
-pub async fn find_by_sender_key(
-    db: &mut impl Db,
+/// The message stored before under the same provider id, or else under the same sender's own
+/// key (a website visitor's `Idempotency-Key`, only ever one of their own messages): the one a
+/// resent message is. At least one of the two must be given.
+pub fn resent(
     channel: Channel,
+    provider_message_id: Option<&str>,
     external_id: &str,
-    key: &str,
-) -> Result<Option<Message>, StoreError> {
-    db.fetch_optional(
-        query(with_columns!(
-            "SELECT",
-            "FROM messages WHERE id = (SELECT message_id FROM idempotency_keys \
-             WHERE channel = $1 AND external_id = $2 AND key = $3)"
-        ))
-        .bind(channel.as_str())
-        .bind(external_id)
-        .bind(key),
-    )
-    .await
+    key: Option<&str>,
+) -> Query {
+    query(with_columns!(
+        "SELECT",
+        "FROM messages WHERE id = COALESCE( \
+         (SELECT id FROM messages WHERE channel = $1 AND provider_message_id = $2), \
+         (SELECT message_id FROM idempotency_keys \
+          WHERE channel = $1 AND external_id = $3 AND key = $4))"
+    ))
+    .bind(channel.as_str())
+    .bind(provider_message_id)
+    .bind(external_id)
+    .bind(key)
 }
 
 /// Records a sender's key of a message stored in the same transaction. A concurrent request with
@@ -907,13 +908,40 @@ pub struct DeliveryContext {
     pub parts_sent: i64,
 }
 
+impl FromOwnedRow for DeliveryContext {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+        Ok(DeliveryContext {
+            message: Message::from_owned_row(r)?,
+            account: r.get("account")?,
+            conversation_title: r.get("conversation_title")?,
+            recipient: r.get("recipient")?,
+            contact_id: r.get("contact_id")?,
+            recipient_unreachable_since: r
+                .get::<Option<i64>>("recipient_unreachable_since")?
+                .map(Timestamp),
+            answered_provider_id: r.get("answered_provider_id")?,
+            user_wrote_since: r.get::<i64>("user_wrote_since")? != 0,
+            last_inbound_at: r.get::<Option<i64>>("last_inbound_at")?.map(Timestamp),
+            last_inbound_metadata: match r.get::<Option<String>>("last_inbound_metadata")? {
+                Some(_) => Some(r.json("last_inbound_metadata")?),
+                None => None,
+            },
+            parts_sent: r.get("parts_sent")?,
+        })
+    }
+}
+
 /// Loads a message with what its delivery needs.
 pub async fn delivery_context(
-    db: &mut impl Db,
+    store: &Store,
     id: &MessageId,
 ) -> Result<Option<DeliveryContext>, StoreError> {
-    db.fetch_optional(
-        query(
+    Ok(store.read_once(delivery_context_query(id)).await?.pop())
+}
+
+/// The query of [`delivery_context`].
+pub fn delivery_context_query(id: &MessageId) -> Query {
+    query(
             "SELECT m.id, m.conversation_id, m.seq, m.channel, m.direction, m.role, m.author, \
              m.kind, m.content, m.attachments, m.provider_message_id, m.reply_to, m.status, \
              m.status_at, m.error, m.created_at, m.metadata, c.account, c.title AS conversation_title, \
@@ -932,10 +960,8 @@ pub async fn delivery_context(
               WHERE i.conversation_id = m.conversation_id AND i.direction = 'inbound' \
               ORDER BY i.seq DESC LIMIT 1) \
              WHERE m.id = $1",
-        )
-        .bind(id),
     )
-    .await
+    .bind(id)
 }
 
 /// A message stored by [`append_inbound`] or [`start_inbound`], with its conversation as the
@@ -962,10 +988,10 @@ pub struct Appended {
     next_turn: Option<MessageId>,
 }
 
-impl FromWritten for Appended {
-    fn from_written(r: &WrittenRow) -> Result<Self, StoreError> {
+impl FromOwnedRow for Appended {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
         Ok(Appended {
-            message: Message::from_written(r)?,
+            message: Message::from_owned_row(r)?,
             conversation_mode: r.parse("conversation_mode")?,
             contact_id: r.get::<String>("contact_id")?.into(),
             account: r.get("account")?,

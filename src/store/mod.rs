@@ -11,7 +11,8 @@
 //! mode readers never wait for the writer. Skipping the pool on the write path also avoids the pool's
 //! acquire/release cost, which on SQLite is larger than the statements themselves. The hot path's
 //! writes ([`OneTrip`]) are gathered into batches ([`group_commit`]) that a thread owning a
-//! second writer connection runs in one go ([`sqlite_writer`]), under the same lock.
+//! second writer connection runs in one go ([`sqlite_threads`]), under the same lock; its reads
+//! ([`Store::read_once`]) go to a thread owning a read-only connection.
 //!
 //! PostgreSQL uses one ordinary pool for both, and concurrent transactions.
 //!
@@ -233,10 +234,10 @@ impl Query {
 
 /// A write done in a single round trip: on SQLite a script of statements (without `BEGIN` and
 /// `COMMIT`: the store runs it in a transaction, alone or beside other writes, see
-/// [`group_commit`]), which the writer thread runs in one go ([`sqlite_writer`]); on PostgreSQL
+/// [`group_commit`]), which the writer thread runs in one go ([`sqlite_threads`]); on PostgreSQL
 /// a single statement (data-modifying CTEs), atomic by itself. Both texts take the same
 /// arguments. Only rows of the script's last statement may be returned; on SQLite the rows'
-/// type decodes them by hand ([`FromWritten`]).
+/// type decodes them by hand ([`FromOwnedRow`]).
 ///
 /// Each round trip crosses to another thread (SQLite) or process (PostgreSQL) and back; for the
 /// few writes on the path from a message to its reply, doing them in one trip instead of four or
@@ -318,8 +319,8 @@ macro_rules! run {
 }
 
 mod group_commit;
-pub mod sqlite_writer;
-pub use sqlite_writer::{FromWritten, WrittenRow};
+pub mod sqlite_threads;
+pub use sqlite_threads::{FromOwnedRow, OwnedRow};
 
 /// Runs queries: a write transaction ([`Tx`]) or the read side of the store ([`Reader`]). Helpers
 /// that only read take `&mut impl Db`, so they work inside and outside a transaction.
@@ -373,8 +374,10 @@ enum Inner {
         writer: Arc<Mutex<SqliteConnection>>,
         /// One-trip writes waiting for the writer, committed together.
         group: Arc<group_commit::Group>,
-        /// Runs them, on a connection of its own (see [`sqlite_writer`]).
-        thread: Arc<sqlite_writer::WriterThread>,
+        /// Runs them, on a connection of its own (see [`sqlite_threads`]).
+        thread: Arc<sqlite_threads::WriterThread>,
+        /// Runs the hot path's reads ([`Store::read_once`]).
+        reader: sqlite_threads::ReaderThread,
         readers: Pool<Sqlite>,
         /// Copies the WAL back into the database file in the background (see [`checkpoints`]).
         checkpointer: tokio_util::sync::CancellationToken,
@@ -429,10 +432,11 @@ impl Store {
             );
             let writer = SqliteConnection::connect_with(&options).await?;
             // Opened after the connection above created the file and put it in WAL mode.
-            let thread = sqlite_writer::WriterThread::start(
+            let thread = sqlite_threads::WriterThread::start(
                 options.get_filename(),
                 config.sqlite_synchronous,
             )?;
+            let reader = sqlite_threads::ReaderThread::start(options.get_filename())?;
             let readers = SqlitePoolOptions::new()
                 .max_connections(config.sqlite_readers)
                 .min_connections(1)
@@ -450,6 +454,7 @@ impl Store {
                 writer,
                 group: Arc::default(),
                 thread: Arc::new(thread),
+                reader,
                 readers,
                 checkpointer,
             }
@@ -547,7 +552,7 @@ impl Store {
     /// returns its rows. `after` runs once the write is durable and, on SQLite, before the next
     /// writer commits, like [`Tx::commit_then`]. On SQLite, writes that arrive together are
     /// committed together (see [`group_commit`]).
-    pub async fn write_once<T: Record + FromWritten + 'static>(
+    pub async fn write_once<T: Record + FromOwnedRow + 'static>(
         &self,
         write: OneTrip,
         after: impl FnOnce(&[T]) + Send + 'static,
@@ -568,6 +573,27 @@ impl Store {
                 after(&rows);
                 Ok(rows)
             }
+        }
+    }
+
+    /// A read on the path from a message to its reply: on SQLite run by the reader thread (one
+    /// hand-off in all, see [`sqlite_threads`]), on PostgreSQL by the pool. Other reads use
+    /// [`Store::reader`].
+    pub async fn read_once<T: Record + FromOwnedRow>(
+        &self,
+        q: Query,
+    ) -> Result<Vec<T>, StoreError> {
+        match &*self.inner {
+            Inner::Sqlite { reader, .. } => reader
+                .read(sqlite_threads::Work {
+                    script: q.sql,
+                    args: q.args,
+                })
+                .await?
+                .iter()
+                .map(T::from_owned_row)
+                .collect(),
+            Inner::Postgres { pool } => Ok(run!(fetch_all, Postgres, pool, q)?),
         }
     }
 

@@ -539,9 +539,10 @@ async fn a_message_carries_its_conversation_only_when_first_in_line(backend: Bac
     assert_eq!(known.locked_agent(at(12)), Some("echo"));
 }
 
-/// The rows a one-trip write returns (on SQLite decoded by hand from the writer thread's
-/// connection) are the rows a read of the database gives (decoded by sqlx): a message, its
-/// reply and the reply's delivery job, field for field.
+/// The rows a one-trip write or a hot-path read returns (on SQLite decoded by hand from the
+/// writer or reader thread's connection) are the rows a read of the database gives (decoded by
+/// sqlx): a message, its reply, the reply's delivery job and what its delivery reads, field for
+/// field.
 async fn what_a_write_returns_is_what_the_database_holds(backend: Backend) {
     let (store, _db) = store(&backend).await;
     let InboundEvent::Message(mut first) = first_message(7, 7) else {
@@ -604,6 +605,19 @@ async fn what_a_write_returns_is_what_the_database_holds(backend: Backend) {
         .expect("read the job");
     assert_eq!(format!("{job:?}"), format!("{stored:?}"));
     assert_eq!(job.subject, answer.id.to_string());
+
+    // What a delivery reads on the hot path (on SQLite the reader thread's connection).
+    let context = messages::delivery_context(&store, &answer.id)
+        .await
+        .expect("read on the hot path")
+        .expect("the reply");
+    let through_pool: Option<messages::DeliveryContext> = store
+        .reader()
+        .fetch_optional(messages::delivery_context_query(&answer.id))
+        .await
+        .expect("read through the pool");
+    assert!(context.last_inbound_metadata.is_some(), "{context:?}");
+    assert_eq!(format!("{:?}", Some(context)), format!("{through_pool:?}"));
 }
 
 /// A message of a messaging channel's contact for their current conversation.

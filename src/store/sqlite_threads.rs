@@ -1,15 +1,19 @@
-//! The SQLite writer thread: one-trip writes run on a connection that a thread of its own owns.
+//! The SQLite threads: the hot path's writes and reads run on connections that threads of their
+//! own own.
 //!
 //! Through sqlx every statement is a hand-off to the connection's worker thread and back, and
 //! every row returned another: a batch of one-trip writes (see [`super::group_commit`]) cost
 //! `BEGIN`, a round trip per write and `COMMIT`, each waking two threads. Here the whole batch is
-//! one hand-off: the thread takes it, runs every write in one transaction (each in a savepoint
-//! when there are several) and hands back every write's rows at once.
+//! one hand-off: the writer thread takes it, runs every write in one transaction (each in a
+//! savepoint when there are several) and hands back every write's rows at once. The reader
+//! thread does the same for the few reads on the path from a message to its reply (see
+//! [`super::Store::read_once`]): one hand-off per read, whatever it returns, and none at all
+//! while the thread is busy with the reads queued before it.
 //!
-//! The thread's connection is a second writer of the same file. The two never write at once: a
-//! batch is handed to the thread only by whoever holds the store's writer lock (the same lock
-//! every [`super::Tx`] takes), so the thread never waits for SQLite's write lock except behind a
-//! checkpoint. Its statements are prepared once and cached, as sqlx caches its own.
+//! The writer thread's connection is a second writer of the same file. The two never write at
+//! once: a batch is handed to the thread only by whoever holds the store's writer lock (the same
+//! lock every [`super::Tx`] takes), so the thread never waits for SQLite's write lock except
+//! behind a checkpoint. Statements are prepared once and cached, as sqlx caches its own.
 
 use std::{collections::HashMap, ffi::CString, path::Path, sync::Arc};
 
@@ -26,7 +30,7 @@ pub(super) struct Work {
 }
 
 /// What one write returned: the rows of its statements (only the last returns any).
-pub(super) type Written = Result<Vec<WrittenRow>, StoreError>;
+pub(super) type Written = Result<Vec<OwnedRow>, StoreError>;
 
 struct Batch {
     writes: Vec<Work>,
@@ -39,52 +43,64 @@ pub(super) struct WriterThread {
     batches: std::sync::mpsc::Sender<Batch>,
 }
 
+/// Opens the database file with the settings of the store's other connections (`settings`
+/// first).
+fn open(path: &Path, flags: OpenFlags, settings: &str) -> Result<Thread, StoreError> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(failed)?;
+    conn.busy_timeout(super::SQLITE_BUSY_TIMEOUT)
+        .map_err(failed)?;
+    let mut settings = settings.to_owned();
+    for (name, value) in super::SQLITE_PRAGMAS {
+        settings.push_str(&format!(" PRAGMA {name} = {value};"));
+    }
+    conn.execute_batch(&settings).map_err(failed)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(Thread {
+        conn,
+        scripts: HashMap::new(),
+    })
+}
+
+fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(run)
+        .map(drop)
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+}
+
 impl WriterThread {
     /// Opens the database file for writing, with the settings of the store's other connections,
     /// and starts the thread.
     pub fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<WriterThread, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(failed)?;
-        conn.busy_timeout(super::SQLITE_BUSY_TIMEOUT)
-            .map_err(failed)?;
         let synchronous = match synchronous {
             SqliteSynchronous::Normal => "NORMAL",
             SqliteSynchronous::Full => "FULL",
         };
-        let mut settings = format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-             PRAGMA foreign_keys = ON;"
-        );
-        for (name, value) in super::SQLITE_PRAGMAS {
-            settings.push_str(&format!(" PRAGMA {name} = {value};"));
-        }
-        conn.execute_batch(&settings).map_err(failed)?;
-        conn.set_prepared_statement_cache_capacity(256);
+        let mut thread = open(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE,
+            &format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                 PRAGMA foreign_keys = ON;"
+            ),
+        )?;
         let (batches, received) = std::sync::mpsc::channel::<Batch>();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || {
-                let mut thread = Thread {
-                    conn,
-                    scripts: HashMap::new(),
+        spawn("sqlite-writer", move || {
+            for batch in received {
+                let results = match thread.together(&batch.writes) {
+                    Ok(results) => results,
+                    // The transaction as a whole failed (it is rolled back): each write on
+                    // its own then gets the answer that is its own.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a group commit failed; writing one by one");
+                        batch.writes.iter().map(|w| thread.alone(w)).collect()
+                    }
                 };
-                for batch in received {
-                    let results = match thread.together(&batch.writes) {
-                        Ok(results) => results,
-                        // The transaction as a whole failed (it is rolled back): each write on
-                        // its own then gets the answer that is its own.
-                        Err(e) => {
-                            tracing::debug!(error = %e, "a group commit failed; writing one by one");
-                            batch.writes.iter().map(|w| thread.alone(w)).collect()
-                        }
-                    };
-                    let _ = batch.done.send(results);
-                }
-            })
-            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                let _ = batch.done.send(results);
+            }
+        })?;
         Ok(WriterThread { batches })
     }
 
@@ -110,20 +126,67 @@ impl WriterThread {
     }
 }
 
-/// A row a write returned, with its values owned.
+/// One read, and where its rows go.
+struct Read {
+    query: Work,
+    done: oneshot::Sender<Written>,
+}
+
+/// The reader thread's handle. The thread ends (closing its connection) when the handle is
+/// dropped.
+pub(super) struct ReaderThread {
+    reads: std::sync::mpsc::Sender<Read>,
+}
+
+impl ReaderThread {
+    /// Opens the database file for reading only and starts the thread.
+    pub fn start(path: &Path) -> Result<ReaderThread, StoreError> {
+        let mut thread = open(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+            "PRAGMA query_only = ON;",
+        )?;
+        let (reads, received) = std::sync::mpsc::channel::<Read>();
+        spawn("sqlite-reader", move || {
+            // Each read is a statement of its own, outside any transaction: it sees what was
+            // committed when it began, and holds no snapshot once it is done.
+            for read in received {
+                let _ = read.done.send(thread.script(&read.query));
+            }
+        })?;
+        Ok(ReaderThread { reads })
+    }
+
+    /// Runs a single-statement query and returns its rows.
+    pub async fn read(&self, query: Work) -> Written {
+        let (done, rows) = oneshot::channel();
+        let sent = self.reads.send(Read { query, done });
+        match (sent, rows.await) {
+            (Ok(()), Ok(rows)) => rows,
+            _ => {
+                tracing::error!(
+                    "the SQLite reader thread stopped: reads fail until the gateway restarts"
+                );
+                Err(StoreError::Database(sqlx::Error::WorkerCrashed))
+            }
+        }
+    }
+}
+
+/// A row a write or a read on a thread returned, with its values owned.
 #[derive(Debug)]
-pub struct WrittenRow {
+pub struct OwnedRow {
     columns: Arc<[String]>,
     values: Vec<Sql>,
 }
 
-/// A value that a row written on SQLite can be read as (see [`WrittenRow::get`]).
-pub trait FromWrittenValue: Sized {
+/// A value that a row of the SQLite threads can be read as (see [`OwnedRow::get`]).
+pub trait FromOwnedValue: Sized {
     /// Converts the column's value; `None` when it has another type.
     fn from_value(value: &Sql) -> Option<Self>;
 }
 
-impl FromWrittenValue for i64 {
+impl FromOwnedValue for i64 {
     fn from_value(value: &Sql) -> Option<Self> {
         match value {
             Sql::Integer(i) => Some(*i),
@@ -132,7 +195,7 @@ impl FromWrittenValue for i64 {
     }
 }
 
-impl FromWrittenValue for String {
+impl FromOwnedValue for String {
     fn from_value(value: &Sql) -> Option<Self> {
         match value {
             Sql::Text(s) => Some(s.clone()),
@@ -141,7 +204,7 @@ impl FromWrittenValue for String {
     }
 }
 
-impl<T: FromWrittenValue> FromWrittenValue for Option<T> {
+impl<T: FromOwnedValue> FromOwnedValue for Option<T> {
     fn from_value(value: &Sql) -> Option<Self> {
         match value {
             Sql::Null => Some(None),
@@ -150,7 +213,7 @@ impl<T: FromWrittenValue> FromWrittenValue for Option<T> {
     }
 }
 
-impl WrittenRow {
+impl OwnedRow {
     fn value(&self, name: &'static str) -> Result<&Sql, StoreError> {
         self.columns
             .iter()
@@ -160,7 +223,7 @@ impl WrittenRow {
     }
 
     /// The column `name` as a `T`.
-    pub fn get<T: FromWrittenValue>(&self, name: &'static str) -> Result<T, StoreError> {
+    pub fn get<T: FromOwnedValue>(&self, name: &'static str) -> Result<T, StoreError> {
         let value = self.value(name)?;
         T::from_value(value).ok_or_else(|| corrupt(name, format!("unexpected value {value:?}")))
     }
@@ -187,15 +250,16 @@ fn corrupt(what: &'static str, message: String) -> StoreError {
     StoreError::Corrupt { what, message }
 }
 
-/// A row type that one-trip writes return on SQLite (see [`WrittenRow`]): the few types a write
-/// returns decode themselves by hand, since sqlx decodes only the rows of its own connections.
-pub trait FromWritten: Sized {
+/// A row type that one-trip writes and hot-path reads return on SQLite (see [`OwnedRow`]): the
+/// few types they return decode themselves by hand, since sqlx decodes only the rows of its own
+/// connections.
+pub trait FromOwnedRow: Sized {
     /// Decodes a row.
-    fn from_written(row: &WrittenRow) -> Result<Self, StoreError>;
+    fn from_owned_row(row: &OwnedRow) -> Result<Self, StoreError>;
 }
 
 fn failed(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol(format!("SQLite writer: {e}")))
+    StoreError::Database(sqlx::Error::Protocol(format!("SQLite: {e}")))
 }
 
 /// A write's failure as the rest of the store reports it: a violated UNIQUE constraint must
@@ -304,7 +368,7 @@ impl Thread {
                     })
                     .collect::<Result<Vec<_>, rusqlite::Error>>()
                     .map_err(write_failed)?;
-                rows.push(WrittenRow {
+                rows.push(OwnedRow {
                     columns: columns.clone(),
                     values,
                 });
