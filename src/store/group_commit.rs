@@ -4,8 +4,9 @@
 //! is its commits: a stored message touches the same few index and table pages as the message
 //! stored beside it, so two messages committed together write those pages once. So a write
 //! ([`super::OneTrip`]) does not take the writer for itself: it is queued, and whoever gets the
-//! writer next runs every queued write in one transaction — each in a savepoint of its own, so that
-//! one that fails (a duplicate) is undone alone and reported to its caller only. The batch, of one
+//! writer next runs every queued write in one transaction; when one of them fails (a duplicate), the
+//! transaction is undone and each write runs alone, so that the failure is reported to its caller
+//! only. The batch, of one
 //! write or of many, is a single hand-off to the writer thread ([`super::sqlite_threads`]).
 //!
 //! Every caller still gets its own result, and only after the commit that holds its write: the

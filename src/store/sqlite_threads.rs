@@ -4,8 +4,9 @@
 //! Through sqlx every statement is a hand-off to the connection's worker thread and back, and
 //! every row returned another: a batch of one-trip writes (see [`super::group_commit`]) cost
 //! `BEGIN`, a round trip per write and `COMMIT`, each waking two threads. Here the whole batch is
-//! one hand-off: the writer thread takes it, runs every write in one transaction (each in a
-//! savepoint when there are several) and hands back every write's rows at once. The reader
+//! one hand-off: the writer thread takes it, runs every write in one transaction (each alone,
+//! in a transaction of its own, when one of them fails) and hands back every write's rows at
+//! once. The reader
 //! thread does the same for the few reads on the path from a message to its reply (see
 //! [`super::Store::read_once`]): one hand-off per read, whatever it returns, and none at all
 //! while the thread is busy with the reads queued before it.
@@ -104,8 +105,8 @@ impl WriterThread {
         Ok(WriterThread { batches })
     }
 
-    /// Runs the writes in one transaction (a savepoint each when there are several; one by one
-    /// if that transaction cannot commit) and returns each one's result. Call only while holding
+    /// Runs the writes in one transaction (one by one if a write fails or that transaction
+    /// cannot commit) and returns each one's result. Call only while holding
     /// the store's writer lock.
     pub async fn write(&self, writes: Vec<Work>) -> Vec<Written> {
         let n = writes.len();
@@ -300,8 +301,11 @@ impl Thread {
         }
     }
 
-    /// Every write of the batch in one transaction, each in a savepoint. `Err` when the
-    /// transaction itself could not begin or commit (then nothing of it is kept).
+    /// Every write of the batch in one transaction. `Err` when a write failed or the
+    /// transaction could not begin or commit: then nothing of it is kept, and the caller runs
+    /// each write alone. (Failures are rare — a resent message — and a savepoint per write, to
+    /// undo only the failing one, would copy every page each write touches into SQLite's
+    /// statement journal: the largest cost of a batch.)
     fn together(&mut self, writes: &[Work]) -> Result<Vec<Written>, StoreError> {
         if let [only] = writes {
             return Ok(vec![self.alone(only)]);
@@ -311,20 +315,13 @@ impl Thread {
             .map_err(write_failed)?;
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
-            let step = self
-                .conn
-                .execute_batch("SAVEPOINT one")
-                .map_err(write_failed)
-                .and_then(|()| self.script(write));
-            let undone = match &step {
-                Ok(_) => self.conn.execute_batch("RELEASE one"),
-                Err(_) => self.conn.execute_batch("ROLLBACK TO one; RELEASE one"),
-            };
-            if let Err(e) = undone {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(failed(e));
+            match self.script(write) {
+                Ok(rows) => results.push(Ok(rows)),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
             }
-            results.push(step);
         }
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
