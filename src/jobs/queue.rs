@@ -171,10 +171,15 @@ impl QueueSource {
                 let now = self.clock.now();
                 match jobs::claim(&self.store, self.name, now, self.settings.lease, limit).await {
                     Ok(claimed) if !claimed.is_empty() => {
+                        // Fewer than asked for: nothing else is due now, so no need to ask
+                        // again before a wake (a job added meanwhile has woken the queue).
+                        let all = i64::try_from(claimed.len()).unwrap_or(i64::MAX) >= limit;
                         for job in claimed {
                             yield Ok(Some(Task::new(job)));
                         }
-                        continue;
+                        if all {
+                            continue;
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => {
