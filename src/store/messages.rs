@@ -1218,6 +1218,22 @@ fn inbound_write(write: OneTrip, new: InboundStart, now: Timestamp, instance: &s
         .bind(message.sender_key)
 }
 
+/// The start of the statement that stores an [`InboundStart`]'s message.
+const INSERT_INBOUND: &str = "INSERT INTO messages (id, conversation_id, seq, channel, direction, \
+     role, kind, content, attachments, provider_message_id, status, status_at, created_at, metadata)";
+
+/// The end of SQLite's inbound scripts: the sender's key of the message `$10`, and the message
+/// with its conversation `c` (`appended`: [`appended_columns`]).
+fn sqlite_stored_inbound(appended: &str) -> String {
+    format!(
+        "INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
+         SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL; \
+         SELECT m.*, {appended} FROM (SELECT{columns}FROM messages WHERE id = $10) m \
+         JOIN conversations c ON c.id = m.conversation_id;",
+        columns = columns!(),
+    )
+}
+
 /// Starts a conversation with an end user's message, in one round trip: the contact (created
 /// or refreshed as `contacts::upsert` does), the conversation (as `conversations::create` stores
 /// it), the message at seq 1, its turn and its sender's key. A message whose provider id or sender
@@ -1235,18 +1251,14 @@ pub async fn start_inbound(
              INSERT INTO conversations (id, channel, account, contact_id, title, last_seq, \
              created_at, updated_at) \
              SELECT $7, $2, $8, id, $9, 1, $6, $6 FROM contacts WHERE channel = $2 AND external_id = $3; \
-             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
-             attachments, provider_message_id, status, status_at, created_at, metadata) \
+             {insert} \
              VALUES ($10, $7, 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, $6, $15); \
              INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
              SELECT $10, $7, 1, $6, $17 WHERE $16 = 1; \
-             INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
-             SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL; \
-             SELECT m.*, {appended} FROM (SELECT{columns}FROM messages WHERE id = $10) m \
-             JOIN conversations c ON c.id = m.conversation_id;",
+             {stored}",
             contact = contact_upsert_sqlite(),
-            columns = columns!(),
-            appended = appended_columns!("$7"),
+            insert = INSERT_INBOUND,
+            stored = sqlite_stored_inbound(appended_columns!("$7")),
         )
     });
     static POSTGRES: Sql = Sql::new(|| {
@@ -1255,8 +1267,7 @@ pub async fn start_inbound(
              conversation AS (INSERT INTO conversations (id, channel, account, contact_id, title, \
              last_seq, created_at, updated_at) \
              SELECT $7, $2, $8, id, $9, 1, $6, $6 FROM contact RETURNING id, contact_id), \
-             message AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, \
-             kind, content, attachments, provider_message_id, status, status_at, created_at, metadata) \
+             message AS ({insert} \
              SELECT $10, id, 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, $6, $15 \
              FROM conversation RETURNING{columns}), \
              pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, \
@@ -1268,6 +1279,7 @@ pub async fn start_inbound(
              NULL::bigint AS lock_ttl_secs, CASE WHEN $16 = 1 THEN message.id END AS next_turn \
              FROM message, conversation",
             contact = contact_upsert_postgres(),
+            insert = INSERT_INBOUND,
             columns = columns!(),
         )
     });
@@ -1308,21 +1320,17 @@ pub async fn continue_inbound(
              created_at, updated_at) \
              SELECT $7, $2, $8, id, $9, 0, $6, $6 FROM contacts WHERE channel = $2 \
              AND external_id = $3 AND NOT EXISTS ({CURRENT}); \
-             INSERT INTO messages (id, conversation_id, seq, channel, direction, role, kind, content, \
-             attachments, provider_message_id, status, status_at, created_at, metadata) \
+             {insert} \
              SELECT $10, id, last_seq + 1, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', \
              $6, $6, $15 FROM conversations WHERE id = ({CURRENT}); \
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = $6 \
              WHERE id = (SELECT conversation_id FROM messages WHERE id = $10); \
              INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, owner) \
              SELECT id, conversation_id, seq, $6, $17 FROM messages WHERE id = $10 AND $16 = 1; \
-             INSERT INTO idempotency_keys (channel, external_id, key, message_id, created_at) \
-             SELECT $2, $3, $18, $10, $6 WHERE $18 IS NOT NULL; \
-             SELECT m.*, {appended} FROM (SELECT{columns}FROM messages WHERE id = $10) m \
-             JOIN conversations c ON c.id = m.conversation_id;",
+             {stored}",
             contact = contact_upsert_sqlite(),
-            columns = columns!(),
-            appended = appended_columns!("c.id"),
+            insert = INSERT_INBOUND,
+            stored = sqlite_stored_inbound(appended_columns!("c.id")),
         )
     });
     // `$1` is the contact's id here, as the first statement returned it. The oldest message
@@ -1340,8 +1348,7 @@ pub async fn continue_inbound(
              taken AS (UPDATE conversations SET last_seq = last_seq + 1, updated_at = $6 \
              WHERE id = (SELECT id FROM current) RETURNING {conversation}, FALSE AS fresh), \
              conversation AS (SELECT * FROM started UNION ALL SELECT * FROM taken), \
-             message AS (INSERT INTO messages (id, conversation_id, seq, channel, direction, role, \
-             kind, content, attachments, provider_message_id, status, status_at, created_at, metadata) \
+             message AS ({insert} \
              SELECT $10, id, last_seq, $2, 'inbound', 'user', $11, $12, $13, $14, 'received', $6, \
              $6, $15 FROM conversation RETURNING{columns}), \
              pending AS (INSERT INTO pending_turns (message_id, conversation_id, seq, created_at, \
@@ -1360,6 +1367,7 @@ pub async fn continue_inbound(
              FROM message, conversation",
             conversation = "id, last_seq, mode, contact_id, account, active_agent, locked_at, \
                             lock_ttl_secs",
+            insert = INSERT_INBOUND,
             columns = columns!(),
         )
     });
