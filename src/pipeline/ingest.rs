@@ -52,7 +52,7 @@ pub enum Outcome {
         awaits_answer: bool,
         /// The conversation as the write that stored the message left it, when the message is
         /// the first in it waiting for an answer: its turn need not read it back.
-        answering: Option<Answering>,
+        answering: Option<Box<Answering>>,
     },
     /// The provider had already delivered this message; nothing changed.
     Duplicate {
@@ -339,7 +339,12 @@ fn publisher(hub: &Hub) -> impl FnOnce(&[Appended]) + Send + 'static {
 /// The outcome of a message a one-trip write stored.
 fn stored(appended: Appended, inbound: &InboundMessage) -> Outcome {
     Outcome::Stored {
-        answering: appended.answering(),
+        answering: appended.answering().map(|answering| {
+            Box::new(Answering {
+                contact_identity: Some(inbound.from.external_id.clone()),
+                ..answering
+            })
+        }),
         message: appended.message,
         contact_id: appended.contact_id,
         mode: appended.conversation_mode,

@@ -340,7 +340,7 @@ impl Inner {
                         message: message.clone(),
                         watcher: watcher.take(),
                         origin: tracing::Span::current(),
-                        answering: answering.clone(),
+                        answering: answering.as_deref().cloned(),
                     });
                 }
             }

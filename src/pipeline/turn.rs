@@ -828,10 +828,15 @@ impl Inner {
         let inner = self.clone();
         let account = conversation.account.clone();
         let contact_id = conversation.contact_id.clone();
+        let known = conversation.contact_identity.clone();
         let message_provider_id = message.provider_message_id.clone();
         tokio::spawn(
             async move {
-                let to = match contacts::external_id_once(&inner.store, &contact_id).await {
+                let found = match known {
+                    Some(to) => Ok(Some(to)),
+                    None => contacts::external_id_once(&inner.store, &contact_id).await,
+                };
+                let to = match found {
                     Ok(Some(to)) => to,
                     Ok(None) => return,
                     Err(e) => {

@@ -144,6 +144,9 @@ pub struct Answering {
     pub locked_at: Option<Timestamp>,
     /// How long the lock lasts after `locked_at`.
     pub lock_ttl_secs: Option<i64>,
+    /// The end user's channel identity, when whoever stored their message knew it (its author):
+    /// a typing indicator then needs no read to find whom it goes to.
+    pub contact_identity: Option<String>,
 }
 
 impl Answering {
@@ -167,6 +170,7 @@ impl From<Conversation> for Answering {
             active_agent: c.active_agent,
             locked_at: c.locked_at,
             lock_ttl_secs: c.lock_ttl_secs,
+            contact_identity: None,
         }
     }
 }

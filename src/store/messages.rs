@@ -1017,6 +1017,7 @@ impl Appended {
             active_agent: self.active_agent.clone(),
             locked_at: self.locked_at,
             lock_ttl_secs: self.lock_ttl_secs,
+            contact_identity: None,
         })
     }
 }

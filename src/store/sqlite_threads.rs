@@ -259,13 +259,9 @@ pub trait FromOwnedRow: Sized {
     fn from_owned_row(row: &OwnedRow) -> Result<Self, StoreError>;
 }
 
+/// An SQLite failure as the rest of the store reports it: a violated UNIQUE constraint must read
+/// as one (`StoreError::is_unique_violation`).
 fn failed(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol(format!("SQLite: {e}")))
-}
-
-/// A write's failure as the rest of the store reports it: a violated UNIQUE constraint must
-/// read as one (`StoreError::is_unique_violation`).
-fn write_failed(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, _) = &e
         && matches!(
             code.extended_code,
@@ -274,7 +270,7 @@ fn write_failed(e: rusqlite::Error) -> StoreError {
     {
         return StoreError::DuplicateRace;
     }
-    failed(e)
+    StoreError::Database(sqlx::Error::Protocol(format!("SQLite: {e}")))
 }
 
 /// The thread's side: its connection and the scripts it has split into statements.
@@ -286,11 +282,9 @@ struct Thread {
 
 impl Thread {
     fn alone(&mut self, write: &Work) -> Written {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(write_failed)?;
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(failed)?;
         match self.script(write).and_then(|rows| {
-            self.conn.execute_batch("COMMIT").map_err(write_failed)?;
+            self.conn.execute_batch("COMMIT").map_err(failed)?;
             Ok(rows)
         }) {
             Ok(rows) => Ok(rows),
@@ -310,9 +304,7 @@ impl Thread {
         if let [only] = writes {
             return Ok(vec![self.alone(only)]);
         }
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(write_failed)?;
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(failed)?;
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             match self.script(write) {
@@ -335,7 +327,7 @@ impl Thread {
         let statements = self.statements(write.script)?;
         let mut rows = Vec::new();
         for sql in statements.iter() {
-            let mut statement = self.conn.prepare_cached(sql).map_err(write_failed)?;
+            let mut statement = self.conn.prepare_cached(sql).map_err(failed)?;
             for index in 1..=statement.parameter_count() {
                 let arg = statement
                     .parameter_name(index)
@@ -345,10 +337,10 @@ impl Thread {
                     .ok_or_else(|| {
                         corrupt("statement", format!("parameter {index} of {sql} unbound"))
                     })?;
-                bind(&mut statement, index, arg).map_err(write_failed)?;
+                bind(&mut statement, index, arg).map_err(failed)?;
             }
             if statement.column_count() == 0 {
-                statement.raw_execute().map_err(write_failed)?;
+                statement.raw_execute().map_err(failed)?;
                 continue;
             }
             let columns: Arc<[String]> = statement
@@ -357,14 +349,14 @@ impl Thread {
                 .map(str::to_owned)
                 .collect();
             let mut result = statement.raw_query();
-            while let Some(row) = result.next().map_err(write_failed)? {
+            while let Some(row) = result.next().map_err(failed)? {
                 let values = (0..columns.len())
                     .map(|i| {
                         row.get_ref(i)
                             .and_then(|v| Sql::try_from(v).map_err(Into::into))
                     })
                     .collect::<Result<Vec<_>, rusqlite::Error>>()
-                    .map_err(write_failed)?;
+                    .map_err(failed)?;
                 rows.push(OwnedRow {
                     columns: columns.clone(),
                     values,
