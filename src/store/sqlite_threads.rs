@@ -1,13 +1,12 @@
-//! The SQLite threads: the hot path's writes and reads run on connections that threads of their
-//! own own.
+//! The SQLite threads: the hot path's writes and reads run on connections owned by threads of
+//! their own.
 //!
 //! Through sqlx every statement is a hand-off to the connection's worker thread and back, and
 //! every row returned another: a batch of one-trip writes (see [`super::group_commit`]) cost
 //! `BEGIN`, a round trip per write and `COMMIT`, each waking two threads. Here the whole batch is
-//! one hand-off: the writer thread takes it, runs every write in one transaction (each alone,
-//! in a transaction of its own, when one of them fails) and hands back every write's rows at
-//! once. The reader
-//! thread does the same for the few reads on the path from a message to its reply (see
+//! one hand-off: the writer thread takes it, runs every write in one transaction (each alone, in a
+//! transaction of its own, when one of them fails) and hands back every write's rows at once. The
+//! reader thread does the same for the few reads on the path from a message to its reply (see
 //! [`super::Store::read_once`]): one hand-off per read, whatever it returns, and none at all
 //! while the thread is busy with the reads queued before it.
 //!
