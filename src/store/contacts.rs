@@ -91,18 +91,19 @@ pub async fn find_id(
 
 /// The channel identity of a contact.
 pub async fn external_id(db: &mut impl Db, id: &ContactId) -> Result<Option<String>, StoreError> {
-    let row: Option<(String,)> = db
-        .fetch_optional(query("SELECT external_id FROM contacts WHERE id = $1").bind(id))
-        .await?;
-    Ok(row.map(|(external_id,)| external_id))
+    let row: Option<Identity> = db.fetch_optional(identity(id)).await?;
+    Ok(row.map(|row| row.external_id))
 }
 
 /// The channel identity of a contact, read on the path of a turn (see [`Store::read_once`]).
 pub async fn external_id_once(store: &Store, id: &ContactId) -> Result<Option<String>, StoreError> {
-    let rows: Vec<Identity> = store
-        .read_once(query("SELECT external_id FROM contacts WHERE id = $1").bind(id))
-        .await?;
+    let rows: Vec<Identity> = store.read_once(identity(id)).await?;
     Ok(rows.into_iter().next().map(|row| row.external_id))
+}
+
+/// The query of a contact's channel identity.
+fn identity(id: &ContactId) -> super::Query {
+    query("SELECT external_id FROM contacts WHERE id = $1").bind(id)
 }
 
 /// A contact's channel identity.
