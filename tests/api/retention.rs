@@ -256,9 +256,13 @@ async fn messages_that_pending_work_needs_wait_for_a_later_purge(backend: Backen
     app.all_answered().await;
     app.eventually(
         Duration::from_secs(20),
-        "the delivery to be tried",
+        "the delivery to be tried and put back for a retry",
         || async {
-            (count(&app, "SELECT COUNT(*) FROM jobs WHERE attempts > 0").await > 0).then_some(())
+            // Claiming counts the attempt before the send: wait for the retry to be scheduled,
+            // or the purge could remove the window's message under a delivery still deciding.
+            let retrying =
+                "SELECT COUNT(*) FROM jobs WHERE attempts > 0 AND last_error IS NOT NULL";
+            (count(&app, retrying).await > 0).then_some(())
         },
     )
     .await;
