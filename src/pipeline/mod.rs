@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     experts: Experts,
     /// Queue an evaluation of every reply the agent wrote.
     evaluate_replies: bool,
+    /// How long a reply's delivery job is claimed for by the write that stores the reply.
+    delivery_lease: std::time::Duration,
     /// Rate limits (per contact on the messaging channels).
     limits: Arc<Limits>,
     /// What a contact over their rate is told.
@@ -114,6 +116,7 @@ impl Pipeline {
                 wakers: shared.wakers.clone(),
                 experts,
                 evaluate_replies: config.evaluations.enabled,
+                delivery_lease: config.jobs.lease,
                 limits,
                 over_limit_notice: config.limits.contact.notice.clone(),
                 over_quota_notice: config.quotas.notice.clone(),

@@ -627,22 +627,27 @@ impl Inner {
                     metadata,
                     evaluate,
                     usage: used,
+                    delivery_lease: self.delivery_lease,
                 },
                 now,
-                move |rows| rows.iter().for_each(|m| hub.message(m)),
+                move |m| hub.message(m),
             )
             .await?;
-            if let Some(reply) = &reply {
-                self.limits
-                    .quotas
-                    .count_reply(&contact_id, tokens, cost_micros);
-                self.deliver_soon(reply.channel);
-                if evaluate {
-                    self.wakers.evaluate.wake();
-                }
+            let Some(reply) = reply else {
+                return Ok(None);
+            };
+            self.limits
+                .quotas
+                .count_reply(&contact_id, tokens, cost_micros);
+            match reply.delivery {
+                Some(claimed) => self.wakers.deliver.hand(claimed),
+                None => self.deliver_soon(reply.message.channel),
             }
-            return Ok(reply.map(|reply| TurnOutcome {
-                reply: Some(reply),
+            if evaluate {
+                self.wakers.evaluate.wake();
+            }
+            return Ok(Some(TurnOutcome {
+                reply: Some(reply.message),
                 notices: Vec::new(),
                 mode: Mode::Ai,
             }));

@@ -4,7 +4,8 @@
 //! two can never disagree. Workers [`claim`] due jobs with a lease that names their instance
 //! (`lease_owner`): a worker that dies mid-job loses its claim when the lease runs out, or sooner
 //! when its instance is known to have stopped ([`super::instances`]), and another worker (or the
-//! next start) takes the job over. Jobs of one *lane* (the deliveries of one conversation) are handed out one at a time, in
+//! next start) takes the job over. A write that adds a job may claim it the same way for its own
+//! instance ([`Claimed`]: a reply's delivery, on SQLite), sparing the worker a claim. Jobs of one *lane* (the deliveries of one conversation) are handed out one at a time, in
 //! `lane_seq` order, so a user receives replies in the order they were written even when one of
 //! them needs retries.
 
@@ -13,7 +14,10 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
 
-use super::{Db, FromOwnedRow, OneTrip, OwnedRow, Store, StoreError, Tx, query, statement::Sql};
+use super::{
+    Db, FromOwnedRow, OneTrip, OwnedRow, Store, StoreError, Tx, messages::Message, query,
+    statement::Sql,
+};
 use crate::{ids::JobId, time::Timestamp};
 
 /// The queue of outbound deliveries (subject: the message id; lane: its conversation).
@@ -65,6 +69,35 @@ impl Job {
     /// The payload as a typed value.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
         super::from_json("job payload", self.payload.0.clone())
+    }
+}
+
+/// A job claimed by the write that added it, for this instance's worker (see
+/// [`crate::jobs::queue::Wake::hand`]).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The job, as [`claim`] would have returned it.
+    pub job: Job,
+    /// Its lease's end.
+    pub lease_until: Timestamp,
+}
+
+impl Claimed {
+    /// The delivery job `id` of `message`, claimed at `now` for `lease`.
+    pub fn delivery(id: JobId, message: &Message, now: Timestamp, lease: Duration) -> Self {
+        Claimed {
+            job: Job {
+                id,
+                queue: DELIVER.to_owned(),
+                subject: message.id.to_string(),
+                lane: Some(message.conversation_id.to_string()),
+                payload: Json(serde_json::Value::Object(serde_json::Map::new())),
+                attempts: 1,
+                last_error: None,
+                created_at: now,
+            },
+            lease_until: now.plus(lease),
+        }
     }
 }
 

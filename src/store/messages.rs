@@ -1426,6 +1426,35 @@ pub struct ReplyAppend {
     pub evaluate: bool,
     /// What the reply used (a `usage` row is written with it).
     pub usage: super::usage::NewUsage,
+    /// How long the reply's delivery job is claimed for when the write claims it.
+    pub delivery_lease: std::time::Duration,
+}
+
+/// A reply [`append_reply`] stored.
+#[derive(Debug, Clone)]
+pub struct StoredReply {
+    /// The reply.
+    pub message: Message,
+    /// Its delivery job, when the write claimed it for this instance (on SQLite, when it heads
+    /// its lane): the delivery worker is handed it instead of claiming it.
+    pub delivery: Option<jobs::Claimed>,
+}
+
+/// The row of a stored reply.
+#[derive(sqlx::FromRow)]
+struct ReplyRow {
+    #[sqlx(flatten)]
+    message: Message,
+    delivery_claimed: bool,
+}
+
+impl FromOwnedRow for ReplyRow {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+        Ok(ReplyRow {
+            message: Message::from_owned_row(r)?,
+            delivery_claimed: r.get::<i64>("delivery_claimed")? != 0,
+        })
+    }
 }
 
 /// The reply's usage row (see `store::usage`), for [`append_reply`]: the columns, then the values
@@ -1438,13 +1467,15 @@ const USAGE_VALUES: &str = "$4, $14, $15, $16, $17, $18, $19, $1";
 /// still answers the conversation — stores the agent's answer and locks the conversation to
 /// `lock_agent`. A lock held by the same agent is renewed only once more than half of it has passed:
 /// an active conversation keeps its agent, and most answers leave the (indexed) lock columns as
-/// they are. Returns the answer, or `None` when nothing was stored.
+/// they are. On SQLite the reply's delivery job is claimed in the same write when it heads its
+/// lane. Returns the answer, or `None` when nothing was stored; `after` sees it as soon as it is
+/// committed.
 pub async fn append_reply(
     store: &Store,
     reply: ReplyAppend,
     now: Timestamp,
-    after: impl FnOnce(&[Message]) + Send + 'static,
-) -> Result<Option<Message>, StoreError> {
+    after: impl FnOnce(&Message) + Send + 'static,
+) -> Result<Option<StoredReply>, StoreError> {
     static SQLITE: Sql = Sql::new(|| {
         format!(
             "DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10; \
@@ -1454,15 +1485,17 @@ pub async fn append_reply(
              INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
-             FROM conversations WHERE id = $3 AND changes() = 1 RETURNING{columns}; \
+             FROM conversations WHERE id = $3 AND changes() = 1; \
              {usage} SELECT m.id, m.conversation_id, c.contact_id, {usage_values} \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $6; \
-             {deliver}; {evaluate};",
+             {deliver}; {evaluate}; \
+             SELECT{columns}, EXISTS (SELECT 1 FROM jobs WHERE id = $11 AND lease_until IS NOT NULL) \
+             AS delivery_claimed FROM messages WHERE id = $6;",
             usage = USAGE_INSERT,
             usage_values = USAGE_VALUES,
             lock = sql::renew_lock("$20", "$1"),
             columns = columns!(),
-            deliver = sql::delivery_job("$11", "messages", "id = $6"),
+            deliver = sql::claimed_delivery_job("$11", "$6", "$21", "$22"),
             evaluate = sql::evaluation_job("$13", "messages", "id = $6 AND $12 = 1"),
         )
     });
@@ -1481,7 +1514,8 @@ pub async fn append_reply(
              FROM conversation RETURNING{columns}), \
              used AS ({usage} SELECT reply.id, reply.conversation_id, conversation.contact_id, \
              {usage_values} FROM reply, conversation), \
-             job AS ({deliver}), evaluation AS ({evaluate}) SELECT * FROM reply",
+             job AS ({deliver}), evaluation AS ({evaluate}) \
+             SELECT *, FALSE AS delivery_claimed FROM reply",
             usage = USAGE_INSERT,
             usage_values = USAGE_VALUES,
             lock = sql::renew_lock("$20", "$1"),
@@ -1490,6 +1524,7 @@ pub async fn append_reply(
             evaluate = sql::evaluation_job("$13", "reply", "$12 = 1"),
         )
     });
+    let delivery_job = JobId::generate();
     let write = OneTrip::new(SQLITE.text(), POSTGRES.text())
         .bind(now)
         .bind(reply.inbound_id)
@@ -1501,7 +1536,7 @@ pub async fn append_reply(
         .bind(reply.status.as_str())
         .bind(reply.metadata.to_value())
         .bind(reply.inbound_seq)
-        .bind(JobId::generate())
+        .bind(delivery_job.clone())
         .bind(i64::from(reply.evaluate))
         .bind(JobId::generate())
         .bind(reply.usage.model)
@@ -1510,8 +1545,25 @@ pub async fn append_reply(
         .bind(i64::from(reply.usage.estimated))
         .bind(reply.usage.cost_micros)
         .bind(reply.usage.response_time_ms)
-        .bind(reply.lock_agent);
-    Ok(store.write_once(write, after).await?.pop())
+        .bind(reply.lock_agent)
+        .bind(now.plus(reply.delivery_lease))
+        .bind(store.instance());
+    let stored: Vec<ReplyRow> = store
+        .write_once(write, move |rows: &[ReplyRow]| {
+            if let Some(row) = rows.first() {
+                after(&row.message);
+            }
+        })
+        .await?;
+    Ok(stored.into_iter().next().map(|row| {
+        let delivery = row.delivery_claimed.then(|| {
+            jobs::Claimed::delivery(delivery_job, &row.message, now, reply.delivery_lease)
+        });
+        StoredReply {
+            message: row.message,
+            delivery,
+        }
+    }))
 }
 
 /// The provider ids of a conversation's messages before seq `before`, oldest first, at most

@@ -62,6 +62,24 @@ pub fn delivery_job(id: &str, from: &str, filter: &str) -> String {
     )
 }
 
+/// Adds the delivery job (id `id`) of the message `WHERE id = {message}`, on SQLite, claimed at
+/// once until `lease_until` for `owner` (one attempt counted) when it heads its lane — as
+/// [`jobs::claim`] would claim it: the writer runs one write at a time, so no other write can
+/// change the lane in between. Due at `$1`.
+pub fn claimed_delivery_job(id: &str, message: &str, lease_until: &str, owner: &str) -> String {
+    format!(
+        "INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at, lease_until, \
+         lease_owner, attempts) \
+         SELECT {id}, '{queue}', id, conversation_id, seq, $1, $1, \
+         CASE WHEN heads_lane THEN {lease_until} END, CASE WHEN heads_lane THEN {owner} END, \
+         heads_lane FROM (SELECT m.id, m.conversation_id, m.seq, NOT EXISTS (SELECT 1 FROM jobs AS e \
+         WHERE e.queue = '{queue}' AND e.lane = m.conversation_id AND e.lane_seq < m.seq) \
+         AS heads_lane FROM messages AS m WHERE m.id = {message} AND {delivered})",
+        queue = jobs::DELIVER,
+        delivered = delivered_by_job(),
+    )
+}
+
 /// Adds an evaluation job (id `id`) for each message selected `FROM {from} WHERE {filter}`,
 /// due at `$1`.
 pub fn evaluation_job(id: &str, from: &str, filter: &str) -> String {

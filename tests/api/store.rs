@@ -11,7 +11,7 @@ use switchboard::{
     pipeline::{Outcome, ingest},
     store::{
         Db, Store, conversations, jobs, leases,
-        messages::{self, Message, ReplyAppend},
+        messages::{self, Message, ReplyAppend, StoredReply},
         query,
     },
     time::Timestamp,
@@ -30,6 +30,7 @@ both_backends!(
     a_lock_is_renewed_only_after_half_its_time_or_by_another_agent,
     statuses_only_move_forward,
     a_lanes_next_job_waits_for_its_first,
+    a_reply_heading_its_lane_comes_with_its_delivery_claimed,
     a_lease_has_one_holder_until_it_runs_out_is_given_up_or_its_holder_is_gone,
     writes_committed_together_keep_their_own_results,
     a_message_carries_its_conversation_only_when_first_in_line,
@@ -106,6 +107,21 @@ async fn reply(
     evaluate: bool,
     now: Timestamp,
 ) -> Option<Message> {
+    stored_reply(store, to, agent, evaluate, now)
+        .await
+        .map(|r| r.message)
+}
+
+/// How long a reply's write claims its delivery job for.
+const DELIVERY_LEASE: Duration = Duration::from_secs(60);
+
+async fn stored_reply(
+    store: &Store,
+    to: &Message,
+    agent: &str,
+    evaluate: bool,
+    now: Timestamp,
+) -> Option<StoredReply> {
     messages::append_reply(
         store,
         ReplyAppend {
@@ -127,6 +143,7 @@ async fn reply(
                 cost_micros: 0,
                 response_time_ms: 1,
             },
+            delivery_lease: DELIVERY_LEASE,
         },
         now,
         |_| (),
@@ -269,15 +286,24 @@ async fn statuses_only_move_forward(backend: Backend) {
 async fn a_lanes_next_job_waits_for_its_first(backend: Backend) {
     let (store, _db) = store(&backend).await;
     let message = inbound(&store, SMS, "m1", at(0)).await;
-    reply(&store, &message, "echo", false, at(1)).await.unwrap();
+    let first = stored_reply(&store, &message, "echo", false, at(1))
+        .await
+        .unwrap();
     let next = inbound(&store, SMS, "m2", at(2)).await;
     reply(&store, &next, "echo", false, at(3)).await.unwrap();
     assert_eq!(jobs_of(&store, jobs::DELIVER).await, 2);
     let lease = Duration::from_secs(60);
-    let claimed = jobs::claim(&store, jobs::DELIVER, at(10), lease, 10)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1, "one job of a lane at a time: {claimed:?}");
+    // On SQLite the first reply's write claimed its job (see the test below).
+    let first_job = match first.delivery {
+        Some(claimed) => claimed.job,
+        None => {
+            let claimed = jobs::claim(&store, jobs::DELIVER, at(10), lease, 10)
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1, "one job of a lane at a time: {claimed:?}");
+            claimed[0].clone()
+        }
+    };
     assert!(
         jobs::claim(&store, jobs::DELIVER, at(11), lease, 10)
             .await
@@ -286,12 +312,63 @@ async fn a_lanes_next_job_waits_for_its_first(backend: Backend) {
         "the second waits while the first exists, claimed or not"
     );
     let mut tx = store.begin().await.unwrap();
-    jobs::finish(&mut tx, &claimed[0].id).await.unwrap();
+    jobs::finish(&mut tx, &first_job.id).await.unwrap();
     tx.commit().await.unwrap();
     let claimed = jobs::claim(&store, jobs::DELIVER, at(12), lease, 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1, "then the next one");
+}
+
+async fn a_reply_heading_its_lane_comes_with_its_delivery_claimed(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let message = inbound(&store, SMS, "m1", at(0)).await;
+    let first = stored_reply(&store, &message, "echo", false, at(1))
+        .await
+        .unwrap();
+    let next = inbound(&store, SMS, "m2", at(2)).await;
+    let second = stored_reply(&store, &next, "echo", false, at(3))
+        .await
+        .unwrap();
+    assert!(second.delivery.is_none(), "the lane's second job waits");
+    let web = inbound(&store, Channel::WEB, "w1", at(4)).await;
+    let on_the_web = stored_reply(&store, &web, "echo", false, at(5))
+        .await
+        .unwrap();
+    assert!(on_the_web.delivery.is_none(), "nothing to deliver");
+    let Some(claimed) = first.delivery else {
+        // PostgreSQL: instances share the lanes, and one statement cannot see a lane's job
+        // another transaction is adding, so the delivery worker claims it.
+        assert!(matches!(backend, Backend::Postgres(_)));
+        let claimed = jobs::claim(&store, jobs::DELIVER, at(10), DELIVERY_LEASE, 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].subject, first.message.id.to_string());
+        return;
+    };
+    assert!(matches!(backend, Backend::Sqlite));
+    assert_eq!(claimed.job.subject, first.message.id.to_string());
+    assert_eq!(
+        claimed.job.lane.as_deref(),
+        Some(first.message.conversation_id.as_str())
+    );
+    assert_eq!(claimed.job.attempts, 1);
+    assert_eq!(claimed.lease_until, at(1).plus(DELIVERY_LEASE));
+    assert!(
+        jobs::claim(&store, jobs::DELIVER, at(10), DELIVERY_LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the claim is in the database: nobody else takes the job"
+    );
+    // A hand-over lost with its process: the job is claimed again once the lease runs out.
+    let again = jobs::claim(&store, jobs::DELIVER, at(62), DELIVERY_LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].id, claimed.job.id);
+    assert_eq!(again[0].attempts, 2, "the first attempt counted");
 }
 
 /// Leases on exclusive work (pollers, scheduled runs) between two instances of one database.
@@ -579,16 +656,21 @@ async fn what_a_write_returns_is_what_the_database_holds(backend: Backend) {
         format!("{message:?}"),
         format!("{:?}", read(message.id.to_string()).await)
     );
-    let answer = reply(&store, &message, "echo", false, at(1))
+    let stored = stored_reply(&store, &message, "echo", false, at(1))
         .await
         .expect("answered");
+    let answer = stored.message;
     assert_eq!(
         format!("{answer:?}"),
         format!("{:?}", read(answer.id.to_string()).await)
     );
-    let claimed = jobs::claim(&store, jobs::DELIVER, at(2), Duration::from_secs(30), 10)
-        .await
-        .expect("claim");
+    // On SQLite the reply's write claimed its delivery job and built it without reading it.
+    let claimed = match stored.delivery {
+        Some(claimed) => vec![claimed.job],
+        None => jobs::claim(&store, jobs::DELIVER, at(2), Duration::from_secs(30), 10)
+            .await
+            .expect("claim"),
+    };
     let [job] = claimed.as_slice() else {
         panic!("one delivery job: {claimed:?}")
     };
