@@ -110,7 +110,7 @@ impl Deliveries {
                 last_part: Some((index, provider_message_id)),
                 substituted: None,
             } => {
-                let latest = messages::record_sent(
+                let recorded = messages::record_sent(
                     &self.store,
                     channel,
                     &ctx.message.id,
@@ -121,7 +121,14 @@ impl Deliveries {
                 )
                 .await?;
                 metrics::delivery(channel, DeliveryOutcome::Sent);
-                self.published(latest);
+                // Waking the queue for nothing would cost a claim and a read.
+                let lane_waits = recorded.as_ref().is_none_or(|r| r.lane_waits);
+                if let Some(recorded) = recorded {
+                    self.hub.update(&recorded.message);
+                }
+                if lane_waits {
+                    self.wake.wake();
+                }
             }
             Attempt::Delivered {
                 last_part,

@@ -732,7 +732,8 @@ pub async fn record_part(
 /// Records in one round trip that the last part of an outbound message (`part`, from 0) was
 /// accepted by the provider under `provider_message_id`, as [`record_part`], then
 /// [`advance_status_of`] to `sent` and [`apply_early_statuses`] do in a transaction, and
-/// finishes its delivery job (`job`). Returns the message as it is now.
+/// finishes its delivery job (`job`). Returns the message as it is now, and whether a later
+/// delivery waits in its lane.
 pub async fn record_sent(
     store: &Store,
     channel: Channel,
@@ -741,7 +742,7 @@ pub async fn record_sent(
     provider_message_id: &str,
     job: &JobId,
     now: Timestamp,
-) -> Result<Option<Message>, StoreError> {
+) -> Result<Option<RecordedSent>, StoreError> {
     /// The provider ids of the message's parts.
     const PARTS: &str = "SELECT provider_message_id FROM message_parts WHERE message_id = $3";
     static SQLITE: Sql = Sql::new(|| {
@@ -757,7 +758,9 @@ pub async fn record_sent(
              WHERE messages.id = $3 AND {message_rank} < e.rank; \
              DELETE FROM early_statuses WHERE channel = $1 AND provider_message_id IN ({PARTS}); \
              DELETE FROM jobs WHERE id = $6; \
-             SELECT{columns}FROM messages WHERE id = $3;",
+             SELECT{columns}, EXISTS (SELECT 1 FROM jobs WHERE queue = '{deliver}' \
+             AND lane = messages.conversation_id) AS lane_waits FROM messages WHERE id = $3;",
+            deliver = jobs::DELIVER,
             rank = sql::status_rank(),
             message_rank = sql::status_rank_of("messages.status"),
             columns = columns!(),
@@ -781,7 +784,7 @@ pub async fn record_sent(
              status = CASE WHEN {rank} < best_rank THEN best_status ELSE status END, \
              status_at = CASE WHEN {rank} < best_rank THEN best_at ELSE status_at END, \
              error = CASE WHEN {rank} < best_rank THEN COALESCE(best_error, error) ELSE error END \
-             FROM best WHERE id = $3 RETURNING{columns}",
+             FROM best WHERE id = $3 RETURNING{columns}, TRUE AS lane_waits",
             rank = sql::status_rank(),
             columns = columns!(),
         )
@@ -795,7 +798,32 @@ pub async fn record_sent(
         .bind(job)
         .bind(DeliveryStatus::Sent.as_str())
         .bind(i64::from(DeliveryStatus::Sent.rank()));
-    Ok(store.write_once(write, |_: &[Message]| ()).await?.pop())
+    Ok(store
+        .write_once(write, |_: &[RecordedSent]| ())
+        .await?
+        .pop())
+}
+
+/// An outbound message [`record_sent`] recorded.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RecordedSent {
+    /// The message as it is now.
+    #[sqlx(flatten)]
+    pub message: Message,
+    /// Whether a later delivery of its conversation waits for this one to be finished. Always
+    /// true on PostgreSQL, where a delivery another transaction adds meanwhile cannot be seen.
+    /// (On SQLite a delivery added later finds its lane empty: its own write claims it, or its
+    /// writer wakes the queue.)
+    pub lane_waits: bool,
+}
+
+impl FromOwnedRow for RecordedSent {
+    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+        Ok(RecordedSent {
+            message: Message::from_owned_row(r)?,
+            lane_waits: r.get::<i64>("lane_waits")? != 0,
+        })
+    }
 }
 
 /// The message a provider id refers to, whether it is an inbound message or any part of an

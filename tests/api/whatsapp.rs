@@ -277,6 +277,8 @@ async fn a_batch_is_answered_in_order(backend: Backend) {
     let app = TestApp::spawn_with(&backend, |config| {
         on_whatsapp(&graph)(config);
         config.routing.default_agent = "echo".into();
+        // No polling to fall back on: each reply goes as soon as the one before it is delivered.
+        config.jobs.poll_interval = Duration::from_secs(3600);
     })
     .await;
     let (status, body) = app.whatsapp(&fixture("batch.json")).await;
