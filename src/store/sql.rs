@@ -62,20 +62,31 @@ pub fn delivery_job(id: &str, from: &str, filter: &str) -> String {
     )
 }
 
+/// Whether the message `{m}` (an alias of `messages`) needs a delivery job that would head its
+/// lane: no delivery of its conversation before it is queued.
+pub fn heads_delivery_lane(m: &str) -> String {
+    format!(
+        "({m}.{delivered} AND NOT EXISTS (SELECT 1 FROM jobs AS e WHERE e.queue = '{queue}' \
+         AND e.lane = {m}.conversation_id AND e.lane_seq < {m}.seq))",
+        queue = jobs::DELIVER,
+        delivered = delivered_by_job(),
+    )
+}
+
 /// Adds the delivery job (id `id`) of the message `WHERE id = {message}`, on SQLite, claimed at
-/// once until `lease_until` for `owner` (one attempt counted) when it heads its lane — as
-/// [`jobs::claim`] would claim it: the writer runs one write at a time, so no other write can
-/// change the lane in between. Due at `$1`.
+/// once until `lease_until` for `owner` (one attempt counted) when it heads its lane (see
+/// [`heads_delivery_lane`]) — as [`jobs::claim`] would claim it: the writer runs one write at a
+/// time, so no other write can change the lane in between. Due at `$1`.
 pub fn claimed_delivery_job(id: &str, message: &str, lease_until: &str, owner: &str) -> String {
     format!(
         "INSERT INTO jobs (id, queue, subject, lane, lane_seq, run_at, created_at, lease_until, \
          lease_owner, attempts) \
          SELECT {id}, '{queue}', id, conversation_id, seq, $1, $1, \
-         CASE WHEN heads_lane THEN {lease_until} END, CASE WHEN heads_lane THEN {owner} END, \
-         heads_lane FROM (SELECT m.id, m.conversation_id, m.seq, NOT EXISTS (SELECT 1 FROM jobs AS e \
-         WHERE e.queue = '{queue}' AND e.lane = m.conversation_id AND e.lane_seq < m.seq) \
-         AS heads_lane FROM messages AS m WHERE m.id = {message} AND {delivered})",
+         CASE WHEN heads THEN {lease_until} END, CASE WHEN heads THEN {owner} END, heads \
+         FROM (SELECT m.id, m.conversation_id, m.seq, {heads} AS heads \
+         FROM messages AS m WHERE m.id = {message} AND m.{delivered})",
         queue = jobs::DELIVER,
+        heads = heads_delivery_lane("m"),
         delivered = delivered_by_job(),
     )
 }
