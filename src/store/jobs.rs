@@ -14,10 +14,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::types::Json;
 
-use super::{
-    Db, FromOwnedRow, OneTrip, OwnedRow, Store, StoreError, Tx, messages::Message, query,
-    statement::Sql,
-};
+use super::{Db, FromOwnedRow, OneTrip, OwnedRow, Store, StoreError, Tx, query, statement::Sql};
 use crate::{ids::JobId, time::Timestamp};
 
 /// The queue of outbound deliveries (subject: the message id; lane: its conversation).
@@ -80,25 +77,6 @@ pub struct Claimed {
     pub job: Job,
     /// Its lease's end.
     pub lease_until: Timestamp,
-}
-
-impl Claimed {
-    /// The delivery job `id` of `message`, claimed at `now` for `lease`.
-    pub fn delivery(id: JobId, message: &Message, now: Timestamp, lease: Duration) -> Self {
-        Claimed {
-            job: Job {
-                id,
-                queue: DELIVER.to_owned(),
-                subject: message.id.to_string(),
-                lane: Some(message.conversation_id.to_string()),
-                payload: Json(serde_json::Value::Object(serde_json::Map::new())),
-                attempts: 1,
-                last_error: None,
-                created_at: now,
-            },
-            lease_until: now.plus(lease),
-        }
-    }
 }
 
 /// A job to add.

@@ -1586,8 +1586,19 @@ pub async fn append_reply(
         })
         .await?;
     Ok(stored.into_iter().next().map(|row| {
-        let delivery = row.delivery_claimed.then(|| {
-            jobs::Claimed::delivery(delivery_job, &row.message, now, reply.delivery_lease)
+        let delivery = row.delivery_claimed.then(|| jobs::Claimed {
+            // As `jobs::claim` would return it.
+            job: jobs::Job {
+                id: delivery_job,
+                queue: jobs::DELIVER.to_owned(),
+                subject: row.message.id.to_string(),
+                lane: Some(row.message.conversation_id.to_string()),
+                payload: sqlx::types::Json(serde_json::Value::Object(serde_json::Map::new())),
+                attempts: 1,
+                last_error: None,
+                created_at: now,
+            },
+            lease_until: now.plus(reply.delivery_lease),
         });
         StoredReply {
             message: row.message,

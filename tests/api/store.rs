@@ -283,14 +283,22 @@ async fn statuses_only_move_forward(backend: Backend) {
     assert_eq!(status, "read");
 }
 
-async fn a_lanes_next_job_waits_for_its_first(backend: Backend) {
-    let (store, _db) = store(&backend).await;
-    let message = inbound(&store, SMS, "m1", at(0)).await;
-    let first = stored_reply(&store, &message, "echo", false, at(1))
+/// Two messages of one SMS conversation answered one after the other.
+async fn two_replies(store: &Store) -> (StoredReply, StoredReply) {
+    let message = inbound(store, SMS, "m1", at(0)).await;
+    let first = stored_reply(store, &message, "echo", false, at(1))
         .await
         .unwrap();
-    let next = inbound(&store, SMS, "m2", at(2)).await;
-    reply(&store, &next, "echo", false, at(3)).await.unwrap();
+    let next = inbound(store, SMS, "m2", at(2)).await;
+    let second = stored_reply(store, &next, "echo", false, at(3))
+        .await
+        .unwrap();
+    (first, second)
+}
+
+async fn a_lanes_next_job_waits_for_its_first(backend: Backend) {
+    let (store, _db) = store(&backend).await;
+    let (first, _) = two_replies(&store).await;
     assert_eq!(jobs_of(&store, jobs::DELIVER).await, 2);
     let lease = Duration::from_secs(60);
     // On SQLite the first reply's write claimed its job (see the test below).
@@ -322,14 +330,7 @@ async fn a_lanes_next_job_waits_for_its_first(backend: Backend) {
 
 async fn a_reply_heading_its_lane_comes_with_its_delivery_claimed(backend: Backend) {
     let (store, _db) = store(&backend).await;
-    let message = inbound(&store, SMS, "m1", at(0)).await;
-    let first = stored_reply(&store, &message, "echo", false, at(1))
-        .await
-        .unwrap();
-    let next = inbound(&store, SMS, "m2", at(2)).await;
-    let second = stored_reply(&store, &next, "echo", false, at(3))
-        .await
-        .unwrap();
+    let (first, second) = two_replies(&store).await;
     assert!(second.delivery.is_none(), "the lane's second job waits");
     let web = inbound(&store, Channel::WEB, "w1", at(4)).await;
     let on_the_web = stored_reply(&store, &web, "echo", false, at(5))
