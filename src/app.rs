@@ -20,7 +20,7 @@ use crate::{
         AssignmentRound, Experts,
         notify::{MailQueue, Notifications, WebhookQueue},
     },
-    http::{self, AppState},
+    http::{self, AppState, Services},
     inbox::ChannelInbox,
     instances::Membership,
     jobs::{
@@ -256,7 +256,7 @@ impl Gateway {
             }
         });
 
-        let state = AppState {
+        let state = AppState::from(Services {
             config: self.config.clone(),
             store: self.shared.store.clone(),
             pipeline: self.pipeline.clone(),
@@ -287,7 +287,7 @@ impl Gateway {
             unverified_bodies: Arc::new(tokio::sync::Semaphore::new(UNVERIFIED_BODIES_KIB)),
             lifecycle: self.lifecycle.clone(),
             metrics: crate::telemetry::metrics::recorder(),
-        };
+        });
         let app = http::router(state);
         let housekeeping = tokio::spawn(forget_idle_limits(
             self.limits.clone(),

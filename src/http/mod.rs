@@ -85,9 +85,27 @@ use crate::{
 };
 use switchboard_web::identity::IdentityVerifier;
 
-/// What handlers share. Cheap to clone.
+/// What handlers share: one reference, cloned for every request (and by every layer that
+/// takes the state), so a request pays one reference count, not one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl From<Services> for AppState {
+    fn from(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services handlers use (see [`AppState`]).
+pub struct Services {
     /// The configuration the gateway runs with.
     pub config: Arc<Config>,
     /// The database.

@@ -113,7 +113,7 @@ struct Identity {
 }
 
 impl FromOwnedRow for Identity {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(Identity {
             external_id: r.get("external_id")?,
         })

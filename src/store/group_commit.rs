@@ -80,8 +80,8 @@ pub(super) async fn write<T: Record + FromOwnedRow + 'static>(
         work: Work { script, args },
         complete: Box::new(move |rows| {
             let rows = rows.and_then(|rows| {
-                rows.iter()
-                    .map(T::from_owned_row)
+                rows.into_iter()
+                    .map(|mut row| T::from_owned_row(&mut row))
                     .collect::<Result<Vec<T>, _>>()
             });
             if let Ok(rows) = &rows {

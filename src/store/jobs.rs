@@ -48,7 +48,7 @@ pub struct Job {
 
 /// As sqlx decodes it (the derive above), from a row a one-trip write returned on SQLite.
 impl FromOwnedRow for Job {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(Job {
             id: r.get::<String>("id")?.into(),
             queue: r.get("queue")?,
@@ -202,7 +202,7 @@ struct NextDue {
 }
 
 impl FromOwnedRow for NextDue {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(NextDue {
             run_at: r.get::<Option<i64>>("run_at")?.map(Timestamp),
         })

@@ -129,7 +129,7 @@ pub struct Message {
 /// The columns of [`Message`], for statements built with `concat!`.
 /// As sqlx decodes it (the derive above), from a row a one-trip write returned on SQLite.
 impl FromOwnedRow for Message {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(Message {
             id: r.get::<String>("id")?.into(),
             conversation_id: r.get::<String>("conversation_id")?.into(),
@@ -818,7 +818,7 @@ pub struct RecordedSent {
 }
 
 impl FromOwnedRow for RecordedSent {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(RecordedSent {
             message: Message::from_owned_row(r)?,
             lane_waits: r.get::<i64>("lane_waits")? != 0,
@@ -937,7 +937,7 @@ pub struct DeliveryContext {
 }
 
 impl FromOwnedRow for DeliveryContext {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(DeliveryContext {
             message: Message::from_owned_row(r)?,
             account: r.get("account")?,
@@ -950,10 +950,7 @@ impl FromOwnedRow for DeliveryContext {
             answered_provider_id: r.get("answered_provider_id")?,
             user_wrote_since: r.get::<i64>("user_wrote_since")? != 0,
             last_inbound_at: r.get::<Option<i64>>("last_inbound_at")?.map(Timestamp),
-            last_inbound_metadata: match r.get::<Option<String>>("last_inbound_metadata")? {
-                Some(_) => Some(r.json("last_inbound_metadata")?),
-                None => None,
-            },
+            last_inbound_metadata: r.json_or_null("last_inbound_metadata")?,
             parts_sent: r.get("parts_sent")?,
         })
     }
@@ -1017,7 +1014,7 @@ pub struct Appended {
 }
 
 impl FromOwnedRow for Appended {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(Appended {
             message: Message::from_owned_row(r)?,
             conversation_mode: r.parse("conversation_mode")?,
@@ -1477,7 +1474,7 @@ struct ReplyRow {
 }
 
 impl FromOwnedRow for ReplyRow {
-    fn from_owned_row(r: &OwnedRow) -> Result<Self, StoreError> {
+    fn from_owned_row(r: &mut OwnedRow) -> Result<Self, StoreError> {
         Ok(ReplyRow {
             message: Message::from_owned_row(r)?,
             delivery_claimed: r.get::<i64>("delivery_claimed")? != 0,
@@ -1505,7 +1502,8 @@ pub async fn append_reply(
     after: impl FnOnce(&Message) + Send + 'static,
 ) -> Result<Option<StoredReply>, StoreError> {
     // The reply tells whether its delivery job will head its lane, then the job's insert claims
-    // it on the same condition: nothing in between touches the jobs.
+    // it on the same condition: nothing in between touches the jobs. The reply is read back by
+    // its (new) id rather than with `RETURNING`, which SQLite buffers in a temporary table.
     static SQLITE: Sql = Sql::new(|| {
         format!(
             "DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10; \
@@ -1515,8 +1513,8 @@ pub async fn append_reply(
              INSERT INTO messages (id, conversation_id, seq, channel, direction, role, author, kind, \
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
-             FROM conversations WHERE id = $3 AND changes() = 1 \
-             RETURNING{columns}, {heads} AS delivery_claimed; \
+             FROM conversations WHERE id = $3 AND changes() = 1; \
+             SELECT{columns}, {heads} AS delivery_claimed FROM messages WHERE id = $6; \
              {usage} SELECT m.id, m.conversation_id, c.contact_id, {usage_values} \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $6; \
              {deliver}; {evaluate};",

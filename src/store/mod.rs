@@ -590,8 +590,8 @@ impl Store {
                     args: q.args,
                 })
                 .await?
-                .iter()
-                .map(T::from_owned_row)
+                .into_iter()
+                .map(|mut row| T::from_owned_row(&mut row))
                 .collect(),
             Inner::Postgres { pool } => Ok(run!(fetch_all, Postgres, pool, q)?),
         }

@@ -173,63 +173,73 @@ impl ReaderThread {
     }
 }
 
-/// A row a write or a read on a thread returned, with its values owned.
+/// A row a write or a read on a thread returned, with its values owned. Decoding takes each
+/// value out of the row (a text column is moved, not copied), so a column is read once.
 #[derive(Debug)]
 pub struct OwnedRow {
     columns: Arc<[String]>,
     values: Vec<Sql>,
+    /// Where the next column looked for most likely is: decoders read in the select's order.
+    next: usize,
 }
 
 /// A value that a row of the SQLite threads can be read as (see [`OwnedRow::get`]).
 pub trait FromOwnedValue: Sized {
-    /// Converts the column's value; `None` when it has another type.
-    fn from_value(value: &Sql) -> Option<Self>;
+    /// Converts the column's value; gives it back when it has another type.
+    fn from_value(value: Sql) -> Result<Self, Sql>;
 }
 
 impl FromOwnedValue for i64 {
-    fn from_value(value: &Sql) -> Option<Self> {
+    fn from_value(value: Sql) -> Result<Self, Sql> {
         match value {
-            Sql::Integer(i) => Some(*i),
-            _ => None,
+            Sql::Integer(i) => Ok(i),
+            other => Err(other),
         }
     }
 }
 
 impl FromOwnedValue for String {
-    fn from_value(value: &Sql) -> Option<Self> {
+    fn from_value(value: Sql) -> Result<Self, Sql> {
         match value {
-            Sql::Text(s) => Some(s.clone()),
-            _ => None,
+            Sql::Text(s) => Ok(s),
+            other => Err(other),
         }
     }
 }
 
 impl<T: FromOwnedValue> FromOwnedValue for Option<T> {
-    fn from_value(value: &Sql) -> Option<Self> {
+    fn from_value(value: Sql) -> Result<Self, Sql> {
         match value {
-            Sql::Null => Some(None),
+            Sql::Null => Ok(None),
             other => T::from_value(other).map(Some),
         }
     }
 }
 
 impl OwnedRow {
-    fn value(&self, name: &'static str) -> Result<&Sql, StoreError> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .and_then(|i| self.values.get(i))
-            .ok_or_else(|| corrupt(name, "no such column".into()))
+    /// Takes the column's value out of the row.
+    fn take(&mut self, name: &'static str) -> Result<Sql, StoreError> {
+        let at = match self.columns.get(self.next) {
+            Some(column) if column == name => Some(self.next),
+            _ => self.columns.iter().position(|c| c == name),
+        };
+        let value = at
+            .and_then(|i| self.values.get_mut(i).map(|v| (i, v)))
+            .map(|(i, v)| {
+                self.next = i + 1;
+                std::mem::replace(v, Sql::Null)
+            });
+        value.ok_or_else(|| corrupt(name, "no such column".into()))
     }
 
     /// The column `name` as a `T`.
-    pub fn get<T: FromOwnedValue>(&self, name: &'static str) -> Result<T, StoreError> {
-        let value = self.value(name)?;
-        T::from_value(value).ok_or_else(|| corrupt(name, format!("unexpected value {value:?}")))
+    pub fn get<T: FromOwnedValue>(&mut self, name: &'static str) -> Result<T, StoreError> {
+        T::from_value(self.take(name)?)
+            .map_err(|value| corrupt(name, format!("unexpected value {value:?}")))
     }
 
     /// The column `name`, text, as a `T` it names (an enum stored as its name, a typed id).
-    pub fn parse<T>(&self, name: &'static str) -> Result<T, StoreError>
+    pub fn parse<T>(&mut self, name: &'static str) -> Result<T, StoreError>
     where
         T: TryFrom<String>,
         T::Error: std::fmt::Display,
@@ -239,10 +249,20 @@ impl OwnedRow {
 
     /// The column `name`, a JSON document.
     pub fn json<T: serde::de::DeserializeOwned>(
-        &self,
+        &mut self,
         name: &'static str,
     ) -> Result<T, StoreError> {
         serde_json::from_str(&self.get::<String>(name)?).map_err(|e| corrupt(name, e.to_string()))
+    }
+
+    /// The column `name`, a JSON document or NULL.
+    pub fn json_or_null<T: serde::de::DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get::<Option<String>>(name)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(name, e.to_string())))
+            .transpose()
     }
 }
 
@@ -254,8 +274,8 @@ fn corrupt(what: &'static str, message: String) -> StoreError {
 /// few types they return decode themselves by hand, since sqlx decodes only the rows of its own
 /// connections.
 pub trait FromOwnedRow: Sized {
-    /// Decodes a row.
-    fn from_owned_row(row: &OwnedRow) -> Result<Self, StoreError>;
+    /// Decodes a row, taking its values.
+    fn from_owned_row(row: &mut OwnedRow) -> Result<Self, StoreError>;
 }
 
 /// An SQLite failure as the rest of the store reports it: a violated UNIQUE constraint must read
@@ -276,19 +296,34 @@ fn failed(e: rusqlite::Error) -> StoreError {
 struct Thread {
     conn: Connection,
     /// By the script's address and length: each is a constant of the program.
-    scripts: HashMap<(usize, usize), Arc<[String]>>,
+    scripts: HashMap<(usize, usize), Arc<[Statement]>>,
+}
+
+/// One statement of a script, with what its text says once for all its runs: which argument
+/// each of its parameters takes, and the names of the columns it returns.
+struct Statement {
+    sql: String,
+    /// For the statement's parameter `i + 1`, the index of its argument (`$n` → `n - 1`).
+    arguments: Vec<usize>,
+    /// Shared by every row it returns; empty when it returns none.
+    columns: Arc<[String]>,
 }
 
 impl Thread {
+    /// Runs a statement without arguments or rows (a transaction's begin and end), prepared once.
+    fn run(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.raw_execute().map(drop)
+    }
+
     fn alone(&mut self, write: &Work) -> Written {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(failed)?;
+        self.run("BEGIN IMMEDIATE").map_err(failed)?;
         match self.script(write).and_then(|rows| {
-            self.conn.execute_batch("COMMIT").map_err(failed)?;
+            self.run("COMMIT").map_err(failed)?;
             Ok(rows)
         }) {
             Ok(rows) => Ok(rows),
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.run("ROLLBACK");
                 Err(e)
             }
         }
@@ -303,19 +338,19 @@ impl Thread {
         if let [only] = writes {
             return Ok(vec![self.alone(only)]);
         }
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(failed)?;
+        self.run("BEGIN IMMEDIATE").map_err(failed)?;
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             match self.script(write) {
                 Ok(rows) => results.push(Ok(rows)),
                 Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
+                    let _ = self.run("ROLLBACK");
                     return Err(e);
                 }
             }
         }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        if let Err(e) = self.run("COMMIT") {
+            let _ = self.run("ROLLBACK");
             return Err(failed(e));
         }
         Ok(results)
@@ -325,31 +360,25 @@ impl Thread {
     fn script(&mut self, write: &Work) -> Written {
         let statements = self.statements(write.script)?;
         let mut rows = Vec::new();
-        for sql in statements.iter() {
-            let mut statement = self.conn.prepare_cached(sql).map_err(failed)?;
-            for index in 1..=statement.parameter_count() {
-                let arg = statement
-                    .parameter_name(index)
-                    .and_then(|name| name.strip_prefix('$'))
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .and_then(|n| write.args.get(n.wrapping_sub(1)))
-                    .ok_or_else(|| {
-                        corrupt("statement", format!("parameter {index} of {sql} unbound"))
-                    })?;
-                bind(&mut statement, index, arg).map_err(failed)?;
+        for planned in statements.iter() {
+            let mut statement = self.conn.prepare_cached(&planned.sql).map_err(failed)?;
+            for (index, argument) in planned.arguments.iter().enumerate() {
+                let arg = write.args.get(*argument).ok_or_else(|| {
+                    corrupt(
+                        "statement",
+                        format!("parameter {} of {} unbound", index + 1, planned.sql),
+                    )
+                })?;
+                bind(&mut statement, index + 1, arg).map_err(failed)?;
             }
-            if statement.column_count() == 0 {
+            if planned.columns.is_empty() {
                 statement.raw_execute().map_err(failed)?;
                 continue;
             }
-            let columns: Arc<[String]> = statement
-                .column_names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let width = planned.columns.len();
             let mut result = statement.raw_query();
             while let Some(row) = result.next().map_err(failed)? {
-                let values = (0..columns.len())
+                let values = (0..width)
                     .map(|i| {
                         row.get_ref(i)
                             .and_then(|v| Sql::try_from(v).map_err(Into::into))
@@ -357,23 +386,55 @@ impl Thread {
                     .collect::<Result<Vec<_>, rusqlite::Error>>()
                     .map_err(failed)?;
                 rows.push(OwnedRow {
-                    columns: columns.clone(),
+                    columns: planned.columns.clone(),
                     values,
+                    next: 0,
                 });
             }
         }
         Ok(rows)
     }
 
-    /// A script's statements, split once: the scripts are the program's own constants.
-    fn statements(&mut self, script: &'static str) -> Result<Arc<[String]>, StoreError> {
+    /// A script's statements, split and read once: the scripts are the program's own constants.
+    fn statements(&mut self, script: &'static str) -> Result<Arc<[Statement]>, StoreError> {
         let key = (script.as_ptr() as usize, script.len());
         if let Some(statements) = self.scripts.get(&key) {
             return Ok(statements.clone());
         }
-        let statements: Arc<[String]> = split(script)?.into();
+        let statements = split(script)?
+            .into_iter()
+            .map(|sql| self.plan(sql))
+            .collect::<Result<Arc<[Statement]>, StoreError>>()?;
         self.scripts.insert(key, statements.clone());
         Ok(statements)
+    }
+
+    /// Reads a statement's parameters (each `$n`) and columns off its prepared form.
+    fn plan(&self, sql: String) -> Result<Statement, StoreError> {
+        let statement = self.conn.prepare_cached(&sql).map_err(failed)?;
+        let arguments = (1..=statement.parameter_count())
+            .map(|index| {
+                statement
+                    .parameter_name(index)
+                    .and_then(|name| name.strip_prefix('$'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(1))
+                    .ok_or_else(|| {
+                        corrupt("statement", format!("parameter {index} of {sql} is not $n"))
+                    })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let columns = statement
+            .column_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        drop(statement);
+        Ok(Statement {
+            sql,
+            arguments,
+            columns,
+        })
     }
 }
 
@@ -420,7 +481,41 @@ fn bind(
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use rusqlite::OpenFlags;
+
+    use super::{Work, open, split};
+    use crate::store::Value;
+
+    #[test]
+    fn each_parameter_takes_its_numbered_argument_on_every_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        let mut thread = open(&dir.path().join("t.db"), flags, "").unwrap();
+        let script = "SELECT $2 AS second, $1 AS first, $2 AS again, $3 AS number";
+        for (a, b, n) in [("x", "y", 1), ("p", "q", 2)] {
+            let args = vec![
+                Value::Text(Some(a.into())),
+                Value::Text(Some(b.into())),
+                Value::Int(Some(n)),
+            ];
+            let rows = thread.script(&Work { script, args }).unwrap();
+            let [mut row] = <[_; 1]>::try_from(rows).unwrap();
+            // Read out of the select's order.
+            assert_eq!(row.get::<String>("first").unwrap(), a);
+            assert_eq!(row.get::<i64>("number").unwrap(), n);
+            assert_eq!(row.get::<String>("second").unwrap(), b);
+            assert_eq!(row.get::<String>("again").unwrap(), b);
+            // A value is taken out of the row: a second read is an error, not a copy.
+            assert!(row.get::<String>("first").is_err());
+            assert!(row.get::<String>("missing").is_err());
+        }
+        // Too few arguments: an error, not a NULL.
+        let short = Work {
+            script,
+            args: vec![Value::Text(Some("a".into()))],
+        };
+        assert!(thread.script(&short).is_err());
+    }
 
     #[test]
     fn a_script_splits_at_the_ends_of_its_statements_only() {
