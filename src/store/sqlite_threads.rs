@@ -179,7 +179,7 @@ impl ReaderThread {
 pub struct OwnedRow {
     columns: Arc<[String]>,
     values: Vec<Sql>,
-    /// Where the next column looked for most likely is: decoders read in the select's order.
+    /// The column the next read most likely asks for: decoders read in the select's order.
     next: usize,
 }
 
