@@ -31,6 +31,9 @@ pub fn config_file(dir: &Path, file: &str, url: &str, extra: &str) -> PathBuf {
 pub struct Gateway {
     child: Child,
     address: SocketAddr,
+    /// What it logged while starting, up to the line that says it listens: `log` hands these
+    /// out first (work started before that line — a lease taken or waited for — logs there).
+    started: std::sync::Mutex<Vec<String>>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -74,6 +77,7 @@ impl Gateway {
                     .chars()
                     .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
                     .collect();
+                seen.push(line);
                 break address.parse().expect("a socket address");
             }
             seen.push(line);
@@ -81,6 +85,7 @@ impl Gateway {
         Gateway {
             child,
             address,
+            started: std::sync::Mutex::new(seen),
             lines,
         }
     }
@@ -136,9 +141,10 @@ impl Gateway {
         let _ = self.child.wait();
     }
 
-    /// Everything the gateway logged so far.
+    /// What the gateway logged since the last call (the first call: since it started).
     pub fn log(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+        let started = std::mem::take(&mut *self.started.lock().expect("the start-up lines"));
+        started.into_iter().chain(self.lines.try_iter()).collect()
     }
 
     /// The resident memory now (`VmRSS`), in KiB.
