@@ -1501,9 +1501,8 @@ pub async fn append_reply(
     now: Timestamp,
     after: impl FnOnce(&Message) + Send + 'static,
 ) -> Result<Option<StoredReply>, StoreError> {
-    // The reply tells whether its delivery job will head its lane, then the job's insert claims
-    // it on the same condition: nothing in between touches the jobs. The reply is read back by
-    // its (new) id rather than with `RETURNING`, which SQLite buffers in a temporary table.
+    // The reply is read back last, by its (new) id rather than with `RETURNING` (which SQLite
+    // buffers in a temporary table), with whether its delivery job was claimed as written.
     static SQLITE: Sql = Sql::new(|| {
         format!(
             "DELETE FROM pending_turns WHERE conversation_id = $3 AND seq = $10; \
@@ -1514,11 +1513,11 @@ pub async fn append_reply(
              content, attachments, reply_to, status, status_at, created_at, metadata) \
              SELECT $6, id, last_seq, channel, 'outbound', 'ai', $4, 'text', $7, '[]', $2, $8, $1, $1, $9 \
              FROM conversations WHERE id = $3 AND changes() = 1; \
-             SELECT{columns}, {heads} AS delivery_claimed FROM messages WHERE id = $6; \
              {usage} SELECT m.id, m.conversation_id, c.contact_id, {usage_values} \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $6; \
-             {deliver}; {evaluate};",
-            heads = sql::heads_delivery_lane("messages"),
+             {deliver}; {evaluate}; \
+             SELECT{columns}, EXISTS (SELECT 1 FROM jobs WHERE id = $11 AND lease_until IS NOT NULL) \
+             AS delivery_claimed FROM messages WHERE id = $6;",
             usage = USAGE_INSERT,
             usage_values = USAGE_VALUES,
             lock = sql::renew_lock("$20", "$1"),

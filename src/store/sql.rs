@@ -64,7 +64,7 @@ pub fn delivery_job(id: &str, from: &str, filter: &str) -> String {
 
 /// Whether the message `{m}` (an alias of `messages`) needs a delivery job that would head its
 /// lane: no delivery of its conversation before it is queued.
-pub fn heads_delivery_lane(m: &str) -> String {
+fn heads_delivery_lane(m: &str) -> String {
     format!(
         "({m}.{delivered} AND NOT EXISTS (SELECT 1 FROM jobs AS e WHERE e.queue = '{queue}' \
          AND e.lane = {m}.conversation_id AND e.lane_seq < {m}.seq))",
