@@ -13,7 +13,8 @@
 //! 1. throughput: N visitors, each with its own conversation, send messages back to back to
 //!    `POST /v1/chat/messages` and wait for the full reply;
 //! 2. latency: messages at a fixed 100 per second, latency measured from the moment each one was
-//!    due (so a stall shows up instead of hiding);
+//!    due (so a stall shows up instead of hiding), or from when the load generator's timer woke
+//!    it, when that was later ([`wait_until_due`]);
 //! 3. memory: 10,000 idle `GET /v1/conversations/{id}/events` connections, RSS of the gateway
 //!    before and after;
 //! 4. WhatsApp: N users each post a signed webhook (`POST /webhooks/whatsapp`) and wait until the
@@ -392,9 +393,9 @@ async fn fixed_rate(
             let mut i = lane;
             while i < total {
                 let due = start + interval * i as u32;
-                tokio::time::sleep_until(due).await;
+                let origin = wait_until_due(due).await;
                 visitor.say(i).await?;
-                latencies.push(due.elapsed());
+                latencies.push(origin.elapsed());
                 i += LANES;
             }
             anyhow::Ok(latencies)
@@ -405,6 +406,18 @@ async fn fixed_rate(
         latencies.extend(task.await??);
     }
     Ok(latencies)
+}
+
+/// Waits until a message of a fixed-rate load is due and returns the moment its latency counts
+/// from. A lane still busy at `due` (the gateway answered its last message late) sends at once,
+/// and that wait counts: a stall shows. A lane that sleeps until `due` wakes up to a millisecond
+/// later (tokio's timer resolution): that delay is the load generator's, and does not count.
+pub async fn wait_until_due(due: tokio::time::Instant) -> tokio::time::Instant {
+    if tokio::time::Instant::now() >= due {
+        return due;
+    }
+    tokio::time::sleep_until(due).await;
+    tokio::time::Instant::now()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -128,7 +128,7 @@ pub async fn fixed_rate(
             let mut i = lane;
             while i < total {
                 let due = start + interval * i as u32;
-                tokio::time::sleep_until(due).await;
+                let origin = crate::wait_until_due(due).await;
                 let frame = json!({
                     "type": "message",
                     "conversation_id": conversation,
@@ -143,9 +143,9 @@ pub async fn fixed_rate(
                         _ => {}
                     }
                 }
-                acks.push(due.elapsed());
+                acks.push(origin.elapsed());
                 reply(&mut socket).await?;
-                replies.push(due.elapsed());
+                replies.push(origin.elapsed());
                 i += LANES;
             }
             anyhow::Ok((acks, replies))
