@@ -33,6 +33,15 @@
 //! - [`shared`], [`ids`], [`config`], [`time`], [`text`], [`private_files`], [`telemetry`] (logs,
 //!   request ids, metrics), [`lifecycle`] (starting, serving, stopping): what everything uses.
 
+/// The allocator's options, which the binaries (the gateway's and the benchmark's) hand to
+/// jemalloc as its compile-time `malloc_conf`: one arena per CPU, instead of jemalloc's default of
+/// four per CPU, each thread allocating from the arena of the CPU it runs on. Every arena keeps
+/// freed pages of its own for a while; with four times as many arenas as cores, most of them
+/// serve the threads that seldom allocate (the SQLite threads, the database pool's workers) and
+/// still hold pages. Under the load of the README's comparison it is 5 MB of anonymous memory less
+/// (22 → 17 MB) for no measurable difference in speed.
+pub const ALLOCATOR_OPTIONS: &std::ffi::CStr = c"percpu_arena:percpu";
+
 pub mod agents;
 pub mod app;
 pub mod channels;

@@ -25,6 +25,12 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The options above ([`switchboard::ALLOCATOR_OPTIONS`]), read by jemalloc when it starts.
+// SAFETY: jemalloc reads this once, as a NUL-terminated string that lives as long as the process.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: Option<&'static std::ffi::c_char> =
+    Some(unsafe { &*switchboard::ALLOCATOR_OPTIONS.as_ptr() });
+
 /// Switchboard: a multi-channel messaging bot gateway.
 #[derive(Debug, Parser)]
 #[command(version, about)]

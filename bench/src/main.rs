@@ -60,6 +60,12 @@ const WHATSAPP_SECRET: &str = "bench-app-secret";
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// With the same options ([`switchboard::ALLOCATOR_OPTIONS`]).
+// SAFETY: jemalloc reads this once, as a NUL-terminated string that lives as long as the process.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: Option<&'static std::ffi::c_char> =
+    Some(unsafe { &*switchboard::ALLOCATOR_OPTIONS.as_ptr() });
+
 struct Options {
     duration: Duration,
     visitors: usize,
