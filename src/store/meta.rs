@@ -24,7 +24,7 @@ pub struct MessageMeta {
     pub choices: Vec<Choice>,
     /// The name an expert wrote under (never their account's id).
     pub expert_name: Option<String>,
-    /// Why the agent failed, when the fallback went instead.
+    /// Why the agent failed, when the fallback went instead (staff only).
     pub agent_error: Option<String>,
     /// Why an inbound message was stored but not answered (a flood, a mail loop).
     pub unanswered: Option<String>,
@@ -179,9 +179,12 @@ impl MessageMeta {
         map
     }
 
-    /// The metadata without what only staff may see (an AI reply's usage and raw events).
+    /// The metadata without what only staff may see: an AI reply's usage and raw events, and why
+    /// the agent failed when the reply is the fallback (a model API's error can name the
+    /// deployment's models, addresses or account).
     pub fn for_visitor(mut self) -> MessageMeta {
         self.usage = None;
+        self.agent_error = None;
         self.raw_events = Vec::new();
         self.raw_events_dropped = None;
         self

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{Value, json};
 use switchboard::config::{AgentConfig, Config, OpenAiConfig};
 
 use crate::{
@@ -107,17 +108,18 @@ async fn model_failures_get_the_polite_fallback(backend: Backend) {
     .await;
     let fallback = app.config.pipeline.fallback_message.clone();
 
+    let (_, supervisor) = app.staff_token("sue@example.com", "supervisor").await;
+
     let (status, body) = app.send("dev-1", json!({"content": "hello"})).await;
     assert_eq!(status, 200);
     assert_eq!(body["reply"]["content"], fallback.as_str());
-    assert!(
-        body["reply"]["metadata"]["agent_error"]
-            .as_str()
-            .unwrap()
-            .contains("500"),
-        "the cause is kept with the message: {body}"
-    );
     let id = body["conversation_id"].as_str().unwrap().to_owned();
+    assert!(
+        agent_error(&app, &supervisor, &id, &body)
+            .await
+            .contains("500"),
+        "the cause is kept with the message, for staff"
+    );
 
     // A model that never answers: the fallback comes when the agent timeout runs out.
     model.set(ModelBehaviour::Hang);
@@ -129,9 +131,8 @@ async fn model_failures_get_the_polite_fallback(backend: Backend) {
         .await;
     assert_eq!(body["reply"]["content"], fallback.as_str());
     assert!(
-        body["reply"]["metadata"]["agent_error"]
-            .as_str()
-            .unwrap()
+        agent_error(&app, &supervisor, &id, &body)
+            .await
             .contains("within")
     );
 
@@ -170,15 +171,56 @@ async fn an_unreachable_model_gets_the_fallback() {
         c.routing.default_agent = "gpt".into();
     })
     .await;
+    let (_, supervisor) = app.staff_token("sue@example.com", "supervisor").await;
     let (_, body) = app.send("dev-1", json!({"content": "hello"})).await;
     assert_eq!(
         body["reply"]["content"],
         app.config.pipeline.fallback_message.as_str()
     );
+    let id = body["conversation_id"].as_str().unwrap();
     assert!(
-        body["reply"]["metadata"]["agent_error"]
-            .as_str()
-            .unwrap()
+        agent_error(&app, &supervisor, id, &body)
+            .await
             .contains("reached")
     );
+}
+
+/// Why the agent failed on the fallback `sent` got (the reply of `POST /v1/chat/messages`), as
+/// staff read it; the visitor sees the fallback without the cause, in the answer and in the
+/// conversation's messages (a model API's error can name the deployment's models, addresses
+/// or account).
+async fn agent_error(app: &TestApp, staff: &str, conversation: &str, sent: &Value) -> String {
+    let reply = &sent["reply"];
+    assert!(reply["metadata"]["agent_error"].is_null(), "{sent}");
+    let (status, page) = app
+        .get(
+            "dev-1",
+            &format!("/v1/conversations/{conversation}/messages?limit=100"),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let seen = page["messages"].as_array().unwrap();
+    assert!(
+        seen.iter().all(|m| m["metadata"]["agent_error"].is_null()),
+        "{page}"
+    );
+    let (status, opened) = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/expert/conversations/{conversation}"),
+            staff,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{opened}");
+    let stored = opened["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == reply["id"])
+        .unwrap_or_else(|| panic!("the reply in the transcript: {opened}"));
+    stored["metadata"]["agent_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the cause with the reply: {stored}"))
+        .to_owned()
 }
