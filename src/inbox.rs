@@ -83,9 +83,10 @@ impl Inbox for ChannelInbox {
                 ..Ingested::default()
             });
         }
+        let mut kept_files = false;
         for event in &mut events {
             if let InboundEvent::Message(message) = event {
-                self.keep_files(message).await?;
+                kept_files |= self.keep_files(message).await?;
             }
         }
         let received = events.len();
@@ -94,6 +95,9 @@ impl Inbox for ChannelInbox {
             .ingest_to(self.channel, events, checkpoint)
             .await
             .map_err(ingest_error)?;
+        if kept_files {
+            self.link_files(&outcomes).await?;
+        }
         let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
         Ok(Ingested {
             events: received,
@@ -124,10 +128,26 @@ impl ChannelInbox {
         Ok(())
     }
 
-    /// Keeps the files a message carries and points its attachments at the stored copies.
-    async fn keep_files(&self, message: &mut InboundMessage) -> Result<(), InboxError> {
+    /// Links the files kept for the messages just stored to them (a file kept for a message that
+    /// turned out a duplicate stays unlinked, and is no message's). A stop between the message's
+    /// write and this one leaves its files unlinked: served to staff, not erased with it.
+    async fn link_files(&self, outcomes: &[Outcome]) -> Result<(), InboxError> {
+        let mut tx = self.store.begin().await.map_err(unavailable)?;
+        for outcome in outcomes {
+            if let Outcome::Stored { message, .. } = outcome {
+                media::link_kept(&mut tx, &message.id, &message.attachments)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    /// Keeps the files a message carries and points its attachments at the stored copies;
+    /// whether it kept any.
+    async fn keep_files(&self, message: &mut InboundMessage) -> Result<bool, InboxError> {
         if message.files.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let mut stored = Vec::with_capacity(message.files.len());
         for file in &message.files {
@@ -141,7 +161,7 @@ impl ChannelInbox {
             }
         }
         message.files.clear();
-        Ok(())
+        Ok(true)
     }
 
     /// Stores a file and its media row; returns the attachment pointing at it.

@@ -34,7 +34,7 @@ use crate::{
         Section, Store, StoreError, Tx,
         audit::{self, Actor},
         conversations::{self, Conversation, Mode, Owned},
-        messages,
+        media, messages,
         messages::{Direction, Message, NewMessage, Role as Author},
         threads,
         users::{self, StaffRole, User},
@@ -590,6 +590,7 @@ impl Experts {
         )
         .await?
         .ok_or(ExpertError::Conflict("the message could not be stored"))?;
+        media::link_kept(&mut tx, &message.id, &message.attachments).await?;
         self.audit(
             &mut tx,
             actor,

@@ -1,7 +1,7 @@
 //! `GET /v1/media/{id}`: the gateway's stored copy of a file a user sent. These are private files
 //! of end users: the operator (bearer token) and signed-in staff get any of them; a website
-//! visitor gets the files they uploaded themselves (`POST /v1/uploads`), and everybody else a 404
-//! as for a missing file. A file is whatever its sender made it: it is served so that a browser
+//! visitor gets the files they uploaded themselves (`POST /v1/uploads`) and the files of their
+//! conversations' messages (an expert's), and everybody else a 404 as for a missing file. A file is whatever its sender made it: it is served so that a browser
 //! never runs it (downloaded unless it is an image, audio or video; no sniffing; a sandbox).
 
 use axum::{
@@ -25,7 +25,7 @@ use crate::store::media;
     path = "/v1/media/{id}",
     tag = "media",
     summary = "A stored file",
-    description = "The gateway's copy of a file a user sent. Served so that a browser never runs it: `Content-Disposition: attachment` unless it is an image (not SVG), audio or video, `X-Content-Type-Options: nosniff`, `Content-Security-Policy: sandbox`.",
+    description = "The gateway's copy of a file a user sent: for the operator and staff any file; for a website visitor (their identity headers) the files they uploaded and those of their conversations' messages; 404 for anything else. Served so that a browser never runs it: `Content-Disposition: attachment` unless it is an image (not SVG), audio or video, `X-Content-Type-Options: nosniff`, `Content-Security-Policy: sandbox`.",
     security(("operator_token" = [])),
     params(("id" = String, Path, description = "The stored file's id (`attachments[].media_id`)")),
     responses(
@@ -46,9 +46,9 @@ pub(super) async fn get(
     let stored = if require_operator(&state, &headers).is_ok() || staff.is_ok() {
         media::get(&mut reader, &id).await?
     } else {
-        // Not staff: a visitor (whose identity errors are the answer), and only their uploads.
+        // Not staff: a visitor (whose identity errors are the answer), and only their files.
         let visitor = Visitor::from_headers(&state, &headers, None, None)?;
-        media::upload_of(&mut reader, &id, &visitor.external_id()).await?
+        media::visible_to_visitor(&mut reader, &id, &visitor.external_id()).await?
     };
     let stored = stored.ok_or_else(|| ApiError::not_found("media"))?;
     let file = tokio::fs::File::open(state.files.locate(&stored.path))

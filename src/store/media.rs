@@ -15,7 +15,8 @@ use crate::{
 pub struct StoredMedia {
     /// Its id, used in URLs and in the message's attachment (`media_id`).
     pub id: MediaId,
-    /// The message it came with (unset for files stored before their message, e-mail's).
+    /// The message it came with (unset for a visitor's upload until a message attaches it, and
+    /// for a mail's files until its message is stored, see [`link_kept`]).
     pub message_id: Option<MessageId>,
     /// Position of the attachment in the message.
     pub attachment: Option<i64>,
@@ -103,6 +104,32 @@ pub async fn forget(tx: &mut Tx, ids: &[&str]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Links the files kept before their message (a mail's) to the message that attaches them, so
+/// that they go with it (erasure, retention) and are served to whoever may read it. A file
+/// linked already, or a visitor's upload (see [`link_upload`]), is left as it is.
+pub async fn link_kept(
+    tx: &mut Tx,
+    message_id: &MessageId,
+    attachments: &[switchboard_channel::Attachment],
+) -> Result<(), StoreError> {
+    for (index, attachment) in attachments.iter().enumerate() {
+        let Some(id) = attachment.media_id.as_deref() else {
+            continue;
+        };
+        tx.execute(
+            query(
+                "UPDATE media SET message_id = $2, attachment = $3 WHERE id = $1 \
+                 AND message_id IS NULL AND uploaded_by IS NULL",
+            )
+            .bind(id)
+            .bind(message_id)
+            .bind(i64::try_from(index).unwrap_or(i64::MAX)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// A stored file by id.
 pub async fn get(db: &mut impl Db, id: &str) -> Result<Option<StoredMedia>, StoreError> {
     db.fetch_optional(
@@ -129,6 +156,31 @@ pub async fn upload_of(
         )
         .bind(id)
         .bind(owner),
+    )
+    .await
+}
+
+/// A file a website visitor may fetch, by id: one they uploaded, or one attached to a message of
+/// one of their conversations (a file an expert sent them). `None` when there is none of that
+/// id, or it is someone else's (the two answer alike, so ids of others' files cannot be probed).
+pub async fn visible_to_visitor(
+    db: &mut impl Db,
+    id: &str,
+    visitor: &str,
+) -> Result<Option<StoredMedia>, StoreError> {
+    db.fetch_optional(
+        query(
+            "SELECT id, message_id, attachment, sha256, mime_type, size, filename, path, \
+             created_at, uploaded_by FROM media f WHERE id = $1 AND (uploaded_by = $2 \
+             OR EXISTS (SELECT 1 FROM messages m \
+              JOIN conversations c ON c.id = m.conversation_id \
+              JOIN contacts k ON k.id = c.contact_id \
+              WHERE m.id = f.message_id AND c.deleted_at IS NULL \
+              AND k.channel = $3 AND k.external_id = $2))",
+        )
+        .bind(id)
+        .bind(visitor)
+        .bind(switchboard_channel::Channel::WEB.as_str()),
     )
     .await
 }

@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use base64::Engine;
+use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::{
     config::Config,
-    store::{Db, messages, query},
+    store::{Db, conversations, messages, query},
 };
 use switchboard_channel::DeliveryStatus;
 use switchboard_email::providers;
@@ -437,7 +438,7 @@ async fn postmark_and_sendgrid_need_their_basic_auth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attachments_are_kept_and_served_to_the_operator() {
+async fn attachments_are_kept_served_to_the_operator_and_erased_with_their_sender() {
     let smtp = FakeSmtp::start().await;
     let app = TestApp::spawn_with(&Backend::Sqlite, on_email(&smtp)).await;
     let (status, body) = app.email(&fixture("attachment.eml")).await;
@@ -469,6 +470,31 @@ async fn attachments_are_kept_and_served_to_the_operator() {
         &bytes[..bytes.len().min(16)]
     );
     assert_eq!(Some(bytes.len() as u64), attachment.size);
+
+    // Erasing the sender takes the file along with their messages.
+    let conversation = conversations::get(&mut app.store.reader(), &stored.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, admin) = app.staff_token("adm@example.com", "admin").await;
+    let (status, body) = app
+        .staff_call(
+            Method::DELETE,
+            &format!("/v1/admin/contacts/{}", conversation.contact_id),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(app.count("media").await, 0, "the mail's file is erased");
+    let served = app
+        .client
+        .get(app.url(&format!("/v1/media/{media_id}")))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -834,6 +834,89 @@ async fn webhook_receiver() -> (crate::helpers::fake::FakeServer, Hooked) {
     (crate::helpers::fake::serve(router).await, seen)
 }
 
+/// A file an expert mails a website visitor is theirs to fetch (and nobody else's), and goes when
+/// they erase themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_fetches_the_file_their_expert_mailed_and_takes_it_along_when_erased() {
+    let smtp = crate::helpers::smtp::FakeSmtp::start().await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, |config| {
+        config.set(
+            "email.from",
+            "Switchboard Support <support@mail.example.com>",
+        );
+        config.set("email.smtp_url", smtp.url());
+        config.set("email.raw_secret", "raw-secret");
+    })
+    .await;
+    let (_, ana) = app.staff_token("ana@example.com", "expert").await;
+    app.staff_call(
+        Method::PUT,
+        "/v1/expert/me/availability",
+        &ana,
+        Some(json!({"available": true})),
+    )
+    .await;
+    let id = handed_over(&app, "visitor-1").await;
+    let notification = smtp.wait_for(1).await.remove(0);
+    let token = notification
+        .header("Reply-To")
+        .unwrap()
+        .split('+')
+        .nth(1)
+        .and_then(|rest| rest.split('@').next())
+        .unwrap()
+        .to_owned();
+    let mail = format!(
+        "From: Ana <ana@example.com>\r\nTo: support+{token}@mail.example.com\r\n\
+         Subject: Re: help\r\nMessage-ID: <file-1@example.com>\r\n\
+         Date: Tue, 11 Nov 2025 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour invoice.\r\n\
+         --b1\r\nContent-Type: application/pdf\r\n\
+         Content-Disposition: attachment; filename=\"invoice.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n--b1--\r\n"
+    );
+    let (status, body) = app.email(mail.as_bytes()).await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
+
+    let (status, page) = app
+        .get(
+            "visitor-1",
+            &format!("/v1/conversations/{id}/messages?limit=100"),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let anas = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "expert" && m["content"] == "Your invoice.")
+        .unwrap_or_else(|| panic!("Ana's message: {page}"));
+    let media_id = anas["attachments"][0]["media_id"].as_str().unwrap();
+    let fetch = |device: &'static str| {
+        app.request(Method::GET, &format!("/v1/media/{media_id}"), device)
+            .send()
+    };
+    let served = fetch("visitor-1").await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "application/pdf");
+    assert!(served.bytes().await.unwrap().starts_with(b"%PDF"));
+    let other = fetch("visitor-2").await.unwrap();
+    assert_eq!(other.status(), 404, "another visitor does not get it");
+
+    let erased = app
+        .request(Method::DELETE, "/v1/me", "visitor-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 204);
+    assert_eq!(
+        app.count("media").await,
+        0,
+        "the file went with the visitor"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whatsapp_user_gets_the_experts_emailed_reply_on_whatsapp() {
     let graph = crate::helpers::graph::FakeGraph::start().await;
