@@ -34,7 +34,7 @@ use crate::{
     live::Hub,
     media_dir::MediaDir,
     pipeline::{Pipeline, quotas::QuotaRefresh, router::ExpireLocks, sweeper::Sweep},
-    retention::{Retention, UnusedUploads},
+    retention::{Retention, UnlinkedFiles},
     shared::Shared,
     staff::Staff,
     store::Store,
@@ -440,7 +440,7 @@ impl Gateway {
             Arc::new(AssignmentRound {
                 experts: self.experts.clone(),
             }),
-            Arc::new(UnusedUploads::new(
+            Arc::new(UnlinkedFiles::new(
                 store.clone(),
                 clock.clone(),
                 self.files.clone(),

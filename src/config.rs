@@ -266,7 +266,8 @@ pub struct WebConfig {
     /// Largest file a visitor may upload (`POST /v1/uploads`); a bigger one is refused with 413
     /// as soon as the excess arrives, and nothing of it is kept.
     pub max_upload_bytes: u64,
-    /// How long an upload no message attaches is kept before it is removed.
+    /// How long an upload no message attaches is kept before it is removed (and a mail's kept
+    /// file no message names: the copy of a resent mail).
     #[serde(with = "humantime_serde")]
     pub unused_upload_ttl: Duration,
     /// Origins allowed to call the API from a browser (CORS). `["*"]` allows any site to embed the

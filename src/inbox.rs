@@ -128,9 +128,9 @@ impl ChannelInbox {
         Ok(())
     }
 
-    /// Links the files kept for the messages just stored to them (a file kept for a message that
-    /// turned out a duplicate stays unlinked, and is no message's). A stop between the message's
-    /// write and this one leaves its files unlinked: served to staff, not erased with it.
+    /// Links the files kept for the messages just stored to them. A file kept for a message that
+    /// turned out a resend stays unlinked and is removed later, and a link a stop left unwritten
+    /// is written later ([`crate::retention::UnlinkedFiles`]).
     async fn link_files(&self, outcomes: &[Outcome]) -> Result<(), InboxError> {
         let mut tx = self.store.begin().await.map_err(unavailable)?;
         for outcome in outcomes {

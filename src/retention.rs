@@ -14,8 +14,9 @@
 //!   file itself answers 404);
 //! - audit log entries older than `audit_days`.
 //!
-//! Apart from those periods, [`UnusedUploads`] removes website visitors' uploads that no message
-//! attached within `web.unused_upload_ttl`.
+//! Apart from those periods, [`UnlinkedFiles`] removes stored files that no message came to use
+//! within `web.unused_upload_ttl` (a visitor's upload never attached, a resent mail's copy), and
+//! links those a message names but whose link a stop left unwritten.
 //!
 //! Every batch of at most `batch_size` rows is its own short transaction, so the database is never
 //! held for long and the gateway keeps answering during a purge that has much to do. Files are
@@ -32,7 +33,7 @@ use crate::{
     config::RetentionConfig,
     media_dir::MediaDir,
     store::{
-        Store, StoreError,
+        Store, StoreError, media,
         privacy::{self, Removed},
         retention as queries,
     },
@@ -327,22 +328,33 @@ impl crate::jobs::ScheduledTask for Retention {
     }
 }
 
-/// Removes website visitors' uploads that no message came to attach within
-/// `web.unused_upload_ttl` (a visitor who picked a file and left), with their files when no other
-/// row needs them. Runs every quarter of an hour; several instances running it at once remove
-/// each upload once.
-pub struct UnusedUploads {
+/// Looks after stored files no message is linked to, once they are older than
+/// `web.unused_upload_ttl`: a file that a message names among its attachments is linked to it
+/// (its link was never written: a stop came between the message's write and the link's), so that
+/// erasure and retention take it along; any other (a visitor's upload no message attached, a
+/// resent mail's copy) is removed, with its file when no other row needs it. Runs every quarter of
+/// an hour; several instances running it at once treat each file once.
+pub struct UnlinkedFiles {
     store: Store,
     clock: Clock,
     files: MediaDir,
     ttl: std::time::Duration,
 }
 
-impl UnusedUploads {
-    /// How many uploads one transaction removes.
+/// What one sweep of [`UnlinkedFiles`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Files linked to the message that names them.
+    pub linked: u64,
+    /// Files no message uses, removed.
+    pub removed: u64,
+}
+
+impl UnlinkedFiles {
+    /// How many files one transaction treats.
     const BATCH: i64 = 500;
 
-    /// The sweep of uploads older than `ttl`.
+    /// The sweep of files unlinked for longer than `ttl`.
     pub fn new(store: Store, clock: Clock, files: MediaDir, ttl: std::time::Duration) -> Self {
         Self {
             store,
@@ -352,33 +364,48 @@ impl UnusedUploads {
         }
     }
 
-    /// Removes every unused upload older than the time to live; returns how many.
-    pub async fn sweep(&self) -> Result<u64, StoreError> {
+    /// Links or removes every file unlinked for longer than the time to live.
+    pub async fn sweep(&self) -> Result<Swept, StoreError> {
         let before = self.clock.now().minus(self.ttl);
-        let mut removed = 0;
+        let mut swept = Swept::default();
         loop {
-            let ids =
-                crate::store::media::stale_uploads(&mut self.store.reader(), before, Self::BATCH)
-                    .await?;
+            let ids = media::unlinked(&mut self.store.reader(), before, Self::BATCH).await?;
             if ids.is_empty() {
-                return Ok(removed);
+                return Ok(swept);
+            }
+            let mut named = Vec::with_capacity(ids.len());
+            for id in &ids {
+                named.push(media::named_by(&mut self.store.reader(), id).await?);
             }
             let mut tx = self.store.begin().await?;
-            let paths = crate::store::media::forget_uploads(&mut tx, &ids).await?;
+            let mut paths = Vec::new();
+            for (id, named) in ids.iter().zip(named) {
+                // A file named by a message it may not be linked to (another visitor's upload) is
+                // no message's: it goes like any other.
+                let linked = match named {
+                    Some((message, index)) => media::relink(&mut tx, id, &message, index).await?,
+                    None => false,
+                };
+                if linked {
+                    swept.linked += 1;
+                } else if let Some(path) = media::forget_unlinked(&mut tx, id).await? {
+                    swept.removed += 1;
+                    paths.push(path);
+                }
+            }
             tx.commit().await?;
-            removed += paths.len() as u64;
             remove_files(&self.store, &self.files, &paths).await?;
             if (ids.len() as i64) < Self::BATCH {
-                return Ok(removed);
+                return Ok(swept);
             }
         }
     }
 }
 
 #[async_trait::async_trait]
-impl crate::jobs::ScheduledTask for UnusedUploads {
+impl crate::jobs::ScheduledTask for UnlinkedFiles {
     fn name(&self) -> &'static str {
-        "unused_uploads"
+        "unlinked_files"
     }
 
     fn once_per_deployment(&self) -> bool {
@@ -390,9 +417,15 @@ impl crate::jobs::ScheduledTask for UnusedUploads {
     }
 
     async fn tick(&self) -> Result<(), apalis::prelude::BoxDynError> {
-        let removed = self.sweep().await?;
-        if removed > 0 {
-            info!(uploads = removed, "removed uploads no message attached");
+        let swept = self.sweep().await?;
+        if swept.linked > 0 {
+            info!(
+                files = swept.linked,
+                "linked files to the messages that name them"
+            );
+        }
+        if swept.removed > 0 {
+            info!(files = swept.removed, "removed files no message uses");
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! is kept only to show. The size limit (`web.max_upload_bytes`) holds while the body arrives: the
 //! first byte too many ends the upload with 413 and nothing of it is kept. Every upload counts
 //! against the visitor's message rate. An upload no message attaches is removed after
-//! `web.unused_upload_ttl` ([`crate::retention::UnusedUploads`]).
+//! `web.unused_upload_ttl` ([`crate::retention::UnlinkedFiles`]).
 
 use axum::{
     Json,

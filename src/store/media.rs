@@ -1,8 +1,11 @@
 //! Stored media: the gateway's own copies of files users sent.
 //!
 //! Most files come with their message. A website visitor's upload comes first, on its own
-//! (`uploaded_by` names the visitor), and is linked to the message that attaches it; an upload no
-//! message came to use is removed after a while ([`stale_uploads`]).
+//! (`uploaded_by` names the visitor), and a mail's files are kept before its message is stored;
+//! both are linked to the message that attaches them. A file no message came to use is removed
+//! after a while, and a link a stop left unwritten is written then ([`unlinked`], [`named_by`]).
+
+use sqlx::types::Json;
 
 use super::{Db, StoreError, Tx, query};
 use crate::{
@@ -208,10 +211,11 @@ pub async fn link_upload(
     Ok(())
 }
 
-/// Uploads stored before `before` that no message uses (none linked, and none names it among
-/// its attachments: a link is written just after its message, so a crash in between leaves
-/// the name as the only trace), at most `limit`, oldest first.
-pub async fn stale_uploads(
+/// Files stored before `before` that no message is linked to, at most `limit`, oldest first: a
+/// visitor's upload no message came to attach, a mail's file whose message turned out a resend,
+/// or a file whose link was never written (a message's write and its files' link are two
+/// transactions, and a stop may come between them).
+pub async fn unlinked(
     db: &mut impl Db,
     before: Timestamp,
     limit: i64,
@@ -219,10 +223,7 @@ pub async fn stale_uploads(
     let rows: Vec<(MediaId,)> = db
         .fetch_all(
             query(
-                "SELECT id FROM media WHERE uploaded_by IS NOT NULL AND message_id IS NULL \
-                 AND created_at < $1 AND NOT EXISTS (SELECT 1 FROM messages m \
-                 WHERE m.created_at >= media.created_at \
-                 AND CAST(m.attachments AS TEXT) LIKE '%' || media.id || '%') \
+                "SELECT id FROM media WHERE message_id IS NULL AND created_at < $1 \
                  ORDER BY created_at LIMIT $2",
             )
             .bind(before)
@@ -232,21 +233,66 @@ pub async fn stale_uploads(
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
-/// Forgets uploads that no message uses (see [`stale_uploads`]); returns the paths of their
-/// files, to be deleted once no other row refers to them.
-pub async fn forget_uploads(tx: &mut Tx, ids: &[MediaId]) -> Result<Vec<String>, StoreError> {
-    let mut paths = Vec::new();
-    for id in ids {
-        let path: Option<(String,)> = tx
-            .fetch_optional(
-                query(
-                    "DELETE FROM media WHERE id = $1 AND uploaded_by IS NOT NULL \
-                     AND message_id IS NULL RETURNING path",
-                )
-                .bind(id),
+/// The message that names a file among its attachments, and at which position: all a link that
+/// was never written leaves behind. Only messages stored after the file can name it.
+pub async fn named_by(
+    db: &mut impl Db,
+    id: &MediaId,
+) -> Result<Option<(MessageId, i64)>, StoreError> {
+    let candidates: Vec<(MessageId, Json<Vec<switchboard_channel::Attachment>>)> = db
+        .fetch_all(
+            query(
+                "SELECT m.id, m.attachments FROM media f JOIN messages m \
+                 ON m.created_at >= f.created_at \
+                 AND CAST(m.attachments AS TEXT) LIKE '%' || f.id || '%' \
+                 WHERE f.id = $1 ORDER BY m.created_at LIMIT 16",
             )
-            .await?;
-        paths.extend(path.map(|(p,)| p));
-    }
-    Ok(paths)
+            .bind(id),
+        )
+        .await?;
+    // The text match only narrows the search; the attachment has to name the file itself.
+    Ok(candidates.into_iter().find_map(|(message, attachments)| {
+        let index = attachments
+            .iter()
+            .position(|a| a.media_id.as_deref() == Some(id.as_str()))?;
+        Some((message, i64::try_from(index).unwrap_or(i64::MAX)))
+    }))
+}
+
+/// Writes the link [`named_by`] found. A visitor's upload is linked only to a message in one of
+/// that visitor's conversations, as attaching it requires.
+pub async fn relink(
+    tx: &mut Tx,
+    id: &MediaId,
+    message_id: &MessageId,
+    attachment: i64,
+) -> Result<bool, StoreError> {
+    let linked = tx
+        .execute(
+            query(
+                "UPDATE media SET message_id = $2, attachment = $3 WHERE id = $1 \
+                 AND message_id IS NULL AND (uploaded_by IS NULL OR uploaded_by = \
+                 (SELECT k.external_id FROM messages m \
+                 JOIN conversations c ON c.id = m.conversation_id \
+                 JOIN contacts k ON k.id = c.contact_id WHERE m.id = $2)) \
+                 AND NOT EXISTS (SELECT 1 FROM media o WHERE o.message_id = $2 \
+                 AND o.attachment = $3)",
+            )
+            .bind(id)
+            .bind(message_id)
+            .bind(attachment),
+        )
+        .await?;
+    Ok(linked > 0)
+}
+
+/// Forgets a file no message is linked to; returns the path of its file, to be deleted once no
+/// other row refers to it.
+pub async fn forget_unlinked(tx: &mut Tx, id: &MediaId) -> Result<Option<String>, StoreError> {
+    let path: Option<(String,)> = tx
+        .fetch_optional(
+            query("DELETE FROM media WHERE id = $1 AND message_id IS NULL RETURNING path").bind(id),
+        )
+        .await?;
+    Ok(path.map(|(p,)| p))
 }

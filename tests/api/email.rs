@@ -10,7 +10,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::{
     config::Config,
+    media_dir::MediaDir,
+    retention::{Swept, UnlinkedFiles},
     store::{Db, conversations, messages, query},
+    time::Clock,
 };
 use switchboard_channel::DeliveryStatus;
 use switchboard_email::providers;
@@ -24,6 +27,7 @@ both_backends!(
     a_mail_is_answered_by_mail_in_its_thread,
     a_reply_continues_its_conversation_with_only_the_new_text,
     mailgun_requests_must_be_signed_fresh_and_once,
+    a_mails_file_is_linked_late_and_a_resent_mails_copy_removed,
 );
 
 const RAW_SECRET: &str = "raw-secret";
@@ -495,6 +499,87 @@ async fn attachments_are_kept_served_to_the_operator_and_erased_with_their_sende
         .await
         .unwrap();
     assert_eq!(served.status(), 404);
+}
+
+async fn a_mails_file_is_linked_late_and_a_resent_mails_copy_removed(backend: Backend) {
+    let smtp = FakeSmtp::start().await;
+    let clock = Clock::system();
+    let app = TestApp::spawn_with_clock(&backend, clock.clone(), on_email(&smtp)).await;
+    let (status, body) = app.email(&fixture("attachment.eml")).await;
+    assert_eq!(status, 200, "{body}");
+    // The provider sends it again: the message is a resend, its file was kept once more.
+    let (status, body) = app.email(&fixture("attachment.eml")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["duplicates"], 1, "{body}");
+    assert_eq!(body["stored"], 0, "{body}");
+    assert_eq!(
+        app.count("media").await,
+        2,
+        "the file, and the resend's copy"
+    );
+    let stored = messages::find_by_provider_id(
+        &mut app.store.reader(),
+        switchboard_email::CHANNEL,
+        "b8f2c1d4-3e5a-4f6b-9c7d-8e9f0a1b2c3d@example.com",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let media_id = stored.attachments[0].media_id.clone().expect("kept");
+    // A stop came between the mail's write and its file's link.
+    app.store
+        .execute(
+            query("UPDATE media SET message_id = NULL, attachment = NULL WHERE id = $1")
+                .bind(&media_id),
+        )
+        .await
+        .unwrap();
+
+    let sweep = UnlinkedFiles::new(
+        app.store.clone(),
+        clock.clone(),
+        MediaDir::new(&app.config.media.dir),
+        app.config.web.unused_upload_ttl,
+    );
+    assert_eq!(sweep.sweep().await.unwrap(), Swept::default(), "too early");
+    clock.advance(app.config.web.unused_upload_ttl + Duration::from_secs(60));
+    assert_eq!(
+        sweep.sweep().await.unwrap(),
+        Swept {
+            linked: 1,
+            removed: 1
+        }
+    );
+    assert_eq!(app.count("media").await, 1);
+    // The copy shared the file (same content): the file stays for the mail's row.
+    assert_eq!(crate::uploads::files_in(&app.config.media.dir).len(), 1);
+    let served = app
+        .client
+        .get(app.url(&format!("/v1/media/{media_id}")))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+
+    // Linked now, the file goes when its sender is erased.
+    let conversation = conversations::get(&mut app.store.reader(), &stored.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, admin) = app.staff_token("adm@example.com", "admin").await;
+    let (status, body) = app
+        .staff_call(
+            Method::DELETE,
+            &format!("/v1/admin/contacts/{}", conversation.contact_id),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(app.count("media").await, 0);
+    let left = crate::uploads::files_in(&app.config.media.dir);
+    assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

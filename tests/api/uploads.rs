@@ -10,7 +10,12 @@ use reqwest::{
     multipart::{Form, Part},
 };
 use serde_json::{Value, json};
-use switchboard::{media_dir::MediaDir, retention::UnusedUploads, store::Db, time::Clock};
+use switchboard::{
+    media_dir::MediaDir,
+    retention::{Swept, UnlinkedFiles},
+    store::Db,
+    time::Clock,
+};
 
 use crate::{
     both_backends,
@@ -78,7 +83,7 @@ async fn upload_cut_short(app: &TestApp, device: &str, form: Form) {
 }
 
 /// Every file under the media directory.
-fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -397,28 +402,93 @@ async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backe
         .expect("the media row");
     assert_eq!(linked.as_deref(), sent["message"]["id"].as_str());
 
-    // A day later, the upload nobody attached is removed with its file; the attached one stays.
-    let sweep = UnusedUploads::new(
+    // A second message attaches another upload, and the gateway stops before writing the link
+    // (the message's write and the link are two transactions): only the message names the file.
+    let mut late_png = png();
+    late_png.extend_from_slice(b"late");
+    let (status, late) = upload(
+        &app,
+        "dev-1",
+        file(late_png.clone(), "late.png", "image/png"),
+    )
+    .await;
+    assert_eq!(status, 201, "{late}");
+    let late = late["id"].as_str().expect("an id").to_owned();
+    let (status, second) = app
+        .send(
+            "dev-1",
+            json!({"conversation_id": conversation, "content": "and a photo", "attachments": [{"upload_id": late}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    app.store
+        .execute(
+            switchboard::store::query(
+                "UPDATE media SET message_id = NULL, attachment = NULL WHERE id = $1",
+            )
+            .bind(&late),
+        )
+        .await
+        .expect("the link undone");
+
+    // A day later, the upload nobody attached is removed with its file, the one whose link was
+    // lost is linked to the message that names it, and the attached one stays.
+    let sweep = UnlinkedFiles::new(
         app.store.clone(),
         clock.clone(),
         MediaDir::new(&app.config.media.dir),
         app.config.web.unused_upload_ttl,
     );
-    assert_eq!(sweep.sweep().await.expect("a sweep"), 0, "too early");
+    assert_eq!(
+        sweep.sweep().await.expect("a sweep"),
+        Swept::default(),
+        "too early"
+    );
     clock.advance(app.config.web.unused_upload_ttl + Duration::from_secs(60));
-    assert_eq!(sweep.sweep().await.expect("a sweep"), 1);
+    assert_eq!(
+        sweep.sweep().await.expect("a sweep"),
+        Swept {
+            linked: 1,
+            removed: 1
+        }
+    );
     let (status, _) = app.get("dev-1", &format!("/v1/media/{unused}")).await;
     assert_eq!(status, 404);
-    let left = files_in(&app.config.media.dir);
-    assert_eq!(left.len(), 1, "{left:?}");
-    assert_eq!(std::fs::read(&left[0]).expect("the file"), pdf());
+    let mut left: Vec<Vec<u8>> = files_in(&app.config.media.dir)
+        .iter()
+        .map(|f| std::fs::read(f).expect("the file"))
+        .collect();
+    left.sort();
+    let mut expected = vec![pdf(), late_png];
+    expected.sort();
+    assert_eq!(left, expected);
     let response = app
         .request(Method::GET, &path, "dev-1")
         .send()
         .await
         .expect("get");
     assert_eq!(response.status(), 200);
-    assert_eq!(sweep.sweep().await.expect("a sweep"), 0);
+    let (relinked,): (Option<String>,) = app
+        .store
+        .reader()
+        .fetch_one(
+            switchboard::store::query("SELECT message_id FROM media WHERE id = $1").bind(&late),
+        )
+        .await
+        .expect("the media row");
+    assert_eq!(relinked.as_deref(), second["message"]["id"].as_str());
+    assert_eq!(sweep.sweep().await.expect("a sweep"), Swept::default());
+
+    // Linked, both files go when the visitor is erased.
+    let response = app
+        .request(Method::DELETE, "/v1/me", "dev-1")
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.count("media").await, 0);
+    let left = files_in(&app.config.media.dir);
+    assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
 async fn uploads_count_against_the_visitors_rate(backend: Backend) {
