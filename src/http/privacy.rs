@@ -6,7 +6,8 @@
 //!   conversation of it (deleted ones too), each with its messages, their stored files'
 //!   descriptions and their evaluations. It is streamed a page at a time, so an export of any size
 //!   takes little memory; a failure midway breaks the connection off, so a truncated export can
-//!   never pass for a complete one.
+//!   never pass for a complete one. A visitor's export and erasure count against their message
+//!   rate, as an upload does.
 //! - `DELETE /v1/me` and `DELETE /v1/admin/contacts/{id}` → 204: the contact, its conversations,
 //!   messages and everything referring to them go in one transaction, then the stored files no
 //!   other row needs. Irreversible. The audit log records who erased which contact id and how much,
@@ -35,7 +36,7 @@ use switchboard_channel::Channel;
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiJson, ApiPath, StaffUser, Visitor},
+    extract::{ApiJson, ApiPath, ClientAddress, StaffUser, Visitor},
 };
 use crate::{
     ids::{ContactId, UserId},
@@ -81,13 +82,20 @@ enum Reader {
         (status = 200, description = "The export", body = crate::http::openapi::schemas::PersonalData),
         (status = 400, description = "`invalid_device_id`", body = crate::http::error::ErrorBody),
         (status = 401, description = "`unauthenticated`, `invalid_token`, `token_required`", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: counts against the visitor's message rate", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
         (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
     ),
 )]
 pub(super) async fn export_me(
     State(state): State<AppState>,
     visitor: Visitor,
+    ClientAddress(address): ClientAddress,
 ) -> Result<Response, ApiError> {
+    // Reading a whole history is work: a visitor who asks again and again is held to their rate.
+    state
+        .limits
+        .visitors
+        .message(&visitor.external_id(), address, false)?;
     let mut reader = state.store.reader();
     let found = contacts::find_id(&mut reader, Channel::WEB, &visitor.external_id()).await?;
     let contact = match found {
@@ -118,13 +126,19 @@ pub(super) async fn export_me(
         (status = 204, description = "Erased (also when nothing was stored)"),
         (status = 400, description = "`invalid_device_id`", body = crate::http::error::ErrorBody),
         (status = 401, description = "`unauthenticated`, `invalid_token`, `token_required`", body = crate::http::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: counts against the visitor's message rate", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds until trying again makes sense"))),
         (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
     ),
 )]
 pub(super) async fn erase_me(
     State(state): State<AppState>,
     visitor: Visitor,
+    ClientAddress(address): ClientAddress,
 ) -> Result<StatusCode, ApiError> {
+    state
+        .limits
+        .visitors
+        .message(&visitor.external_id(), address, false)?;
     let found = contacts::find_id(
         &mut state.store.reader(),
         Channel::WEB,

@@ -26,6 +26,48 @@ both_backends!(
     a_reply_being_written_for_an_erased_visitor_is_not_stored,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitors_exports_and_erasures_count_against_their_rate() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |c| {
+        c.limits.visitor.messages_per_minute = 3
+    })
+    .await;
+    let (status, body) = app.send("dev-a", json!({"content": "hello"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, export) = app.get("dev-a", "/v1/me/export").await;
+    assert_eq!(status, 200, "{export}");
+    assert_eq!(export["conversations"].as_array().map(Vec::len), Some(1));
+    let response = app
+        .request(Method::DELETE, "/v1/me", "dev-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    // The fourth request of the minute is refused, and changes nothing.
+    let response = app
+        .request(Method::GET, "/v1/me/export", "dev-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, body) = json_response(response).await;
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let response = app
+        .request(Method::DELETE, "/v1/me", "dev-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    // Another visitor is not held back.
+    let (status, body) = app.send("dev-b", json!({"content": "hi"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, export) = app.get("dev-b", "/v1/me/export").await;
+    assert_eq!(status, 200, "{export}");
+    assert_eq!(export["conversations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(app.count("contacts").await, 1, "dev-a erased, dev-b kept");
+}
+
 const NUMBER: &str = "106540352242922";
 const USER: &str = "16505551234";
 const OPERATOR: &str = "test-operator-token";
