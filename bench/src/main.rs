@@ -66,6 +66,24 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: Option<&'static std::ffi::c_char> =
     Some(unsafe { &*switchboard::ALLOCATOR_OPTIONS.as_ptr() });
 
+/// What `--help` prints.
+const USAGE: &str = "\
+switchboard-bench: starts the gateway (echo agent) in a child process and prints its figures
+
+  --duration N              seconds of each back-to-back load: web, WhatsApp, Telegram (10)
+  --visitors N              visitors sending back to back (64)
+  --rate-seconds N          seconds at a fixed 100 msgs/s per backend (20)
+  --sse N                   idle event streams to hold, 0 skips (10000)
+  --postgres URL            also measure PostgreSQL (default: TEST_DATABASE_URL)
+  --no-postgres             SQLite only
+  --no-sqlite               skip the SQLite web figures
+  --whatsapp-users N        WhatsApp users, 0 skips (64)
+  --telegram-connections N  Telegram connections, 0 skips (64)
+  --instances               two gateways on the PostgreSQL database
+  --ws                      only the WebSocket benchmark
+  --ws-sockets N            idle sockets to open with --ws (20000, capped by the open-files limit)
+";
+
 struct Options {
     duration: Duration,
     visitors: usize,
@@ -115,7 +133,11 @@ fn options() -> anyhow::Result<Options> {
             "--instances" => o.instances = true,
             "--ws" => o.ws = true,
             "--ws-sockets" => o.ws_sockets = value()?.parse()?,
-            other => bail!("unknown argument {other}; see the source for the options"),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n\n{USAGE}"),
         }
     }
     Ok(o)

@@ -441,42 +441,31 @@ async fn postmark_and_sendgrid_need_their_basic_auth() {
     smtp.wait_for(2).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attachments_are_kept_served_to_the_operator_and_erased_with_their_sender() {
-    let smtp = FakeSmtp::start().await;
-    let app = TestApp::spawn_with(&Backend::Sqlite, on_email(&smtp)).await;
-    let (status, body) = app.email(&fixture("attachment.eml")).await;
-    assert_eq!(status, 200, "{body}");
-    let stored = messages::find_by_provider_id(
+/// The mail of `attachment.eml`, as stored.
+async fn attachment_mail(app: &TestApp) -> messages::Message {
+    messages::find_by_provider_id(
         &mut app.store.reader(),
         switchboard_email::CHANNEL,
         "b8f2c1d4-3e5a-4f6b-9c7d-8e9f0a1b2c3d@example.com",
     )
     .await
     .unwrap()
-    .unwrap();
-    let attachment = &stored.attachments[0];
-    assert_eq!(attachment.mime_type.as_deref(), Some("application/pdf"));
-    let media_id = attachment.media_id.clone().expect("stored with the mail");
-    let served = app
-        .client
+    .expect("the mail is stored")
+}
+
+/// `GET /v1/media/{id}` as the operator.
+async fn fetched_by_operator(app: &TestApp, media_id: &str) -> reqwest::Response {
+    app.client
         .get(app.url(&format!("/v1/media/{media_id}")))
         .bearer_auth(OPERATOR)
         .send()
         .await
-        .unwrap();
-    assert_eq!(served.status(), 200);
-    assert_eq!(served.headers()["content-type"], "application/pdf");
-    let bytes = served.bytes().await.unwrap();
-    assert!(
-        bytes.starts_with(b"%PDF"),
-        "{:?}",
-        &bytes[..bytes.len().min(16)]
-    );
-    assert_eq!(Some(bytes.len() as u64), attachment.size);
+        .unwrap()
+}
 
-    // Erasing the sender takes the file along with their messages.
-    let conversation = conversations::get(&mut app.store.reader(), &stored.conversation_id)
+/// An admin erases the contact who wrote `mail`.
+async fn erase_sender(app: &TestApp, mail: &messages::Message) {
+    let conversation = conversations::get(&mut app.store.reader(), &mail.conversation_id)
         .await
         .unwrap()
         .unwrap();
@@ -490,14 +479,33 @@ async fn attachments_are_kept_served_to_the_operator_and_erased_with_their_sende
         )
         .await;
     assert_eq!(status, 204, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_kept_served_to_the_operator_and_erased_with_their_sender() {
+    let smtp = FakeSmtp::start().await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, on_email(&smtp)).await;
+    let (status, body) = app.email(&fixture("attachment.eml")).await;
+    assert_eq!(status, 200, "{body}");
+    let stored = attachment_mail(&app).await;
+    let attachment = &stored.attachments[0];
+    assert_eq!(attachment.mime_type.as_deref(), Some("application/pdf"));
+    let media_id = attachment.media_id.clone().expect("stored with the mail");
+    let served = fetched_by_operator(&app, &media_id).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "application/pdf");
+    let bytes = served.bytes().await.unwrap();
+    assert!(
+        bytes.starts_with(b"%PDF"),
+        "{:?}",
+        &bytes[..bytes.len().min(16)]
+    );
+    assert_eq!(Some(bytes.len() as u64), attachment.size);
+
+    // Erasing the sender takes the file along with their messages.
+    erase_sender(&app, &stored).await;
     assert_eq!(app.count("media").await, 0, "the mail's file is erased");
-    let served = app
-        .client
-        .get(app.url(&format!("/v1/media/{media_id}")))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .unwrap();
+    let served = fetched_by_operator(&app, &media_id).await;
     assert_eq!(served.status(), 404);
 }
 
@@ -517,14 +525,7 @@ async fn a_mails_file_is_linked_late_and_a_resent_mails_copy_removed(backend: Ba
         2,
         "the file, and the resend's copy"
     );
-    let stored = messages::find_by_provider_id(
-        &mut app.store.reader(),
-        switchboard_email::CHANNEL,
-        "b8f2c1d4-3e5a-4f6b-9c7d-8e9f0a1b2c3d@example.com",
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let stored = attachment_mail(&app).await;
     let media_id = stored.attachments[0].media_id.clone().expect("kept");
     // A stop came between the mail's write and its file's link.
     app.store
@@ -553,30 +554,11 @@ async fn a_mails_file_is_linked_late_and_a_resent_mails_copy_removed(backend: Ba
     assert_eq!(app.count("media").await, 1);
     // The copy shared the file (same content): the file stays for the mail's row.
     assert_eq!(crate::uploads::files_in(&app.config.media.dir).len(), 1);
-    let served = app
-        .client
-        .get(app.url(&format!("/v1/media/{media_id}")))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .unwrap();
+    let served = fetched_by_operator(&app, &media_id).await;
     assert_eq!(served.status(), 200);
 
     // Linked now, the file goes when its sender is erased.
-    let conversation = conversations::get(&mut app.store.reader(), &stored.conversation_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let (_, admin) = app.staff_token("adm@example.com", "admin").await;
-    let (status, body) = app
-        .staff_call(
-            Method::DELETE,
-            &format!("/v1/admin/contacts/{}", conversation.contact_id),
-            &admin,
-            None,
-        )
-        .await;
-    assert_eq!(status, 204, "{body}");
+    erase_sender(&app, &stored).await;
     assert_eq!(app.count("media").await, 0);
     let left = crate::uploads::files_in(&app.config.media.dir);
     assert!(left.is_empty(), "files left behind: {left:?}");

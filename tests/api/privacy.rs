@@ -37,12 +37,8 @@ async fn a_visitors_exports_and_erasures_count_against_their_rate() {
     let (status, export) = app.get("dev-a", "/v1/me/export").await;
     assert_eq!(status, 200, "{export}");
     assert_eq!(export["conversations"].as_array().map(Vec::len), Some(1));
-    let response = app
-        .request(Method::DELETE, "/v1/me", "dev-a")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    let erased = |device: &'static str| app.request(Method::DELETE, "/v1/me", device).send();
+    assert_eq!(erased("dev-a").await.unwrap().status(), 204);
     // The fourth request of the minute is refused, and changes nothing.
     let response = app
         .request(Method::GET, "/v1/me/export", "dev-a")
@@ -53,12 +49,7 @@ async fn a_visitors_exports_and_erasures_count_against_their_rate() {
     assert!(response.headers().contains_key("retry-after"));
     let (_, body) = json_response(response).await;
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
-    let response = app
-        .request(Method::DELETE, "/v1/me", "dev-a")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 429);
+    assert_eq!(erased("dev-a").await.unwrap().status(), 429);
     // Another visitor is not held back.
     let (status, body) = app.send("dev-b", json!({"content": "hi"})).await;
     assert_eq!(status, 200, "{body}");

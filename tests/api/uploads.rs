@@ -392,15 +392,10 @@ async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backe
     assert_eq!(response.status(), 200);
 
     // The row is the message's now (exports and erasure find it through the message).
-    let (linked,): (Option<String>,) = app
-        .store
-        .reader()
-        .fetch_one(
-            switchboard::store::query("SELECT message_id FROM media WHERE id = $1").bind(&id),
-        )
-        .await
-        .expect("the media row");
-    assert_eq!(linked.as_deref(), sent["message"]["id"].as_str());
+    assert_eq!(
+        linked_message(&app, &id).await.as_deref(),
+        sent["message"]["id"].as_str()
+    );
 
     // A second message attaches another upload, and the gateway stops before writing the link
     // (the message's write and the link are two transactions): only the message names the file.
@@ -468,15 +463,10 @@ async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backe
         .await
         .expect("get");
     assert_eq!(response.status(), 200);
-    let (relinked,): (Option<String>,) = app
-        .store
-        .reader()
-        .fetch_one(
-            switchboard::store::query("SELECT message_id FROM media WHERE id = $1").bind(&late),
-        )
-        .await
-        .expect("the media row");
-    assert_eq!(relinked.as_deref(), second["message"]["id"].as_str());
+    assert_eq!(
+        linked_message(&app, &late).await.as_deref(),
+        second["message"]["id"].as_str()
+    );
     assert_eq!(sweep.sweep().await.expect("a sweep"), Swept::default());
 
     // Linked, both files go when the visitor is erased.
@@ -489,6 +479,19 @@ async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backe
     assert_eq!(app.count("media").await, 0);
     let left = files_in(&app.config.media.dir);
     assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+/// The message a stored file's row is linked to.
+async fn linked_message(app: &TestApp, media_id: &str) -> Option<String> {
+    let (linked,): (Option<String>,) = app
+        .store
+        .reader()
+        .fetch_one(
+            switchboard::store::query("SELECT message_id FROM media WHERE id = $1").bind(media_id),
+        )
+        .await
+        .expect("the media row");
+    linked
 }
 
 async fn uploads_count_against_the_visitors_rate(backend: Backend) {
