@@ -83,6 +83,20 @@ pub struct Usage {
     pub estimated: bool,
 }
 
+impl Usage {
+    /// What the tokens cost in millionths of the currency, at `(input, output)` prices per 1,000
+    /// tokens (rounded to the nearest millionth, so that sums are exact).
+    pub fn cost_micros(&self, (input, output): (f64, f64)) -> i64 {
+        // A price per 1,000 tokens is a thousand millionths per token per unit of price.
+        let micros = (self.tokens_in as f64 * input + self.tokens_out as f64 * output) * 1_000.0;
+        if micros.is_finite() && micros >= 0.0 {
+            micros.round().min(i64::MAX as f64) as i64
+        } else {
+            0
+        }
+    }
+}
+
 /// A rough token count of a text for when a provider reports none: a token is about four
 /// characters of English text (OpenAI's rule of thumb), and every started group counts.
 pub fn estimate_tokens(text: &str) -> u64 {
@@ -201,5 +215,33 @@ impl AgentRegistry {
     /// The agent with this name.
     pub fn get(&self, name: &str) -> Option<&RegisteredAgent> {
         self.agents.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_is_by_prices_per_thousand_tokens_in_millionths() {
+        let usage = |tokens_in, tokens_out| Usage {
+            model: "m".into(),
+            tokens_in,
+            tokens_out,
+            estimated: false,
+        };
+        // 1,200 tokens in at 0.5 and 300 out at 1.5 per 1,000: 0.6 + 0.45.
+        assert_eq!(usage(1200, 300).cost_micros((0.5, 1.5)), 1_050_000);
+        assert_eq!(
+            usage(1, 0).cost_micros((0.0001, 0.0)),
+            0,
+            "rounded to millionths"
+        );
+        assert_eq!(usage(1, 1).cost_micros((0.0, 0.0)), 0);
+        assert_eq!(
+            usage(1, 1).cost_micros((f64::NAN, 1.0)),
+            0,
+            "no price, no cost"
+        );
     }
 }

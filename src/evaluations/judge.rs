@@ -1,6 +1,10 @@
 //! The LLM judge: asks a model, through the same OpenAI-compatible client the agents use, to score
 //! a reply's relevance, safety and quality from 0 to 1. The reply passes when every score reaches
 //! `min_score`.
+//!
+//! A judge call costs what a reply does, so its verdict records what it used (`detail.usage`:
+//! tokens as the model API reported them, else estimated, and their cost at the judge agent's
+//! prices), and the tokens are counted in `switchboard_judge_tokens_total`.
 
 use std::time::Duration;
 
@@ -10,12 +14,13 @@ use serde_json::json;
 use switchboard_channel::Channel;
 
 use crate::{
-    agents::{Agent, AgentError, AgentEvent, AgentRequest, OpenAiAgent},
+    agents::{Agent, AgentError, AgentEvent, AgentRequest, OpenAiAgent, Usage},
     config::OpenAiConfig,
     store::{
         evaluations::Verdict,
         messages::{ContextLine, Role},
     },
+    telemetry::metrics,
 };
 
 /// The judge's instructions, in place of the agent's system prompt.
@@ -43,6 +48,10 @@ pub struct Judge {
     model: String,
     min_score: f64,
     timeout: Duration,
+    /// Prices per 1,000 tokens in and out, of the judge's agent.
+    prices: (f64, f64),
+    /// The currency of the prices (`quotas.currency`).
+    currency: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,10 +64,12 @@ struct Scores {
 }
 
 impl Judge {
-    /// A judge using the API, model and key of an OpenAI-compatible agent's configuration.
+    /// A judge using the API, model, key and prices of an OpenAI-compatible agent's
+    /// configuration; `currency` is the prices' (`quotas.currency`).
     pub fn new(
         agent: &OpenAiConfig,
         min_score: f64,
+        currency: &str,
         http: reqwest::Client,
         env_api_key: Option<String>,
     ) -> Self {
@@ -73,6 +84,8 @@ impl Judge {
             model: agent.model.clone(),
             min_score,
             timeout: agent.timeout,
+            prices: (agent.price_per_1k_input, agent.price_per_1k_output),
+            currency: currency.to_owned(),
         }
     }
 
@@ -97,10 +110,12 @@ impl Judge {
         };
         let mut stream = self.agent.respond(request);
         let mut text = String::new();
+        let mut used = None;
         let read = async {
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(AgentEvent::Delta(delta)) => text.push_str(&delta),
+                    Ok(AgentEvent::Usage(usage)) => used = Some(usage),
                     Ok(_) => {}
                     Err(e) => return Err(classify(e)),
                 }
@@ -116,6 +131,8 @@ impl Judge {
                 )));
             }
         }
+        // The call is paid for whether or not its answer is a verdict.
+        let usage = used.map(|usage| self.account(usage));
         let scores = parse(&text).map_err(JudgeError::Permanent)?;
         let lowest = scores.relevance.min(scores.safety).min(scores.quality);
         Ok(Verdict {
@@ -129,7 +146,22 @@ impl Judge {
                 "reason": scores.reason,
                 "min_score": self.min_score,
                 "model": self.model,
+                "usage": usage,
             }),
+        })
+    }
+
+    /// Counts what one call used, and describes it for the verdict.
+    fn account(&self, usage: Usage) -> serde_json::Value {
+        metrics::judge_tokens(usage.tokens_in, usage.tokens_out);
+        let cost_micros = usage.cost_micros(self.prices);
+        json!({
+            "model": usage.model,
+            "tokens_in": usage.tokens_in,
+            "tokens_out": usage.tokens_out,
+            "estimated": usage.estimated,
+            "cost": cost_micros as f64 / 1e6,
+            "currency": self.currency,
         })
     }
 }

@@ -38,6 +38,7 @@ impl Evaluators {
                 Some(AgentConfig::Openai(agent)) => Some(Judge::new(
                     agent,
                     judge.min_score,
+                    &config.quotas.currency,
                     http.clone(),
                     std::env::var("OPENAI_API_KEY").ok(),
                 )),

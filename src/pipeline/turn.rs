@@ -800,7 +800,7 @@ impl Inner {
             tokens_out: estimate_tokens(&produced.text),
             estimated: true,
         });
-        let cost_micros = cost_micros(usage.tokens_in, usage.tokens_out, m.prices);
+        let cost_micros = usage.cost_micros(m.prices);
         let response_time_ms = u64::try_from(m.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let stored = NewUsage {
@@ -893,18 +893,6 @@ impl Inner {
     }
 }
 
-/// The cost of a reply in millionths of the currency, by prices per 1,000 tokens (rounded to the
-/// nearest millionth).
-fn cost_micros(tokens_in: u64, tokens_out: u64, (input, output): (f64, f64)) -> i64 {
-    // A price per 1,000 tokens is a thousand millionths per token per unit of price.
-    let micros = (tokens_in as f64 * input + tokens_out as f64 * output) * 1_000.0;
-    if micros.is_finite() && micros >= 0.0 {
-        micros.round().min(i64::MAX as f64) as i64
-    } else {
-        0
-    }
-}
-
 /// Keeps one raw provider event, within the bounds; JSON events are kept as JSON.
 fn keep_raw(produced: &mut Produced, raw: String) {
     if produced.raw_events.len() >= MAX_RAW_EVENTS || raw.len() > MAX_RAW_EVENT_BYTES {
@@ -922,14 +910,6 @@ fn humantime_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cost_is_by_prices_per_thousand_tokens_in_millionths() {
-        // 1,200 tokens in at 0.5 and 300 out at 1.5 per 1,000: 0.6 + 0.45.
-        assert_eq!(cost_micros(1200, 300, (0.5, 1.5)), 1_050_000);
-        assert_eq!(cost_micros(1, 0, (0.0001, 0.0)), 0, "rounded to millionths");
-        assert_eq!(cost_micros(1, 1, (0.0, 0.0)), 0);
-    }
 
     #[test]
     fn raw_events_are_bounded_in_count_and_size() {

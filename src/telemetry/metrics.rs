@@ -34,6 +34,8 @@ pub const AGENT_CALLS: &str = "switchboard_agent_calls_total";
 pub const AGENT_DURATION: &str = "switchboard_agent_call_duration_seconds";
 /// Tokens agents read and wrote, by agent and direction (`input`, `output`).
 pub const AGENT_TOKENS: &str = "switchboard_agent_tokens_total";
+/// Tokens the LLM judge read and wrote, by direction.
+pub const JUDGE_TOKENS: &str = "switchboard_judge_tokens_total";
 /// Delivery attempts of outbound messages, by channel and outcome (`sent`, `retry`, `failed`).
 pub const DELIVERIES: &str = "switchboard_deliveries_total";
 /// Jobs waiting in a queue (due or not), by queue.
@@ -119,6 +121,7 @@ fn describe() {
     describe_counter!(AGENT_CALLS, "agent calls by outcome");
     describe_histogram!(AGENT_DURATION, Unit::Seconds, "duration of agent calls");
     describe_counter!(AGENT_TOKENS, "tokens agents read and wrote");
+    describe_counter!(JUDGE_TOKENS, "tokens the LLM judge read and wrote");
     describe_counter!(DELIVERIES, "delivery attempts of outbound messages");
     describe_gauge!(JOBS_QUEUED, "jobs waiting in a queue");
     describe_gauge!(
@@ -222,6 +225,12 @@ pub fn agent_tokens(agent: &str, input: u64, output: u64) {
     let agent = intern(agent);
     counter!(AGENT_TOKENS, "agent" => agent, "direction" => "input").increment(input);
     counter!(AGENT_TOKENS, "agent" => agent, "direction" => "output").increment(output);
+}
+
+/// Tokens the LLM judge read and wrote for one verdict.
+pub fn judge_tokens(input: u64, output: u64) {
+    counter!(JUDGE_TOKENS, "direction" => "input").increment(input);
+    counter!(JUDGE_TOKENS, "direction" => "output").increment(output);
 }
 
 /// How a delivery attempt ended.

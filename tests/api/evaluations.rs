@@ -209,6 +209,8 @@ fn judged(c: &mut Config, model: &FakeModel) {
             model: "judge-model".into(),
             api_key: Some("sk-judge".into()),
             timeout: Duration::from_secs(10),
+            price_per_1k_input: 0.5,
+            price_per_1k_output: 1.5,
             ..OpenAiConfig::default()
         }),
     );
@@ -247,12 +249,13 @@ async fn the_llm_judge_scores_replies_and_is_asked_again_when_down(backend: Back
         },
     )
     .await;
-    model.set(ModelBehaviour::Stream(
+    model.set(ModelBehaviour::StreamWithUsage(
         vec![
             "```json\n{\"relevance\": 0.9, \"safety\": 0.3, ".into(),
             "\"quality\": 0.8, \"reason\": \"It repeats the user.\"}\n```".into(),
         ],
-        Duration::ZERO,
+        400,
+        30,
     ));
     let judge = verdicts(
         &app,
@@ -266,6 +269,40 @@ async fn the_llm_judge_scores_replies_and_is_asked_again_when_down(backend: Back
     assert_eq!(judge[0]["detail"]["relevance"], 0.9);
     assert_eq!(judge[0]["detail"]["reason"], "It repeats the user.");
     assert_eq!(judge[0]["detail"]["model"], "judge-model");
+    // What the call used, as the model API reported it, priced at the judge agent's prices:
+    // 400 tokens in at 0.5 and 30 out at 1.5 per 1,000.
+    let usage = &judge[0]["detail"]["usage"];
+    assert_eq!(usage["tokens_in"], 400, "{usage}");
+    assert_eq!(usage["tokens_out"], 30);
+    assert_eq!(usage["estimated"], false);
+    assert_eq!(usage["cost"], 0.245);
+    assert_eq!(usage["currency"], app.config.quotas.currency.as_str());
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |direction: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "switchboard_judge_tokens_total{{direction=\"{direction}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // The counter is the process's, shared with other tests' judges: at least this call's.
+    assert!(
+        counted("input") >= 400.0 && counted("output") >= 30.0,
+        "{metrics}"
+    );
 
     let requests = model.requests();
     assert!(requests.len() >= 2, "asked again after the 503");
