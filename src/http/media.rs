@@ -1,8 +1,12 @@
 //! `GET /v1/media/{id}`: the gateway's stored copy of a file a user sent. These are private files
-//! of end users: the operator (bearer token) and signed-in staff get any of them; a website
+//! of end users: the operator (bearer token) gets any of them; signed-in staff get a file as they
+//! see its conversation (an expert the conversations they hold or may take; supervisors and admins
+//! every one, and the files no message uses yet), and each fetch is in the audit log as a view of
+//! the conversation (an observation, for a supervisor's look at somebody else's); a website
 //! visitor gets the files they uploaded themselves (`POST /v1/uploads`) and the files of their
-//! conversations' messages (an expert's), and everybody else a 404 as for a missing file. A file is whatever its sender made it: it is served so that a browser
-//! never runs it (downloaded unless it is an image, audio or video; no sniffing; a sandbox).
+//! conversations' messages (an expert's); everybody else a 404 as for a missing file. A file is
+//! whatever its sender made it: it is served so that a browser never runs it (downloaded unless it
+//! is an image, audio or video; no sniffing; a sandbox).
 
 use axum::{
     body::Body,
@@ -10,6 +14,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
+use serde_json::json;
 use tokio_util::io::ReaderStream;
 
 use super::{
@@ -17,7 +22,15 @@ use super::{
     auth::require_operator,
     extract::{ApiPath, StaffUser, Visitor},
 };
-use crate::store::media;
+use crate::{
+    experts::ExpertError,
+    store::{
+        audit,
+        media::{self, StoredMedia},
+        messages,
+        users::StaffRole,
+    },
+};
 
 /// `GET /v1/media/{id}`
 #[utoipa::path(
@@ -25,14 +38,14 @@ use crate::store::media;
     path = "/v1/media/{id}",
     tag = "media",
     summary = "A stored file",
-    description = "The gateway's copy of a file a user sent: for the operator and staff any file; for a website visitor (their identity headers) the files they uploaded and those of their conversations' messages; 404 for anything else. Served so that a browser never runs it: `Content-Disposition: attachment` unless it is an image (not SVG), audio or video, `X-Content-Type-Options: nosniff`, `Content-Security-Policy: sandbox`.",
+    description = "The gateway's copy of a file a user sent: for the operator any file; for staff the files of conversations they may see (supervisors and admins also files no message uses yet), each fetch audited as a view; for a website visitor (their identity headers) the files they uploaded and those of their conversations' messages; 404 for anything else. Served so that a browser never runs it: `Content-Disposition: attachment` unless it is an image (not SVG), audio or video, `X-Content-Type-Options: nosniff`, `Content-Security-Policy: sandbox`.",
     security(("operator_token" = [])),
     params(("id" = String, Path, description = "The stored file's id (`attachments[].media_id`)")),
     responses(
         (status = 200, description = "The file, with the MIME type it was stored with", content_type = "application/octet-stream", body = crate::http::openapi::schemas::Binary),
         (status = 400, description = "`invalid_path`", body = crate::http::error::ErrorBody),
         (status = 401, description = "`unauthenticated`: no operator token, a wrong one, or none configured", body = crate::http::error::ErrorBody),
-        (status = 404, description = "`not_found`: no such file", body = crate::http::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such file, or not one the caller may see", body = crate::http::error::ErrorBody),
         (status = 500, description = "`internal`: details only in the log", body = crate::http::error::ErrorBody),
     ),
 )]
@@ -43,8 +56,13 @@ pub(super) async fn get(
     staff: Result<StaffUser, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut reader = state.store.reader();
-    let stored = if require_operator(&state, &headers).is_ok() || staff.is_ok() {
+    let stored = if require_operator(&state, &headers).is_ok() {
         media::get(&mut reader, &id).await?
+    } else if let Ok(staff) = staff {
+        match media::get(&mut reader, &id).await? {
+            Some(stored) => for_staff(&state, &staff, stored).await?,
+            None => None,
+        }
     } else {
         // Not staff: a visitor (whose identity errors are the answer), and only their files.
         let visitor = Visitor::from_headers(&state, &headers, None, None)?;
@@ -91,6 +109,50 @@ pub(super) async fn get(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// A file for a staff member who may see its conversation, the fetch recorded in the audit log;
+/// a file no message uses yet only for supervisors and admins.
+async fn for_staff(
+    state: &AppState,
+    staff: &StaffUser,
+    stored: StoredMedia,
+) -> Result<Option<StoredMedia>, ApiError> {
+    let message = match &stored.message_id {
+        Some(id) => messages::get(&mut state.store.reader(), id).await?,
+        None => None,
+    };
+    let supervisor = staff.user.role.includes(StaffRole::Supervisor);
+    let conversation = match message {
+        Some(message) => match state
+            .experts
+            .visible(&staff.user, &message.conversation_id)
+            .await
+        {
+            Ok(conversation) => Some(conversation),
+            Err(ExpertError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        },
+        None if supervisor => None,
+        None => return Ok(None),
+    };
+    let mine = conversation
+        .as_ref()
+        .is_some_and(|c| c.expert_id.as_deref() == Some(staff.user.id.as_str()));
+    let action = if supervisor && !mine {
+        audit::Action::Observe
+    } else {
+        audit::Action::View
+    };
+    super::staff::audit(
+        state,
+        staff,
+        action,
+        conversation.as_ref().map(|c| c.id.as_str()),
+        json!({"file": stored.id}),
+    )
+    .await?;
+    Ok(Some(stored))
 }
 
 /// `inline` only for media a browser shows without running anything (images but SVG, audio,

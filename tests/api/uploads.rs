@@ -28,6 +28,7 @@ both_backends!(
     only_pictures_and_pdfs_in_one_file_part_are_accepted,
     an_upload_is_private_to_its_visitor,
     a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch,
+    staff_get_a_file_as_they_see_its_conversation_and_every_fetch_is_audited,
     uploads_count_against_the_visitors_rate,
 );
 
@@ -308,8 +309,8 @@ async fn an_upload_is_private_to_its_visitor(backend: Backend) {
     // Without any identity: who is asking?
     let response = app.client.get(app.url(&path)).send().await.expect("get");
     assert_eq!(response.status(), 401);
-    // A staff member may look.
-    let (_, token) = app.staff_token("ada@example.com", "expert").await;
+    // A supervisor may look (an expert only at files of conversations they may see).
+    let (_, token) = app.staff_token("ada@example.com", "supervisor").await;
     let response = app
         .as_staff(Method::GET, &path, &token)
         .send()
@@ -479,6 +480,101 @@ async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backe
     assert_eq!(app.count("media").await, 0);
     let left = files_in(&app.config.media.dir);
     assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+async fn staff_get_a_file_as_they_see_its_conversation_and_every_fetch_is_audited(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(&backend, |c| c.routing.default_agent = "echo".into()).await;
+    let (_, body) = upload(&app, "dev-1", file(png(), "photo.png", "image/png")).await;
+    let attached = body["id"].as_str().expect("an id").to_owned();
+    let mut other = png();
+    other.extend_from_slice(b"unused");
+    let (_, body) = upload(&app, "dev-1", file(other, "unused.png", "image/png")).await;
+    let unused = body["id"].as_str().expect("an id").to_owned();
+    let (status, sent) = app
+        .send(
+            "dev-1",
+            json!({"content": "look", "attachments": [{"upload_id": attached}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let conversation = sent["conversation_id"].as_str().expect("a conversation");
+
+    let fetch = |token: String, id: String| {
+        let app = &app;
+        async move {
+            app.as_staff(Method::GET, &format!("/v1/media/{id}"), &token)
+                .send()
+                .await
+                .expect("get")
+                .status()
+        }
+    };
+    // The AI answers the conversation: an expert may not see it, nor its file, nor a file no
+    // message uses.
+    let (expert_id, expert) = app.staff_token("eve@example.com", "expert").await;
+    assert_eq!(fetch(expert.clone(), attached.clone()).await, 404);
+    assert_eq!(fetch(expert.clone(), unused.clone()).await, 404);
+    // A supervisor may, and observes.
+    let (supervisor_id, supervisor) = app.staff_token("sue@example.com", "supervisor").await;
+    assert_eq!(fetch(supervisor.clone(), attached.clone()).await, 200);
+    assert_eq!(fetch(supervisor.clone(), unused.clone()).await, 200);
+
+    let (_, admin) = app.staff_token("adm@example.com", "admin").await;
+    let entries = |actor: String| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let (status, log) = app
+                .staff_call(
+                    Method::GET,
+                    &format!("/v1/admin/audit?actor={actor}"),
+                    &admin,
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{log}");
+            log["entries"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let observed = entries(supervisor_id).await;
+    let of = |file: &str| {
+        observed
+            .iter()
+            .find(|e| e["detail"]["file"] == file)
+            .cloned()
+            .unwrap_or_else(|| panic!("no entry for {file}: {observed:#?}"))
+    };
+    let attached_entry = of(&attached);
+    assert_eq!(attached_entry["action"], "observe");
+    assert_eq!(attached_entry["conversation_id"], conversation);
+    let unused_entry = of(&unused);
+    assert_eq!(unused_entry["action"], "observe");
+    assert!(unused_entry["conversation_id"].is_null(), "{unused_entry}");
+    // Handed to the experts, the expert who takes the conversation gets its file: a view.
+    let (status, body) = app.handoff("dev-1", conversation).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/expert/conversations/{conversation}/claim"),
+            &expert,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fetch(expert.clone(), attached.clone()).await, 200);
+    assert_eq!(fetch(expert.clone(), unused.clone()).await, 404);
+    // Only the fetch that showed the file is recorded, as a view of the conversation.
+    let fetched: Vec<Value> = entries(expert_id)
+        .await
+        .into_iter()
+        .filter(|e| !e["detail"]["file"].is_null())
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:#?}");
+    assert_eq!(fetched[0]["action"], "view");
+    assert_eq!(fetched[0]["detail"]["file"], attached.as_str());
+    assert_eq!(fetched[0]["conversation_id"], conversation);
 }
 
 /// The message a stored file's row is linked to.
