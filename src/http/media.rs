@@ -39,7 +39,7 @@ use crate::{
     tag = "media",
     summary = "A stored file",
     description = "The gateway's copy of a file a user sent: for the operator any file; for staff the files of conversations they may see (supervisors and admins also files no message uses yet), each fetch audited as a view; for a website visitor (their identity headers) the files they uploaded and those of their conversations' messages; 404 for anything else. Served so that a browser never runs it: `Content-Disposition: attachment` unless it is an image (not SVG), audio or video, `X-Content-Type-Options: nosniff`, `Content-Security-Policy: sandbox`.",
-    security(("operator_token" = [])),
+    security(("operator_token" = []), ("staff_token" = []), ("dashboard_session" = []), ("device_id" = []), ("visitor_jwt" = [])),
     params(("id" = String, Path, description = "The stored file's id (`attachments[].media_id`)")),
     responses(
         (status = 200, description = "The file, with the MIME type it was stored with", content_type = "application/octet-stream", body = crate::http::openapi::schemas::Binary),
