@@ -277,32 +277,14 @@ async fn the_llm_judge_scores_replies_and_is_asked_again_when_down(backend: Back
     assert_eq!(usage["estimated"], false);
     assert_eq!(usage["cost"], 0.245);
     assert_eq!(usage["currency"], app.config.quotas.currency.as_str());
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted = |direction: &str| {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "switchboard_judge_tokens_total{{direction=\"{direction}\"}}"
-                ))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
     // The counter is the process's, shared with other tests' judges: at least this call's.
-    assert!(
-        counted("input") >= 400.0 && counted("output") >= 30.0,
-        "{metrics}"
-    );
+    let input = app
+        .metric("switchboard_judge_tokens_total{direction=\"input\"}")
+        .await;
+    let output = app
+        .metric("switchboard_judge_tokens_total{direction=\"output\"}")
+        .await;
+    assert!(input >= 400.0 && output >= 30.0, "{input} in, {output} out");
 
     let requests = model.requests();
     assert!(requests.len() >= 2, "asked again after the 503");

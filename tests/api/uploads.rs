@@ -322,15 +322,7 @@ async fn an_upload_is_private_to_its_visitor(backend: Backend) {
     // A visitor who erases themselves takes their uploads along, attached or not.
     let (status, _) = app.send("dev-1", json!({"content": "hi"})).await;
     assert_eq!(status, 200);
-    let response = app
-        .request(Method::DELETE, "/v1/me", "dev-1")
-        .send()
-        .await
-        .expect("erase");
-    assert_eq!(response.status(), 204);
-    assert_eq!(app.count("media").await, 0);
-    let left = files_in(&app.config.media.dir);
-    assert!(left.is_empty(), "files left behind: {left:?}");
+    erase_leaving_no_file(&app, "dev-1").await;
 }
 
 async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backend: Backend) {
@@ -471,15 +463,7 @@ async fn a_message_attaches_an_upload_that_the_visitor_and_staff_can_fetch(backe
     assert_eq!(sweep.sweep().await.expect("a sweep"), Swept::default());
 
     // Linked, both files go when the visitor is erased.
-    let response = app
-        .request(Method::DELETE, "/v1/me", "dev-1")
-        .send()
-        .await
-        .expect("erase");
-    assert_eq!(response.status(), 204);
-    assert_eq!(app.count("media").await, 0);
-    let left = files_in(&app.config.media.dir);
-    assert!(left.is_empty(), "files left behind: {left:?}");
+    erase_leaving_no_file(&app, "dev-1").await;
 }
 
 async fn staff_get_a_file_as_they_see_its_conversation_and_every_fetch_is_audited(
@@ -575,6 +559,19 @@ async fn staff_get_a_file_as_they_see_its_conversation_and_every_fetch_is_audite
     assert_eq!(fetched[0]["action"], "view");
     assert_eq!(fetched[0]["detail"]["file"], attached.as_str());
     assert_eq!(fetched[0]["conversation_id"], conversation);
+}
+
+/// The visitor erases themselves (`DELETE /v1/me`): no file row and no file is left.
+async fn erase_leaving_no_file(app: &TestApp, device: &str) {
+    let response = app
+        .request(Method::DELETE, "/v1/me", device)
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.count("media").await, 0);
+    let left = files_in(&app.config.media.dir);
+    assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
 /// The message a stored file's row is linked to.

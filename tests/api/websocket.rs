@@ -628,24 +628,9 @@ async fn silent_sockets_are_closed_and_a_shutdown_says_going_away() {
 
 /// The open event transports, from the metrics: (WebSockets, event streams).
 async fn transports_open(app: &TestApp) -> (u64, u64) {
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let gauge = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or_default() as u64
-    };
     (
-        gauge("switchboard_websockets_open "),
-        gauge("switchboard_event_streams_open "),
+        app.metric("switchboard_websockets_open").await as u64,
+        app.metric("switchboard_event_streams_open").await as u64,
     )
 }
 

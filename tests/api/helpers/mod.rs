@@ -369,6 +369,27 @@ impl TestApp {
             .expect("stream request")
     }
 
+    /// The value of one metric series (its name with labels, as `/metrics` prints it, e.g.
+    /// `switchboard_websockets_open` or `x_total{direction="input"}`); 0 when it is not there.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let metrics = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("the metrics")
+            .text()
+            .await
+            .expect("the metrics' text");
+        metrics
+            .lines()
+            .find_map(|line| {
+                let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+                value.trim().parse::<f64>().ok()
+            })
+            .unwrap_or_default()
+    }
+
     /// Counts rows of a table (messages, conversations, contacts, media).
     pub async fn count(&self, table: &str) -> i64 {
         let sql: &'static str = match table {
